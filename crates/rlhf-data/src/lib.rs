@@ -1,0 +1,1 @@
+//! rlhf-data: see DESIGN.md

@@ -1,0 +1,351 @@
+//! Checkpoint directories in Hugging Face layout — `config.json`, `model.safetensors`,
+//! `tokenizer.json` — plus `rlhf.json`, a small file of ours (head kind, reward normalization,
+//! training step). Directories are written whole into a temporary sibling and renamed into
+//! place, so a crash never leaves a half-written checkpoint.
+
+use crate::error::{ModelError, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use tch::{Kind, Tensor};
+
+/// File names inside a checkpoint directory.
+pub const CONFIG_FILE: &str = "config.json";
+/// Weights, safetensors format with `{"format": "pt"}` metadata as `transformers` expects.
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// Hugging Face `tokenizers` JSON.
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+/// Our own metadata.
+pub const META_FILE: &str = "rlhf.json";
+
+/// What head a checkpoint carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadKind {
+    /// A causal LM (tied unembedding): `GPT2LMHeadModel`.
+    Lm,
+    /// A reward model: one scalar per sequence (`GPT2ForSequenceClassification`, 1 label).
+    Reward,
+    /// A value function: one scalar per token (same weights layout as `Reward`).
+    Value,
+}
+
+impl HeadKind {
+    /// The Hugging Face class name written in `config.json`'s `architectures`.
+    pub fn hf_architecture(self) -> &'static str {
+        match self {
+            HeadKind::Lm => "GPT2LMHeadModel",
+            HeadKind::Reward | HeadKind::Value => "GPT2ForSequenceClassification",
+        }
+    }
+}
+
+/// The content of `rlhf.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointMeta {
+    /// Which head the weights carry.
+    pub head: HeadKind,
+    /// Added to every reward (`RewardModel::score`) so that labeler demonstrations score 0 on
+    /// average. 0 until the reward trainer sets it.
+    #[serde(default)]
+    pub reward_bias: f64,
+    /// Optimizer steps taken so far.
+    #[serde(default)]
+    pub step: u64,
+    /// Free-form fields stages may add (stage name, epoch, metrics).
+    #[serde(default, flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl CheckpointMeta {
+    /// Metadata for a fresh model with this head.
+    pub fn new(head: HeadKind) -> Self {
+        CheckpointMeta {
+            head,
+            reward_bias: 0.0,
+            step: 0,
+            extra: Default::default(),
+        }
+    }
+
+    /// Reads `dir/rlhf.json`, or `None` if the directory has none (a plain HF checkpoint).
+    pub fn read(dir: &Path) -> Result<Option<Self>> {
+        let path = dir.join(META_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| ModelError::Json {
+                path,
+                msg: e.to_string(),
+            })
+    }
+}
+
+fn kind_to_dtype(kind: Kind) -> Result<safetensors::Dtype> {
+    use safetensors::Dtype;
+    Ok(match kind {
+        Kind::Float => Dtype::F32,
+        Kind::Double => Dtype::F64,
+        Kind::Half => Dtype::F16,
+        Kind::BFloat16 => Dtype::BF16,
+        Kind::Int64 => Dtype::I64,
+        Kind::Int => Dtype::I32,
+        Kind::Int8 => Dtype::I8,
+        Kind::Uint8 => Dtype::U8,
+        Kind::Bool => Dtype::BOOL,
+        other => {
+            return Err(ModelError::Input(format!(
+                "cannot store a {other:?} tensor in safetensors"
+            )))
+        }
+    })
+}
+
+fn dtype_to_kind(dtype: safetensors::Dtype) -> Option<Kind> {
+    use safetensors::Dtype;
+    Some(match dtype {
+        Dtype::F32 => Kind::Float,
+        Dtype::F64 => Kind::Double,
+        Dtype::F16 => Kind::Half,
+        Dtype::BF16 => Kind::BFloat16,
+        Dtype::I64 => Kind::Int64,
+        Dtype::I32 => Kind::Int,
+        Dtype::I8 => Kind::Int8,
+        Dtype::U8 => Kind::Uint8,
+        Dtype::BOOL => Kind::Bool,
+        _ => return None,
+    })
+}
+
+/// Serializes named tensors to safetensors bytes with `{"format": "pt"}` metadata (which
+/// `transformers` requires). Tensors are moved to the CPU and made contiguous.
+pub fn safetensors_bytes(tensors: &[(String, Tensor)]) -> Result<Vec<u8>> {
+    struct View {
+        dtype: safetensors::Dtype,
+        shape: Vec<usize>,
+        data: Vec<u8>,
+    }
+    impl safetensors::View for &View {
+        fn dtype(&self) -> safetensors::Dtype {
+            self.dtype
+        }
+        fn shape(&self) -> &[usize] {
+            &self.shape
+        }
+        fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+            std::borrow::Cow::Borrowed(&self.data)
+        }
+        fn data_len(&self) -> usize {
+            self.data.len()
+        }
+    }
+    let mut views = Vec::with_capacity(tensors.len());
+    for (name, t) in tensors {
+        let t = t.to_device(tch::Device::Cpu).contiguous();
+        let numel = t.numel();
+        let nbytes = numel * t.kind().elt_size_in_bytes();
+        let mut data = vec![0u8; nbytes];
+        t.f_copy_data_u8(&mut data, numel)?;
+        views.push((
+            name.clone(),
+            View {
+                dtype: kind_to_dtype(t.kind())?,
+                shape: t.size().iter().map(|&d| d as usize).collect(),
+                data,
+            },
+        ));
+    }
+    let meta: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
+    safetensors::serialize(views.iter().map(|(n, v)| (n.as_str(), v)), Some(meta))
+        .map_err(|e| ModelError::Input(format!("safetensors serialization failed: {e}")))
+}
+
+/// Reads every tensor of a safetensors file (on the CPU, in the file's dtype), sorted by name.
+pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, Tensor>> {
+    let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| ModelError::ckpt(path, format!("not a valid safetensors file: {e}")))?;
+    let mut out = BTreeMap::new();
+    for (name, view) in st.tensors() {
+        let kind = dtype_to_kind(view.dtype()).ok_or_else(|| {
+            ModelError::ckpt(path, format!("tensor {name} has unsupported dtype {:?}", view.dtype()))
+        })?;
+        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        let t = Tensor::f_from_data_size(view.data(), &shape, kind)?;
+        out.insert(name, t);
+    }
+    Ok(out)
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+        std::process::id()
+    ));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        ModelError::io(path, e)
+    })
+}
+
+/// Writes a whole directory atomically: the files go into a temporary sibling directory, which
+/// then replaces `dir` (an existing `dir` is moved aside and removed after the swap).
+pub fn write_dir_atomic(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| ModelError::io(parent, e))?;
+    let name = dir
+        .file_name()
+        .ok_or_else(|| ModelError::ckpt(dir, "checkpoint path has no directory name"))?
+        .to_string_lossy()
+        .to_string();
+    let pid = std::process::id();
+    let tmp = parent.join(format!(".{name}.tmp-{pid}"));
+    let old = parent.join(format!(".{name}.old-{pid}"));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
+    for (file, bytes) in files {
+        let path = tmp.join(file);
+        let mut f = std::fs::File::create(&path).map_err(|e| ModelError::io(&path, e))?;
+        f.write_all(bytes).map_err(|e| ModelError::io(&path, e))?;
+        f.sync_all().map_err(|e| ModelError::io(&path, e))?;
+    }
+    let had_old = dir.exists();
+    if had_old {
+        std::fs::rename(dir, &old).map_err(|e| ModelError::io(dir, e))?;
+    }
+    std::fs::rename(&tmp, dir).map_err(|e| ModelError::io(dir, e))?;
+    if had_old {
+        let _ = std::fs::remove_dir_all(&old);
+    }
+    Ok(())
+}
+
+/// Resolves a checkpoint path: `dir` itself, or (after a crash between the two renames of
+/// [`write_dir_atomic`]) the complete copy that was moved aside.
+pub fn resolve_dir(dir: &Path) -> Result<PathBuf> {
+    if dir.join(CONFIG_FILE).exists() {
+        return Ok(dir.to_path_buf());
+    }
+    if let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) {
+        let prefix = format!(".{}.old-", name.to_string_lossy());
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
+        if let Ok(entries) = std::fs::read_dir(parent) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&prefix)
+                    && e.path().join(CONFIG_FILE).exists()
+                {
+                    return Ok(e.path());
+                }
+            }
+        }
+    }
+    if !dir.exists() {
+        return Err(ModelError::ckpt(dir, "no such directory"));
+    }
+    Err(ModelError::ckpt(
+        dir,
+        format!("no {CONFIG_FILE}: not a checkpoint directory (expected {CONFIG_FILE}, {WEIGHTS_FILE})"),
+    ))
+}
+
+/// Maps a Hugging Face GPT-2 weight name to ours, or `None` for buffers we do not keep
+/// (`h.{i}.attn.bias`, `h.{i}.attn.masked_bias`: causal-mask buffers of old checkpoints).
+///
+/// Names of `GPT2Model` (`h.0.ln_1.weight`) gain the `transformer.` prefix; names of
+/// `GPT2LMHeadModel` / `GPT2ForSequenceClassification` pass through.
+pub fn normalize_hf_name(name: &str) -> Option<String> {
+    let body = name.strip_prefix("transformer.").unwrap_or(name);
+    if body.ends_with(".attn.masked_bias")
+        || (body.ends_with(".attn.bias") && !body.ends_with("c_attn.bias"))
+    {
+        return None;
+    }
+    if name == "lm_head.weight" || name.starts_with("score.") || name.starts_with("transformer.")
+    {
+        return Some(name.to_string());
+    }
+    Some(format!("transformer.{name}"))
+}
+
+/// Copies `tensors` (HF names) into the variables of `vs`, checking the key sets and shapes.
+///
+/// `ignore` lists names that may be in the file but are not variables (e.g. `lm_head.weight`
+/// of a tied model). Missing variables, unexpected tensors and shape mismatches are errors that
+/// name the tensor.
+pub(crate) fn load_into_varstore(
+    vs: &tch::nn::VarStore,
+    tensors: BTreeMap<String, Tensor>,
+    path: &Path,
+    ignore: &[&str],
+) -> Result<()> {
+    let mut vars = vs.variables();
+    let mut unexpected = vec![];
+    let _guard = tch::no_grad_guard();
+    for (name, t) in tensors {
+        let Some(name) = normalize_hf_name(&name) else {
+            continue;
+        };
+        if ignore.contains(&name.as_str()) {
+            continue;
+        }
+        match vars.remove(&name) {
+            Some(mut var) => {
+                if var.size() != t.size() {
+                    return Err(ModelError::ckpt(
+                        path,
+                        format!(
+                            "tensor {name} has shape {:?}, the config expects {:?}",
+                            t.size(),
+                            var.size()
+                        ),
+                    ));
+                }
+                var.f_copy_(&t)?;
+            }
+            None => unexpected.push(name),
+        }
+    }
+    if !vars.is_empty() {
+        let mut missing: Vec<_> = vars.into_keys().collect();
+        missing.sort();
+        return Err(ModelError::ckpt(
+            path,
+            format!("missing tensors: {}", missing.join(", ")),
+        ));
+    }
+    if !unexpected.is_empty() {
+        return Err(ModelError::ckpt(
+            path,
+            format!("unexpected tensors: {}", unexpected.join(", ")),
+        ));
+    }
+    Ok(())
+}
+
+/// The variables of `vs`, sorted by name, for saving (HF names already).
+pub(crate) fn named_variables(vs: &tch::nn::VarStore) -> Vec<(String, Tensor)> {
+    let mut v: Vec<_> = vs.variables().into_iter().collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}

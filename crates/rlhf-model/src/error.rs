@@ -1,0 +1,68 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in `rlhf-model`. Each variant says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A JSON file (config.json, rlhf.json) is malformed or has a field of the wrong type.
+    #[error("{path}: {msg}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line and column when serde knows them.
+        msg: String,
+    },
+    /// A configuration value is out of range or inconsistent.
+    #[error("invalid model config: {0}")]
+    Config(String),
+    /// A checkpoint directory is incomplete, of the wrong kind, or does not match the config.
+    #[error("checkpoint {path}: {msg}")]
+    Checkpoint {
+        /// The checkpoint directory or file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        msg: String,
+    },
+    /// The tokenizer could not be loaded, saved or used.
+    #[error("tokenizer {path}: {msg}")]
+    Tokenizer {
+        /// The tokenizer.json (or "<memory>").
+        path: PathBuf,
+        /// What went wrong.
+        msg: String,
+    },
+    /// A tensor argument has the wrong shape, dtype or device.
+    #[error("bad input: {0}")]
+    Input(String),
+    /// An error reported by libtorch.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+/// Result with [`ModelError`].
+pub type Result<T, E = ModelError> = std::result::Result<T, E>;
+
+impl ModelError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        ModelError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+    pub(crate) fn ckpt(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        ModelError::Checkpoint {
+            path: path.into(),
+            msg: msg.into(),
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! The GPT-2 transformer body: token and learned position embeddings, pre-LN blocks with causal
+//! self-attention (scaled dot-product attention) and a GELU MLP, final LayerNorm.
+//!
+//! Variable names mirror Hugging Face (`wte`, `wpe`, `h.{i}.attn.c_attn`, `ln_f`, ...) and the
+//! Conv1D weights are stored as Hugging Face stores them, `[in, out]`, and applied as
+//! `x @ W + b`, so a `model.safetensors` written by `transformers` loads without renaming or
+//! transposing.
+
+use crate::config::{Activation, Gpt2Config};
+use crate::error::{ModelError, Result};
+use tch::{nn, nn::Module, Device, Kind, Tensor};
+
+/// Hugging Face's `Conv1D`: a linear layer whose weight is stored `[in, out]`.
+#[derive(Debug)]
+pub(crate) struct Conv1D {
+    pub(crate) weight: Tensor,
+    pub(crate) bias: Tensor,
+}
+
+impl Conv1D {
+    fn new(p: nn::Path, n_in: i64, n_out: i64, std: f64) -> Self {
+        let weight = p.var(
+            "weight",
+            &[n_in, n_out],
+            nn::Init::Randn {
+                mean: 0.0,
+                stdev: std,
+            },
+        );
+        let bias = p.zeros("bias", &[n_out]);
+        Conv1D { weight, bias }
+    }
+
+    /// Shapes: `[.., in] -> [.., out]`.
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let mut shape = x.size();
+        let n_in = *shape.last().expect("Conv1D input has at least one dim");
+        let n_out = self.weight.size()[1];
+        let y = self.bias.addmm(&x.reshape([-1, n_in]), &self.weight);
+        *shape.last_mut().unwrap() = n_out;
+        y.view(shape.as_slice())
+    }
+}
+
+/// Keys and values of every layer for incremental decoding, preallocated to `capacity` tokens.
+///
+/// Shapes: each layer holds `k`, `v` of `[B, n_head, capacity, head_dim]`; `len` tokens are filled.
+#[derive(Debug)]
+pub struct KvCache {
+    layers: Vec<(Tensor, Tensor)>,
+    len: i64,
+    capacity: i64,
+}
+
+impl KvCache {
+    /// An empty cache for `batch` sequences of at most `capacity` tokens.
+    pub fn new(cfg: &Gpt2Config, batch: i64, capacity: i64, kind: Kind, device: Device) -> Self {
+        let shape = [batch, cfg.n_head, capacity, cfg.head_dim()];
+        let layers = (0..cfg.n_layer)
+            .map(|_| {
+                (
+                    Tensor::zeros(shape, (kind, device)),
+                    Tensor::zeros(shape, (kind, device)),
+                )
+            })
+            .collect();
+        KvCache {
+            layers,
+            len: 0,
+            capacity,
+        }
+    }
+
+    /// Number of tokens already in the cache.
+    pub fn len(&self) -> i64 {
+        self.len
+    }
+
+    /// True when nothing has been cached yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Maximum number of tokens.
+    pub fn capacity(&self) -> i64 {
+        self.capacity
+    }
+}
+
+/// How queries may attend to keys in one forward call.
+pub(crate) enum AttnMask {
+    /// Plain causal attention, no padding, no past: SDPA's `is_causal` fast path.
+    Causal,
+    /// Every query may see every key (one new token per row, no padding among the keys).
+    All,
+    /// Explicit boolean mask `[B or 1, 1, T, S]`, true = may attend.
+    Bool(Tensor),
+}
+
+impl AttnMask {
+    /// Builds the mask for `t` new queries after `past` cached tokens.
+    ///
+    /// `key_mask` is `[B, past + t]` with 1 for real tokens, or `None` when nothing is padded.
+    /// A query always sees itself, so padded query rows never attend to nothing (which would
+    /// give NaN); their outputs are garbage but finite and are never read.
+    pub(crate) fn build(key_mask: Option<&Tensor>, past: i64, t: i64, device: Device) -> AttnMask {
+        match key_mask {
+            None if past == 0 => AttnMask::Causal,
+            None if t == 1 => AttnMask::All,
+            _ => {
+                let s = past + t;
+                let q_idx = Tensor::arange_start(past, s, (Kind::Int64, device)).view([t, 1]);
+                let k_idx = Tensor::arange(s, (Kind::Int64, device)).view([1, s]);
+                let causal = k_idx.le_tensor(&q_idx); // [t, s]
+                let mask = match key_mask {
+                    None => causal.view([1, 1, t, s]),
+                    Some(km) => {
+                        let b = km.size()[0];
+                        let real = km.to_kind(Kind::Bool).view([b, 1, 1, s]);
+                        let own = k_idx.eq_tensor(&q_idx).view([1, 1, t, s]);
+                        causal.view([1, 1, t, s]).logical_and(&real).logical_or(&own)
+                    }
+                };
+                AttnMask::Bool(mask)
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Attention {
+    c_attn: Conv1D,
+    c_proj: Conv1D,
+    n_head: i64,
+    head_dim: i64,
+    attn_pdrop: f64,
+    resid_pdrop: f64,
+    scale: Option<f64>,
+}
+
+impl Attention {
+    fn new(p: nn::Path, cfg: &Gpt2Config) -> Self {
+        let e = cfg.n_embd;
+        let std = cfg.initializer_range;
+        let proj_std = std / (2.0 * cfg.n_layer as f64).sqrt();
+        Attention {
+            c_attn: Conv1D::new(&p / "c_attn", e, 3 * e, std),
+            c_proj: Conv1D::new(&p / "c_proj", e, e, proj_std),
+            n_head: cfg.n_head,
+            head_dim: cfg.head_dim(),
+            attn_pdrop: cfg.attn_pdrop,
+            resid_pdrop: cfg.resid_pdrop,
+            scale: if cfg.scale_attn_weights { None } else { Some(1.0) },
+        }
+    }
+
+    /// Shapes: `x [B, T, E] -> [B, T, E]`.
+    fn forward(
+        &self,
+        x: &Tensor,
+        mask: &AttnMask,
+        cache: Option<(&mut (Tensor, Tensor), i64)>,
+        train: bool,
+    ) -> Tensor {
+        let (b, t, e) = x.size3().expect("attention input is [B, T, E]");
+        let qkv = self
+            .c_attn
+            .forward(x)
+            .view([b, t, 3, self.n_head, self.head_dim])
+            .permute([2, 0, 3, 1, 4]); // [3, B, H, T, D]
+        let q = qkv.get(0);
+        let (k, v) = match cache {
+            None => (qkv.get(1), qkv.get(2)),
+            Some(((kc, vc), past)) => {
+                kc.narrow(2, past, t).copy_(&qkv.get(1));
+                vc.narrow(2, past, t).copy_(&qkv.get(2));
+                (kc.narrow(2, 0, past + t), vc.narrow(2, 0, past + t))
+            }
+        };
+        let dropout = if train { self.attn_pdrop } else { 0.0 };
+        let y = match mask {
+            AttnMask::Causal => Tensor::scaled_dot_product_attention::<Tensor>(
+                &q, &k, &v, None, dropout, true, self.scale, false,
+            ),
+            AttnMask::All => Tensor::scaled_dot_product_attention::<Tensor>(
+                &q, &k, &v, None, dropout, false, self.scale, false,
+            ),
+            AttnMask::Bool(m) => Tensor::scaled_dot_product_attention(
+                &q,
+                &k,
+                &v,
+                Some(m),
+                dropout,
+                false,
+                self.scale,
+                false,
+            ),
+        };
+        let y = y.transpose(1, 2).reshape([b, t, e]);
+        self.c_proj.forward(&y).dropout(self.resid_pdrop, train)
+    }
+}
+
+#[derive(Debug)]
+struct Mlp {
+    c_fc: Conv1D,
+    c_proj: Conv1D,
+    act: Activation,
+    resid_pdrop: f64,
+}
+
+impl Mlp {
+    fn new(p: nn::Path, cfg: &Gpt2Config, act: Activation) -> Self {
+        let std = cfg.initializer_range;
+        let proj_std = std / (2.0 * cfg.n_layer as f64).sqrt();
+        Mlp {
+            c_fc: Conv1D::new(&p / "c_fc", cfg.n_embd, cfg.inner_dim(), std),
+            c_proj: Conv1D::new(&p / "c_proj", cfg.inner_dim(), cfg.n_embd, proj_std),
+            act,
+            resid_pdrop: cfg.resid_pdrop,
+        }
+    }
+
+    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        let h = self.c_fc.forward(x);
+        let h = match self.act {
+            Activation::GeluTanh => h.gelu("tanh"),
+            Activation::Gelu => h.gelu("none"),
+            Activation::Relu => h.relu(),
+        };
+        self.c_proj.forward(&h).dropout(self.resid_pdrop, train)
+    }
+}
+
+#[derive(Debug)]
+struct Block {
+    ln_1: nn::LayerNorm,
+    attn: Attention,
+    ln_2: nn::LayerNorm,
+    mlp: Mlp,
+}
+
+fn layer_norm(p: nn::Path, cfg: &Gpt2Config) -> nn::LayerNorm {
+    nn::layer_norm(
+        p,
+        vec![cfg.n_embd],
+        nn::LayerNormConfig {
+            eps: cfg.layer_norm_epsilon,
+            ..Default::default()
+        },
+    )
+}
+
+/// The GPT-2 transformer (Hugging Face's `GPT2Model`): embeddings, blocks, final LayerNorm.
+#[derive(Debug)]
+pub struct Gpt2 {
+    pub(crate) wte: Tensor,
+    wpe: Tensor,
+    h: Vec<Block>,
+    ln_f: nn::LayerNorm,
+    cfg: Gpt2Config,
+}
+
+impl Gpt2 {
+    /// Creates the variables under `p` (conventionally `root / "transformer"`), initialized as
+    /// Hugging Face does (normal(0, initializer_range), residual projections scaled by
+    /// 1/sqrt(2 n_layer), LayerNorm 1/0).
+    pub fn new(p: &nn::Path, cfg: &Gpt2Config) -> Result<Self> {
+        cfg.validate()?;
+        let act = cfg.activation()?;
+        let init = nn::Init::Randn {
+            mean: 0.0,
+            stdev: cfg.initializer_range,
+        };
+        let wte = (p / "wte").var("weight", &[cfg.vocab_size, cfg.n_embd], init);
+        let wpe = (p / "wpe").var("weight", &[cfg.n_positions, cfg.n_embd], init);
+        let h = (0..cfg.n_layer)
+            .map(|i| {
+                let b = p / "h" / i;
+                Block {
+                    ln_1: layer_norm(&b / "ln_1", cfg),
+                    attn: Attention::new(&b / "attn", cfg),
+                    ln_2: layer_norm(&b / "ln_2", cfg),
+                    mlp: Mlp::new(&b / "mlp", cfg, act),
+                }
+            })
+            .collect();
+        let ln_f = layer_norm(p / "ln_f", cfg);
+        Ok(Gpt2 {
+            wte,
+            wpe,
+            h,
+            ln_f,
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// The config this body was built with.
+    pub fn config(&self) -> &Gpt2Config {
+        &self.cfg
+    }
+
+    /// The token embedding `[V, E]` (also the tied unembedding).
+    pub fn token_embedding(&self) -> &Tensor {
+        &self.wte
+    }
+
+    /// Runs the transformer.
+    ///
+    /// Shapes: `input_ids [B, T]` (int64) and `attention_mask [B, past + T]` (1 = real token,
+    /// 0 = pad; `None` = no padding) -> hidden states `[B, T, E]` after the final LayerNorm.
+    ///
+    /// Position ids come from the attention mask (`cumsum(mask) - 1`), so left-padded rows start
+    /// at position 0 like unpadded ones. With a cache, the `T` new tokens are appended to it.
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        mut cache: Option<&mut KvCache>,
+        train: bool,
+    ) -> Result<Tensor> {
+        let (b, t) = input_ids.size2().map_err(|_| {
+            ModelError::Input(format!("input_ids must be [B, T], got {:?}", input_ids.size()))
+        })?;
+        let past = cache.as_ref().map_or(0, |c| c.len);
+        if let Some(c) = cache.as_ref() {
+            if past + t > c.capacity {
+                return Err(ModelError::Input(format!(
+                    "KV cache holds {} tokens; {} + {} do not fit",
+                    c.capacity, past, t
+                )));
+            }
+        }
+        if past + t > self.cfg.n_positions {
+            return Err(ModelError::Input(format!(
+                "sequence of {} tokens is longer than n_positions {}",
+                past + t,
+                self.cfg.n_positions
+            )));
+        }
+        let device = input_ids.device();
+        let positions = match attention_mask {
+            Some(m) => {
+                if m.size() != [b, past + t] {
+                    return Err(ModelError::Input(format!(
+                        "attention_mask must be [{b}, {}], got {:?}",
+                        past + t,
+                        m.size()
+                    )));
+                }
+                let pos = (m.to_kind(Kind::Int64).cumsum(1, Kind::Int64) - 1).clamp_min(0);
+                pos.narrow(1, past, t)
+            }
+            None => Tensor::arange_start(past, past + t, (Kind::Int64, device)).unsqueeze(0),
+        };
+        let mask = AttnMask::build(attention_mask, past, t, device);
+        let mut x = (Tensor::embedding(&self.wte, input_ids, -1, false, false)
+            + Tensor::embedding(&self.wpe, &positions, -1, false, false))
+        .dropout(self.cfg.embd_pdrop, train);
+        for (i, block) in self.h.iter().enumerate() {
+            let layer_cache = cache.as_mut().map(|c| (&mut c.layers[i], past));
+            let a = block
+                .attn
+                .forward(&block.ln_1.forward(&x), &mask, layer_cache, train);
+            x += a;
+            let m = block.mlp.forward(&block.ln_2.forward(&x), train);
+            x += m;
+        }
+        if let Some(c) = cache {
+            c.len = past + t;
+        }
+        Ok(self.ln_f.forward(&x))
+    }
+}

@@ -1,0 +1,571 @@
+//! The two concrete models: [`CausalLm`] (a [`Policy`]) and [`ScalarModel`] (a
+//! [`RewardModel`] and a [`ValueFunction`]), and their checkpoint IO.
+
+use crate::checkpoint::{
+    load_into_varstore, named_variables, read_safetensors, resolve_dir, safetensors_bytes,
+    write_dir_atomic, CheckpointMeta, HeadKind, CONFIG_FILE, META_FILE, TOKENIZER_FILE,
+    WEIGHTS_FILE,
+};
+use crate::config::Gpt2Config;
+use crate::error::{ModelError, Result};
+use crate::generate::{generate_uncached, generate_with, GenerateConfig, Generation};
+use crate::gpt2::{Gpt2, KvCache};
+use crate::ops::last_token_index;
+use crate::tokenizer::Tokenizer;
+use crate::traits::{Policy, RewardModel, ValueFunction};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tch::{nn, Device, Kind, Tensor};
+
+/// Where and in which precision to load a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoadOptions {
+    /// Device of the variables (default CPU).
+    pub device: Device,
+    /// Precision of the variables (default f32, whatever the file holds).
+    pub kind: Kind,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            device: Device::Cpu,
+            kind: Kind::Float,
+        }
+    }
+}
+
+impl From<Device> for LoadOptions {
+    fn from(device: Device) -> Self {
+        LoadOptions {
+            device,
+            ..Default::default()
+        }
+    }
+}
+
+/// The files of a checkpoint directory, read and checked.
+struct CheckpointFiles {
+    dir: PathBuf,
+    config: Gpt2Config,
+    head: HeadKind,
+    meta: CheckpointMeta,
+    tensors: BTreeMap<String, Tensor>,
+    tokenizer: Option<Tokenizer>,
+}
+
+fn read_checkpoint(dir: &Path) -> Result<CheckpointFiles> {
+    let dir = resolve_dir(dir)?;
+    let config = Gpt2Config::from_file(dir.join(CONFIG_FILE))?;
+    let weights = dir.join(WEIGHTS_FILE);
+    if !weights.exists() {
+        return Err(ModelError::ckpt(
+            &dir,
+            format!("no {WEIGHTS_FILE} (only safetensors weights are read)"),
+        ));
+    }
+    let tensors = read_safetensors(&weights)?;
+    let meta = CheckpointMeta::read(&dir)?;
+    let head = match &meta {
+        Some(m) => m.head,
+        None if tensors.contains_key("score.weight") => HeadKind::Reward,
+        None => HeadKind::Lm,
+    };
+    let meta = meta.unwrap_or_else(|| CheckpointMeta::new(head));
+    let tok_path = dir.join(TOKENIZER_FILE);
+    let tokenizer = if tok_path.exists() {
+        let tok = Tokenizer::from_file(&tok_path)?;
+        if tok.vocab_size() as i64 > config.vocab_size {
+            return Err(ModelError::ckpt(
+                &dir,
+                format!(
+                    "{TOKENIZER_FILE} has {} tokens but the model's vocab_size is {}: the \
+                     tokenizer does not belong to this model",
+                    tok.vocab_size(),
+                    config.vocab_size
+                ),
+            ));
+        }
+        Some(tok)
+    } else {
+        None
+    };
+    Ok(CheckpointFiles {
+        dir,
+        config,
+        head,
+        meta,
+        tensors,
+        tokenizer,
+    })
+}
+
+fn write_checkpoint(
+    dir: &Path,
+    config: &Gpt2Config,
+    vs: &nn::VarStore,
+    tokenizer: Option<&Tokenizer>,
+    meta: &CheckpointMeta,
+) -> Result<()> {
+    let mut config = config.clone();
+    config.architectures = Some(vec![meta.head.hf_architecture().to_string()]);
+    if meta.head != HeadKind::Lm {
+        config
+            .extra
+            .insert("id2label".into(), serde_json::json!({"0": "LABEL_0"}));
+        config
+            .extra
+            .insert("label2id".into(), serde_json::json!({"LABEL_0": 0}));
+        // transformers finds the last non-pad token through pad_token_id.
+        config.pad_token_id.get_or_insert(config.pad_id());
+    }
+    let mut files: Vec<(&str, Vec<u8>)> = vec![
+        (CONFIG_FILE, config.to_json().into_bytes()),
+        (WEIGHTS_FILE, safetensors_bytes(&named_variables(vs))?),
+    ];
+    if let Some(tok) = tokenizer {
+        files.push((TOKENIZER_FILE, tok.to_json()?.into_bytes()));
+    }
+    let meta_json = serde_json::to_string_pretty(meta).expect("metadata serializes");
+    files.push((META_FILE, meta_json.into_bytes()));
+    write_dir_atomic(dir, &files)
+}
+
+/// `None` when no row is left-padded: then plain causal attention is exact for every real
+/// token (right padding never affects earlier tokens), and the fast fused kernel applies.
+fn padding_mask(mask: &Tensor) -> Result<Option<&Tensor>> {
+    let first_real = mask.select(1, 0).to_kind(Kind::Bool).all();
+    Ok(if bool::try_from(first_real)? {
+        None
+    } else {
+        Some(mask)
+    })
+}
+
+fn check_pair(ids: &Tensor, mask: &Tensor) -> Result<()> {
+    if ids.dim() != 2 || ids.size() != mask.size() {
+        return Err(ModelError::Input(format!(
+            "input_ids and attention_mask must both be [B, T]; got {:?} and {:?}",
+            ids.size(),
+            mask.size()
+        )));
+    }
+    Ok(())
+}
+
+/// A GPT-2 causal language model (Hugging Face `GPT2LMHeadModel`), tied unembedding unless the
+/// config unties it. Implements [`Policy`] with a KV-cache sampler.
+#[derive(Debug)]
+pub struct CausalLm {
+    vs: nn::VarStore,
+    body: Gpt2,
+    lm_head: Option<Tensor>,
+    config: Gpt2Config,
+    tokenizer: Option<Tokenizer>,
+    meta: CheckpointMeta,
+}
+
+impl CausalLm {
+    /// A randomly initialized model (Hugging Face's initialization), f32, on `device`.
+    pub fn new(config: &Gpt2Config, device: Device) -> Result<Self> {
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let body = Gpt2::new(&(&root / "transformer"), config)?;
+        let lm_head = (!config.tie_word_embeddings).then(|| {
+            (&root / "lm_head").var(
+                "weight",
+                &[config.vocab_size, config.n_embd],
+                nn::Init::Randn {
+                    mean: 0.0,
+                    stdev: config.initializer_range,
+                },
+            )
+        });
+        Ok(CausalLm {
+            vs,
+            body,
+            lm_head,
+            config: config.clone(),
+            tokenizer: None,
+            meta: CheckpointMeta::new(HeadKind::Lm),
+        })
+    }
+
+    /// Loads a checkpoint directory (ours or one saved by `transformers`' `save_pretrained`).
+    /// Errors if it holds a reward or value head.
+    pub fn load(dir: impl AsRef<Path>, opts: impl Into<LoadOptions>) -> Result<Self> {
+        let opts = opts.into();
+        let files = read_checkpoint(dir.as_ref())?;
+        if files.head != HeadKind::Lm {
+            return Err(ModelError::ckpt(
+                &files.dir,
+                format!(
+                    "this is a {:?} checkpoint (scalar head), but a language model was expected: \
+                     pass an SFT/pretrained checkpoint, or load it with ScalarModel",
+                    files.head
+                ),
+            ));
+        }
+        let mut model = CausalLm::new(&files.config, opts.device)?;
+        let ignore: &[&str] = if files.config.tie_word_embeddings {
+            &["lm_head.weight"]
+        } else {
+            &[]
+        };
+        load_into_varstore(&model.vs, files.tensors, &files.dir, ignore)?;
+        model.tokenizer = files.tokenizer;
+        model.meta = files.meta;
+        model.set_kind(opts.kind);
+        Ok(model)
+    }
+
+    /// Saves config.json, model.safetensors (HF names; a tied `lm_head` is not stored, as
+    /// `transformers` does), tokenizer.json (when the model has one) and rlhf.json, atomically.
+    pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
+        write_checkpoint(
+            dir.as_ref(),
+            &self.config,
+            &self.vs,
+            self.tokenizer.as_ref(),
+            &self.meta,
+        )
+    }
+
+    /// The Hugging Face config.
+    pub fn config(&self) -> &Gpt2Config {
+        &self.config
+    }
+
+    /// The transformer body.
+    pub fn body(&self) -> &Gpt2 {
+        &self.body
+    }
+
+    /// The tokenizer saved with the checkpoint, if any.
+    pub fn tokenizer(&self) -> Option<&Tokenizer> {
+        self.tokenizer.as_ref()
+    }
+
+    /// Attaches a tokenizer (saved with the model). Errors if it has more tokens than the model.
+    pub fn set_tokenizer(&mut self, tokenizer: Tokenizer) -> Result<()> {
+        if tokenizer.vocab_size() as i64 > self.config.vocab_size {
+            return Err(ModelError::Input(format!(
+                "tokenizer has {} tokens, more than the model's vocab_size {}",
+                tokenizer.vocab_size(),
+                self.config.vocab_size
+            )));
+        }
+        self.tokenizer = Some(tokenizer);
+        Ok(())
+    }
+
+    /// Checkpoint metadata (step, extra fields).
+    pub fn meta(&self) -> &CheckpointMeta {
+        &self.meta
+    }
+
+    /// Mutable checkpoint metadata.
+    pub fn meta_mut(&mut self) -> &mut CheckpointMeta {
+        &mut self.meta
+    }
+
+    /// Mutable access to the variables (to freeze them, or to load an optimizer's view).
+    pub fn var_store_mut(&mut self) -> &mut nn::VarStore {
+        &mut self.vs
+    }
+
+    /// Casts every variable to `kind` (e.g. `Kind::BFloat16`).
+    pub fn set_kind(&mut self, kind: Kind) {
+        if kind == Kind::BFloat16 {
+            crate::cpu::ensure_usable_cpu_isa();
+        }
+        if self.kind() != kind {
+            self.vs.set_kind(kind);
+        }
+    }
+
+    /// The precision of the weights.
+    pub fn kind(&self) -> Kind {
+        self.body.token_embedding().kind()
+    }
+
+    /// The unembedding. Shapes: `hidden [.., E] -> logits [.., V]`.
+    pub fn lm_logits(&self, hidden: &Tensor) -> Tensor {
+        match &self.lm_head {
+            Some(w) => hidden.matmul(&w.tr()),
+            None => hidden.matmul(&self.body.token_embedding().tr()),
+        }
+    }
+
+    /// Greedy/sampled generation recomputing the whole sequence each step (no KV cache): the
+    /// reference the cached sampler is tested against.
+    pub fn generate_uncached(
+        &self,
+        prompt_ids: &Tensor,
+        prompt_mask: &Tensor,
+        cfg: &GenerateConfig,
+    ) -> Result<Generation> {
+        generate_uncached(self, prompt_ids, prompt_mask, cfg)
+    }
+}
+
+impl Policy for CausalLm {
+    fn logits(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
+        check_pair(input_ids, attention_mask)?;
+        let hidden = self
+            .body
+            .forward(input_ids, padding_mask(attention_mask)?, None, train)?;
+        Ok(self.lm_logits(&hidden))
+    }
+
+    fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+
+    /// KV-cache sampling: one forward of the prompts, then one token per step.
+    fn generate(
+        &self,
+        prompt_ids: &Tensor,
+        prompt_mask: &Tensor,
+        cfg: &GenerateConfig,
+    ) -> Result<Generation> {
+        check_pair(prompt_ids, prompt_mask)?;
+        let (b, p) = prompt_ids.size2()?;
+        let left_padded = padding_mask(prompt_mask)?.is_some();
+        let mut cache = KvCache::new(
+            &self.config,
+            b,
+            p + cfg.max_new_tokens.max(0),
+            self.kind(),
+            self.device(),
+        );
+        generate_with(prompt_ids, prompt_mask, cfg, |ids, mask, n_new| {
+            let len = ids.size()[1];
+            let new_ids = ids.narrow(1, len - n_new, n_new);
+            let key_mask = left_padded.then_some(mask);
+            let hidden = self.body.forward(&new_ids, key_mask, Some(&mut cache), false)?;
+            Ok(self.lm_logits(&hidden.select(1, n_new - 1)))
+        })
+    }
+}
+
+/// A GPT-2 body with a scalar head (Hugging Face `GPT2ForSequenceClassification` with one
+/// label, weight `score.weight [1, E]`, no bias): a [`RewardModel`] (one score per sequence at
+/// its last non-pad token, plus the checkpoint's normalization bias) and a [`ValueFunction`]
+/// (the head on every token).
+#[derive(Debug)]
+pub struct ScalarModel {
+    vs: nn::VarStore,
+    body: Gpt2,
+    score: Tensor,
+    config: Gpt2Config,
+    tokenizer: Option<Tokenizer>,
+    meta: CheckpointMeta,
+}
+
+impl ScalarModel {
+    /// A randomly initialized model with a `Reward` or `Value` head. The head is
+    /// normal(0, 1/sqrt(n_embd + 1)), as in lm-human-preferences.
+    pub fn new(config: &Gpt2Config, head: HeadKind, device: Device) -> Result<Self> {
+        if head == HeadKind::Lm {
+            return Err(ModelError::Input(
+                "ScalarModel takes HeadKind::Reward or HeadKind::Value".into(),
+            ));
+        }
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let body = Gpt2::new(&(&root / "transformer"), config)?;
+        let score = (&root / "score").var(
+            "weight",
+            &[1, config.n_embd],
+            nn::Init::Randn {
+                mean: 0.0,
+                stdev: 1.0 / ((config.n_embd + 1) as f64).sqrt(),
+            },
+        );
+        Ok(ScalarModel {
+            vs,
+            body,
+            score,
+            config: config.clone(),
+            tokenizer: None,
+            meta: CheckpointMeta::new(head),
+        })
+    }
+
+    /// Loads a reward or value checkpoint. Errors if it holds a language model.
+    pub fn load(dir: impl AsRef<Path>, opts: impl Into<LoadOptions>) -> Result<Self> {
+        let files = read_checkpoint(dir.as_ref())?;
+        if files.head == HeadKind::Lm {
+            return Err(ModelError::ckpt(
+                &files.dir,
+                "this is a language-model checkpoint, but a reward/value model was expected: \
+                 build one from it with ScalarModel::reward_from_lm",
+            ));
+        }
+        Self::from_files(files, files_head_keep, opts.into())
+    }
+
+    /// A reward model made from an LM (SFT) checkpoint: the unembedding is dropped and a fresh
+    /// scalar head added. The tokenizer is kept.
+    pub fn reward_from_lm(dir: impl AsRef<Path>, opts: impl Into<LoadOptions>) -> Result<Self> {
+        let files = read_checkpoint(dir.as_ref())?;
+        if files.head != HeadKind::Lm {
+            return Err(ModelError::ckpt(
+                &files.dir,
+                format!(
+                    "a reward model is built from a language-model checkpoint; this one is {:?}",
+                    files.head
+                ),
+            ));
+        }
+        Self::from_files(files, |_| HeadKind::Reward, opts.into())
+    }
+
+    /// A value function initialized from a reward checkpoint (body and head). The value head
+    /// does not use the reward normalization bias.
+    pub fn value_from_reward(
+        dir: impl AsRef<Path>,
+        opts: impl Into<LoadOptions>,
+    ) -> Result<Self> {
+        let files = read_checkpoint(dir.as_ref())?;
+        if files.head == HeadKind::Lm {
+            return Err(ModelError::ckpt(
+                &files.dir,
+                "a value function is initialized from a reward-model checkpoint; this one is a \
+                 language model",
+            ));
+        }
+        let mut m = Self::from_files(files, |_| HeadKind::Value, opts.into())?;
+        m.meta.reward_bias = 0.0;
+        Ok(m)
+    }
+
+    fn from_files(
+        files: CheckpointFiles,
+        head: impl Fn(HeadKind) -> HeadKind,
+        opts: LoadOptions,
+    ) -> Result<Self> {
+        let new_head = head(files.head);
+        let mut model = ScalarModel::new(&files.config, new_head, opts.device)?;
+        let mut tensors = files.tensors;
+        tensors.remove("lm_head.weight");
+        if files.head == HeadKind::Lm {
+            // A fresh head: keep the initialization.
+            tensors.insert("score.weight".into(), model.score.detach().copy());
+        }
+        load_into_varstore(&model.vs, tensors, &files.dir, &[])?;
+        model.tokenizer = files.tokenizer;
+        if files.head != HeadKind::Lm {
+            model.meta = files.meta;
+            model.meta.head = new_head;
+        } else {
+            model.meta.step = 0;
+        }
+        model.set_kind(opts.kind);
+        Ok(model)
+    }
+
+    /// Saves the checkpoint (see [`CausalLm::save`]); `config.json` names
+    /// `GPT2ForSequenceClassification` with one label, so `transformers` loads it too.
+    pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
+        write_checkpoint(
+            dir.as_ref(),
+            &self.config,
+            &self.vs,
+            self.tokenizer.as_ref(),
+            &self.meta,
+        )
+    }
+
+    /// The Hugging Face config.
+    pub fn config(&self) -> &Gpt2Config {
+        &self.config
+    }
+
+    /// Reward or value.
+    pub fn head_kind(&self) -> HeadKind {
+        self.meta.head
+    }
+
+    /// The tokenizer saved with the checkpoint, if any.
+    pub fn tokenizer(&self) -> Option<&Tokenizer> {
+        self.tokenizer.as_ref()
+    }
+
+    /// Attaches a tokenizer.
+    pub fn set_tokenizer(&mut self, tokenizer: Tokenizer) {
+        self.tokenizer = Some(tokenizer);
+    }
+
+    /// Checkpoint metadata.
+    pub fn meta(&self) -> &CheckpointMeta {
+        &self.meta
+    }
+
+    /// Mutable checkpoint metadata (e.g. `reward_bias` after normalization).
+    pub fn meta_mut(&mut self) -> &mut CheckpointMeta {
+        &mut self.meta
+    }
+
+    /// Mutable access to the variables.
+    pub fn var_store_mut(&mut self) -> &mut nn::VarStore {
+        &mut self.vs
+    }
+
+    /// Casts every variable to `kind`.
+    pub fn set_kind(&mut self, kind: Kind) {
+        if kind == Kind::BFloat16 {
+            crate::cpu::ensure_usable_cpu_isa();
+        }
+        if self.score.kind() != kind {
+            self.vs.set_kind(kind);
+        }
+    }
+
+    /// The head on every token. Shapes: `[B, T]` ids and mask -> `[B, T]` (f32).
+    pub fn per_token(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
+        check_pair(input_ids, attention_mask)?;
+        let hidden = self
+            .body
+            .forward(input_ids, padding_mask(attention_mask)?, None, train)?;
+        Ok(hidden.matmul(&self.score.tr()).squeeze_dim(-1).to_kind(Kind::Float))
+    }
+
+    /// The head at each row's last non-pad token, without the normalization bias.
+    /// Shapes: `[B, T]` ids and mask -> `[B]` (f32).
+    pub fn score_raw(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
+        check_pair(input_ids, attention_mask)?;
+        let hidden = self
+            .body
+            .forward(input_ids, padding_mask(attention_mask)?, None, train)?;
+        let (b, _, e) = hidden.size3()?;
+        let last = last_token_index(attention_mask).view([b, 1, 1]).expand([b, 1, e], false);
+        let h = hidden.gather(1, &last, false).squeeze_dim(1);
+        Ok(h.matmul(&self.score.tr()).squeeze_dim(-1).to_kind(Kind::Float))
+    }
+}
+
+fn files_head_keep(h: HeadKind) -> HeadKind {
+    h
+}
+
+impl RewardModel for ScalarModel {
+    fn score(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
+        Ok(self.score_raw(input_ids, attention_mask, train)? + self.meta.reward_bias)
+    }
+
+    fn device(&self) -> Device {
+        self.vs.device()
+    }
+}
+
+impl ValueFunction for ScalarModel {
+    fn values(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
+        self.per_token(input_ids, attention_mask, train)
+    }
+
+    fn var_store(&self) -> &nn::VarStore {
+        &self.vs
+    }
+}

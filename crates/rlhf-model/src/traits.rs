@@ -1,0 +1,84 @@
+//! The three roles a model plays in RLHF. Stages use models only through these traits, so a
+//! downstream crate can bring its own policy architecture, a rule-based reward or another value
+//! model.
+
+use crate::error::Result;
+use crate::generate::{GenerateConfig, Generation};
+use crate::ops::token_log_probs;
+use tch::{nn, Device, Tensor};
+
+/// A language model that is trained (SFT, PPO) and sampled from.
+///
+/// Implement [`Policy::logits`] and [`Policy::var_store`]; generation then works through an
+/// uncached default. Override [`Policy::generate`] with a KV-cache sampler for speed, as
+/// [`crate::CausalLm`] does.
+pub trait Policy {
+    /// Next-token logits.
+    ///
+    /// Shapes: `input_ids [B, T]` (int64), `attention_mask [B, T]` (1 = real token, 0 = pad;
+    /// padding may be on either side) -> `[B, T, V]`; `logits[:, t]` predicts token `t + 1`.
+    /// `train` enables dropout. Gradients flow unless the caller is under `tch::no_grad`.
+    fn logits(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor>;
+
+    /// The trainable variables (for the optimizer and checkpoints).
+    fn var_store(&self) -> &nn::VarStore;
+
+    /// The device the model lives on.
+    fn device(&self) -> Device {
+        self.var_store().device()
+    }
+
+    /// Log-probs of the given tokens, `[B, T-1]` (entry `t-1` scores token `t`), under
+    /// `softmax(logits / temperature)`; see [`crate::ops::token_log_probs`].
+    fn token_log_probs(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        temperature: f64,
+        train: bool,
+    ) -> Result<Tensor> {
+        let logits = self.logits(input_ids, attention_mask, train)?;
+        Ok(token_log_probs(&logits, input_ids, temperature))
+    }
+
+    /// Samples continuations of left-padded prompts (`[B, P]` ids and mask); see
+    /// [`GenerateConfig`] and [`Generation`]. The default recomputes the whole sequence at each
+    /// step (no cache); models with a KV cache override it.
+    fn generate(
+        &self,
+        prompt_ids: &Tensor,
+        prompt_mask: &Tensor,
+        cfg: &GenerateConfig,
+    ) -> Result<Generation> {
+        crate::generate::generate_uncached(self, prompt_ids, prompt_mask, cfg)
+    }
+}
+
+/// A model that scores a whole sequence (prompt + response) with one number.
+pub trait RewardModel {
+    /// One reward per sequence, read at the last non-pad token, with the checkpoint's
+    /// normalization applied.
+    ///
+    /// Shapes: `input_ids [B, T]`, `attention_mask [B, T]` -> `[B]` (f32).
+    fn score(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor>;
+
+    /// The device inputs should be on.
+    fn device(&self) -> Device {
+        Device::Cpu
+    }
+}
+
+/// A critic: one value estimate per token.
+pub trait ValueFunction {
+    /// Shapes: `input_ids [B, T]`, `attention_mask [B, T]` -> `[B, T]` (f32); entry `t` is the
+    /// value of the state after reading tokens `..=t`.
+    fn values(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor>;
+
+    /// The trainable variables.
+    fn var_store(&self) -> &nn::VarStore;
+
+    /// The device the model lives on.
+    fn device(&self) -> Device {
+        self.var_store().device()
+    }
+}

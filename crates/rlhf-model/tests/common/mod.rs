@@ -1,0 +1,50 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use rlhf_model::{CausalLm, Gpt2Config};
+use tch::{Device, Tensor};
+
+/// A small random model with weights wide enough that greedy choices are not ties.
+pub fn small_lm(seed: i64) -> CausalLm {
+    tch::manual_seed(seed);
+    let mut cfg = Gpt2Config::sized(2, 4, 64, 97, 64).with_dropout(0.0);
+    cfg.initializer_range = 0.2;
+    CausalLm::new(&cfg, Device::Cpu).unwrap()
+}
+
+/// Left-pads rows with `pad`; returns ids and mask `[B, max_len]`.
+pub fn left_pad(rows: &[Vec<i64>], pad: i64) -> (Tensor, Tensor) {
+    pad_rows(rows, pad, true)
+}
+
+/// Right-pads rows with `pad`; returns ids and mask `[B, max_len]`.
+pub fn right_pad(rows: &[Vec<i64>], pad: i64) -> (Tensor, Tensor) {
+    pad_rows(rows, pad, false)
+}
+
+fn pad_rows(rows: &[Vec<i64>], pad: i64, left: bool) -> (Tensor, Tensor) {
+    let width = rows.iter().map(Vec::len).max().unwrap();
+    let (mut ids, mut mask) = (vec![], vec![]);
+    for r in rows {
+        let n = width - r.len();
+        let (pi, pm) = (vec![pad; n], vec![0i64; n]);
+        let (ri, rm) = (r.clone(), vec![1i64; r.len()]);
+        if left {
+            ids.extend(pi.into_iter().chain(ri));
+            mask.extend(pm.into_iter().chain(rm));
+        } else {
+            ids.extend(ri.into_iter().chain(pi));
+            mask.extend(rm.into_iter().chain(pm));
+        }
+    }
+    let shape = [rows.len() as i64, width as i64];
+    (Tensor::from_slice(&ids).view(shape), Tensor::from_slice(&mask).view(shape))
+}
+
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    f64::try_from((a - b).abs().max()).unwrap()
+}
+
+pub fn rows(t: &Tensor) -> Vec<Vec<i64>> {
+    (0..t.size()[0]).map(|i| Vec::<i64>::try_from(t.get(i)).unwrap()).collect()
+}

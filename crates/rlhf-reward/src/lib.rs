@@ -1,0 +1,1 @@
+//! rlhf-reward: built in a later issue (see ../shared/DESIGN.md). The crate exists so the workspace has its final shape.

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Installs what the build needs, once: libtorch from PyPI (torch==2.11.0, the version tch 0.24
+# needs) into the project-local, git-ignored .venv, linked as .libtorch (see .cargo/config.toml).
+# Quick when already done. `scripts/setup.sh --with-transformers` also installs Hugging Face
+# transformers, used only to regenerate test fixtures and for the comparison benchmark.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TORCH_VERSION=2.11.0
+TRANSFORMERS_VERSION=5.23.0
+want_transformers=0
+for a in "$@"; do
+  case "$a" in
+    --with-transformers) want_transformers=1 ;;
+    *) echo "setup.sh: unknown option $a" >&2; exit 2 ;;
+  esac
+done
+
+# Fast path: everything already in place.
+if [ "$want_transformers" = 0 ] && [ -f .libtorch/lib/libtorch.so ] &&
+  grep -q "^__version__ = '$TORCH_VERSION" .libtorch/version.py 2>/dev/null; then
+  exit 0
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup.sh: cargo not found: install the Rust toolchain (https://rustup.rs) first" >&2
+  exit 1
+fi
+
+py=""
+if [ -x .venv/bin/python ]; then
+  py=.venv/bin/python
+else
+  echo "setup.sh: creating .venv (first run only)" >&2
+  if python3 -m venv .venv >/dev/null 2>&1; then
+    py=.venv/bin/python
+  else
+    # Debian without python3-venv: a plain target folder works as well.
+    rm -rf .venv
+    mkdir -p .venv/site
+  fi
+fi
+
+pip_install() {
+  if [ -n "$py" ]; then
+    "$py" -m pip install --disable-pip-version-check -q "$@"
+  else
+    python3 -m pip install --disable-pip-version-check -q --target .venv/site "$@"
+  fi
+}
+run_py() {
+  if [ -n "$py" ]; then "$py" "$@"; else PYTHONPATH=.venv/site python3 "$@"; fi
+}
+
+have_torch=$(run_py -c "import torch; print(torch.__version__.split('+')[0])" 2>/dev/null | tail -n1 || true)
+if [ "$have_torch" != "$TORCH_VERSION" ]; then
+  echo "setup.sh: installing torch==$TORCH_VERSION from PyPI into .venv (about 4.6 GB, first run only)" >&2
+  pip_install "torch==$TORCH_VERSION"
+fi
+if [ "$want_transformers" = 1 ]; then
+  run_py -c "import transformers" 2>/dev/null || {
+    echo "setup.sh: installing transformers==$TRANSFORMERS_VERSION" >&2
+    pip_install "transformers==$TRANSFORMERS_VERSION" safetensors
+  }
+fi
+
+torch_dir=$(run_py -c "import importlib.util as u, os; print(os.path.dirname(u.find_spec('torch').origin))")
+if [ "$(readlink .libtorch 2>/dev/null || true)" != "$torch_dir" ]; then
+  ln -sfn "$torch_dir" .libtorch
+fi
+test -f .libtorch/lib/libtorch.so || { echo "setup.sh: .libtorch/lib/libtorch.so missing" >&2; exit 1; }
