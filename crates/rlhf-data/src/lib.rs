@@ -1,1 +1,29 @@
-//! rlhf-data: see DESIGN.md
+//! # rlhf-data
+//!
+//! The data half of InstructGPT-style RLHF, without any dependency on LibTorch:
+//!
+//! * [`records`] — the record kinds (prompts, demonstrations, K-wise rankings, pretraining
+//!   text), their JSONL format with line-accurate validation errors, a streaming reader with
+//!   strict and lenient modes, and an atomic writer.
+//! * [`hygiene`] — the paper's dataset hygiene: prompt dedup (exact after normalization and
+//!   long shared prefixes), PII scrubbing with a report, a per-user cap (default 200), and a
+//!   deterministic train/valid/test split **by user id**.
+//! * [`collate`] — tokenization with an HF `tokenizer.json`, truncation, padding, attention
+//!   and loss masks, reward-model grouping and pretraining packing, as plain row-major
+//!   buffers (`Vec<i64>` / `Vec<f32>` with explicit shapes) that trainers turn into tensors.
+//! * [`toy`] — the seeded synthetic "toy world": tasks a tiny model can learn, users,
+//!   demonstrations, a pretraining corpus, a gold score, simulated labelers calibrated to the
+//!   paper's 73% inter-labeler agreement, and a word-level tokenizer.
+//!
+//! Errors are one [`Error`] enum; a bad JSONL line is a [`RecordError`] whose message names
+//! the file, the line, the field and what was expected.
+
+#![warn(missing_docs)]
+
+pub mod collate;
+pub mod error;
+pub mod hygiene;
+pub mod records;
+pub mod toy;
+
+pub use error::{Error, FieldProblem, Problem, RecordError, Result, SkipReason};

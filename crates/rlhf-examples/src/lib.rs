@@ -1,1 +1,104 @@
-//! Shared helpers of the rlhf binaries.
+//! Helpers shared by the rlhf binaries (`generate`, `bench`, `init-model`, ...): workload
+//! definitions of WORKLOAD.md, FLOP counts, and timing.
+
+use rlhf_model::Gpt2Config;
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+/// Call first in every binary's `main`: CPU quirks that must be settled before libtorch's first
+/// matmul (see `rlhf_model::cpu`), and libtorch's intra-op threads = all cores.
+pub fn init_runtime() {
+    rlhf_model::cpu::ensure_usable_cpu_isa();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    tch::set_num_threads(cores as i32);
+}
+
+/// The model sizes of WORKLOAD.md.
+pub fn workload_config(size: &str) -> anyhow::Result<Gpt2Config> {
+    let cfg = match size {
+        "tiny" => Gpt2Config::tiny(),
+        "gpt2-small" => Gpt2Config::gpt2_small(),
+        other => anyhow::bail!("unknown size {other:?}: use tiny or gpt2-small"),
+    };
+    // Benchmarks time the deterministic path (no dropout).
+    Ok(cfg.with_dropout(0.0))
+}
+
+/// Forward FLOPs (multiply-add = 2) of `n` new tokens attending to `ctx` keys each on average,
+/// through the body, plus `lm_rows` rows of the unembedding.
+pub fn forward_flops(cfg: &Gpt2Config, n: f64, ctx: f64, lm_rows: f64) -> f64 {
+    let (e, l, v) = (cfg.n_embd as f64, cfg.n_layer as f64, cfg.vocab_size as f64);
+    let inner = cfg.inner_dim() as f64;
+    let dense = 2.0 * (3.0 * e * e + e * e + 2.0 * e * inner) * l;
+    let attn = 2.0 * 2.0 * ctx * e * l; // QK^T and AV
+    n * (dense + attn) + lm_rows * 2.0 * e * v
+}
+
+/// FLOPs of one W-GEN rollout: prefill `b x p` tokens (causal: `p/2` keys on average, LM head on
+/// the last position only), then `new` decode steps of `b` tokens.
+pub fn gen_flops(cfg: &Gpt2Config, b: i64, p: i64, new: i64) -> f64 {
+    let b = b as f64;
+    let mut f = forward_flops(cfg, b * p as f64, (p as f64 + 1.0) / 2.0, b);
+    for i in 0..new {
+        f += forward_flops(cfg, b, (p + i + 1) as f64, b);
+    }
+    f
+}
+
+/// Waits for queued CUDA work, so that wall-clock timings are honest.
+pub fn sync(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+/// Median wall-clock seconds of `iters` runs of `f` after `warmup` runs.
+pub fn time_median(device: Device, warmup: usize, iters: usize, mut f: impl FnMut()) -> f64 {
+    for _ in 0..warmup {
+        f();
+    }
+    sync(device);
+    let mut times: Vec<f64> = (0..iters.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            sync(device);
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    times[times.len() / 2]
+}
+
+/// Measured matmul throughput (GFLOP/s) of square `n x n` products in `kind`: the machine's
+/// practical peak that workload FLOP rates are compared with.
+pub fn matmul_peak_gflops(device: Device, kind: Kind, n: i64) -> f64 {
+    let _g = tch::no_grad_guard();
+    let a = Tensor::randn([n, n], (kind, device));
+    let b = Tensor::randn([n, n], (kind, device));
+    let reps = 5;
+    let t = time_median(device, 2, 5, || {
+        for _ in 0..reps {
+            let _ = a.matmul(&b);
+        }
+    });
+    2.0 * (n as f64).powi(3) * reps as f64 / t / 1e9
+}
+
+/// A human-readable name of the device.
+pub fn device_name(device: Device) -> String {
+    match device {
+        Device::Cpu => "cpu".into(),
+        Device::Cuda(i) => format!("cuda:{i}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+/// The dtype's short name.
+pub fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::BFloat16 => "bf16",
+        Kind::Half => "f16",
+        _ => "f32",
+    }
+}

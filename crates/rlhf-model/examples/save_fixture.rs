@@ -27,12 +27,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let tok = lm.tokenizer().expect("fixture has a tokenizer");
     let rows = ["the lazy dog jumps", "apple banana cherry"];
-    let enc: Vec<Vec<i64>> = rows.iter().map(|r| tok.encode(r)).collect::<Result<_, _>>()?;
+    let enc: Vec<Vec<i64>> = rows
+        .iter()
+        .map(|r| tok.encode(r))
+        .collect::<Result<_, _>>()?;
     let width = enc.iter().map(Vec::len).min().unwrap();
-    let ids: Vec<Vec<i64>> = enc.into_iter().map(|mut v| {
-        v.truncate(width);
-        v
-    }).collect();
+    let ids: Vec<Vec<i64>> = enc
+        .into_iter()
+        .map(|mut v| {
+            v.truncate(width);
+            v
+        })
+        .collect();
     let flat: Vec<i64> = ids.iter().flatten().copied().collect();
     let input = Tensor::from_slice(&flat).view([2, width as i64]);
     let mask = input.ones_like();

@@ -172,7 +172,10 @@ pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, Tensor>> {
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
         let kind = dtype_to_kind(view.dtype()).ok_or_else(|| {
-            ModelError::ckpt(path, format!("tensor {name} has unsupported dtype {:?}", view.dtype()))
+            ModelError::ckpt(
+                path,
+                format!("tensor {name} has unsupported dtype {:?}", view.dtype()),
+            )
         })?;
         let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
         let t = Tensor::f_from_data_size(view.data(), &shape, kind)?;
@@ -187,7 +190,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
-        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
         std::process::id()
     ));
     let write = || -> std::io::Result<()> {
@@ -265,7 +270,9 @@ pub fn resolve_dir(dir: &Path) -> Result<PathBuf> {
     }
     Err(ModelError::ckpt(
         dir,
-        format!("no {CONFIG_FILE}: not a checkpoint directory (expected {CONFIG_FILE}, {WEIGHTS_FILE})"),
+        format!(
+            "no {CONFIG_FILE}: not a checkpoint directory (expected {CONFIG_FILE}, {WEIGHTS_FILE})"
+        ),
     ))
 }
 
@@ -281,8 +288,7 @@ pub fn normalize_hf_name(name: &str) -> Option<String> {
     {
         return None;
     }
-    if name == "lm_head.weight" || name.starts_with("score.") || name.starts_with("transformer.")
-    {
+    if name == "lm_head.weight" || name.starts_with("score.") || name.starts_with("transformer.") {
         return Some(name.to_string());
     }
     Some(format!("transformer.{name}"))

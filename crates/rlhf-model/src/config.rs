@@ -109,7 +109,13 @@ impl Default for Gpt2Config {
 
 impl Gpt2Config {
     /// A config of the given size with GPT-2's other defaults.
-    pub fn sized(n_layer: i64, n_head: i64, n_embd: i64, vocab_size: i64, n_positions: i64) -> Self {
+    pub fn sized(
+        n_layer: i64,
+        n_head: i64,
+        n_embd: i64,
+        vocab_size: i64,
+        n_positions: i64,
+    ) -> Self {
         Gpt2Config {
             n_layer,
             n_head,
@@ -166,7 +172,9 @@ impl Gpt2Config {
     pub fn validate(&self) -> Result<()> {
         let pos = |name: &str, v: i64| {
             if v <= 0 {
-                Err(ModelError::Config(format!("{name} must be positive, got {v}")))
+                Err(ModelError::Config(format!(
+                    "{name} must be positive, got {v}"
+                )))
             } else {
                 Ok(())
             }
@@ -189,11 +197,15 @@ impl Gpt2Config {
             ("attn_pdrop", self.attn_pdrop),
         ] {
             if !(0.0..1.0).contains(&p) {
-                return Err(ModelError::Config(format!("{name} must be in [0, 1), got {p}")));
+                return Err(ModelError::Config(format!(
+                    "{name} must be in [0, 1), got {p}"
+                )));
             }
         }
         if self.layer_norm_epsilon <= 0.0 {
-            return Err(ModelError::Config("layer_norm_epsilon must be positive".into()));
+            return Err(ModelError::Config(
+                "layer_norm_epsilon must be positive".into(),
+            ));
         }
         for (name, id) in [
             ("bos_token_id", self.bos_token_id),
@@ -227,7 +239,8 @@ impl Gpt2Config {
             path: path.to_path_buf(),
             msg: e.to_string(),
         })?;
-        cfg.validate().map_err(|e| ModelError::ckpt(path, e.to_string()))?;
+        cfg.validate()
+            .map_err(|e| ModelError::ckpt(path, e.to_string()))?;
         Ok(cfg)
     }
 

@@ -32,7 +32,10 @@ impl SamplerRng {
         let u: Vec<f32> = (0..b).map(|_| self.0.gen::<f32>()).collect();
         let cdf = probs.to_kind(Kind::Float).cumsum(-1, Kind::Float);
         let total = cdf.narrow(1, v - 1, 1);
-        let u = Tensor::from_slice(&u).to_device(probs.device()).unsqueeze(1) * total;
+        let u = Tensor::from_slice(&u)
+            .to_device(probs.device())
+            .unsqueeze(1)
+            * total;
         // right=true: the first index whose cumulative mass exceeds u, so tokens of zero
         // probability (flat steps of the CDF) are never picked.
         u.searchsorted(&cdf, false, true, "right", None::<Tensor>)
@@ -106,12 +109,16 @@ impl GenerateConfig {
         }
         if let Some(k) = self.top_k {
             if k < 1 {
-                return Err(ModelError::Input(format!("top_k must be at least 1, got {k}")));
+                return Err(ModelError::Input(format!(
+                    "top_k must be at least 1, got {k}"
+                )));
             }
         }
         if let Some(p) = self.top_p {
             if !(p > 0.0 && p <= 1.0) {
-                return Err(ModelError::Input(format!("top_p must be in (0, 1], got {p}")));
+                return Err(ModelError::Input(format!(
+                    "top_p must be in (0, 1], got {p}"
+                )));
             }
         }
         Ok(())
@@ -157,7 +164,11 @@ pub fn filter_top_p(logits: &Tensor, p: f64) -> Tensor {
 
 /// Picks the next token of each row from its logits `[B, V]`; returns the tokens `[B]` (int64)
 /// and their log-probs `[B]` (f32) under `softmax(logits / temperature)`.
-pub fn sample_next(logits: &Tensor, cfg: &GenerateConfig, rng: &mut SamplerRng) -> (Tensor, Tensor) {
+pub fn sample_next(
+    logits: &Tensor,
+    cfg: &GenerateConfig,
+    rng: &mut SamplerRng,
+) -> (Tensor, Tensor) {
     let logits = logits.to_kind(Kind::Float);
     let scaled = if cfg.temperature == 1.0 {
         logits
@@ -179,7 +190,9 @@ pub fn sample_next(logits: &Tensor, cfg: &GenerateConfig, rng: &mut SamplerRng) 
         }
         rng.sample(&f.softmax(-1, Kind::Float))
     };
-    let lp = logp.gather(-1, &tokens.unsqueeze(-1), false).squeeze_dim(-1);
+    let lp = logp
+        .gather(-1, &tokens.unsqueeze(-1), false)
+        .squeeze_dim(-1);
     (tokens, lp)
 }
 
@@ -199,7 +212,10 @@ where
 {
     cfg.validate()?;
     let (b, p) = prompt_ids.size2().map_err(|_| {
-        ModelError::Input(format!("prompt ids must be [B, P], got {:?}", prompt_ids.size()))
+        ModelError::Input(format!(
+            "prompt ids must be [B, P], got {:?}",
+            prompt_ids.size()
+        ))
     })?;
     if prompt_mask.size() != [b, p] {
         return Err(ModelError::Input(format!(
@@ -208,7 +224,9 @@ where
         )));
     }
     if p == 0 {
-        return Err(ModelError::Input("prompts must have at least one token".into()));
+        return Err(ModelError::Input(
+            "prompts must have at least one token".into(),
+        ));
     }
     let _guard = tch::no_grad_guard();
     let device = prompt_ids.device();
@@ -229,7 +247,10 @@ where
         let (tok, lp) = sample_next(&logits, cfg, &mut rng);
         let alive = finished.logical_not();
         let (tok, lp) = if cfg.eos_token_id.is_some() {
-            (tok.where_self(&alive, &pad), lp * alive.to_kind(Kind::Float))
+            (
+                tok.where_self(&alive, &pad),
+                lp * alive.to_kind(Kind::Float),
+            )
         } else {
             (tok, lp)
         };

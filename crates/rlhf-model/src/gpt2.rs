@@ -118,7 +118,10 @@ impl AttnMask {
                         let b = km.size()[0];
                         let real = km.to_kind(Kind::Bool).view([b, 1, 1, s]);
                         let own = k_idx.eq_tensor(&q_idx).view([1, 1, t, s]);
-                        causal.view([1, 1, t, s]).logical_and(&real).logical_or(&own)
+                        causal
+                            .view([1, 1, t, s])
+                            .logical_and(&real)
+                            .logical_or(&own)
                     }
                 };
                 AttnMask::Bool(mask)
@@ -150,7 +153,11 @@ impl Attention {
             head_dim: cfg.head_dim(),
             attn_pdrop: cfg.attn_pdrop,
             resid_pdrop: cfg.resid_pdrop,
-            scale: if cfg.scale_attn_weights { None } else { Some(1.0) },
+            scale: if cfg.scale_attn_weights {
+                None
+            } else {
+                Some(1.0)
+            },
         }
     }
 
@@ -320,7 +327,10 @@ impl Gpt2 {
         train: bool,
     ) -> Result<Tensor> {
         let (b, t) = input_ids.size2().map_err(|_| {
-            ModelError::Input(format!("input_ids must be [B, T], got {:?}", input_ids.size()))
+            ModelError::Input(format!(
+                "input_ids must be [B, T], got {:?}",
+                input_ids.size()
+            ))
         })?;
         let past = cache.as_ref().map_or(0, |c| c.len);
         if let Some(c) = cache.as_ref() {

@@ -81,6 +81,8 @@ pub fn parse_kind(s: &str) -> Result<tch::Kind> {
     match s {
         "f32" | "fp32" | "float32" => Ok(tch::Kind::Float),
         "bf16" | "bfloat16" => Ok(tch::Kind::BFloat16),
-        s => Err(ModelError::Input(format!("unknown dtype {s:?}: use f32 or bf16"))),
+        s => Err(ModelError::Input(format!(
+            "unknown dtype {s:?}: use f32 or bf16"
+        ))),
     }
 }

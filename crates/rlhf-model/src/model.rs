@@ -343,7 +343,9 @@ impl Policy for CausalLm {
             let len = ids.size()[1];
             let new_ids = ids.narrow(1, len - n_new, n_new);
             let key_mask = left_padded.then_some(mask);
-            let hidden = self.body.forward(&new_ids, key_mask, Some(&mut cache), false)?;
+            let hidden = self
+                .body
+                .forward(&new_ids, key_mask, Some(&mut cache), false)?;
             Ok(self.lm_logits(&hidden.select(1, n_new - 1)))
         })
     }
@@ -424,10 +426,7 @@ impl ScalarModel {
 
     /// A value function initialized from a reward checkpoint (body and head). The value head
     /// does not use the reward normalization bias.
-    pub fn value_from_reward(
-        dir: impl AsRef<Path>,
-        opts: impl Into<LoadOptions>,
-    ) -> Result<Self> {
+    pub fn value_from_reward(dir: impl AsRef<Path>, opts: impl Into<LoadOptions>) -> Result<Self> {
         let files = read_checkpoint(dir.as_ref())?;
         if files.head == HeadKind::Lm {
             return Err(ModelError::ckpt(
@@ -524,25 +523,42 @@ impl ScalarModel {
     }
 
     /// The head on every token. Shapes: `[B, T]` ids and mask -> `[B, T]` (f32).
-    pub fn per_token(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
+    pub fn per_token(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
         check_pair(input_ids, attention_mask)?;
         let hidden = self
             .body
             .forward(input_ids, padding_mask(attention_mask)?, None, train)?;
-        Ok(hidden.matmul(&self.score.tr()).squeeze_dim(-1).to_kind(Kind::Float))
+        Ok(hidden
+            .matmul(&self.score.tr())
+            .squeeze_dim(-1)
+            .to_kind(Kind::Float))
     }
 
     /// The head at each row's last non-pad token, without the normalization bias.
     /// Shapes: `[B, T]` ids and mask -> `[B]` (f32).
-    pub fn score_raw(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
+    pub fn score_raw(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
         check_pair(input_ids, attention_mask)?;
         let hidden = self
             .body
             .forward(input_ids, padding_mask(attention_mask)?, None, train)?;
         let (b, _, e) = hidden.size3()?;
-        let last = last_token_index(attention_mask).view([b, 1, 1]).expand([b, 1, e], false);
+        let last = last_token_index(attention_mask)
+            .view([b, 1, 1])
+            .expand([b, 1, e], false);
         let h = hidden.gather(1, &last, false).squeeze_dim(1);
-        Ok(h.matmul(&self.score.tr()).squeeze_dim(-1).to_kind(Kind::Float))
+        Ok(h.matmul(&self.score.tr())
+            .squeeze_dim(-1)
+            .to_kind(Kind::Float))
     }
 }
 

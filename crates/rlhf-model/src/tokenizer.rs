@@ -46,12 +46,12 @@ impl Tokenizer {
 
     /// Parses `tokenizer.json` text.
     pub fn from_json(json: &str) -> Result<Self> {
-        let inner: tokenizers::Tokenizer = json.parse().map_err(|e: tokenizers::Error| {
-            ModelError::Tokenizer {
-                path: "<memory>".into(),
-                msg: e.to_string(),
-            }
-        })?;
+        let inner: tokenizers::Tokenizer =
+            json.parse()
+                .map_err(|e: tokenizers::Error| ModelError::Tokenizer {
+                    path: "<memory>".into(),
+                    msg: e.to_string(),
+                })?;
         Ok(Self::from_inner(inner))
     }
 

@@ -18,7 +18,8 @@ fn bf16_generation_runs_and_stays_close_to_f32() {
     let rel = max_abs_diff(&bf.to_kind(Kind::Float), &f32_logits)
         / f64::try_from(f32_logits.abs().max()).unwrap();
     assert!(rel < 0.05, "relative difference {rel}");
-    let out = lm.generate(&ids, &ids.ones_like(), &GenerateConfig::greedy(5)).unwrap();
+    let out = lm
+        .generate(&ids, &ids.ones_like(), &GenerateConfig::greedy(5))
+        .unwrap();
     assert_eq!(out.tokens.size(), [2, 5]);
 }
-

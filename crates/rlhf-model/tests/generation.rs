@@ -16,11 +16,17 @@ fn incremental_logits_equal_full_forward() {
     let mut cache = KvCache::new(lm.config(), 3, 20, Kind::Float, Device::Cpu);
     tch::no_grad(|| {
         // A prefix of 7 tokens, then one token at a time.
-        let h = lm.body().forward(&ids.narrow(1, 0, 7), None, Some(&mut cache), false).unwrap();
+        let h = lm
+            .body()
+            .forward(&ids.narrow(1, 0, 7), None, Some(&mut cache), false)
+            .unwrap();
         let d = max_abs_diff(&lm.lm_logits(&h), &full.narrow(1, 0, 7));
         assert!(d <= 1e-5, "prefix: {d}");
         for t in 7..20 {
-            let h = lm.body().forward(&ids.narrow(1, t, 1), None, Some(&mut cache), false).unwrap();
+            let h = lm
+                .body()
+                .forward(&ids.narrow(1, t, 1), None, Some(&mut cache), false)
+                .unwrap();
             let d = max_abs_diff(&lm.lm_logits(&h), &full.narrow(1, t, 1));
             assert!(d <= 1e-5, "step {t}: {d}");
         }
@@ -35,16 +41,35 @@ fn incremental_logits_equal_full_forward_with_left_padding() {
     let full = tch::no_grad(|| lm.logits(&ids, &mask, false)).unwrap();
     let mut cache = KvCache::new(lm.config(), 2, 8, Kind::Float, Device::Cpu);
     tch::no_grad(|| {
-        let h = lm.body().forward(&ids.narrow(1, 0, 6), Some(&mask.narrow(1, 0, 6)), Some(&mut cache), false).unwrap();
+        let h = lm
+            .body()
+            .forward(
+                &ids.narrow(1, 0, 6),
+                Some(&mask.narrow(1, 0, 6)),
+                Some(&mut cache),
+                false,
+            )
+            .unwrap();
         let mut got = vec![lm.lm_logits(&h)];
         for t in 6..8 {
-            let h = lm.body().forward(&ids.narrow(1, t, 1), Some(&mask.narrow(1, 0, t + 1)), Some(&mut cache), false).unwrap();
+            let h = lm
+                .body()
+                .forward(
+                    &ids.narrow(1, t, 1),
+                    Some(&mask.narrow(1, 0, t + 1)),
+                    Some(&mut cache),
+                    false,
+                )
+                .unwrap();
             got.push(lm.lm_logits(&h));
         }
         let got = Tensor::cat(&got, 1);
         // Compare real positions only (pad rows' outputs are never read).
         let m = mask.to_kind(Kind::Bool).unsqueeze(-1);
-        let d = max_abs_diff(&got.masked_fill(&m.logical_not(), 0.0), &full.masked_fill(&m.logical_not(), 0.0));
+        let d = max_abs_diff(
+            &got.masked_fill(&m.logical_not(), 0.0),
+            &full.masked_fill(&m.logical_not(), 0.0),
+        );
         assert!(d <= 1e-5, "{d}");
     });
 }
@@ -72,7 +97,8 @@ fn cached_greedy_equals_uncached_greedy() {
     assert_eq!(rows(&cached.tokens), rows(&uncached.tokens));
     assert!(max_abs_diff(&cached.log_probs, &uncached.log_probs) <= 1e-5);
     // The tokens are not degenerate (a broken cache tends to repeat one token).
-    let distinct: std::collections::HashSet<i64> = rows(&cached.tokens).concat().into_iter().collect();
+    let distinct: std::collections::HashSet<i64> =
+        rows(&cached.tokens).concat().into_iter().collect();
     assert!(distinct.len() > 4, "{distinct:?}");
 }
 
@@ -94,9 +120,13 @@ fn prompt_in_left_padded_batch_decodes_as_alone() {
 fn eos_stops_rows_and_pads_after_it() {
     let lm = small_lm(5);
     let (ids, mask) = left_pad(&[vec![1, 2, 3], vec![4, 5]], 0);
-    let free = lm.generate(&ids, &mask, &GenerateConfig::greedy(10)).unwrap();
-    // Use the third token row 0 produces as "EOS".
-    let eos = rows(&free.tokens)[0][2];
+    let free = lm
+        .generate(&ids, &mask, &GenerateConfig::greedy(10))
+        .unwrap();
+    // Use as "EOS" the first token of row 0 that did not appear before it (at position `at`).
+    let row0 = rows(&free.tokens)[0].clone();
+    let at = (1..row0.len()).find(|&j| !row0[..j].contains(&row0[j])).expect("a new token");
+    let eos = row0[at];
     let cfg = GenerateConfig {
         eos_token_id: Some(eos),
         pad_token_id: 96,
@@ -112,13 +142,16 @@ fn eos_stops_rows_and_pads_after_it() {
                 Some(s) if j > s => {
                     assert_eq!(tr[j], 96, "row {r} pos {j} after EOS must be pad");
                     assert_eq!(mr[j], 0);
-                    assert_eq!(f64::try_from(out.log_probs.get(r as i64).get(j as i64)).unwrap(), 0.0);
+                    assert_eq!(
+                        f64::try_from(out.log_probs.get(r as i64).get(j as i64)).unwrap(),
+                        0.0
+                    );
                 }
                 _ => assert_eq!(mr[j], 1, "row {r} pos {j} is a real token"),
             }
         }
     }
-    assert!(toks[0][2] == eos && toks[0][3..].iter().all(|&t| t == 96));
+    assert!(toks[0][at] == eos && toks[0][at + 1..].iter().all(|&t| t == 96));
     let uncached = lm.generate_uncached(&ids, &mask, &cfg).unwrap();
     assert_eq!(toks, rows(&uncached.tokens));
 }
@@ -163,12 +196,29 @@ fn sampling_is_seeded() {
 fn top_k_one_and_tiny_top_p_are_greedy() {
     let lm = small_lm(8);
     let (ids, mask) = left_pad(&[vec![1, 2, 3], vec![4, 5]], 0);
-    let greedy = rows(&lm.generate(&ids, &mask, &GenerateConfig::greedy(8)).unwrap().tokens);
+    let greedy = rows(
+        &lm.generate(&ids, &mask, &GenerateConfig::greedy(8))
+            .unwrap()
+            .tokens,
+    );
     for cfg in [
-        GenerateConfig { max_new_tokens: 8, top_k: Some(1), seed: Some(0), ..Default::default() },
-        GenerateConfig { max_new_tokens: 8, top_p: Some(1e-6), seed: Some(0), ..Default::default() },
+        GenerateConfig {
+            max_new_tokens: 8,
+            top_k: Some(1),
+            seed: Some(0),
+            ..Default::default()
+        },
+        GenerateConfig {
+            max_new_tokens: 8,
+            top_p: Some(1e-6),
+            seed: Some(0),
+            ..Default::default()
+        },
     ] {
-        assert_eq!(rows(&lm.generate(&ids, &mask, &cfg).unwrap().tokens), greedy);
+        assert_eq!(
+            rows(&lm.generate(&ids, &mask, &cfg).unwrap().tokens),
+            greedy
+        );
     }
 }
 
@@ -177,11 +227,41 @@ fn bad_generation_settings_are_errors() {
     let lm = small_lm(9);
     let (ids, mask) = left_pad(&[vec![1, 2]], 0);
     for (cfg, needle) in [
-        (GenerateConfig { temperature: 0.0, ..Default::default() }, "temperature"),
-        (GenerateConfig { top_p: Some(1.5), ..Default::default() }, "top_p"),
-        (GenerateConfig { top_k: Some(0), ..Default::default() }, "top_k"),
-        (GenerateConfig { max_new_tokens: 0, ..Default::default() }, "max_new_tokens"),
-        (GenerateConfig { max_new_tokens: 100, ..Default::default() }, "n_positions"),
+        (
+            GenerateConfig {
+                temperature: 0.0,
+                ..Default::default()
+            },
+            "temperature",
+        ),
+        (
+            GenerateConfig {
+                top_p: Some(1.5),
+                ..Default::default()
+            },
+            "top_p",
+        ),
+        (
+            GenerateConfig {
+                top_k: Some(0),
+                ..Default::default()
+            },
+            "top_k",
+        ),
+        (
+            GenerateConfig {
+                max_new_tokens: 0,
+                ..Default::default()
+            },
+            "max_new_tokens",
+        ),
+        (
+            GenerateConfig {
+                max_new_tokens: 100,
+                ..Default::default()
+            },
+            "n_positions",
+        ),
     ] {
         let err = lm.generate(&ids, &mask, &cfg).unwrap_err().to_string();
         assert!(err.contains(needle), "{err}");
@@ -243,7 +323,11 @@ proptest! {
 #[test]
 fn sample_next_log_probs_are_of_the_temperature_scaled_distribution() {
     let logits = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 0.5]).unsqueeze(0);
-    let cfg = GenerateConfig { do_sample: false, temperature: 2.0, ..Default::default() };
+    let cfg = GenerateConfig {
+        do_sample: false,
+        temperature: 2.0,
+        ..Default::default()
+    };
     let (tok, lp) = sample_next(&logits, &cfg, &mut SamplerRng::new(0));
     assert_eq!(i64::try_from(tok.get(0)).unwrap(), 2);
     let z: f64 = [0.5f64, 1.0, 1.5, 0.25].iter().map(|x| x.exp()).sum();
@@ -253,12 +337,21 @@ fn sample_next_log_probs_are_of_the_temperature_scaled_distribution() {
 
 #[test]
 fn sampler_follows_the_distribution_and_skips_zero_mass() {
-    let probs = Tensor::from_slice(&[0.0f32, 0.5, 0.0, 0.3, 0.2]).unsqueeze(0).repeat([20000, 1]);
+    let probs = Tensor::from_slice(&[0.0f32, 0.5, 0.0, 0.3, 0.2])
+        .unsqueeze(0)
+        .repeat([20000, 1]);
     let picks = SamplerRng::new(3).sample(&probs);
     let counts = Vec::<i64>::try_from(picks.bincount::<Tensor>(None, 5)).unwrap();
-    assert_eq!(counts[0] + counts[2], 0, "zero-probability tokens are never drawn: {counts:?}");
+    assert_eq!(
+        counts[0] + counts[2],
+        0,
+        "zero-probability tokens are never drawn: {counts:?}"
+    );
     for (i, p) in [(1, 0.5), (3, 0.3), (4, 0.2)] {
         let f = counts[i] as f64 / 20000.0;
-        assert!((f - p).abs() < 0.015, "token {i}: frequency {f}, probability {p}");
+        assert!(
+            (f - p).abs() < 0.015,
+            "token {i}: frequency {f}, probability {p}"
+        );
     }
 }

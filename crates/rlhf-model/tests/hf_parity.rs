@@ -46,7 +46,9 @@ fn logits_match_transformers() {
     let (lm, exp) = (hf_model(), expected());
     for (seq, want) in exp.sequences.iter().zip(&exp.logits) {
         let (ids, mask) = row(seq);
-        let got = tch::no_grad(|| lm.logits(&ids, &mask, false)).unwrap().get(0);
+        let got = tch::no_grad(|| lm.logits(&ids, &mask, false))
+            .unwrap()
+            .get(0);
         let flat: Vec<f32> = want.iter().flatten().copied().collect();
         let want = Tensor::from_slice(&flat).view([want.len() as i64, -1]);
         assert_eq!(got.size(), want.size());
@@ -88,17 +90,28 @@ fn left_padded_batch_greedy_matches_transformers() {
     let mut mask = vec![];
     for p in &exp.prompts {
         ids.extend(std::iter::repeat_n(pad, width - p.len()).chain(p.iter().copied()));
-        mask.extend(std::iter::repeat_n(0i64, width - p.len()).chain(std::iter::repeat_n(1, p.len())));
+        mask.extend(
+            std::iter::repeat_n(0i64, width - p.len()).chain(std::iter::repeat_n(1, p.len())),
+        );
     }
     let b = exp.prompts.len() as i64;
     let ids = Tensor::from_slice(&ids).view([b, width as i64]);
     let mask = Tensor::from_slice(&mask).view([b, width as i64]);
     let out = lm
-        .generate(&ids, &mask, &GenerateConfig::greedy(exp.greedy_max_new_tokens))
+        .generate(
+            &ids,
+            &mask,
+            &GenerateConfig::greedy(exp.greedy_max_new_tokens),
+        )
         .unwrap();
-    let got: Vec<Vec<i64>> = (0..b).map(|i| Vec::<i64>::try_from(out.tokens.get(i)).unwrap()).collect();
+    let got: Vec<Vec<i64>> = (0..b)
+        .map(|i| Vec::<i64>::try_from(out.tokens.get(i)).unwrap())
+        .collect();
     assert_eq!(got, exp.greedy_left_padded_batch);
-    assert_eq!(got, exp.greedy_alone, "a prompt in a left-padded batch decodes as it does alone");
+    assert_eq!(
+        got, exp.greedy_alone,
+        "a prompt in a left-padded batch decodes as it does alone"
+    );
 }
 
 #[test]
@@ -113,8 +126,14 @@ fn scalar_head_matches_transformers_sequence_classification() {
     let width = exp.sequences.iter().map(Vec::len).max().unwrap();
     let (mut ids, mut mask) = (vec![], vec![]);
     for s in &exp.sequences {
-        ids.extend(s.iter().copied().chain(std::iter::repeat_n(pad, width - s.len())));
-        mask.extend(std::iter::repeat_n(1i64, s.len()).chain(std::iter::repeat_n(0, width - s.len())));
+        ids.extend(
+            s.iter()
+                .copied()
+                .chain(std::iter::repeat_n(pad, width - s.len())),
+        );
+        mask.extend(
+            std::iter::repeat_n(1i64, s.len()).chain(std::iter::repeat_n(0, width - s.len())),
+        );
     }
     let b = exp.sequences.len() as i64;
     let ids = Tensor::from_slice(&ids).view([b, width as i64]);
@@ -144,13 +163,23 @@ struct TransformersCheck {
 #[test]
 fn our_checkpoints_load_in_transformers() {
     let dir = fixtures().join("rust-saved-lm");
-    let check: TransformersCheck =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("transformers_check.json")).unwrap())
-            .unwrap();
-    assert!(check.lm_max_abs_logit_diff < 1e-4, "{}", check.lm_max_abs_logit_diff);
-    assert!(check.rm_max_abs_score_diff < 1e-4, "{}", check.rm_max_abs_score_diff);
+    let check: TransformersCheck = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("transformers_check.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        check.lm_max_abs_logit_diff < 1e-4,
+        "{}",
+        check.lm_max_abs_logit_diff
+    );
+    assert!(
+        check.rm_max_abs_score_diff < 1e-4,
+        "{}",
+        check.rm_max_abs_score_diff
+    );
     let rec: RustOutputs =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("rust_outputs.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.join("rust_outputs.json")).unwrap())
+            .unwrap();
 
     let lm = CausalLm::load(&dir, Device::Cpu).unwrap();
     let rm = ScalarModel::load(fixtures().join("rust-saved-rm"), Device::Cpu).unwrap();
@@ -173,11 +202,16 @@ fn our_checkpoints_load_in_transformers() {
     ] {
         let a = std::fs::read(ours.join("model.safetensors")).unwrap();
         let b = std::fs::read(committed.join("model.safetensors")).unwrap();
-        assert!(a == b, "model.safetensors differs from the fixture transformers checked");
+        assert!(
+            a == b,
+            "model.safetensors differs from the fixture transformers checked"
+        );
         let ca: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(ours.join("config.json")).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(ours.join("config.json")).unwrap())
+                .unwrap();
         let cb: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(committed.join("config.json")).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(committed.join("config.json")).unwrap())
+                .unwrap();
         assert_eq!(ca, cb);
     }
 }

@@ -4,8 +4,14 @@
 use rlhf_model::{CausalLm, Gpt2Config};
 use tch::{Device, Tensor};
 
-/// A small random model with weights wide enough that greedy choices are not ties.
+/// libtorch's generator is global: tests that seed it and then draw from it hold this lock,
+/// so that parallel tests cannot interleave their draws.
+pub static TORCH_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A small random model with weights wide enough that greedy choices are not ties; the same
+/// seed gives the same weights whatever other tests run beside it.
 pub fn small_lm(seed: i64) -> CausalLm {
+    let _rng = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(seed);
     let mut cfg = Gpt2Config::sized(2, 4, 64, 97, 64).with_dropout(0.0);
     cfg.initializer_range = 0.2;
@@ -38,7 +44,10 @@ fn pad_rows(rows: &[Vec<i64>], pad: i64, left: bool) -> (Tensor, Tensor) {
         }
     }
     let shape = [rows.len() as i64, width as i64];
-    (Tensor::from_slice(&ids).view(shape), Tensor::from_slice(&mask).view(shape))
+    (
+        Tensor::from_slice(&ids).view(shape),
+        Tensor::from_slice(&mask).view(shape),
+    )
 }
 
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
@@ -46,5 +55,7 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
 }
 
 pub fn rows(t: &Tensor) -> Vec<Vec<i64>> {
-    (0..t.size()[0]).map(|i| Vec::<i64>::try_from(t.get(i)).unwrap()).collect()
+    (0..t.size()[0])
+        .map(|i| Vec::<i64>::try_from(t.get(i)).unwrap())
+        .collect()
 }

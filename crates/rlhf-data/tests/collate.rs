@@ -1,0 +1,415 @@
+//! Collation: loss masks cover exactly the response tokens, truncation keeps the end of the
+//! prompt, left/right padding, reward-model grouping, and packing loses no token.
+
+use proptest::prelude::*;
+use rlhf_data::collate::{
+    collate_prompts, collate_rewards, collate_sft, pack_documents, CollateConfig, Collator, Packer,
+    Padding, TokenizedPair, TokenizedRanking,
+};
+use rlhf_data::records::{Demonstration, Ranking};
+use rlhf_data::toy::{toy_tokenizer, TOY_EOS, TOY_EOS_ID};
+
+const EOS: u32 = 2;
+const PAD: u32 = 1;
+
+fn cfg(max_p: usize, max_r: usize) -> CollateConfig {
+    CollateConfig::new(EOS, PAD).with_limits(max_p, max_r)
+}
+
+fn pair(p: &[u32], r: &[u32]) -> TokenizedPair {
+    TokenizedPair {
+        prompt: p.to_vec(),
+        response: r.to_vec(),
+    }
+}
+
+#[test]
+fn sft_row_layout_and_masks() {
+    let b = collate_sft(
+        &[pair(&[10, 11, 12], &[20, 21]), pair(&[13], &[22])],
+        &cfg(8, 8),
+    )
+    .unwrap();
+    assert_eq!((b.batch, b.seq_len), (2, 6));
+    assert_eq!(b.row(0), &[10, 11, 12, 20, 21, 2]);
+    assert_eq!(b.row(1), &[13, 22, 2, 1, 1, 1]);
+    assert_eq!(b.attention_mask, vec![1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0]);
+    assert_eq!(
+        b.loss_mask,
+        vec![0., 0., 0., 1., 1., 1., 0., 1., 1., 0., 0., 0.]
+    );
+    assert_eq!(b.prompt_lens, vec![3, 1]);
+    assert_eq!(b.response_lens, vec![3, 2]);
+    assert_eq!(b.num_loss_tokens(), 5);
+}
+
+#[test]
+fn truncation_keeps_the_end_of_the_prompt_and_the_start_of_the_response() {
+    let prompt: Vec<u32> = (100..110).collect();
+    let response: Vec<u32> = (200..210).collect();
+    let b = collate_sft(&[pair(&prompt, &response)], &cfg(4, 3)).unwrap();
+    // Prompt keeps its last 4 tokens; the response its first 3, without EOS (it was cut).
+    assert_eq!(b.row(0), &[106, 107, 108, 109, 200, 201, 202]);
+    assert_eq!(b.loss_row(0), &[0., 0., 0., 0., 1., 1., 1.]);
+
+    // A response that fits with its EOS keeps the EOS (the EOS counts towards the limit).
+    let b = collate_sft(&[pair(&[1, 5], &[7, 8])], &cfg(4, 3)).unwrap();
+    assert_eq!(b.row(0), &[1, 5, 7, 8, 2]);
+    let b = collate_sft(&[pair(&[1, 5], &[7, 8, 9])], &cfg(4, 3)).unwrap();
+    assert_eq!(b.row(0), &[1, 5, 7, 8, 9]);
+
+    // Prompt batches truncate the same way.
+    let p = collate_prompts(std::slice::from_ref(&prompt), &cfg(4, 3)).unwrap();
+    assert_eq!(p.row(0), &[106, 107, 108, 109]);
+}
+
+#[test]
+fn empty_response_is_just_eos() {
+    let b = collate_sft(&[pair(&[5], &[])], &cfg(4, 4)).unwrap();
+    assert_eq!(b.row(0), &[5, 2]);
+    assert_eq!(b.loss_row(0), &[0., 1.]);
+}
+
+#[test]
+fn padding_policies() {
+    let ex = [pair(&[5, 6], &[7])];
+    let fixed = collate_sft(&ex, &cfg(8, 8).with_padding(Padding::Fixed(6))).unwrap();
+    assert_eq!(fixed.row(0), &[5, 6, 7, 2, 1, 1]);
+    let multiple = collate_sft(&ex, &cfg(8, 8).with_padding(Padding::MultipleOf(8))).unwrap();
+    assert_eq!(multiple.seq_len, 8);
+    let err = collate_sft(&ex, &cfg(8, 8).with_padding(Padding::Fixed(3))).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "collation: a SFT row has 4 tokens but padding is Fixed(3): expected rows of at most 3 tokens (lower the limits or raise the length)"
+    );
+}
+
+#[test]
+fn invalid_inputs_are_errors() {
+    let none: [TokenizedPair; 0] = [];
+    assert_eq!(
+        collate_sft(&none, &cfg(4, 4)).unwrap_err().to_string(),
+        "collation: empty batch: expected at least one example"
+    );
+    assert_eq!(
+        collate_sft(&[pair(&[1], &[2]), pair(&[], &[3])], &cfg(4, 4))
+            .unwrap_err()
+            .to_string(),
+        "collation: example 1: the prompt has no tokens; expected at least one token before the response"
+    );
+    assert_eq!(
+        collate_sft(&[pair(&[1], &[2])], &cfg(0, 4)).unwrap_err().to_string(),
+        "invalid configuration: max_prompt_tokens is 0: expected at least 1 (a response needs a token before it)"
+    );
+    let bad = TokenizedRanking {
+        prompt: vec![1],
+        responses: vec![vec![2], vec![3]],
+        ranking: vec![0, 0],
+    };
+    assert_eq!(
+        collate_rewards(&[bad], &cfg(4, 4)).unwrap_err().to_string(),
+        "collation: group 0: expected the ranking to be a permutation of 0..2, found [0, 0]"
+    );
+    let k1 = TokenizedRanking {
+        prompt: vec![1],
+        responses: vec![vec![2]],
+        ranking: vec![0],
+    };
+    assert_eq!(
+        collate_rewards(&[k1], &cfg(4, 4)).unwrap_err().to_string(),
+        "collation: group 0: expected at least 2 responses (K >= 2), found 1"
+    );
+    assert!(pack_documents(&[vec![1u32]], 0, EOS, PAD).is_err());
+}
+
+#[test]
+fn prompt_batches_are_left_padded() {
+    let b = collate_prompts(&[vec![5u32, 6, 7], vec![8]], &cfg(8, 8)).unwrap();
+    assert_eq!((b.batch, b.seq_len), (2, 3));
+    assert_eq!(b.row(0), &[5, 6, 7]);
+    assert_eq!(b.row(1), &[1, 1, 8]);
+    assert_eq!(b.attention_mask, vec![1, 1, 1, 0, 0, 1]);
+    assert_eq!(b.position_ids(), vec![0, 1, 2, 0, 0, 0]);
+    assert_eq!(b.prompt_lens, vec![3, 1]);
+}
+
+#[test]
+fn reward_batches_forward_each_response_once() {
+    let groups = vec![
+        TokenizedRanking {
+            prompt: vec![10, 11],
+            responses: vec![vec![20], vec![21, 22]],
+            ranking: vec![1, 0],
+        },
+        TokenizedRanking {
+            prompt: vec![12],
+            responses: vec![vec![30], vec![31], vec![32, 33, 34], vec![35]],
+            ranking: vec![2, 0, 3, 1],
+        },
+    ];
+    let b = collate_rewards(&groups, &cfg(8, 8)).unwrap();
+    assert_eq!(b.batch, 6);
+    assert_eq!(b.group_sizes, vec![2, 4]);
+    assert_eq!(b.group_offsets(), vec![0, 2]);
+    assert_eq!(b.seq_len, 5);
+    assert_eq!(b.row(0), &[10, 11, 20, 2, 1]);
+    assert_eq!(b.row(1), &[10, 11, 21, 22, 2]);
+    assert_eq!(b.row(4), &[12, 32, 33, 34, 2]);
+    assert_eq!(b.last_token, vec![3, 4, 2, 2, 4, 2]);
+    // The reward is read at the EOS that ends each response.
+    for r in 0..b.batch {
+        assert_eq!(b.row(r)[b.last_token[r]], i64::from(EOS));
+    }
+    let pairs = b.pairs();
+    assert_eq!(pairs.len(), 1 + 6);
+    assert_eq!((pairs[0].winner_row, pairs[0].loser_row), (1, 0));
+    // Group 1: ranking 2 > 0 > 3 > 1, rows offset by 2.
+    let g1: Vec<(usize, usize)> = pairs[1..]
+        .iter()
+        .map(|p| (p.winner_row, p.loser_row))
+        .collect();
+    assert_eq!(g1, vec![(4, 2), (4, 5), (4, 3), (2, 5), (2, 3), (5, 3)]);
+    assert!(pairs[1..].iter().all(|p| p.group == 1));
+}
+
+#[test]
+fn packing_example() {
+    let docs = vec![vec![5u32, 6, 7], vec![8], vec![9, 10, 11, 12]];
+    let p = pack_documents(&docs, 4, EOS, PAD).unwrap();
+    assert_eq!(p.num_blocks, 3);
+    assert_eq!(p.row(0), &[5, 6, 7, 2]);
+    assert_eq!(p.row(1), &[8, 2, 9, 10]);
+    assert_eq!(p.row(2), &[11, 12, 2, 1]);
+    assert_eq!(p.attention_mask[8..], [1, 1, 1, 0]);
+    assert_eq!(p.num_tokens, 11);
+    let lm = p.to_lm_batch();
+    assert_eq!(lm.loss_row(2), &[0., 1., 1., 0.]);
+    assert_eq!(lm.loss_row(0), &[0., 1., 1., 1.]);
+    assert_eq!(lm.num_loss_tokens(), 8);
+}
+
+fn ids(max_len: usize) -> impl Strategy<Value = Vec<u32>> {
+    proptest::collection::vec(3u32..1000, 0..max_len)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Loss masks cover exactly the kept response tokens (plus the EOS when the response is
+    /// complete); the prompt keeps its last tokens; padding is masked everywhere.
+    #[test]
+    fn prop_sft_masks_cover_exactly_the_response(
+        examples in proptest::collection::vec((ids(40), ids(40)), 1..8),
+        max_p in 1usize..30,
+        max_r in 1usize..30,
+    ) {
+        let examples: Vec<TokenizedPair> = examples
+            .into_iter()
+            .map(|(mut p, r)| { if p.is_empty() { p.push(3); } TokenizedPair { prompt: p, response: r } })
+            .collect();
+        let b = collate_sft(&examples, &cfg(max_p, max_r)).unwrap();
+        prop_assert_eq!(b.input_ids.len(), b.batch * b.seq_len);
+        prop_assert_eq!(b.loss_mask.len(), b.batch * b.seq_len);
+        let mut longest = 0;
+        for (i, ex) in examples.iter().enumerate() {
+            let row = b.row(i);
+            let loss = b.loss_row(i);
+            let att = &b.attention_mask[i * b.seq_len..(i + 1) * b.seq_len];
+            let kept_p = &ex.prompt[ex.prompt.len().saturating_sub(max_p)..];
+            let complete = ex.response.len() < max_r;
+            let kept_r: Vec<u32> = if complete {
+                ex.response.iter().copied().chain([EOS]).collect()
+            } else {
+                ex.response[..max_r].to_vec()
+            };
+            let len = kept_p.len() + kept_r.len();
+            longest = longest.max(len);
+            // Truncation keeps the end of the prompt.
+            prop_assert_eq!(&row[..kept_p.len()], &kept_p.iter().map(|&t| i64::from(t)).collect::<Vec<_>>()[..]);
+            prop_assert_eq!(*row.get(kept_p.len().wrapping_sub(1)).unwrap(), i64::from(*ex.prompt.last().unwrap()));
+            // The loss mask selects exactly the kept response (+ EOS).
+            let selected: Vec<u32> = row.iter().zip(loss).filter(|(_, &m)| m == 1.0).map(|(&t, _)| t as u32).collect();
+            prop_assert_eq!(&selected, &kept_r);
+            prop_assert!(loss[..kept_p.len()].iter().all(|&m| m == 0.0));
+            prop_assert_eq!(loss[0], 0.0);
+            // Attention covers the real tokens; the rest is padding.
+            prop_assert!(att[..len].iter().all(|&m| m == 1));
+            prop_assert!(att[len..].iter().all(|&m| m == 0));
+            prop_assert!(row[len..].iter().all(|&t| t == i64::from(PAD)));
+            prop_assert!(loss[len..].iter().all(|&m| m == 0.0));
+            prop_assert_eq!(b.prompt_lens[i], kept_p.len());
+            prop_assert_eq!(b.response_lens[i], kept_r.len());
+        }
+        prop_assert_eq!(b.seq_len, longest);
+    }
+
+    /// Left padding: each row ends at the last column with the end of its prompt.
+    #[test]
+    fn prop_prompt_batches_end_with_the_prompt(
+        prompts in proptest::collection::vec(ids(30), 1..8),
+        max_p in 1usize..20,
+    ) {
+        let prompts: Vec<Vec<u32>> = prompts.into_iter().map(|mut p| { p.push(5); p }).collect();
+        let b = collate_prompts(&prompts, &cfg(max_p, 4)).unwrap();
+        for (i, p) in prompts.iter().enumerate() {
+            let kept = &p[p.len().saturating_sub(max_p)..];
+            let row = b.row(i);
+            let pad = b.seq_len - kept.len();
+            prop_assert!(row[..pad].iter().all(|&t| t == i64::from(PAD)));
+            prop_assert_eq!(&row[pad..], &kept.iter().map(|&t| i64::from(t)).collect::<Vec<_>>()[..]);
+            let att = &b.attention_mask[i * b.seq_len..(i + 1) * b.seq_len];
+            prop_assert_eq!(att.iter().filter(|&&m| m == 1).count(), kept.len());
+            prop_assert!(att[pad..].iter().all(|&m| m == 1));
+        }
+    }
+
+    /// Packing loses no token: the real tokens of the blocks are the documents joined with EOS,
+    /// every block but the last is full, and the streaming packer agrees.
+    #[test]
+    fn prop_packing_loses_no_token(docs in proptest::collection::vec(ids(50), 0..20), block_len in 1usize..64) {
+        let p = pack_documents(&docs, block_len, EOS, PAD).unwrap();
+        let expected: Vec<u32> = docs.iter().flat_map(|d| d.iter().copied().chain([EOS])).collect();
+        prop_assert_eq!(p.tokens(), expected.clone());
+        prop_assert_eq!(p.num_tokens, expected.len());
+        prop_assert_eq!(p.num_blocks, expected.len().div_ceil(block_len));
+        prop_assert_eq!(p.input_ids.len(), p.num_blocks * block_len);
+        if p.num_blocks > 1 {
+            prop_assert!(p.attention_mask[..(p.num_blocks - 1) * block_len].iter().all(|&m| m == 1));
+        }
+        let mut packer = Packer::new(block_len, EOS, PAD).unwrap();
+        let mut streamed: Vec<u32> = Vec::new();
+        for d in &docs {
+            packer.push(d);
+            while let Some(b) = packer.pop_block() {
+                prop_assert_eq!(b.len(), block_len);
+                streamed.extend(b);
+            }
+        }
+        for (b, real) in packer.finish() {
+            streamed.extend_from_slice(&b[..real]);
+        }
+        prop_assert_eq!(streamed, expected);
+    }
+
+    /// Reward batches contain every response once, in group order, with its prompt.
+    #[test]
+    fn prop_reward_batches(
+        groups in proptest::collection::vec((ids(10), proptest::collection::vec(ids(10), 2..6)), 1..5),
+        seed in any::<u64>(),
+    ) {
+        let groups: Vec<TokenizedRanking> = groups.into_iter().enumerate().map(|(g, (mut p, rs))| {
+            p.push(4);
+            let k = rs.len();
+            let mut ranking: Vec<usize> = (0..k).collect();
+            ranking.rotate_left((seed as usize + g) % k);
+            TokenizedRanking { prompt: p, responses: rs, ranking }
+        }).collect();
+        let c = cfg(64, 64);
+        let b = collate_rewards(&groups, &c).unwrap();
+        let mut row = 0;
+        for g in &groups {
+            for r in &g.responses {
+                let expected: Vec<i64> = g.prompt.iter().chain(r).chain([&EOS]).map(|&t| i64::from(t)).collect();
+                prop_assert_eq!(&b.row(row)[..expected.len()], &expected[..]);
+                prop_assert_eq!(b.last_token[row], expected.len() - 1);
+                row += 1;
+            }
+        }
+        prop_assert_eq!(row, b.batch);
+        let expected_pairs: usize = groups.iter().map(|g| g.responses.len() * (g.responses.len() - 1) / 2).sum();
+        prop_assert_eq!(b.pairs().len(), expected_pairs);
+    }
+}
+
+#[test]
+fn text_path_matches_the_fast_path() {
+    let collator = Collator::with_special_tokens(toy_tokenizer(), TOY_EOS, TOY_EOS).unwrap();
+    assert_eq!(collator.config().eos_id, TOY_EOS_ID);
+    let demos = vec![
+        Demonstration {
+            id: "d1".into(),
+            user_id: "u".into(),
+            prompt: "reverse : a b c =>".into(),
+            response: "c b a".into(),
+        },
+        Demonstration {
+            id: "d2".into(),
+            user_id: "u".into(),
+            prompt: "classify fox =>".into(),
+            response: "animal".into(),
+        },
+    ];
+    let b = collator.sft_batch(&demos).unwrap();
+    let pairs: Vec<TokenizedPair> = demos
+        .iter()
+        .map(|d| collator.tokenize_demonstration(d).unwrap())
+        .collect();
+    assert_eq!(b, collate_sft(&pairs, collator.config()).unwrap());
+    // Decoding the loss-masked tokens gives back the response (the EOS is a special token).
+    for (i, d) in demos.iter().enumerate() {
+        let ids: Vec<u32> = b
+            .row(i)
+            .iter()
+            .zip(b.loss_row(i))
+            .filter(|(_, &m)| m == 1.0)
+            .map(|(&t, _)| t as u32)
+            .collect();
+        assert_eq!(*ids.last().unwrap(), TOY_EOS_ID);
+        assert_eq!(collator.decode(&ids).unwrap(), d.response);
+    }
+    let par = collator.tokenize_demonstrations(&demos).unwrap();
+    assert_eq!(par, pairs);
+    assert_eq!(
+        collator.encode_all(&["a b", "fox"]).unwrap(),
+        vec![
+            collator.encode("a b").unwrap(),
+            collator.encode("fox").unwrap()
+        ]
+    );
+    let rb = collator
+        .reward_batch(&[Ranking::pairwise(
+            "r",
+            "u",
+            "classify fox =>",
+            "animal",
+            "fruit",
+        )])
+        .unwrap();
+    assert_eq!(rb.batch, 2);
+    let pb = collator
+        .prompt_batch(&["classify fox =>", "reverse : a b c =>"])
+        .unwrap();
+    assert_eq!(pb.prompt_lens, vec![3, 6]);
+    let packed = collator
+        .pack_texts(&["the cat sees the dog .", "a b c"], 4)
+        .unwrap();
+    assert_eq!(packed.num_tokens, 7 + 4);
+}
+
+#[test]
+fn collator_errors_on_unknown_special_token() {
+    let err = Collator::with_special_tokens(toy_tokenizer(), "</s>", TOY_EOS).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "tokenizer: token \"</s>\" is not in the vocabulary: expected the tokenizer to define it"
+    );
+}
+
+#[test]
+fn collating_a_wsft_batch_is_fast() {
+    // W-SFT: 8 sequences x 256 tokens, half prompt. Generous bound (the bench measures it):
+    // 200 collations must take well under a second even in the dev profile.
+    let examples: Vec<TokenizedPair> = (0..8)
+        .map(|i| TokenizedPair {
+            prompt: (0..128).map(|t| (t * 7 + i) % 8000 + 3).collect(),
+            response: (0..127).map(|t| (t * 13 + i) % 8000 + 3).collect(),
+        })
+        .collect();
+    let c = cfg(128, 128).with_padding(Padding::Fixed(256));
+    let start = std::time::Instant::now();
+    for _ in 0..200 {
+        let b = collate_sft(&examples, &c).unwrap();
+        assert_eq!(b.input_ids.len(), 8 * 256);
+    }
+    assert!(start.elapsed().as_secs_f64() < 1.0, "{:?}", start.elapsed());
+}

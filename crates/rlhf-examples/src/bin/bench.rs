@@ -1,0 +1,84 @@
+//! The workloads of WORKLOAD.md; prints one JSON line per run.
+//!
+//! `bench --workload gen|matmul --size tiny|gpt2-small [--device cpu|cuda] [--dtype f32|bf16]`
+
+use clap::Parser;
+use rlhf_examples::{
+    device_name, gen_flops, kind_name, matmul_peak_gflops, time_median, workload_config,
+};
+use rlhf_model::{parse_device, parse_kind, CausalLm, GenerateConfig, Policy};
+use serde_json::json;
+use tch::{Kind, Tensor};
+
+#[derive(Parser, Debug)]
+#[command(about = "Benchmark workloads of WORKLOAD.md (one JSON line each)")]
+struct Args {
+    /// gen (W-GEN: 64 prompts x 64 tokens, 64 sampled tokens each) or matmul (the measured
+    /// matmul peak of the device and dtype).
+    #[arg(long)]
+    workload: String,
+    /// tiny or gpt2-small.
+    #[arg(long, default_value = "tiny")]
+    size: String,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// f32 or bf16.
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+    /// Timed repetitions (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    iters: usize,
+    /// Untimed warm-up repetitions.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+}
+
+fn main() -> anyhow::Result<()> {
+    rlhf_examples::init_runtime();
+    let args = Args::parse();
+    let device = parse_device(&args.device)?;
+    let kind = parse_kind(&args.dtype)?;
+    let peak = matmul_peak_gflops(device, kind, if device.is_cuda() { 8192 } else { 2048 });
+    let base = json!({
+        "size": args.size, "device": device_name(device), "dtype": kind_name(kind),
+        "threads": tch::get_num_threads(),
+    });
+    let line = match args.workload.as_str() {
+        "matmul" => json!({"workload": "matmul", "matmul_peak_gflops": peak}),
+        "gen" => {
+            let cfg = workload_config(&args.size)?;
+            tch::manual_seed(0);
+            let mut lm = CausalLm::new(&cfg, device)?;
+            lm.set_kind(kind);
+            let (b, p, n) = (64, 64, 64);
+            let prompts = Tensor::randint(cfg.vocab_size, [b, p], (Kind::Int64, device));
+            let mask = prompts.ones_like();
+            let gen = GenerateConfig {
+                max_new_tokens: n,
+                seed: Some(0),
+                ..Default::default()
+            };
+            let secs = time_median(device, args.warmup, args.iters, || {
+                let out = lm.generate(&prompts, &mask, &gen).expect("generation");
+                assert_eq!(out.tokens.size(), [b, n]);
+            });
+            let flops = gen_flops(&cfg, b, p, n);
+            json!({
+                "workload": "gen",
+                "tokens_per_s": (b * n) as f64 / secs,
+                "seconds_per_rollout": secs,
+                "model_gflops_per_s": flops / secs / 1e9,
+                "matmul_peak_gflops": peak,
+                "fraction_of_matmul_peak": flops / secs / 1e9 / peak,
+            })
+        }
+        other => anyhow::bail!("unknown workload {other:?}: use gen or matmul"),
+    };
+    let mut line = line;
+    line.as_object_mut()
+        .unwrap()
+        .extend(base.as_object().unwrap().clone());
+    println!("{line}");
+    Ok(())
+}

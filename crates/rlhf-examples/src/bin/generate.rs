@@ -1,0 +1,88 @@
+//! Prints a model's continuation of a prompt (only the continuation, on stdout).
+//!
+//! `generate --model DIR --prompt TEXT --max-new-tokens N [--greedy | --temperature T --top-k K
+//! --top-p P] [--seed S] [--device auto|cpu|cuda] [--dtype f32|bf16]`
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use rlhf_model::{parse_device, parse_kind, CausalLm, GenerateConfig, LoadOptions, Policy};
+use tch::Tensor;
+
+#[derive(Parser, Debug)]
+#[command(about = "Generate a continuation of a prompt with a checkpoint (HF GPT-2 layout)")]
+struct Args {
+    /// Checkpoint directory (config.json, model.safetensors, tokenizer.json).
+    #[arg(long)]
+    model: std::path::PathBuf,
+    /// The prompt text.
+    #[arg(long)]
+    prompt: String,
+    /// Maximum number of tokens to generate.
+    #[arg(long, default_value_t = 64)]
+    max_new_tokens: i64,
+    /// Greedy decoding (argmax); ignores temperature, top-k and top-p.
+    #[arg(long, conflicts_with_all = ["temperature", "top_k", "top_p"])]
+    greedy: bool,
+    /// Sampling temperature.
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f64,
+    /// Sample among the k most likely tokens only.
+    #[arg(long)]
+    top_k: Option<i64>,
+    /// Nucleus sampling: the smallest set of tokens with this much probability.
+    #[arg(long)]
+    top_p: Option<f64>,
+    /// Seed of the sampler.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// auto (CUDA when available), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// f32 or bf16.
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    rlhf_examples::init_runtime();
+    let args = Args::parse();
+    let device = parse_device(&args.device)?;
+    let kind = parse_kind(&args.dtype)?;
+    let lm = CausalLm::load(&args.model, LoadOptions { device, kind })
+        .with_context(|| format!("loading the model from {}", args.model.display()))?;
+    let Some(tok) = lm.tokenizer() else {
+        bail!(
+            "{} has no tokenizer.json: generate needs one to read the prompt",
+            args.model.display()
+        );
+    };
+    let ids = tok.encode(&args.prompt)?;
+    if ids.is_empty() {
+        bail!("the prompt is empty after tokenization");
+    }
+    let eos = lm
+        .config()
+        .eos_token_id
+        .or_else(|| tok.token_id(rlhf_model::tokenizer::ENDOFTEXT));
+    let cfg = GenerateConfig {
+        max_new_tokens: args.max_new_tokens,
+        do_sample: !args.greedy,
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+        eos_token_id: eos,
+        pad_token_id: lm.config().pad_id(),
+        seed: Some(args.seed),
+    };
+    let prompt = Tensor::from_slice(&ids).unsqueeze(0).to_device(device);
+    let out = lm.generate(&prompt, &prompt.ones_like(), &cfg)?;
+    let n_real = out.mask.sum(tch::Kind::Float).double_value(&[]) as usize;
+    let toks = Vec::<i64>::try_from(out.tokens.get(0).to_device(tch::Device::Cpu))?;
+    let toks: Vec<i64> = toks
+        .into_iter()
+        .take(n_real)
+        .filter(|&t| Some(t) != eos)
+        .collect();
+    println!("{}", tok.decode(&toks, true)?);
+    Ok(())
+}
