@@ -1,5 +1,7 @@
 //! Helpers shared by the rlhf binaries (`generate`, `bench`, `init-model`, ...): workload
-//! definitions of WORKLOAD.md, FLOP counts, and timing.
+//! definitions of WORKLOAD.md, FLOP counts, timing, and the run utilities of [`run`].
+
+pub mod run;
 
 use rlhf_model::Gpt2Config;
 use std::time::Instant;

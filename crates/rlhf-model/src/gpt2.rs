@@ -8,6 +8,7 @@
 
 use crate::config::{Activation, Gpt2Config};
 use crate::error::{ModelError, Result};
+use crate::train::{EMBEDDING_GROUP, NO_DECAY_GROUP};
 use tch::{nn, nn::Module, Device, Kind, Tensor};
 
 /// Hugging Face's `Conv1D`: a linear layer whose weight is stored `[in, out]`.
@@ -27,7 +28,7 @@ impl Conv1D {
                 stdev: std,
             },
         );
-        let bias = p.zeros("bias", &[n_out]);
+        let bias = p.set_group(NO_DECAY_GROUP).zeros("bias", &[n_out]);
         Conv1D { weight, bias }
     }
 
@@ -249,7 +250,7 @@ struct Block {
 
 fn layer_norm(p: nn::Path, cfg: &Gpt2Config) -> nn::LayerNorm {
     nn::layer_norm(
-        p,
+        p.set_group(NO_DECAY_GROUP),
         vec![cfg.n_embd],
         nn::LayerNormConfig {
             eps: cfg.layer_norm_epsilon,
@@ -271,7 +272,9 @@ pub struct Gpt2 {
 impl Gpt2 {
     /// Creates the variables under `p` (conventionally `root / "transformer"`), initialized as
     /// Hugging Face does (normal(0, initializer_range), residual projections scaled by
-    /// 1/sqrt(2 n_layer), LayerNorm 1/0).
+    /// 1/sqrt(2 n_layer), LayerNorm 1/0). Weight matrices are in optimizer group
+    /// [`crate::train::DECAY_GROUP`], biases and LayerNorms in `NO_DECAY_GROUP`, the token and
+    /// position embeddings in `EMBEDDING_GROUP`.
     pub fn new(p: &nn::Path, cfg: &Gpt2Config) -> Result<Self> {
         cfg.validate()?;
         let act = cfg.activation()?;
@@ -279,8 +282,9 @@ impl Gpt2 {
             mean: 0.0,
             stdev: cfg.initializer_range,
         };
-        let wte = (p / "wte").var("weight", &[cfg.vocab_size, cfg.n_embd], init);
-        let wpe = (p / "wpe").var("weight", &[cfg.n_positions, cfg.n_embd], init);
+        let emb = p.set_group(EMBEDDING_GROUP);
+        let wte = (&emb / "wte").var("weight", &[cfg.vocab_size, cfg.n_embd], init);
+        let wpe = (&emb / "wpe").var("weight", &[cfg.n_positions, cfg.n_embd], init);
         let h = (0..cfg.n_layer)
             .map(|i| {
                 let b = p / "h" / i;

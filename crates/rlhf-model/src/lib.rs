@@ -35,6 +35,7 @@ pub mod gpt2;
 pub mod model;
 pub mod ops;
 pub mod tokenizer;
+pub mod train;
 pub mod traits;
 
 pub use checkpoint::{CheckpointMeta, HeadKind};

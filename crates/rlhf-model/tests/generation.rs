@@ -125,7 +125,9 @@ fn eos_stops_rows_and_pads_after_it() {
         .unwrap();
     // Use as "EOS" the first token of row 0 that did not appear before it (at position `at`).
     let row0 = rows(&free.tokens)[0].clone();
-    let at = (1..row0.len()).find(|&j| !row0[..j].contains(&row0[j])).expect("a new token");
+    let at = (1..row0.len())
+        .find(|&j| !row0[..j].contains(&row0[j]))
+        .expect("a new token");
     let eos = row0[at];
     let cfg = GenerateConfig {
         eos_token_id: Some(eos),
