@@ -1,7 +1,9 @@
 //! Helpers shared by the rlhf binaries (`generate`, `bench`, `init-model`, ...): workload
 //! definitions of WORKLOAD.md, FLOP counts, timing, and the run utilities of [`run`].
 
+pub mod data;
 pub mod run;
+pub mod stage;
 
 use rlhf_model::Gpt2Config;
 use std::time::Instant;

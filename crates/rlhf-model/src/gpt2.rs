@@ -32,12 +32,19 @@ impl Conv1D {
         Conv1D { weight, bias }
     }
 
-    /// Shapes: `[.., in] -> [.., out]`.
-    fn forward(&self, x: &Tensor) -> Tensor {
+    /// Shapes: `[.., in] -> [.., out]`. With `autocast`, computes in that precision from the
+    /// f32 master weights (gradients flow back to them through the cast).
+    fn forward(&self, x: &Tensor, autocast: Option<Kind>) -> Tensor {
         let mut shape = x.size();
         let n_in = *shape.last().expect("Conv1D input has at least one dim");
         let n_out = self.weight.size()[1];
-        let y = self.bias.addmm(&x.reshape([-1, n_in]), &self.weight);
+        let y = match autocast {
+            Some(k) => self
+                .bias
+                .to_kind(k)
+                .addmm(&x.reshape([-1, n_in]).to_kind(k), &self.weight.to_kind(k)),
+            None => self.bias.addmm(&x.reshape([-1, n_in]), &self.weight),
+        };
         *shape.last_mut().unwrap() = n_out;
         y.view(shape.as_slice())
     }
@@ -169,11 +176,12 @@ impl Attention {
         mask: &AttnMask,
         cache: Option<(&mut (Tensor, Tensor), i64)>,
         train: bool,
+        autocast: Option<Kind>,
     ) -> Tensor {
         let (b, t, e) = x.size3().expect("attention input is [B, T, E]");
         let qkv = self
             .c_attn
-            .forward(x)
+            .forward(x, autocast)
             .view([b, t, 3, self.n_head, self.head_dim])
             .permute([2, 0, 3, 1, 4]); // [3, B, H, T, D]
         let q = qkv.get(0);
@@ -205,7 +213,9 @@ impl Attention {
             ),
         };
         let y = y.transpose(1, 2).reshape([b, t, e]);
-        self.c_proj.forward(&y).dropout(self.resid_pdrop, train)
+        self.c_proj
+            .forward(&y, autocast)
+            .dropout(self.resid_pdrop, train)
     }
 }
 
@@ -229,14 +239,16 @@ impl Mlp {
         }
     }
 
-    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        let h = self.c_fc.forward(x);
+    fn forward(&self, x: &Tensor, train: bool, autocast: Option<Kind>) -> Tensor {
+        let h = self.c_fc.forward(x, autocast);
         let h = match self.act {
             Activation::GeluTanh => h.gelu("tanh"),
             Activation::Gelu => h.gelu("none"),
             Activation::Relu => h.relu(),
         };
-        self.c_proj.forward(&h).dropout(self.resid_pdrop, train)
+        self.c_proj
+            .forward(&h, autocast)
+            .dropout(self.resid_pdrop, train)
     }
 }
 
@@ -267,6 +279,7 @@ pub struct Gpt2 {
     h: Vec<Block>,
     ln_f: nn::LayerNorm,
     cfg: Gpt2Config,
+    autocast: Option<Kind>,
 }
 
 impl Gpt2 {
@@ -303,7 +316,42 @@ impl Gpt2 {
             h,
             ln_f,
             cfg: cfg.clone(),
+            autocast: None,
         })
+    }
+
+    /// Mixed precision: with `Some(Kind::BFloat16)`, matmuls and attention run in bf16 from the
+    /// f32 weights while LayerNorms and the residual stream stay f32 (what PyTorch's autocast
+    /// does); gradients reach the f32 weights. `None` (the default) computes in the weights'
+    /// dtype.
+    pub fn set_autocast(&mut self, kind: Option<Kind>) {
+        if kind == Some(Kind::BFloat16) {
+            crate::cpu::ensure_usable_cpu_isa();
+        }
+        self.autocast = kind;
+    }
+
+    /// Sets the dropout probabilities used in training mode (e.g. the paper's residual dropout
+    /// 0.2 for SFT). The config is updated too, so a saved checkpoint records them.
+    pub fn set_dropout(&mut self, resid: f64, embd: f64, attn: f64) {
+        self.cfg.resid_pdrop = resid;
+        self.cfg.embd_pdrop = embd;
+        self.cfg.attn_pdrop = attn;
+        for b in &mut self.h {
+            b.attn.resid_pdrop = resid;
+            b.attn.attn_pdrop = attn;
+            b.mlp.resid_pdrop = resid;
+        }
+    }
+
+    /// The autocast precision, if any.
+    pub fn autocast(&self) -> Option<Kind> {
+        self.autocast
+    }
+
+    /// The dtype activations are computed in: the autocast kind, else the weights'.
+    pub fn compute_kind(&self) -> Kind {
+        self.autocast.unwrap_or(self.wte.kind())
     }
 
     /// The config this body was built with.
@@ -373,12 +421,18 @@ impl Gpt2 {
         .dropout(self.cfg.embd_pdrop, train);
         for (i, block) in self.h.iter().enumerate() {
             let layer_cache = cache.as_mut().map(|c| (&mut c.layers[i], past));
-            let a = block
-                .attn
-                .forward(&block.ln_1.forward(&x), &mask, layer_cache, train);
-            x += a;
-            let m = block.mlp.forward(&block.ln_2.forward(&x), train);
-            x += m;
+            let a = block.attn.forward(
+                &block.ln_1.forward(&x),
+                &mask,
+                layer_cache,
+                train,
+                self.autocast,
+            );
+            x = x + a;
+            let m = block
+                .mlp
+                .forward(&block.ln_2.forward(&x), train, self.autocast);
+            x = x + m;
         }
         if let Some(c) = cache {
             c.len = past + t;

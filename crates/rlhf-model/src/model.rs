@@ -107,6 +107,17 @@ fn write_checkpoint(
     tokenizer: Option<&Tokenizer>,
     meta: &CheckpointMeta,
 ) -> Result<()> {
+    write_checkpoint_with(dir, config, vs, tokenizer, meta, vec![])
+}
+
+fn write_checkpoint_with(
+    dir: &Path,
+    config: &Gpt2Config,
+    vs: &nn::VarStore,
+    tokenizer: Option<&Tokenizer>,
+    meta: &CheckpointMeta,
+    extra: Vec<(&str, Vec<u8>)>,
+) -> Result<()> {
     let mut config = config.clone();
     config.architectures = Some(vec![meta.head.hf_architecture().to_string()]);
     if meta.head != HeadKind::Lm {
@@ -127,6 +138,7 @@ fn write_checkpoint(
         files.push((TOKENIZER_FILE, tok.to_json()?.into_bytes()));
     }
     let meta_json = serde_json::to_string_pretty(meta).expect("metadata serializes");
+    files.extend(extra);
     files.push((META_FILE, meta_json.into_bytes()));
     write_dir_atomic(dir, &files)
 }
@@ -289,12 +301,37 @@ impl CausalLm {
         self.body.token_embedding().kind()
     }
 
-    /// The unembedding. Shapes: `hidden [.., E] -> logits [.., V]`.
+    /// The unembedding. Shapes: `hidden [.., E] -> logits [.., V]` (in the compute dtype).
     pub fn lm_logits(&self, hidden: &Tensor) -> Tensor {
-        match &self.lm_head {
-            Some(w) => hidden.matmul(&w.tr()),
-            None => hidden.matmul(&self.body.token_embedding().tr()),
+        let w = self.lm_head.as_ref().unwrap_or(self.body.token_embedding());
+        match self.body.autocast() {
+            Some(k) => hidden.to_kind(k).matmul(&w.to_kind(k).tr()),
+            None => hidden.matmul(&w.tr()),
         }
+    }
+
+    /// Mixed-precision training and inference (see [`Gpt2::set_autocast`]).
+    pub fn set_autocast(&mut self, kind: Option<Kind>) {
+        self.body.set_autocast(kind);
+    }
+
+    /// Sets the training-mode dropout probabilities (see [`Gpt2::set_dropout`]).
+    pub fn set_dropout(&mut self, resid: f64, embd: f64, attn: f64) {
+        self.body.set_dropout(resid, embd, attn);
+        self.config = self.body.config().clone();
+    }
+
+    /// Saves the checkpoint plus extra files (e.g. optimizer state) in the same atomic
+    /// directory write.
+    pub fn save_with(&self, dir: impl AsRef<Path>, extra: Vec<(&str, Vec<u8>)>) -> Result<()> {
+        write_checkpoint_with(
+            dir.as_ref(),
+            &self.config,
+            &self.vs,
+            self.tokenizer.as_ref(),
+            &self.meta,
+            extra,
+        )
     }
 
     /// Greedy/sampled generation recomputing the whole sequence each step (no KV cache): the
@@ -336,7 +373,7 @@ impl Policy for CausalLm {
             &self.config,
             b,
             p + cfg.max_new_tokens.max(0),
-            self.kind(),
+            self.body.compute_kind(),
             self.device(),
         );
         generate_with(prompt_ids, prompt_mask, cfg, |ids, mask, n_new| {

@@ -91,6 +91,194 @@ impl AdamWConfig {
     }
 }
 
+/// AdamW (decoupled weight decay) whose state can be saved and restored, so that a resumed
+/// run continues exactly. tch's built-in optimizer cannot export its moments.
+///
+/// Weight decay applies per variable group: [`DECAY_GROUP`] gets `weight_decay`,
+/// [`NO_DECAY_GROUP`] none, [`EMBEDDING_GROUP`] only with `decay_embeddings`.
+#[derive(Debug)]
+pub struct AdamW {
+    cfg: AdamWConfig,
+    params: Vec<Param>,
+    step: u64,
+    lr: f64,
+}
+
+#[derive(Debug)]
+struct Param {
+    name: String,
+    var: Tensor,
+    decay: f64,
+    m: Tensor,
+    v: Tensor,
+}
+
+impl AdamW {
+    /// AdamW over the trainable variables of `vs`, at learning rate `cfg.lr`.
+    pub fn new(vs: &nn::VarStore, cfg: &AdamWConfig) -> Result<Self> {
+        cfg.validate()?;
+        let groups = vs.variables_.lock().expect("var store lock");
+        let mut params = Vec::new();
+        let mut named: Vec<(String, Tensor, usize)> = groups
+            .trainable_variables
+            .iter()
+            .map(|v| {
+                let name = groups
+                    .named_variables
+                    .iter()
+                    .find(|(_, t)| t.data_ptr() == v.tensor.data_ptr())
+                    .map(|(n, _)| n.clone())
+                    .unwrap_or_default();
+                (name, v.tensor.shallow_clone(), v.group)
+            })
+            .collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, var, group) in named {
+            let decay = match group {
+                NO_DECAY_GROUP => 0.0,
+                EMBEDDING_GROUP if !cfg.decay_embeddings => 0.0,
+                _ => cfg.weight_decay,
+            };
+            let m = var.zeros_like().to_kind(tch::Kind::Float);
+            let v = m.zeros_like();
+            params.push(Param {
+                name,
+                var,
+                decay,
+                m,
+                v,
+            });
+        }
+        Ok(AdamW {
+            cfg: cfg.clone(),
+            params,
+            step: 0,
+            lr: cfg.lr,
+        })
+    }
+
+    /// Sets the learning rate of the next steps.
+    pub fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
+    /// The current learning rate.
+    pub fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    /// Steps taken.
+    pub fn step_count(&self) -> u64 {
+        self.step
+    }
+
+    /// Clears the gradients of every variable.
+    pub fn zero_grad(&mut self) {
+        for p in &mut self.params {
+            let mut g = p.var.grad();
+            if g.defined() {
+                let _ = g.detach_();
+                let _ = g.zero_();
+            }
+        }
+    }
+
+    /// Scales the gradients so that their global L2 norm is at most `max_norm`; returns the
+    /// norm before clipping.
+    pub fn clip_grad_norm(&mut self, max_norm: f64) -> f64 {
+        let _g = tch::no_grad_guard();
+        let grads: Vec<Tensor> = self
+            .params
+            .iter()
+            .map(|p| p.var.grad())
+            .filter(|g| g.defined())
+            .collect();
+        if grads.is_empty() {
+            return 0.0;
+        }
+        let sq: Vec<Tensor> = grads
+            .iter()
+            .map(|g| g.to_kind(tch::Kind::Float).square().sum(tch::Kind::Float))
+            .collect();
+        let norm = Tensor::stack(&sq, 0)
+            .sum(tch::Kind::Float)
+            .sqrt()
+            .double_value(&[]);
+        if norm.is_finite() && norm > max_norm {
+            let scale = max_norm / (norm + 1e-6);
+            for mut g in grads {
+                let _ = g.g_mul_scalar_(scale);
+            }
+        }
+        norm
+    }
+
+    /// One AdamW update from the current gradients (variables without a gradient are left
+    /// alone).
+    pub fn step(&mut self) {
+        let _g = tch::no_grad_guard();
+        self.step += 1;
+        let (b1, b2) = (self.cfg.beta1, self.cfg.beta2);
+        let bc1 = 1.0 - b1.powi(self.step as i32);
+        let bc2 = 1.0 - b2.powi(self.step as i32);
+        for p in &mut self.params {
+            let g = p.var.grad();
+            if !g.defined() {
+                continue;
+            }
+            let g = g.to_kind(tch::Kind::Float);
+            let _ = p.m.lerp_(&g, 1.0 - b1);
+            let _ =
+                p.v.g_mul_scalar_(b2)
+                    .addcmul_(&g, &g.g_mul_scalar(1.0 - b2));
+            let denom = (p.v.sqrt() / bc2.sqrt()).g_add_scalar_(self.cfg.eps);
+            let update = p.m.g_div(&denom).g_mul_scalar_(self.lr / bc1);
+            if p.decay > 0.0 {
+                let _ = p.var.g_mul_scalar_(1.0 - self.lr * p.decay);
+            }
+            let _ = p.var.g_sub_(&update.to_kind(p.var.kind()));
+        }
+    }
+
+    /// The state (moments per variable and the step count) as named tensors.
+    pub fn state(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![("step".to_string(), Tensor::from_slice(&[self.step as i64]))];
+        for p in &self.params {
+            out.push((format!("m.{}", p.name), p.m.shallow_clone()));
+            out.push((format!("v.{}", p.name), p.v.shallow_clone()));
+        }
+        out
+    }
+
+    /// Restores a state saved by [`AdamW::state`] (same variables); errors name what differs.
+    pub fn load_state(&mut self, state: &std::collections::BTreeMap<String, Tensor>) -> Result<()> {
+        let step = state
+            .get("step")
+            .ok_or_else(|| ModelError::Input("optimizer state has no step".into()))?;
+        let _g = tch::no_grad_guard();
+        for p in &mut self.params {
+            for (key, dst) in [
+                (format!("m.{}", p.name), &mut p.m),
+                (format!("v.{}", p.name), &mut p.v),
+            ] {
+                let src = state
+                    .get(&key)
+                    .ok_or_else(|| ModelError::Input(format!("optimizer state has no {key}")))?;
+                if src.size() != dst.size() {
+                    return Err(ModelError::Input(format!(
+                        "optimizer state {key} has shape {:?}, the model needs {:?}",
+                        src.size(),
+                        dst.size()
+                    )));
+                }
+                dst.copy_(src);
+            }
+        }
+        self.step = step.int64_value(&[0]) as u64;
+        Ok(())
+    }
+}
+
 /// Linear warmup to the peak, then cosine decay to `min_lr_ratio * peak` at `total_steps`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CosineSchedule {

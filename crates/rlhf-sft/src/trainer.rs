@@ -1,0 +1,639 @@
+//! The supervised trainer: SFT on demonstrations and LM pretraining on packed text.
+
+use crate::loss::masked_lm_loss_from_logits;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rlhf_data::collate::{collate_sft, CollateConfig, PackedBlocks, SftBatch, TokenizedPair};
+use rlhf_model::checkpoint::{read_safetensors, safetensors_bytes};
+use rlhf_model::train::{AdamW, AdamWConfig, CosineSchedule, MetricsSink};
+use rlhf_model::{CausalLm, ModelError, Policy};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+/// Errors of the supervised trainer.
+#[derive(Debug, thiserror::Error)]
+pub enum SftError {
+    /// From the model (forward, checkpoint IO).
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// From collation.
+    #[error(transparent)]
+    Data(#[from] rlhf_data::Error),
+    /// A setting is out of range.
+    #[error("invalid SFT config: {0}")]
+    Config(String),
+    /// A run directory cannot be resumed.
+    #[error("cannot resume from {path}: {msg}")]
+    Resume {
+        /// The state directory.
+        path: PathBuf,
+        /// Why.
+        msg: String,
+    },
+    /// Writing the trainer state failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The loss became NaN or infinite.
+    #[error("the loss is not finite ({loss}) at step {step}: lower the learning rate")]
+    NonFinite {
+        /// The optimizer step.
+        step: u64,
+        /// The loss.
+        loss: f64,
+    },
+}
+
+/// Result with [`SftError`].
+pub type Result<T, E = SftError> = std::result::Result<T, E>;
+
+/// Trainer settings. Defaults suit the small models of the toy world; the paper's values are
+/// noted where they differ.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SftConfig {
+    /// Passes over the training data (paper: 16; validation loss overfits after one epoch
+    /// while the RM score keeps improving). Default 16.
+    pub epochs: usize,
+    /// Sequences per micro-batch. Default 8.
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step (gradient accumulation). Default 1.
+    pub grad_accum_steps: usize,
+    /// AdamW; default lr 1e-4 (paper: 9.65e-6 for 1.3B/6B models, cosine decay), betas
+    /// (0.9, 0.95), weight decay 0.0 (never on biases and norms; embeddings only if asked).
+    pub optimizer: AdamWConfig,
+    /// Linear warmup steps before the cosine decay. Default 10.
+    pub warmup_steps: u64,
+    /// Final learning rate as a fraction of the peak (paper: cosine to 10%). Default 0.1.
+    pub min_lr_ratio: f64,
+    /// Clip the global gradient norm to this; `None` disables. Default 1.0.
+    pub max_grad_norm: Option<f64>,
+    /// Residual dropout during training (paper: 0.2); `None` keeps the checkpoint's. Default
+    /// Some(0.2).
+    pub residual_dropout: Option<f64>,
+    /// Longest prompt in tokens (truncated from the left). Default 128.
+    pub max_prompt_tokens: usize,
+    /// Longest response in tokens, EOS included (truncated from the right). Default 128.
+    pub max_response_tokens: usize,
+    /// Seed of shuffling and dropout. Default 0.
+    pub seed: u64,
+    /// Compute in bf16 from f32 master weights. Default false.
+    pub bf16_autocast: bool,
+    /// Sequences per batch when computing the validation loss. Default 32.
+    pub eval_batch_size: usize,
+    /// Also save a resumable state every this many optimizer steps (besides each epoch's end).
+    /// Default None.
+    pub save_every_steps: Option<u64>,
+}
+
+impl Default for SftConfig {
+    fn default() -> Self {
+        SftConfig {
+            epochs: 16,
+            batch_size: 8,
+            grad_accum_steps: 1,
+            optimizer: AdamWConfig {
+                lr: 1e-4,
+                ..Default::default()
+            },
+            warmup_steps: 10,
+            min_lr_ratio: 0.1,
+            max_grad_norm: Some(1.0),
+            residual_dropout: Some(0.2),
+            max_prompt_tokens: 128,
+            max_response_tokens: 128,
+            seed: 0,
+            bf16_autocast: false,
+            eval_batch_size: 32,
+            save_every_steps: None,
+        }
+    }
+}
+
+impl SftConfig {
+    /// Checks the settings, naming the key to change.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(SftError::Config(m));
+        if self.epochs == 0 {
+            return bad("epochs must be at least 1".into());
+        }
+        if self.batch_size == 0 || self.eval_batch_size == 0 {
+            return bad("batch_size and eval_batch_size must be at least 1".into());
+        }
+        if self.grad_accum_steps == 0 {
+            return bad("grad_accum_steps must be at least 1".into());
+        }
+        if let Some(p) = self.residual_dropout {
+            if !(0.0..1.0).contains(&p) {
+                return bad(format!("residual_dropout must be in [0, 1), got {p}"));
+            }
+        }
+        if let Some(n) = self.max_grad_norm {
+            if n <= 0.0 {
+                return bad(format!("max_grad_norm must be positive, got {n}"));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.min_lr_ratio) {
+            return bad(format!(
+                "min_lr_ratio must be in [0, 1], got {}",
+                self.min_lr_ratio
+            ));
+        }
+        if self.max_prompt_tokens == 0 || self.max_response_tokens == 0 {
+            return bad("max_prompt_tokens and max_response_tokens must be positive".into());
+        }
+        self.optimizer
+            .validate()
+            .map_err(|e| SftError::Config(format!("optimizer: {e}")))
+    }
+}
+
+/// Training data for the LM loss: demonstrations (the loss covers the response and its EOS)
+/// or packed pretraining blocks (the loss covers every real token).
+#[derive(Debug, Clone)]
+pub enum LmData {
+    /// Tokenized (prompt, response) pairs, collated per batch.
+    Demonstrations {
+        /// The pairs.
+        pairs: Vec<TokenizedPair>,
+        /// Special tokens and length limits.
+        collate: CollateConfig,
+    },
+    /// Fixed-length blocks of packed text.
+    Blocks(PackedBlocks),
+}
+
+impl LmData {
+    /// Number of sequences.
+    pub fn len(&self) -> usize {
+        match self {
+            LmData::Demonstrations { pairs, .. } => pairs.len(),
+            LmData::Blocks(b) => b.num_blocks,
+        }
+    }
+
+    /// True when there is no sequence.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The batch of the sequences at `idx`.
+    pub fn batch(&self, idx: &[usize]) -> Result<SftBatch> {
+        match self {
+            LmData::Demonstrations { pairs, collate } => {
+                let sel: Vec<TokenizedPair> = idx.iter().map(|&i| pairs[i].clone()).collect();
+                Ok(collate_sft(&sel, collate)?)
+            }
+            LmData::Blocks(b) => {
+                let l = b.block_len;
+                let mut input_ids = Vec::with_capacity(idx.len() * l);
+                let mut attention_mask = Vec::with_capacity(idx.len() * l);
+                let mut loss_mask = Vec::with_capacity(idx.len() * l);
+                let mut response_lens = Vec::with_capacity(idx.len());
+                for &i in idx {
+                    input_ids.extend_from_slice(&b.input_ids[i * l..(i + 1) * l]);
+                    let m = &b.attention_mask[i * l..(i + 1) * l];
+                    attention_mask.extend_from_slice(m);
+                    loss_mask.push(0.0);
+                    loss_mask.extend(m[1..].iter().map(|&x| x as f32));
+                    response_lens.push(m.iter().filter(|&&x| x > 0).count());
+                }
+                Ok(SftBatch {
+                    batch: idx.len(),
+                    seq_len: l,
+                    input_ids,
+                    attention_mask,
+                    loss_mask,
+                    prompt_lens: vec![0; idx.len()],
+                    response_lens,
+                })
+            }
+        }
+    }
+}
+
+/// An [`SftBatch`] as tensors on `device`: `(input_ids [B, T], attention_mask [B, T],
+/// loss_mask [B, T])`.
+pub fn batch_tensors(b: &SftBatch, device: Device) -> (Tensor, Tensor, Tensor) {
+    let shape = [b.batch as i64, b.seq_len as i64];
+    (
+        Tensor::from_slice(&b.input_ids)
+            .view(shape)
+            .to_device(device),
+        Tensor::from_slice(&b.attention_mask)
+            .view(shape)
+            .to_device(device),
+        Tensor::from_slice(&b.loss_mask)
+            .view(shape)
+            .to_device(device),
+    )
+}
+
+/// Token-weighted mean LM loss (nats per trained token) of `policy` on `data`, without grad
+/// and without dropout.
+pub fn evaluate_loss<P: Policy + ?Sized>(
+    policy: &P,
+    data: &LmData,
+    batch_size: usize,
+) -> Result<f64> {
+    let _g = tch::no_grad_guard();
+    let (mut sum, mut count) = (0.0, 0.0);
+    let idx: Vec<usize> = (0..data.len()).collect();
+    for chunk in idx.chunks(batch_size.max(1)) {
+        let b = data.batch(chunk)?;
+        let n = b.num_loss_tokens() as f64;
+        if n == 0.0 {
+            continue;
+        }
+        let (ids, mask, lm) = batch_tensors(&b, policy.device());
+        let logits = policy.logits(&ids, &mask, false)?;
+        sum += masked_lm_loss_from_logits(&logits, &ids, &lm).double_value(&[]) * n;
+        count += n;
+    }
+    Ok(if count > 0.0 { sum / count } else { f64::NAN })
+}
+
+/// One epoch's numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochReport {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean training loss of the epoch's steps.
+    pub train_loss: f64,
+    /// Validation loss after the epoch, if validation data was given.
+    pub valid_loss: Option<f64>,
+    /// The selector's score (e.g. mean RM score of greedy answers on validation prompts).
+    pub rm_score: Option<f64>,
+    /// Optimizer steps taken so far.
+    pub step: u64,
+}
+
+/// What [`SftTrainer::train`] returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SftReport {
+    /// Every epoch, in order.
+    pub epochs: Vec<EpochReport>,
+    /// 1-based epoch selected (highest RM score if a selector was given, else lowest
+    /// validation loss, else the last).
+    pub best_epoch: usize,
+    /// "rm_score", "valid_loss" or "last".
+    pub selected_by: String,
+}
+
+/// Trainer state saved beside the model for exact resumption.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TrainerState {
+    /// Epochs fully done.
+    epoch: usize,
+    /// Micro-batches of the current epoch already done.
+    micro_in_epoch: usize,
+    step: u64,
+    loss_sum: f64,
+    loss_count: f64,
+    epochs: Vec<EpochReport>,
+    config: SftConfig,
+}
+
+const STATE_DIR: &str = "state";
+const OPT_FILE: &str = "optimizer.safetensors";
+const TRAINER_FILE: &str = "trainer_state.json";
+
+/// A selector scores the model after each epoch (higher is better), e.g. the mean reward of
+/// its greedy answers to validation prompts.
+pub type Selector<'a> = Box<dyn FnMut(&CausalLm) -> Result<f64> + 'a>;
+
+/// A progress callback: `(optimizer steps done, total steps, status)`.
+pub type ProgressFn<'a> = Box<dyn FnMut(u64, u64, &str) + 'a>;
+
+/// Supervised training of a [`CausalLm`]: shuffled epochs, gradient accumulation, AdamW with a
+/// cosine schedule, global-norm clipping, validation and checkpoints each epoch, model
+/// selection, and exact resumption from its output directory.
+pub struct SftTrainer<'a> {
+    cfg: SftConfig,
+    out_dir: Option<PathBuf>,
+    metrics: &'a mut dyn MetricsSink,
+    selector: Option<Selector<'a>>,
+    progress: Option<ProgressFn<'a>>,
+    stop_after: Option<u64>,
+}
+
+impl<'a> SftTrainer<'a> {
+    /// A trainer logging to `metrics`. Without [`SftTrainer::output_dir`] nothing is written.
+    pub fn new(cfg: SftConfig, metrics: &'a mut dyn MetricsSink) -> Result<Self> {
+        cfg.validate()?;
+        Ok(SftTrainer {
+            cfg,
+            out_dir: None,
+            metrics,
+            selector: None,
+            progress: None,
+            stop_after: None,
+        })
+    }
+
+    /// Stops this invocation once `steps` optimizer steps are done in total (the report then
+    /// holds the finished epochs only). Rerunning with the same output directory resumes from
+    /// the last saved state: work after it is redone, identically.
+    pub fn stop_after(mut self, steps: u64) -> Self {
+        self.stop_after = Some(steps);
+        self
+    }
+
+    /// Writes `epoch-N/` checkpoints, `best/`, and the resumable `state/` here; if `state/`
+    /// exists, training resumes from it.
+    pub fn output_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.out_dir = Some(dir.into());
+        self
+    }
+
+    /// Selects the best epoch by this score instead of the validation loss.
+    pub fn selector(mut self, f: Selector<'a>) -> Self {
+        self.selector = Some(f);
+        self
+    }
+
+    /// Reports progress after each optimizer step.
+    pub fn progress(mut self, f: ProgressFn<'a>) -> Self {
+        self.progress = Some(f);
+        self
+    }
+
+    /// Trains `model` on `train`, validating on `valid` after each epoch.
+    pub fn train(
+        &mut self,
+        model: &mut CausalLm,
+        train: &LmData,
+        valid: Option<&LmData>,
+    ) -> Result<SftReport> {
+        if train.is_empty() {
+            return Err(SftError::Config("the training set is empty".into()));
+        }
+        let cfg = self.cfg.clone();
+        if let Some(p) = cfg.residual_dropout {
+            let c = model.config().clone();
+            model.set_dropout(p, c.embd_pdrop, c.attn_pdrop);
+        }
+        model.set_autocast(cfg.bf16_autocast.then_some(Kind::BFloat16));
+        let micro_per_epoch = train.len().div_ceil(cfg.batch_size);
+        let steps_per_epoch = micro_per_epoch.div_ceil(cfg.grad_accum_steps) as u64;
+        let total_steps = steps_per_epoch * cfg.epochs as u64;
+        let schedule = CosineSchedule {
+            peak_lr: cfg.optimizer.lr,
+            warmup_steps: cfg.warmup_steps.min(total_steps / 2),
+            total_steps,
+            min_lr_ratio: cfg.min_lr_ratio,
+        };
+        let mut opt = AdamW::new(model.var_store(), &cfg.optimizer)?;
+        let mut st = TrainerState {
+            epoch: 0,
+            micro_in_epoch: 0,
+            step: 0,
+            loss_sum: 0.0,
+            loss_count: 0.0,
+            epochs: vec![],
+            config: cfg.clone(),
+        };
+        if let Some(dir) = &self.out_dir {
+            let state_dir = dir.join(STATE_DIR);
+            if rlhf_model::checkpoint::resolve_dir(&state_dir).is_ok() {
+                st = self.resume(&state_dir, model, &mut opt)?;
+            }
+        }
+        let device = model.device();
+        let t0 = Instant::now();
+        while st.epoch < cfg.epochs {
+            let order = epoch_order(train.len(), cfg.seed, st.epoch);
+            let micro: Vec<&[usize]> = order.chunks(cfg.batch_size).collect();
+            let mut i = st.micro_in_epoch;
+            while i < micro.len() {
+                let end = (i + cfg.grad_accum_steps).min(micro.len());
+                opt.zero_grad();
+                let mut step_loss = 0.0;
+                for (j, idx) in micro[i..end].iter().enumerate() {
+                    // Dropout draws from libtorch's generator: seed it per micro-batch so that a
+                    // resumed run sees the same masks.
+                    tch::manual_seed(mix_seed(cfg.seed, st.step, j as u64) as i64);
+                    let b = train.batch(idx)?;
+                    let (ids, mask, lm) = batch_tensors(&b, device);
+                    let logits = model.logits(&ids, &mask, true)?;
+                    let loss = masked_lm_loss_from_logits(&logits, &ids, &lm) / (end - i) as f64;
+                    loss.backward();
+                    step_loss += loss.double_value(&[]);
+                }
+                if !step_loss.is_finite() {
+                    return Err(SftError::NonFinite {
+                        step: st.step,
+                        loss: step_loss,
+                    });
+                }
+                let grad_norm = match cfg.max_grad_norm {
+                    Some(max) => opt.clip_grad_norm(max),
+                    None => rlhf_model::train::global_grad_norm(model.var_store()),
+                };
+                let lr = schedule.lr(st.step);
+                opt.set_lr(lr);
+                opt.step();
+                st.step += 1;
+                st.loss_sum += step_loss;
+                st.loss_count += 1.0;
+                i = end;
+                st.micro_in_epoch = i;
+                let mut m = serde_json::Map::new();
+                m.insert("loss/train".into(), json!(step_loss));
+                m.insert("lr".into(), json!(lr));
+                m.insert("grad_norm".into(), json!(grad_norm));
+                m.insert(
+                    "epoch".into(),
+                    json!(st.epoch as f64 + i as f64 / micro.len() as f64),
+                );
+                m.insert("time/elapsed".into(), json!(t0.elapsed().as_secs_f64()));
+                self.metrics.log(st.step, &m)?;
+                if let Some(p) = self.progress.as_mut() {
+                    p(
+                        st.step,
+                        total_steps,
+                        &format!("epoch {} loss {step_loss:.4}", st.epoch + 1),
+                    );
+                }
+                if let (Some(every), Some(dir)) = (cfg.save_every_steps, &self.out_dir) {
+                    if st.step % every == 0 && i < micro.len() {
+                        save_state(model, &opt, &st, &dir.join(STATE_DIR))?;
+                    }
+                }
+                if self.stop_after.is_some_and(|n| st.step >= n) {
+                    model.set_autocast(None);
+                    let (best_epoch, selected_by) =
+                        select_best(&st.epochs, self.selector.is_some());
+                    return Ok(SftReport {
+                        epochs: st.epochs,
+                        best_epoch,
+                        selected_by,
+                    });
+                }
+            }
+            // End of epoch: validation, selection score, checkpoints.
+            let valid_loss = valid
+                .map(|v| evaluate_loss(&*model, v, cfg.eval_batch_size))
+                .transpose()?;
+            let rm_score = match self.selector.as_mut() {
+                Some(f) => Some(f(model)?),
+                None => None,
+            };
+            let report = EpochReport {
+                epoch: st.epoch + 1,
+                train_loss: st.loss_sum / st.loss_count.max(1.0),
+                valid_loss,
+                rm_score,
+                step: st.step,
+            };
+            let mut m = serde_json::Map::new();
+            m.insert("epoch".into(), json!(report.epoch));
+            m.insert("loss/train_epoch".into(), json!(report.train_loss));
+            if let Some(v) = valid_loss {
+                m.insert("loss/valid".into(), json!(v));
+            }
+            if let Some(r) = rm_score {
+                m.insert("eval/rm_score".into(), json!(r));
+            }
+            self.metrics.log(st.step, &m)?;
+            let improved = is_better(&report, &st.epochs, self.selector.is_some());
+            st.epochs.push(report);
+            st.epoch += 1;
+            st.micro_in_epoch = 0;
+            st.loss_sum = 0.0;
+            st.loss_count = 0.0;
+            model.meta_mut().step = st.step;
+            model
+                .meta_mut()
+                .extra
+                .insert("epoch".into(), json!(st.epoch));
+            if let Some(dir) = &self.out_dir {
+                model.save(dir.join(format!("epoch-{}", st.epoch)))?;
+                if improved {
+                    model.save(dir.join("best"))?;
+                }
+                save_state(model, &opt, &st, &dir.join(STATE_DIR))?;
+            }
+        }
+        model.set_autocast(None);
+        let (best_epoch, selected_by) = select_best(&st.epochs, self.selector.is_some());
+        Ok(SftReport {
+            epochs: st.epochs,
+            best_epoch,
+            selected_by,
+        })
+    }
+
+    fn resume(
+        &self,
+        state_dir: &Path,
+        model: &mut CausalLm,
+        opt: &mut AdamW,
+    ) -> Result<TrainerState> {
+        let dir = rlhf_model::checkpoint::resolve_dir(state_dir)?;
+        let text =
+            std::fs::read_to_string(dir.join(TRAINER_FILE)).map_err(|e| SftError::Resume {
+                path: dir.clone(),
+                msg: format!("{TRAINER_FILE}: {e}"),
+            })?;
+        let st: TrainerState = serde_json::from_str(&text).map_err(|e| SftError::Resume {
+            path: dir.clone(),
+            msg: format!("{TRAINER_FILE}: {e}"),
+        })?;
+        if st.config != self.cfg {
+            return Err(SftError::Resume {
+                path: dir,
+                msg: "the run was started with another config; use a new output directory or \
+                      the same settings"
+                    .into(),
+            });
+        }
+        let saved = CausalLm::load(&dir, model.device())?;
+        let _g = tch::no_grad_guard();
+        let src = saved.var_store().variables();
+        for (name, mut var) in model.var_store().variables() {
+            let s = src.get(&name).ok_or_else(|| SftError::Resume {
+                path: dir.clone(),
+                msg: format!("the saved model has no {name}: a different architecture"),
+            })?;
+            if s.size() != var.size() {
+                return Err(SftError::Resume {
+                    path: dir.clone(),
+                    msg: format!("{name} has another shape: a different architecture"),
+                });
+            }
+            var.copy_(s);
+        }
+        *model.meta_mut() = saved.meta().clone();
+        opt.load_state(&read_safetensors(&dir.join(OPT_FILE))?)?;
+        Ok(st)
+    }
+}
+
+fn save_state(model: &CausalLm, opt: &AdamW, st: &TrainerState, dir: &Path) -> Result<()> {
+    let opt_bytes = safetensors_bytes(&opt.state())?;
+    let st_bytes = serde_json::to_vec_pretty(st).expect("trainer state serializes");
+    model.save_with(dir, vec![(OPT_FILE, opt_bytes), (TRAINER_FILE, st_bytes)])?;
+    Ok(())
+}
+
+fn is_better(r: &EpochReport, prev: &[EpochReport], by_rm: bool) -> bool {
+    let key = |e: &EpochReport| {
+        if by_rm {
+            e.rm_score.map(|s| -s)
+        } else {
+            e.valid_loss
+        }
+    };
+    match key(r) {
+        None => true,
+        Some(k) => prev.iter().filter_map(key).all(|p| k < p),
+    }
+}
+
+fn select_best(epochs: &[EpochReport], by_rm: bool) -> (usize, String) {
+    let mut best = epochs.len();
+    let mut by = "last";
+    let mut best_key = f64::INFINITY;
+    for e in epochs {
+        let k = if by_rm {
+            e.rm_score.map(|s| -s)
+        } else {
+            e.valid_loss
+        };
+        if let Some(k) = k {
+            by = if by_rm { "rm_score" } else { "valid_loss" };
+            if k < best_key {
+                best_key = k;
+                best = e.epoch;
+            }
+        }
+    }
+    (best, by.to_string())
+}
+
+/// The shuffled order of an epoch: a function of (seed, epoch) only.
+fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(seed, epoch as u64, 0x5f7));
+    order.shuffle(&mut rng);
+    order
+}
+
+fn mix_seed(seed: u64, a: u64, b: u64) -> u64 {
+    let mut x =
+        seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x & 0x7fff_ffff_ffff_ffff
+}
