@@ -2,8 +2,10 @@
 //! definitions of WORKLOAD.md, FLOP counts, timing, and the run utilities of [`run`].
 
 pub mod data;
+pub mod pipeline;
 pub mod run;
 pub mod stage;
+pub mod toy_eval;
 
 use rlhf_model::Gpt2Config;
 use std::time::Instant;
@@ -15,6 +17,15 @@ pub fn init_runtime() {
     rlhf_model::cpu::ensure_usable_cpu_isa();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     tch::set_num_threads(cores as i32);
+}
+
+/// The device stages run on: `RLHF_DEVICE` (cpu, cuda, cuda:N, auto), else CUDA when
+/// available.
+pub fn stage_device() -> Device {
+    std::env::var("RLHF_DEVICE")
+        .ok()
+        .and_then(|d| rlhf_model::parse_device(&d).ok())
+        .unwrap_or_else(rlhf_model::default_device)
 }
 
 /// The model sizes of WORKLOAD.md.

@@ -25,7 +25,8 @@ use crate::error::{Error, Result};
 pub const PAPER_AGREEMENT: f64 = 0.726;
 
 /// Options of the simulated labeler pool.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LabelerConfig {
     /// Number of labelers. Default: 8.
     pub num_labelers: usize,

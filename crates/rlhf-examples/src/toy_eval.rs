@@ -1,0 +1,175 @@
+//! Evaluation on the toy world: greedy answers to held-out users' prompts, their gold score,
+//! win rates judged by the simulated labelers (the paper's "win rate against SFT"), the KL to a
+//! reference model, and the LM loss on held-out pretraining text.
+
+use anyhow::Context;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rlhf_data::collate::Collator;
+use rlhf_data::records::PromptRecord;
+use rlhf_data::toy::{gold_score, LabelerPool, ToyTask};
+use rlhf_model::{GenerateConfig, Policy};
+use rlhf_sft::answer;
+use tch::{Device, Kind, Tensor};
+
+/// Held-out prompts with their tasks, tokenized as asked and as few-shot prompts (for the base
+/// model, which has not learned to follow instructions).
+#[derive(Debug, Clone)]
+pub struct EvalPrompts {
+    /// The task behind each prompt (for the gold score).
+    pub tasks: Vec<ToyTask>,
+    /// The prompts as users wrote them.
+    pub prompts: Vec<Vec<u32>>,
+    /// The same tasks as few-shot prompts (examples drawn from `shots`).
+    pub few_shot: Vec<Vec<u32>>,
+}
+
+impl EvalPrompts {
+    /// The first `n` of `records` (toy-world prompts), with few-shot versions built from
+    /// `shots` (tasks of training prompts).
+    pub fn new(
+        records: &[PromptRecord],
+        shots: &[ToyTask],
+        n: usize,
+        col: &Collator,
+    ) -> anyhow::Result<Self> {
+        let mut out = EvalPrompts {
+            tasks: vec![],
+            prompts: vec![],
+            few_shot: vec![],
+        };
+        for (i, r) in records.iter().take(n).enumerate() {
+            let task =
+                ToyTask::from_prompt(&r.prompt).with_context(|| format!("prompt {}", r.id))?;
+            let examples: Vec<ToyTask> = (0..3)
+                .map(|j| shots[(i * 3 + j) % shots.len()].clone())
+                .collect();
+            out.few_shot
+                .push(col.encode(&task.few_shot_prompt(&examples))?);
+            out.prompts.push(col.encode(&r.prompt)?);
+            out.tasks.push(task);
+        }
+        Ok(out)
+    }
+}
+
+/// The model's answers to `prompts` (greedy, or sampled with `seed`), decoded up to EOS.
+pub fn answers(
+    policy: &dyn Policy,
+    prompts: &[Vec<u32>],
+    col: &Collator,
+    max_new_tokens: i64,
+    sample_seed: Option<u64>,
+    batch: usize,
+) -> anyhow::Result<Vec<String>> {
+    let _g = tch::no_grad_guard();
+    let cfg = col.config();
+    let gen = GenerateConfig {
+        max_new_tokens,
+        do_sample: sample_seed.is_some(),
+        seed: sample_seed,
+        eos_token_id: Some(cfg.eos_id as i64),
+        pad_token_id: cfg.pad_id as i64,
+        ..Default::default()
+    };
+    let mut out = Vec::with_capacity(prompts.len());
+    for chunk in prompts.chunks(batch.max(1)) {
+        let (_, _, toks, mask) = answer(policy, chunk, cfg, &gen)?;
+        let toks = toks.to_device(Device::Cpu);
+        let mask = mask.to_device(Device::Cpu);
+        for r in 0..chunk.len() as i64 {
+            let n = mask.get(r).sum(Kind::Float).double_value(&[]) as usize;
+            let ids: Vec<u32> = Vec::<i64>::try_from(toks.get(r))?
+                .into_iter()
+                .take(n)
+                .filter(|&t| t != cfg.eos_id as i64)
+                .map(|t| t as u32)
+                .collect();
+            out.push(col.decode(&ids)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Mean gold score of answers.
+pub fn mean_gold(tasks: &[ToyTask], answers: &[String]) -> f64 {
+    let s: f64 = tasks
+        .iter()
+        .zip(answers)
+        .map(|(t, a)| gold_score(t, a))
+        .sum();
+    s / tasks.len().max(1) as f64
+}
+
+/// How often a labeler (drawn at random per prompt) prefers `a` to `b`; identical answers count
+/// half (a tie).
+pub fn win_rate(
+    tasks: &[ToyTask],
+    a: &[String],
+    b: &[String],
+    pool: &LabelerPool,
+    seed: u64,
+) -> f64 {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut wins = 0.0;
+    for ((t, x), y) in tasks.iter().zip(a).zip(b) {
+        let labeler = pool.choose(&mut rng);
+        wins += if x == y {
+            0.5
+        } else if labeler.prefers(t, x, y, &mut rng) {
+            1.0
+        } else {
+            0.0
+        };
+    }
+    wins / tasks.len().max(1) as f64
+}
+
+/// KL(policy || reference) per prompt: the sum over sampled response tokens of
+/// `log pi(y_t) - log ref(y_t)` (k1), averaged over prompts; samples from the policy at
+/// temperature 1.
+pub fn kl_to_reference(
+    policy: &dyn Policy,
+    reference: &dyn Policy,
+    prompts: &[Vec<u32>],
+    col: &Collator,
+    max_new_tokens: i64,
+    seed: u64,
+    batch: usize,
+) -> anyhow::Result<f64> {
+    let _g = tch::no_grad_guard();
+    let cfg = col.config();
+    let gen = GenerateConfig {
+        max_new_tokens,
+        seed: Some(seed),
+        eos_token_id: Some(cfg.eos_id as i64),
+        pad_token_id: cfg.pad_id as i64,
+        ..Default::default()
+    };
+    let (mut total, mut n) = (0.0, 0usize);
+    for (i, chunk) in prompts.chunks(batch.max(1)).enumerate() {
+        let gen = GenerateConfig {
+            seed: Some(seed + i as u64),
+            ..gen.clone()
+        };
+        let (seq, seq_mask, toks, mask) = answer(policy, chunk, cfg, &gen)?;
+        let r = toks.size()[1];
+        let t = seq.size()[1];
+        let lp = policy
+            .token_log_probs(&seq, &seq_mask, 1.0, false)?
+            .narrow(1, t - 1 - r, r);
+        let lr = reference
+            .token_log_probs(
+                &seq.to_device(reference.device()),
+                &seq_mask.to_device(reference.device()),
+                1.0,
+                false,
+            )?
+            .to_device(lp.device())
+            .narrow(1, t - 1 - r, r);
+        let kl: Tensor = ((lp - lr) * mask).sum(Kind::Double);
+        total += kl.double_value(&[]);
+        n += chunk.len();
+    }
+    Ok(total / n.max(1) as f64)
+}
