@@ -49,6 +49,12 @@ pub fn forward_flops(cfg: &Gpt2Config, n: f64, ctx: f64, lm_rows: f64) -> f64 {
     n * (dense + attn) + lm_rows * 2.0 * e * v
 }
 
+/// Training FLOPs (forward + backward = 3x forward) of `b` sequences of `t` tokens with the LM
+/// head on every position: what one W-SFT step computes.
+pub fn train_flops(cfg: &Gpt2Config, b: i64, t: i64) -> f64 {
+    3.0 * forward_flops(cfg, (b * t) as f64, (t as f64 + 1.0) / 2.0, (b * t) as f64)
+}
+
 /// FLOPs of one W-GEN rollout: prefill `b x p` tokens (causal: `p/2` keys on average, LM head on
 /// the last position only), then `new` decode steps of `b` tokens.
 pub fn gen_flops(cfg: &Gpt2Config, b: i64, p: i64, new: i64) -> f64 {

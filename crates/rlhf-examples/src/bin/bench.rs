@@ -4,7 +4,8 @@
 
 use clap::Parser;
 use rlhf_examples::{
-    device_name, gen_flops, kind_name, matmul_peak_gflops, time_median, workload_config,
+    device_name, gen_flops, kind_name, matmul_peak_gflops, time_median, train_flops,
+    workload_config,
 };
 use rlhf_model::{parse_device, parse_kind, CausalLm, GenerateConfig, Policy};
 use serde_json::json;
@@ -13,8 +14,9 @@ use tch::{Kind, Tensor};
 #[derive(Parser, Debug)]
 #[command(about = "Benchmark workloads of WORKLOAD.md (one JSON line each)")]
 struct Args {
-    /// gen (W-GEN: 64 prompts x 64 tokens, 64 sampled tokens each) or matmul (the measured
-    /// matmul peak of the device and dtype).
+    /// gen (W-GEN: 64 prompts x 64 tokens, 64 sampled tokens each), sft (W-SFT: one AdamW step
+    /// on 8 x 256 tokens, loss on the second half), or matmul (the measured matmul peak of the
+    /// device and dtype). With --dtype bf16, sft uses bf16 autocast over f32 weights.
     #[arg(long)]
     workload: String,
     /// tiny or gpt2-small.
@@ -73,7 +75,47 @@ fn main() -> anyhow::Result<()> {
                 "fraction_of_matmul_peak": flops / secs / 1e9 / peak,
             })
         }
-        other => anyhow::bail!("unknown workload {other:?}: use gen or matmul"),
+        "sft" => {
+            let cfg = workload_config(&args.size)?;
+            tch::manual_seed(0);
+            let mut lm = CausalLm::new(&cfg, device)?;
+            if kind == Kind::BFloat16 {
+                lm.set_autocast(Some(Kind::BFloat16));
+            }
+            let (b, t) = (8i64, 256i64);
+            let ids = Tensor::randint(cfg.vocab_size, [b, t], (Kind::Int64, device));
+            let mask = ids.ones_like();
+            let loss_mask = Tensor::cat(
+                &[
+                    Tensor::zeros([b, t / 2], (Kind::Float, device)),
+                    Tensor::ones([b, t / 2], (Kind::Float, device)),
+                ],
+                1,
+            );
+            let mut opt = rlhf_model::train::AdamW::new(
+                lm.var_store(),
+                &rlhf_model::train::AdamWConfig {
+                    lr: 1e-5,
+                    ..Default::default()
+                },
+            )?;
+            let secs = time_median(device, args.warmup, args.iters, || {
+                opt.zero_grad();
+                let logits = lm.logits(&ids, &mask, true).expect("forward");
+                rlhf_sft::masked_lm_loss_from_logits(&logits, &ids, &loss_mask).backward();
+                opt.step();
+            });
+            let flops = train_flops(&cfg, b, t);
+            json!({
+                "workload": "sft",
+                "tokens_per_s": (b * t) as f64 / secs,
+                "seconds_per_step": secs,
+                "model_gflops_per_s": flops / secs / 1e9,
+                "matmul_peak_gflops": peak,
+                "fraction_of_matmul_peak": flops / secs / 1e9 / peak,
+            })
+        }
+        other => anyhow::bail!("unknown workload {other:?}: use gen, sft or matmul"),
     };
     let mut line = line;
     line.as_object_mut()
