@@ -1,0 +1,125 @@
+//! Win rate of one checkpoint against another on a prompt file.
+//!
+//! `evaluate --a DIR --b DIR --prompts prompts.jsonl [--reward RM_DIR] [--max-prompts N]
+//! [--max-new-tokens N] [--seed S] [--device auto|cpu|cuda]`
+//!
+//! Both models answer each prompt greedily. The judge is a reward model (`--reward`: the higher
+//! score wins) or, for toy-world prompts, the simulated labelers (the paper's judgement);
+//! identical answers are ties and count half. Prints one JSON object.
+
+use anyhow::Context;
+use clap::Parser;
+use rlhf_data::records::PromptRecord;
+use rlhf_data::toy::{LabelerConfig, LabelerPool, ToyTask};
+use rlhf_examples::data::read_records;
+use rlhf_examples::stage::collator;
+use rlhf_examples::toy_eval::{answers, mean_gold, win_rate};
+use rlhf_model::{parse_device, CausalLm, RewardModel, ScalarModel};
+use serde_json::json;
+use std::path::PathBuf;
+use tch::{Kind, Tensor};
+
+#[derive(Parser, Debug)]
+#[command(
+    about = "Win rate of checkpoint A against checkpoint B (simulated labelers or a reward model)"
+)]
+struct Args {
+    /// Checkpoint A (an LM).
+    #[arg(long)]
+    a: PathBuf,
+    /// Checkpoint B (an LM; the baseline, e.g. the SFT model).
+    #[arg(long)]
+    b: PathBuf,
+    /// Prompts, JSONL {"id", "user_id", "prompt"}.
+    #[arg(long)]
+    prompts: PathBuf,
+    /// Judge with this reward model instead of the simulated labelers.
+    #[arg(long)]
+    reward: Option<PathBuf>,
+    /// Use at most this many prompts.
+    #[arg(long, default_value_t = 200)]
+    max_prompts: usize,
+    /// Tokens per answer.
+    #[arg(long, default_value_t = 32)]
+    max_new_tokens: i64,
+    /// Seed of the labelers' noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    rlhf_examples::init_runtime();
+    let args = Args::parse();
+    let device = parse_device(&args.device)?;
+    let a = CausalLm::load(&args.a, device).with_context(|| format!("--a {}", args.a.display()))?;
+    let b = CausalLm::load(&args.b, device).with_context(|| format!("--b {}", args.b.display()))?;
+    let prompts: Vec<PromptRecord> = read_records(&args.prompts, false)?;
+    let prompts = &prompts[..prompts.len().min(args.max_prompts)];
+    let col = collator(&a, 128, args.max_new_tokens as usize)?;
+    let col_b = collator(&b, 128, args.max_new_tokens as usize)?;
+    if col.tokenizer().get_vocab(true) != col_b.tokenizer().get_vocab(true) {
+        anyhow::bail!("--a and --b use different tokenizers: compare models that share one");
+    }
+    let ids: Vec<Vec<u32>> = prompts
+        .iter()
+        .map(|p| col.encode(&p.prompt))
+        .collect::<Result<_, _>>()?;
+    let ans_a = answers(&a, &ids, &col, args.max_new_tokens, None, 64)?;
+    let ans_b = answers(&b, &ids, &col, args.max_new_tokens, None, 64)?;
+    let result = match &args.reward {
+        Some(rm_dir) => {
+            let rm = ScalarModel::load(rm_dir, device)
+                .with_context(|| format!("--reward {}", rm_dir.display()))?;
+            let score = |ans: &[String]| -> anyhow::Result<Vec<f64>> {
+                let mut out = vec![];
+                for (p, r) in prompts.iter().zip(ans) {
+                    let mut t = col.encode(&p.prompt)?;
+                    t.extend(col.encode(r)?);
+                    t.push(col.config().eos_id);
+                    let x = Tensor::from_slice(&t.iter().map(|&v| v as i64).collect::<Vec<_>>())
+                        .unsqueeze(0)
+                        .to_device(device);
+                    out.push(
+                        tch::no_grad(|| rm.score(&x, &x.ones_like(), false))?
+                            .to_kind(Kind::Double)
+                            .double_value(&[0]),
+                    );
+                }
+                Ok(out)
+            };
+            let (sa, sb) = (score(&ans_a)?, score(&ans_b)?);
+            let wins: f64 = sa
+                .iter()
+                .zip(&sb)
+                .zip(ans_a.iter().zip(&ans_b))
+                .map(|((x, y), (p, q))| {
+                    if p == q || x == y {
+                        0.5
+                    } else if x > y {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                })
+                .sum();
+            json!({"judge": "reward_model", "win_rate_a_vs_b": wins / prompts.len() as f64,
+                   "mean_reward_a": sa.iter().sum::<f64>() / sa.len() as f64,
+                   "mean_reward_b": sb.iter().sum::<f64>() / sb.len() as f64, "prompts": prompts.len()})
+        }
+        None => {
+            let tasks: Vec<ToyTask> = prompts
+                .iter()
+                .map(|p| ToyTask::from_prompt(&p.prompt).with_context(|| format!(
+                    "prompt {} is not a toy-world prompt: the simulated labelers cannot judge it; pass --reward RM_DIR", p.id)))
+                .collect::<anyhow::Result<_>>()?;
+            let pool = LabelerPool::calibrated(&LabelerConfig::default(), args.seed)?;
+            json!({"judge": "simulated_labelers", "win_rate_a_vs_b": win_rate(&tasks, &ans_a, &ans_b, &pool, args.seed),
+                   "gold_a": mean_gold(&tasks, &ans_a), "gold_b": mean_gold(&tasks, &ans_b), "prompts": prompts.len()})
+        }
+    };
+    println!("{result}");
+    Ok(())
+}
