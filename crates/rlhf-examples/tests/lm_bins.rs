@@ -7,18 +7,45 @@ use std::path::Path;
 use std::process::Command;
 
 fn world(dir: &Path) {
-    let cfg = ToyConfig { num_users: 30, heldout_users: 5, pretrain_docs: 60, heldout_pretrain_docs: 10, ..Default::default() };
+    let cfg = ToyConfig {
+        num_users: 30,
+        heldout_users: 5,
+        pretrain_docs: 60,
+        heldout_pretrain_docs: 10,
+        ..Default::default()
+    };
     ToyWorld::generate(&cfg).unwrap().save(dir).unwrap();
 }
 
 fn run(bin: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new(bin).args(args).env("RLHF_DEVICE", "cpu").output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string())
+    let out = Command::new(bin)
+        .args(args)
+        .env("RLHF_DEVICE", "cpu")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }
 
 const TINY: &[&str] = &[
-    "--device", "cpu", "--set", "model.n_layer=1", "--set", "model.n_embd=32", "--set", "model.n_head=2",
-    "--set", "model.n_positions=64", "--set", "block_len=32", "--set", "train.epochs=2", "--set", "train.batch_size=16",
+    "--device",
+    "cpu",
+    "--set",
+    "model.n_layer=1",
+    "--set",
+    "model.n_embd=32",
+    "--set",
+    "model.n_head=2",
+    "--set",
+    "model.n_positions=64",
+    "--set",
+    "block_len=32",
+    "--set",
+    "train.epochs=2",
+    "--set",
+    "train.batch_size=16",
 ];
 
 fn weight(dir: &Path) -> tch::Tensor {
@@ -33,17 +60,34 @@ fn pretrain_then_sft_train_and_resume() {
     world(&w);
     let pre = tmp.path().join("pre");
     let s = |p: &Path| p.to_str().unwrap().to_string();
-    let mut args = vec!["--data".to_string(), s(&w.join("pretrain.jsonl")), "--tokenizer".into(), s(&w.join("tokenizer.json")), "--out".into(), s(&pre)];
+    let mut args = vec![
+        "--data".to_string(),
+        s(&w.join("pretrain.jsonl")),
+        "--tokenizer".into(),
+        s(&w.join("tokenizer.json")),
+        "--out".into(),
+        s(&pre),
+    ];
     args.extend(TINY.iter().map(|x| x.to_string()));
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     let (ok, err) = run(env!("CARGO_BIN_EXE_pretrain"), &a);
     assert!(ok, "{err}");
-    for f in ["config.toml", "metrics.jsonl", "report.json", "best/model.safetensors", "epoch-2/config.json", "state/optimizer.safetensors"] {
+    for f in [
+        "config.toml",
+        "metrics.jsonl",
+        "report.json",
+        "best/model.safetensors",
+        "epoch-2/config.json",
+        "state/optimizer.safetensors",
+    ] {
         assert!(pre.join(f).exists(), "missing {f}");
     }
     let e1 = weight(&pre.join("epoch-1"));
     let e2 = weight(&pre.join("epoch-2"));
-    assert!(f64::try_from((&e2 - &e1).abs().max()).unwrap() > 0.0, "pretraining changed the weights");
+    assert!(
+        f64::try_from((&e2 - &e1).abs().max()).unwrap() > 0.0,
+        "pretraining changed the weights"
+    );
 
     // Rerunning into the same directory needs --resume; with it, a finished run stays finished.
     let (ok, err) = run(env!("CARGO_BIN_EXE_pretrain"), &a);
@@ -53,18 +97,38 @@ fn pretrain_then_sft_train_and_resume() {
     resumed.push("--resume");
     let (ok, err) = run(env!("CARGO_BIN_EXE_pretrain"), &resumed);
     assert!(ok, "{err}");
-    assert!(weight(&pre.join("best")).equal(&best_before), "a finished run resumes to the same result");
+    assert!(
+        weight(&pre.join("best")).equal(&best_before),
+        "a finished run resumes to the same result"
+    );
 
     let sft = tmp.path().join("sft");
     let (ok, err) = run(
         env!("CARGO_BIN_EXE_sft"),
-        &["--init", &s(&pre.join("best")), "--data", &s(&w.join("demonstrations.jsonl")), "--out", &s(&sft), "--device", "cpu",
-          "--set", "train.epochs=2", "--set", "train.batch_size=16", "--set", "valid_fraction=0.2"],
+        &[
+            "--init",
+            &s(&pre.join("best")),
+            "--data",
+            &s(&w.join("demonstrations.jsonl")),
+            "--out",
+            &s(&sft),
+            "--device",
+            "cpu",
+            "--set",
+            "train.epochs=2",
+            "--set",
+            "train.batch_size=16",
+            "--set",
+            "valid_fraction=0.2",
+        ],
     );
     assert!(ok, "{err}");
     assert!(err.contains("validation demonstrations"), "{err}");
     let after = weight(&sft.join("epoch-2"));
-    assert!(f64::try_from((&after - weight(&pre.join("best"))).abs().max()).unwrap() > 0.0, "SFT changed the weights");
+    assert!(
+        f64::try_from((&after - weight(&pre.join("best"))).abs().max()).unwrap() > 0.0,
+        "SFT changed the weights"
+    );
 }
 
 #[test]
@@ -78,28 +142,94 @@ fn bad_inputs_get_one_clear_message() {
     let cfg = tmp.path().join("c.toml");
     std::fs::write(&cfg, "[train]\nepochs = 1\nbatchsize = 4\n").unwrap();
     let cases: Vec<(Vec<String>, &str)> = vec![
-        (vec!["--init".into(), s(&tmp.path().join("nope")), "--data".into(), s(&bad)], "no such directory"),
-        (vec!["--init".into(), s(&w), "--data".into(), s(&bad)], "no config.json"),
-        (vec!["--init".into(), "X".into(), "--data".into(), s(&bad), "--config".into(), s(&cfg)], "unknown field `batchsize`"),
-        (vec!["--init".into(), "X".into(), "--data".into(), s(&bad), "--set".into(), "train.epochs=\"two\"".into()], "invalid type"),
-        (vec!["--init".into(), "X".into(), "--data".into(), s(&bad), "--set".into(), "train.batch_size=0".into()], "batch_size"),
+        (
+            vec![
+                "--init".into(),
+                s(&tmp.path().join("nope")),
+                "--data".into(),
+                s(&bad),
+            ],
+            "no such directory",
+        ),
+        (
+            vec!["--init".into(), s(&w), "--data".into(), s(&bad)],
+            "no config.json",
+        ),
+        (
+            vec![
+                "--init".into(),
+                "X".into(),
+                "--data".into(),
+                s(&bad),
+                "--config".into(),
+                s(&cfg),
+            ],
+            "unknown field `batchsize`",
+        ),
+        (
+            vec![
+                "--init".into(),
+                "X".into(),
+                "--data".into(),
+                s(&bad),
+                "--set".into(),
+                "train.epochs=\"two\"".into(),
+            ],
+            "invalid type",
+        ),
+        (
+            vec![
+                "--init".into(),
+                "X".into(),
+                "--data".into(),
+                s(&bad),
+                "--set".into(),
+                "train.batch_size=0".into(),
+            ],
+            "batch_size",
+        ),
     ];
     for (args, needle) in cases {
         let mut a: Vec<&str> = args.iter().map(String::as_str).collect();
         a.extend(["--device", "cpu"]);
         let (ok, err) = run(env!("CARGO_BIN_EXE_sft"), &a);
         assert!(!ok, "{args:?} should fail");
-        assert!(err.contains(needle), "{args:?}: expected {needle:?} in:\n{err}");
+        assert!(
+            err.contains(needle),
+            "{args:?}: expected {needle:?} in:\n{err}"
+        );
         assert!(!err.contains("panicked"), "{err}");
     }
     // A bad JSONL line is named by file, line and field.
     let pre = tmp.path().join("pre");
-    let mut args = vec!["--data".to_string(), s(&w.join("pretrain.jsonl")), "--tokenizer".into(), s(&w.join("tokenizer.json")), "--out".into(), s(&pre)];
+    let mut args = vec![
+        "--data".to_string(),
+        s(&w.join("pretrain.jsonl")),
+        "--tokenizer".into(),
+        s(&w.join("tokenizer.json")),
+        "--out".into(),
+        s(&pre),
+    ];
     args.extend(TINY.iter().map(|x| x.to_string()));
     args.extend(["--set".to_string(), "train.epochs=1".to_string()]);
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     assert!(run(env!("CARGO_BIN_EXE_pretrain"), &a).0);
-    let (ok, err) = run(env!("CARGO_BIN_EXE_sft"), &["--init", &s(&pre.join("best")), "--data", &s(&bad), "--device", "cpu", "--out", &s(&tmp.path().join("o"))]);
+    let (ok, err) = run(
+        env!("CARGO_BIN_EXE_sft"),
+        &[
+            "--init",
+            &s(&pre.join("best")),
+            "--data",
+            &s(&bad),
+            "--device",
+            "cpu",
+            "--out",
+            &s(&tmp.path().join("o")),
+        ],
+    );
     assert!(!ok);
-    assert!(err.contains("bad.jsonl:2") && err.contains("prompt"), "{err}");
+    assert!(
+        err.contains("bad.jsonl:2") && err.contains("prompt"),
+        "{err}"
+    );
 }
