@@ -14,7 +14,8 @@ use tch::{Kind, Tensor};
 #[derive(Parser, Debug)]
 #[command(about = "Benchmark workloads of WORKLOAD.md (one JSON line each)")]
 struct Args {
-    /// gen (W-GEN: 64 prompts x 64 tokens, 64 sampled tokens each), sft (W-SFT: one AdamW step
+    /// gen (W-GEN: 64 prompts x 64 tokens, 64 sampled tokens each), rm (W-RM: K-wise vs pairwise
+    /// comparisons/s), ppo (W-PPO: seconds per iteration), sft (W-SFT: one AdamW step
     /// on 8 x 256 tokens, loss on the second half), or matmul (the measured matmul peak of the
     /// device and dtype). With --dtype bf16, sft uses bf16 autocast over f32 weights.
     #[arg(long)]
@@ -115,7 +116,12 @@ fn main() -> anyhow::Result<()> {
                 "fraction_of_matmul_peak": flops / secs / 1e9 / peak,
             })
         }
-        other => anyhow::bail!("unknown workload {other:?}: use gen, sft or matmul"),
+        "rm" => {
+            let mut v = rlhf_reward::bench_w_rm(&args.size, device, kind, args.warmup, args.iters)?;
+            v["matmul_peak_gflops"] = peak.into();
+            v
+        }
+        other => anyhow::bail!("unknown workload {other:?}: use gen, sft, rm, ppo or matmul"),
     };
     let mut line = line;
     line.as_object_mut()

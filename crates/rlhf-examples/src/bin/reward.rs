@@ -1,0 +1,309 @@
+//! Stage 2: trains a reward model on labeler rankings with the InstructGPT K-wise loss.
+//!
+//! `reward --init SFT_DIR --data rankings.jsonl [--data more.jsonl] [--valid rankings.jsonl]
+//! [--demos demonstrations.jsonl] [--out RUN] [--config configs/reward.toml]
+//! [--set train.epochs=2] [--resume] [--device cpu]`
+//!
+//! `--init` is an SFT (or pretrained) LM checkpoint — the RM is built from it by dropping the
+//! unembedding and adding a scalar head — or a reward checkpoint to train further. Rankings are
+//! JSONL `{"id", "user_id", "prompt", "responses": [K strings], "ranking": [best..worst]}`
+//! (the pairwise `{"chosen", "rejected"}` form counts as K = 2). With `--demos`, the final
+//! model gets the paper's normalization: a bias so that labeler demonstrations score 0 on
+//! average.
+//!
+//! The run directory gets `config.toml` (resolved), `metrics.jsonl`, a resumable checkpoint per
+//! epoch `epoch-N/` (and `latest/` every `train.save_every_steps`), `final/` (the normalized
+//! RM, what later stages load) and `report.json`. `--resume` continues from the newest
+//! checkpoint exactly (the config defaults to the run's `config.toml`).
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use rlhf_data::collate::{CollateConfig, Collator};
+use rlhf_data::hygiene::split_by_user;
+use rlhf_data::records::{Demonstration, Ranking};
+use rlhf_examples::data::read_records;
+use rlhf_examples::run::{load_config, Progress, RunDir};
+use rlhf_examples::stage::CommonArgs;
+use rlhf_model::{CheckpointMeta, HeadKind, LoadOptions, ScalarModel};
+use rlhf_reward::toy::gold_scores;
+use rlhf_reward::trainer::{latest_checkpoint, RankingData, RewardTrainConfig, RewardTrainer};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+/// The `reward` config (TOML). See configs/reward.toml.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RewardRunConfig {
+    /// Trainer settings.
+    train: RewardTrainConfig,
+    /// Without --valid: the fraction of users held out for validation (split by user ID).
+    valid_fraction: f64,
+    /// Seed of that split.
+    split_seed: u64,
+    /// Skip bad JSONL lines (reporting them) instead of stopping at the first.
+    lenient: bool,
+    /// Longest prompt in tokens (longer prompts lose tokens from the left).
+    max_prompt_tokens: usize,
+    /// Longest response in tokens, counting the EOS (longer ones lose tokens from the right).
+    max_response_tokens: usize,
+    /// When every validation prompt is a toy-world prompt, also report the accuracy against
+    /// the gold order.
+    toy_gold: bool,
+}
+
+impl Default for RewardRunConfig {
+    fn default() -> Self {
+        RewardRunConfig {
+            train: RewardTrainConfig::default(),
+            valid_fraction: 0.1,
+            split_seed: 0,
+            lenient: false,
+            max_prompt_tokens: 128,
+            max_response_tokens: 128,
+            toy_gold: true,
+        }
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(about = "Train a reward model on K-wise rankings (InstructGPT stage 2)")]
+struct Args {
+    /// SFT/pretrained LM checkpoint to build the RM from (or a reward checkpoint to continue).
+    #[arg(long)]
+    init: PathBuf,
+    /// Rankings, JSONL (repeatable).
+    #[arg(long, required = true)]
+    data: Vec<PathBuf>,
+    /// Validation rankings (default: hold out users of --data).
+    #[arg(long)]
+    valid: Vec<PathBuf>,
+    /// Labeler demonstrations, JSONL {"id", "user_id", "prompt", "response"}: normalize the
+    /// final RM so that they score 0 on average.
+    #[arg(long)]
+    demos: Option<PathBuf>,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// Builds the reward model from `--init`: an LM checkpoint gets a fresh scalar head, a reward
+/// checkpoint is trained further, anything else is refused.
+fn init_model(dir: &Path, opts: LoadOptions) -> anyhow::Result<ScalarModel> {
+    let resolved = rlhf_model::checkpoint::resolve_dir(dir)?;
+    let head = CheckpointMeta::read(&resolved)?.map(|m| m.head);
+    let model = match head {
+        Some(HeadKind::Value) => bail!(
+            "{} is a value-function checkpoint: --init takes an SFT/pretrained LM checkpoint \
+             (or a reward checkpoint)",
+            dir.display()
+        ),
+        Some(HeadKind::Reward) => ScalarModel::load(&resolved, opts)?,
+        Some(HeadKind::Lm) => ScalarModel::reward_from_lm(&resolved, opts)?,
+        None => match ScalarModel::reward_from_lm(&resolved, opts) {
+            Ok(m) => m,
+            Err(_) => ScalarModel::load(&resolved, opts)?,
+        },
+    };
+    Ok(model)
+}
+
+fn collator(model: &ScalarModel, cfg: &RewardRunConfig) -> anyhow::Result<Collator> {
+    let tok = model
+        .tokenizer()
+        .context("the checkpoint has no tokenizer.json: the reward stage needs one to read text")?;
+    let eos = model
+        .config()
+        .eos_token_id
+        .or_else(|| tok.token_id(rlhf_model::tokenizer::ENDOFTEXT))
+        .context("the model has no eos_token_id and its tokenizer no <|endoftext|>")?;
+    let pad = model.config().pad_token_id.unwrap_or(eos);
+    let collate = CollateConfig::new(eos as u32, pad as u32)
+        .with_limits(cfg.max_prompt_tokens, cfg.max_response_tokens);
+    let n_pos = model.config().n_positions as usize;
+    if cfg.max_prompt_tokens + cfg.max_response_tokens > n_pos {
+        bail!(
+            "max_prompt_tokens + max_response_tokens = {} exceeds the model's n_positions {n_pos}: \
+             lower them (e.g. --set max_response_tokens=...)",
+            cfg.max_prompt_tokens + cfg.max_response_tokens
+        );
+    }
+    Ok(Collator::new(tok.inner().clone(), collate)?)
+}
+
+fn read_rankings(paths: &[PathBuf], lenient: bool) -> anyhow::Result<Vec<Ranking>> {
+    let mut out = Vec::new();
+    for p in paths {
+        out.extend(read_records::<Ranking>(p, lenient)?);
+    }
+    Ok(out)
+}
+
+fn main() -> anyhow::Result<()> {
+    rlhf_examples::init_runtime();
+    let args = Args::parse();
+    let run_path = args
+        .common
+        .out
+        .clone()
+        .unwrap_or_else(|| RunDir::default_for("reward"));
+    // On --resume the run's own config is the base (flags may still override it).
+    let config_file = match (&args.common.config, args.common.resume) {
+        (Some(c), _) => Some(c.clone()),
+        (None, true) if run_path.join("config.toml").exists() => Some(run_path.join("config.toml")),
+        _ => None,
+    };
+    let cfg: RewardRunConfig = load_config(config_file.as_deref(), &args.common.overrides)?;
+    cfg.train.validate()?;
+    if !(0.0..1.0).contains(&cfg.valid_fraction) {
+        bail!(
+            "valid_fraction is {}: expected a fraction in [0, 1)",
+            cfg.valid_fraction
+        );
+    }
+    let device = args.common.device()?;
+    let opts = LoadOptions::from(device);
+    // Inputs first: a bad file should fail before any work.
+    let rankings = read_rankings(&args.data, cfg.lenient)?;
+    let (train, valid) = if args.valid.is_empty() {
+        if cfg.valid_fraction > 0.0 {
+            let s = split_by_user(
+                rankings,
+                (1.0 - cfg.valid_fraction, cfg.valid_fraction, 0.0),
+                cfg.split_seed,
+            )?;
+            (s.train, s.valid)
+        } else {
+            (rankings, Vec::new())
+        }
+    } else {
+        (rankings, read_rankings(&args.valid, cfg.lenient)?)
+    };
+    if train.is_empty() {
+        bail!("no training rankings left after the validation split");
+    }
+    let demos: Vec<Demonstration> = match &args.demos {
+        Some(p) => read_records(p, cfg.lenient)?,
+        None => Vec::new(),
+    };
+    let model =
+        init_model(&args.init, opts).with_context(|| format!("--init {}", args.init.display()))?;
+    let col = collator(&model, &cfg)?;
+    let train_tok = col.tokenize_rankings(&train)?;
+    let valid_data = if valid.is_empty() {
+        None
+    } else {
+        let gold = if cfg.toy_gold {
+            gold_scores(&valid).ok()
+        } else {
+            None
+        };
+        Some(RankingData {
+            groups: col.tokenize_rankings(&valid)?,
+            gold,
+        })
+    };
+
+    let run = args.common.run_dir("reward")?;
+    let mut trainer = if args.common.resume {
+        match latest_checkpoint(&run.path)? {
+            Some(ckpt) => {
+                eprintln!("[reward] resuming from {}", ckpt.display());
+                RewardTrainer::resume(
+                    &ckpt,
+                    opts,
+                    cfg.train.clone(),
+                    col.config().clone(),
+                    train.len(),
+                )
+                .with_context(|| format!("resuming from {}", ckpt.display()))?
+            }
+            None => {
+                eprintln!(
+                    "[reward] {} has no checkpoint yet: starting over",
+                    run.path.display()
+                );
+                RewardTrainer::new(model, cfg.train.clone(), col.config().clone(), train.len())?
+            }
+        }
+    } else {
+        RewardTrainer::new(model, cfg.train.clone(), col.config().clone(), train.len())?
+    };
+    run.write_config(&cfg)?;
+    let k_hist = train
+        .iter()
+        .fold(std::collections::BTreeMap::new(), |mut m, r| {
+            *m.entry(r.k()).or_insert(0usize) += 1;
+            m
+        });
+    eprintln!(
+        "[reward] {} training rankings (K: {}), {} validation; run directory {}",
+        train.len(),
+        k_hist
+            .iter()
+            .map(|(k, n)| format!("{k}x{n}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        valid.len(),
+        run.path.display()
+    );
+    let mut metrics = run.metrics()?;
+    let total = trainer.schedule().total_steps;
+    let mut progress = Progress::new("reward", total);
+    let reports = trainer.fit(
+        &train_tok,
+        valid_data.as_ref(),
+        &mut metrics,
+        Some(&run.path),
+        &mut |done, _, status| progress.update(done, status),
+    )?;
+
+    let normalization = if demos.is_empty() {
+        eprintln!(
+            "[reward] no --demos: the reward is not normalized (bias stays {})",
+            trainer.model().meta().reward_bias
+        );
+        None
+    } else {
+        let n = trainer.normalize(&col.tokenize_demonstrations(&demos)?)?;
+        eprintln!(
+            "[reward] normalized on {} demonstrations: bias {:.4} (raw mean {:.4}, std {:.4})",
+            n.demonstrations, n.bias, n.raw_mean, n.raw_std
+        );
+        Some(n)
+    };
+    trainer.model_mut().meta_mut().step = trainer.state().step;
+    trainer.model().save(run.join("final"))?;
+    let last = match (&valid_data, reports.last()) {
+        (_, Some(r)) => Some(r.clone()),
+        (Some(v), None) => Some(trainer.evaluate(v)?),
+        (None, None) => None,
+    };
+    let mut report = json!({
+        "train_rankings": train.len(),
+        "valid_rankings": valid.len(),
+        "steps": trainer.state().step,
+        "epochs": trainer.state().epoch,
+        "final": run.join("final"),
+        "reward_bias": trainer.model().meta().reward_bias,
+    });
+    if let Some(n) = normalization {
+        report["normalization"] = json!({"demonstrations": n.demonstrations, "raw_mean": n.raw_mean, "raw_std": n.raw_std});
+    }
+    if let Some(r) = &last {
+        report["valid"] = serde_json::Value::Object(r.to_metrics("val"));
+        eprintln!(
+            "[reward] validation accuracy {:.4}{}, loss {:.4}",
+            r.stats.accuracy(),
+            r.gold_accuracy
+                .map(|g| format!(" (gold order {g:.4})"))
+                .unwrap_or_default(),
+            r.stats.loss()
+        );
+    }
+    rlhf_model::checkpoint::write_atomic(
+        &run.join("report.json"),
+        serde_json::to_string_pretty(&report)?.as_bytes(),
+    )?;
+    eprintln!("[reward] reward model: {}", run.join("final").display());
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! What the reward trainer needs from a model: [`TrainableRewardModel`], implemented for
+//! [`ScalarModel`] (the GPT-2 reward model built from an SFT checkpoint).
+
+use crate::error::Result;
+use crate::shared::{SharedPromptBatch, SharedPromptScorer};
+use rlhf_model::{CheckpointMeta, RewardModel, ScalarModel, ValueFunction};
+use std::path::Path;
+use tch::{nn, Tensor};
+
+/// A reward model the K-wise trainer can train, evaluate and checkpoint.
+///
+/// Only [`TrainableRewardModel::forward_scores`], `var_store`, `meta`, `meta_mut` and `save`
+/// are required; a model that can run each prompt once for all its responses also implements
+/// [`TrainableRewardModel::forward_shared_prompt`].
+pub trait TrainableRewardModel {
+    /// Raw rewards (without the normalization bias), read at each row's last real token.
+    ///
+    /// Shapes: `input_ids [N, T]`, `attention_mask [N, T]` (right-padded) -> `[N]` f32, with
+    /// gradient unless under `no_grad`. `train` enables dropout.
+    fn forward_scores(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        train: bool,
+    ) -> Result<Tensor>;
+
+    /// Raw rewards of a [`SharedPromptBatch`] (each prompt forwarded once), `[N]` f32; `None`
+    /// when the model cannot do it (the trainer then forwards full rows).
+    fn forward_shared_prompt(
+        &self,
+        _batch: &SharedPromptBatch,
+        _train: bool,
+    ) -> Option<Result<Tensor>> {
+        None
+    }
+
+    /// The trainable variables.
+    fn var_store(&self) -> &nn::VarStore;
+
+    /// True when `train = true` draws random numbers (dropout), so the trainer seeds
+    /// libtorch's generator per step for exact resumption.
+    fn uses_dropout(&self) -> bool {
+        true
+    }
+
+    /// Checkpoint metadata (`reward_bias`, `step`, free-form `extra`).
+    fn meta(&self) -> &CheckpointMeta;
+
+    /// Mutable checkpoint metadata.
+    fn meta_mut(&mut self) -> &mut CheckpointMeta;
+
+    /// Writes the model as a checkpoint directory (atomically).
+    fn save(&self, dir: &Path) -> Result<()>;
+}
+
+impl TrainableRewardModel for ScalarModel {
+    fn forward_scores(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
+        Ok(self.score_raw(input_ids, attention_mask, train)?)
+    }
+
+    fn forward_shared_prompt(
+        &self,
+        batch: &SharedPromptBatch,
+        train: bool,
+    ) -> Option<Result<Tensor>> {
+        Some(SharedPromptScorer::of(self).and_then(|s| s.scores(batch, train)))
+    }
+
+    fn var_store(&self) -> &nn::VarStore {
+        ValueFunction::var_store(self)
+    }
+
+    fn uses_dropout(&self) -> bool {
+        let c = self.config();
+        c.resid_pdrop > 0.0 || c.embd_pdrop > 0.0 || c.attn_pdrop > 0.0
+    }
+
+    fn meta(&self) -> &CheckpointMeta {
+        ScalarModel::meta(self)
+    }
+
+    fn meta_mut(&mut self) -> &mut CheckpointMeta {
+        ScalarModel::meta_mut(self)
+    }
+
+    fn save(&self, dir: &Path) -> Result<()> {
+        Ok(ScalarModel::save(self, dir)?)
+    }
+}
+
+/// Scores with the normalization bias, through the trainer's interface (no gradient).
+/// Shapes: `[N, T]` -> `[N]`.
+pub fn normalized_scores<M: TrainableRewardModel + ?Sized>(
+    model: &M,
+    input_ids: &Tensor,
+    attention_mask: &Tensor,
+) -> Result<Tensor> {
+    let _g = tch::no_grad_guard();
+    Ok(model.forward_scores(input_ids, attention_mask, false)? + model.meta().reward_bias)
+}
+
+/// A [`TrainableRewardModel`] is also a [`RewardModel`] through this adapter.
+#[derive(Debug)]
+pub struct AsRewardModel<'a, M: ?Sized>(pub &'a M);
+
+impl<M: TrainableRewardModel + ?Sized> RewardModel for AsRewardModel<'_, M> {
+    fn score(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        train: bool,
+    ) -> rlhf_model::Result<Tensor> {
+        let raw = self
+            .0
+            .forward_scores(input_ids, attention_mask, train)
+            .map_err(|e| rlhf_model::ModelError::Input(e.to_string()))?;
+        Ok(raw + self.0.meta().reward_bias)
+    }
+
+    fn device(&self) -> tch::Device {
+        self.0.var_store().device()
+    }
+}
