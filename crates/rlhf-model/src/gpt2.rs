@@ -428,11 +428,12 @@ impl Gpt2 {
                 train,
                 self.autocast,
             );
-            x = x + a;
+            // Out of place: LayerNorm's backward needs the residual input unchanged.
+            x = x.g_add(&a);
             let m = block
                 .mlp
                 .forward(&block.ln_2.forward(&x), train, self.autocast);
-            x = x + m;
+            x = x.g_add(&m);
         }
         if let Some(c) = cache {
             c.len = past + t;
