@@ -11,7 +11,7 @@ use crate::toy_eval::{answers, kl_to_reference, mean_gold, win_rate, EvalPrompts
 use anyhow::Context;
 use rlhf_data::collate::{CollateConfig, Collator};
 use rlhf_data::hygiene::{cap_per_user, dedup_prompts, split_by_user, DedupConfig, PiiScrubber};
-use rlhf_data::records::{write_jsonl, Demonstration, PromptRecord};
+use rlhf_data::records::{write_jsonl, Demonstration, PromptRecord, Ranking};
 use rlhf_data::toy::{
     toy_tokenizer, LabelerConfig, LabelerPool, ToyConfig, ToyTask, ToyWorld, TOY_EOS_ID,
 };
@@ -69,6 +69,22 @@ pub struct PipelineConfig {
     pub pretrain: SftConfig,
     /// Supervised fine-tuning.
     pub sft: SftConfig,
+    /// Training prompts whose SFT samples the labelers rank for the RM.
+    pub rm_prompts: usize,
+    /// Validation prompts ranked to measure the RM's held-out accuracy.
+    pub rm_valid_prompts: usize,
+    /// Fewest and most responses ranked per prompt (the paper: 4..9).
+    pub rm_k: (usize, usize),
+    /// Sampling temperature of the SFT samples that are ranked.
+    pub rm_sample_temperature: f64,
+    /// Reward-model training.
+    pub rm: rlhf_reward::RewardTrainConfig,
+    /// PPO settings (shared by PPO and PPO-ptx, except `ptx_coef`).
+    pub ppo: rlhf_ppo::PpoConfig,
+    /// PPO iterations per run.
+    pub ppo_iterations: u64,
+    /// gamma_ptx of the PPO-ptx run (plain PPO uses 0).
+    pub ptx_coef: f64,
     /// Held-out prompts evaluated.
     pub eval_prompts: usize,
     /// Tokens generated per answer.
@@ -112,6 +128,34 @@ impl Default for PipelineConfig {
                 },
                 ..Default::default()
             },
+            rm_prompts: 600,
+            rm_valid_prompts: 150,
+            rm_k: (4, 9),
+            rm_sample_temperature: 1.0,
+            rm: rlhf_reward::RewardTrainConfig {
+                epochs: 2,
+                lr: 1e-3,
+                batch_prompts: 16,
+                ..Default::default()
+            },
+            ppo: rlhf_ppo::PpoConfig {
+                batch_size: 64,
+                minibatch_size: 32,
+                ppo_epochs: 2,
+                max_new_tokens: 24,
+                kl_coef: 0.05,
+                policy_optimizer: rlhf_model::train::AdamWConfig {
+                    lr: 1e-4,
+                    ..Default::default()
+                },
+                value_optimizer: rlhf_model::train::AdamWConfig {
+                    lr: 1e-4,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            ppo_iterations: 40,
+            ptx_coef: 1.0,
             eval_prompts: 200,
             max_new_tokens: 24,
             gen_batch: 64,
@@ -324,6 +368,327 @@ pub fn sft_stage(
     Ok(best)
 }
 
+/// Trains a policy from the SFT model with PPO (`ptx_coef` 0) or PPO-ptx against the reward
+/// model; the value function starts from the RM. Returns the final policy checkpoint.
+pub fn ppo_stage(
+    cfg: &PipelineConfig,
+    data: &PipelineData,
+    sft_dir: &Path,
+    rm_dir: &Path,
+    out: &Path,
+    name: &str,
+    ptx_coef: f64,
+) -> anyhow::Result<PathBuf> {
+    use rlhf_ppo::{PackedPtx, PpoModels, PpoTrainer, SpecialTokens};
+    let dir = out.join(name);
+    let final_dir = dir.join("final");
+    if stage_done(&dir) {
+        return Ok(final_dir);
+    }
+    let device = crate::stage_device();
+    let policy = CausalLm::load(sft_dir, device)?;
+    let mut reference = CausalLm::load(sft_dir, device)?;
+    reference.var_store_mut().freeze();
+    let mut reward = rlhf_model::ScalarModel::load(rm_dir, device)?;
+    reward.var_store_mut().freeze();
+    let value = rlhf_model::ScalarModel::value_from_reward(rm_dir, device)?;
+    let ppo_cfg = rlhf_ppo::PpoConfig {
+        ptx_coef,
+        seed: cfg.seed,
+        ..cfg.ppo.clone()
+    };
+    let eos = data.collator.config().eos_id as i64;
+    let mut trainer = PpoTrainer::new(
+        ppo_cfg.clone(),
+        PpoModels {
+            policy,
+            reference,
+            reward,
+            value,
+        },
+        SpecialTokens {
+            eos: Some(eos),
+            pad: eos,
+        },
+    )?;
+    let prompts: Vec<Vec<i64>> = data
+        .train_prompts
+        .iter()
+        .map(|p| {
+            Ok(data
+                .collator
+                .encode(&p.prompt)?
+                .into_iter()
+                .map(i64::from)
+                .collect())
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let texts: Vec<&str> = data
+        .world
+        .pretrain
+        .iter()
+        .map(|d| d.text.as_str())
+        .collect();
+    let mut ptx = PackedPtx::new(
+        data.collator.pack_texts(&texts, cfg.block_len)?,
+        ppo_cfg.micro_batch(),
+        cfg.seed,
+    )?;
+    let run = RunDir::open(&dir)?;
+    run.write_config(&ppo_cfg)?;
+    let mut metrics = run.metrics()?;
+    let mut progress = crate::run::Progress::new(name, cfg.ppo_iterations);
+    for it in 0..cfg.ppo_iterations {
+        let idx = rlhf_ppo::data::prompt_indices(prompts.len(), ppo_cfg.batch_size, it, cfg.seed);
+        let rows: Vec<&[i64]> = idx.iter().map(|&i| prompts[i].as_slice()).collect();
+        let (ids, mask) = rlhf_ppo::data::left_pad(&rows, eos)?;
+        let ptx_src: Option<&mut dyn rlhf_ppo::PtxSource> =
+            if ptx_coef > 0.0 { Some(&mut ptx) } else { None };
+        let stats = trainer.step(
+            &ids.to_device(device),
+            &mask.to_device(device),
+            ptx_src,
+            &mut metrics,
+        )?;
+        let m = stats.to_metrics();
+        let get = |k: &str| m.get(k).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
+        progress.update(
+            it + 1,
+            &format!(
+                "score {:.3} kl {:.3}",
+                get("objective/scores"),
+                get("objective/kl")
+            ),
+        );
+    }
+    let mut policy = trainer.into_models().policy;
+    policy
+        .meta_mut()
+        .extra
+        .insert("stage".into(), serde_json::json!(name));
+    policy.save(&final_dir)?;
+    mark_done(&dir, serde_json::json!({"final": final_dir}))?;
+    Ok(final_dir)
+}
+
+/// Collects rankings of SFT samples, trains the reward model from the SFT checkpoint,
+/// normalizes it on the demonstrations, and measures its held-out accuracy and the labelers'
+/// noise ceiling. Returns the RM checkpoint, its accuracy and the ceiling.
+pub fn rm_stage(
+    cfg: &PipelineConfig,
+    data: &PipelineData,
+    sft_dir: &Path,
+    out: &Path,
+) -> anyhow::Result<(PathBuf, f64, f64)> {
+    let dir = out.join("rm");
+    let final_dir = dir.join("final");
+    if stage_done(&dir) {
+        let done: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("done.json"))?)?;
+        return Ok((
+            final_dir,
+            done["accuracy"].as_f64().unwrap_or(f64::NAN),
+            done["ceiling"].as_f64().unwrap_or(f64::NAN),
+        ));
+    }
+    std::fs::create_dir_all(&dir)?;
+    let device = crate::stage_device();
+    let col = &data.collator;
+    let rankings_path = dir.join("rankings.jsonl");
+    let valid_path = dir.join("valid_rankings.jsonl");
+    let (train_r, valid_r) = if rankings_path.exists() && valid_path.exists() {
+        let opts = rlhf_data::records::ReadOptions::default();
+        (
+            rlhf_data::records::read_jsonl::<Ranking>(&rankings_path, &opts)?.0,
+            rlhf_data::records::read_jsonl::<Ranking>(&valid_path, &opts)?.0,
+        )
+    } else {
+        let sft = CausalLm::load(sft_dir, device)?;
+        let valid_prompts: Vec<PromptRecord> = data
+            .sft_valid
+            .iter()
+            .map(|d| PromptRecord {
+                id: d.id.clone(),
+                user_id: d.user_id.clone(),
+                prompt: d.prompt.clone(),
+                task: None,
+                source: None,
+            })
+            .take(cfg.rm_valid_prompts)
+            .collect();
+        let n = cfg.rm_prompts.min(data.train_prompts.len());
+        let (train_r, sk1) = collect_rankings(
+            &sft,
+            &data.train_prompts[..n],
+            col,
+            &data.labelers,
+            cfg.rm_k,
+            cfg.max_new_tokens,
+            cfg.rm_sample_temperature,
+            cfg.seed + 101,
+        )?;
+        let (valid_r, sk2) = collect_rankings(
+            &sft,
+            &valid_prompts,
+            col,
+            &data.labelers,
+            cfg.rm_k,
+            cfg.max_new_tokens,
+            cfg.rm_sample_temperature,
+            cfg.seed + 202,
+        )?;
+        eprintln!("[rm] {} training and {} validation rankings of SFT samples ({} prompts skipped: fewer than 2 distinct samples)", train_r.len(), valid_r.len(), sk1 + sk2);
+        write_jsonl(&rankings_path, &train_r)?;
+        write_jsonl(&valid_path, &valid_r)?;
+        (train_r, valid_r)
+    };
+    let train = col.tokenize_rankings(&train_r)?;
+    let gold: Vec<Vec<f64>> = valid_r
+        .iter()
+        .map(|r| {
+            let task = ToyTask::from_prompt(&r.prompt)?;
+            Ok(r.responses
+                .iter()
+                .map(|x| rlhf_data::toy::gold_score(&task, x))
+                .collect())
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let gold_pairs: Vec<(f64, f64)> = valid_r
+        .iter()
+        .map(|r| {
+            Ok(rlhf_data::toy::gold_pairs(
+                &ToyTask::from_prompt(&r.prompt)?,
+                &r.responses,
+            ))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .concat();
+    let ceiling = data.labelers.noise_ceiling(&gold_pairs);
+    let valid = rlhf_reward::RankingData {
+        groups: col.tokenize_rankings(&valid_r)?,
+        gold: Some(gold),
+    };
+    let collate = col.config().clone();
+    let latest = dir.join("latest");
+    let mut trainer = if rlhf_model::checkpoint::resolve_dir(&latest).is_ok() {
+        rlhf_reward::RewardTrainer::resume(&latest, device, cfg.rm.clone(), collate, train.len())?
+    } else {
+        let model = rlhf_model::ScalarModel::reward_from_lm(sft_dir, device)?;
+        rlhf_reward::RewardTrainer::new(model, cfg.rm.clone(), collate, train.len())?
+    };
+    let run = RunDir::open(&dir)?;
+    let mut metrics = run.metrics()?;
+    let mut progress = crate::run::Progress::new("rm", 0);
+    let mut known = false;
+    let reports = trainer.fit(
+        &train,
+        Some(&valid),
+        &mut metrics,
+        Some(&dir),
+        &mut |done, total, status| {
+            if !known {
+                progress = crate::run::Progress::new("rm", total);
+                known = true;
+            }
+            progress.update(done, status);
+        },
+    )?;
+    let demos = col.tokenize_demonstrations(&data.sft_train)?;
+    let norm = trainer.normalize(&demos)?;
+    trainer.model().save(&final_dir)?;
+    let last = reports
+        .last()
+        .context("the reward trainer returned no validation report")?;
+    let acc = last.stats.total.accuracy();
+    eprintln!(
+        "[rm] held-out accuracy {:.3} against the labelers (gold order: {}), noise ceiling {:.3}; normalization bias {:.3}",
+        acc,
+        last.gold_accuracy.map_or("n/a".into(), |g| format!("{g:.3}")),
+        ceiling,
+        norm.bias
+    );
+    mark_done(
+        &dir,
+        serde_json::json!({"accuracy": acc, "ceiling": ceiling, "gold_accuracy": last.gold_accuracy}),
+    )?;
+    Ok((final_dir, acc, ceiling))
+}
+
+/// The paper's comparison data: for each prompt, K (uniform in `min_k..=max_k`) distinct
+/// samples of `policy` (temperature `temperature`), ranked best-first by a labeler drawn at
+/// random. Prompts where fewer than 2 distinct answers come out are skipped (and counted).
+#[allow(clippy::too_many_arguments)]
+pub fn collect_rankings(
+    policy: &CausalLm,
+    prompts: &[PromptRecord],
+    col: &Collator,
+    pool: &LabelerPool,
+    (min_k, max_k): (usize, usize),
+    max_new_tokens: i64,
+    temperature: f64,
+    seed: u64,
+) -> anyhow::Result<(Vec<Ranking>, usize)> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let (mut out, mut skipped) = (Vec::new(), 0usize);
+    // Sample twice K per prompt, keep the first K distinct answers.
+    let per_batch = 4usize;
+    for (bi, chunk) in prompts.chunks(per_batch).enumerate() {
+        let ks: Vec<usize> = chunk.iter().map(|_| rng.gen_range(min_k..=max_k)).collect();
+        let mut rows = vec![];
+        for (p, &k) in chunk.iter().zip(&ks) {
+            let ids = col.encode(&p.prompt)?;
+            rows.extend(std::iter::repeat_n(ids, 2 * k));
+        }
+        let gen = rlhf_model::GenerateConfig {
+            max_new_tokens,
+            temperature,
+            seed: Some(seed.wrapping_mul(1_000_003).wrapping_add(bi as u64)),
+            eos_token_id: Some(col.config().eos_id as i64),
+            pad_token_id: col.config().pad_id as i64,
+            ..Default::default()
+        };
+        let (_, _, toks, mask) = rlhf_sft::answer(policy, &rows, col.config(), &gen)?;
+        let (toks, mask) = (
+            toks.to_device(tch::Device::Cpu),
+            mask.to_device(tch::Device::Cpu),
+        );
+        let mut row = 0i64;
+        for (p, &k) in chunk.iter().zip(&ks) {
+            let mut distinct: Vec<String> = Vec::new();
+            for _ in 0..2 * k {
+                let n = mask.get(row).sum(tch::Kind::Float).double_value(&[]) as usize;
+                let ids: Vec<u32> = Vec::<i64>::try_from(toks.get(row))?
+                    .into_iter()
+                    .take(n)
+                    .filter(|&t| t != col.config().eos_id as i64)
+                    .map(|t| t as u32)
+                    .collect();
+                let text = col.decode(&ids)?;
+                if distinct.len() < k && !distinct.contains(&text) {
+                    distinct.push(text);
+                }
+                row += 1;
+            }
+            if distinct.len() < 2 {
+                skipped += 1;
+                continue;
+            }
+            let task = ToyTask::from_prompt(&p.prompt)?;
+            let labeler = pool.choose(&mut rng);
+            let ranking = labeler.rank(&task, &distinct, &mut rng);
+            out.push(Ranking {
+                id: format!("ranking-{}", p.id),
+                user_id: p.user_id.clone(),
+                prompt: p.prompt.clone(),
+                responses: distinct,
+                ranking,
+            });
+        }
+    }
+    Ok((out, skipped))
+}
+
 /// Evaluates named policies on held-out prompts against the SFT model.
 pub fn evaluate_models(
     cfg: &PipelineConfig,
@@ -398,13 +763,31 @@ pub fn run(cfg: &PipelineConfig, out: &Path) -> anyhow::Result<PipelineReport> {
     let sft_dir = sft_stage(cfg, &data, &base_dir, out)?;
     timed("sft", t, &mut report);
     let t = Instant::now();
+    let (rm_dir, acc, ceiling) = rm_stage(cfg, &data, &sft_dir, out)?;
+    report.rm_accuracy = Some(acc);
+    report.rm_accuracy_ceiling = Some(ceiling);
+    timed("rm", t, &mut report);
+    let t = Instant::now();
+    let ppo_dir = ppo_stage(cfg, &data, &sft_dir, &rm_dir, out, "ppo", 0.0)?;
+    timed("ppo", t, &mut report);
+    let t = Instant::now();
+    let ptx_dir = ppo_stage(cfg, &data, &sft_dir, &rm_dir, out, "ppo_ptx", cfg.ptx_coef)?;
+    timed("ppo_ptx", t, &mut report);
+    let t = Instant::now();
     let device = crate::stage_device();
     let base = CausalLm::load(&base_dir, device)?;
     let sft = CausalLm::load(&sft_dir, device)?;
+    let ppo = CausalLm::load(&ppo_dir, device)?;
+    let ppo_ptx = CausalLm::load(&ptx_dir, device)?;
     evaluate_models(
         cfg,
         &data,
-        &[("base", &base), ("sft", &sft)],
+        &[
+            ("base", &base),
+            ("sft", &sft),
+            ("ppo", &ppo),
+            ("ppo_ptx", &ppo_ptx),
+        ],
         &sft,
         &mut report,
     )?;
@@ -414,5 +797,34 @@ pub fn run(cfg: &PipelineConfig, out: &Path) -> anyhow::Result<PipelineReport> {
         .insert("total".into(), t0.elapsed().as_secs_f64());
     let text = serde_json::to_string_pretty(&report)?;
     rlhf_model::checkpoint::write_atomic(&out.join("report.json"), text.as_bytes())?;
+    rlhf_model::checkpoint::write_atomic(&out.join("report.md"), report.to_markdown().as_bytes())?;
     Ok(report)
+}
+
+impl PipelineReport {
+    /// The InstructGPT-style table as Markdown.
+    pub fn to_markdown(&self) -> String {
+        let mut md = String::from(
+            "# rlhf pipeline report\n\nHeld-out users' prompts; win rate against SFT judged by the simulated labelers \
+             (ties count half); gold = mean programmatic score of greedy answers; KL to SFT in nats per answer; \
+             pretrain loss on held-out pretraining text (the alignment tax).\n\n\
+             | model | win rate vs SFT | gold score | KL to SFT | pretrain loss |\n|---|---|---|---|---|\n",
+        );
+        for name in ["base", "sft", "ppo", "ppo_ptx"] {
+            if let Some(g) = self.gold_score.get(name) {
+                md.push_str(&format!(
+                    "| {name} | {:.3} | {g:.3} | {:.2} | {:.3} |\n",
+                    self.win_rate_vs_sft[name], self.kl_to_sft[name], self.pretrain_loss[name]
+                ));
+            }
+        }
+        if let (Some(a), Some(c)) = (self.rm_accuracy, self.rm_accuracy_ceiling) {
+            md.push_str(&format!("\nReward model held-out accuracy: {a:.3} (noise ceiling of the labelers: {c:.3}).\n"));
+        }
+        md.push_str("\n| stage | seconds |\n|---|---|\n");
+        for (k, v) in &self.seconds {
+            md.push_str(&format!("| {k} | {v:.1} |\n"));
+        }
+        md
+    }
 }

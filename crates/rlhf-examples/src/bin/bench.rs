@@ -116,6 +116,7 @@ fn main() -> anyhow::Result<()> {
                 "fraction_of_matmul_peak": flops / secs / 1e9 / peak,
             })
         }
+        "ppo" => rlhf_ppo::bench_w_ppo(&args.size, device, kind, args.iters)?,
         "rm" => {
             let mut v = rlhf_reward::bench_w_rm(&args.size, device, kind, args.warmup, args.iters)?;
             v["matmul_peak_gflops"] = peak.into();

@@ -1,0 +1,447 @@
+//! Stage 3: PPO(-ptx) of an SFT policy against a reward model, with a per-token KL penalty to
+//! the frozen SFT model and, when `ppo.ptx_coef > 0`, pretraining gradients mixed in.
+//!
+//! `ppo --policy SFT_DIR --reward RM_DIR --prompts prompts.jsonl [--pretrain text.jsonl]
+//! [--value DIR] [--config configs/ppo.toml] [--set ppo.kl_coef=0.05] [--out RUN] [--resume]
+//! [--device auto|cpu|cuda]`
+//!
+//! The value function starts from the reward model (`ScalarModel::value_from_reward`) unless
+//! `--value` gives one. The run directory gets `config.toml` (resolved), `metrics.jsonl` (one
+//! line per iteration, standard PPO metric names), `checkpoints/iter-NNNNNN/{policy,value,
+//! state.json}` with `checkpoints/latest.json` pointing at the newest, and `report.json`.
+//! `--resume` continues from the newest checkpoint (weights, iteration, KL coefficient,
+//! prompt and pretraining positions; the AdamW moments start afresh).
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use rlhf_data::collate::pack_documents;
+use rlhf_data::records::PromptRecord;
+use rlhf_examples::data::{read_records, read_texts};
+use rlhf_examples::run::{load_config, Progress, RunDir};
+use rlhf_examples::stage::{special_ids, CommonArgs};
+use rlhf_model::{parse_kind, CausalLm, HeadKind, LoadOptions, Policy, ScalarModel};
+use rlhf_ppo::data::{left_pad, prompt_indices};
+use rlhf_ppo::{PackedPtx, PpoConfig, PpoModels, PpoTrainer, PtxSource, SpecialTokens};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The `ppo` config (TOML). See configs/ppo.toml for every key with its default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct PpoRunConfig {
+    /// Total PPO iterations (a resumed run continues up to this). Default 500: the paper's 256k
+    /// episodes at 512 per iteration.
+    iterations: u64,
+    /// Save the policy and value function every this many iterations (and after the last).
+    save_every: u64,
+    /// Checkpoints kept (oldest deleted first).
+    keep_checkpoints: usize,
+    /// f32 or bf16.
+    dtype: String,
+    /// libtorch intra-op threads; 0 = all cores.
+    threads: usize,
+    /// Prompts keep their last this many tokens; 0 = what the model's context leaves after
+    /// `ppo.max_new_tokens`.
+    max_prompt_tokens: usize,
+    /// Pretraining text is packed into blocks of this many tokens (PPO-ptx); 0 = the model's
+    /// n_positions.
+    ptx_block_len: usize,
+    /// Pretraining blocks per micro-batch (PPO-ptx); 0 = the micro-batch size.
+    ptx_batch_size: usize,
+    /// Skip bad JSONL lines (reporting them) instead of stopping at the first.
+    lenient: bool,
+    /// Trainer settings (see `rlhf_ppo::PpoConfig`).
+    ppo: PpoConfig,
+}
+
+impl Default for PpoRunConfig {
+    fn default() -> Self {
+        PpoRunConfig {
+            iterations: 500,
+            save_every: 10,
+            keep_checkpoints: 2,
+            dtype: "f32".into(),
+            threads: 0,
+            max_prompt_tokens: 0,
+            ptx_block_len: 0,
+            ptx_batch_size: 0,
+            lenient: false,
+            ppo: PpoConfig::default(),
+        }
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    about = "PPO-ptx against a reward model with a per-token KL penalty (InstructGPT stage 3)"
+)]
+struct Args {
+    /// SFT checkpoint: the initial policy and the frozen reference (needs tokenizer.json).
+    #[arg(long)]
+    policy: PathBuf,
+    /// Reward-model checkpoint (frozen).
+    #[arg(long)]
+    reward: PathBuf,
+    /// Prompts, JSONL: {"id", "user_id", "prompt"} per line.
+    #[arg(long)]
+    prompts: PathBuf,
+    /// Pretraining text for PPO-ptx: JSONL {"id", "user_id", "text"} or plain text (blank lines
+    /// separate documents).
+    #[arg(long)]
+    pretrain: Option<PathBuf>,
+    /// Value-function checkpoint to start from (default: initialized from --reward).
+    #[arg(long)]
+    value: Option<PathBuf>,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// What a checkpoint remembers beyond the weights.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TrainerState {
+    iteration: u64,
+    kl_coef: f64,
+    ptx_position: u64,
+}
+
+/// `checkpoints/latest.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Latest {
+    iteration: u64,
+    dir: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    rlhf_examples::init_runtime();
+    let args = Args::parse();
+    let run = args.common.run_dir("ppo")?;
+    let config_file = match (&args.common.config, args.common.resume) {
+        (Some(f), _) => Some(f.clone()),
+        (None, true) if run.join("config.toml").exists() => Some(run.join("config.toml")),
+        _ => None,
+    };
+    let cfg: PpoRunConfig = load_config(config_file.as_deref(), &args.common.overrides)?;
+    validate(&cfg)?;
+    if cfg.threads > 0 {
+        tch::set_num_threads(cfg.threads as i32);
+    }
+    let device = args.common.device()?;
+    let kind = parse_kind(&cfg.dtype)?;
+    let opts = LoadOptions { device, kind };
+
+    // Models: the reference and the RM are frozen (no grads, no optimizer).
+    let mut reference = CausalLm::load(&args.policy, opts)
+        .with_context(|| format!("--policy {}", args.policy.display()))?;
+    reference.var_store_mut().freeze();
+    let mut reward = ScalarModel::load(&args.reward, opts)
+        .with_context(|| format!("--reward {}", args.reward.display()))?;
+    if reward.head_kind() != HeadKind::Reward {
+        bail!(
+            "--reward {}: this is a {:?} checkpoint; pass a reward model",
+            args.reward.display(),
+            reward.head_kind()
+        );
+    }
+    reward.var_store_mut().freeze();
+    let vocab = reference.config().vocab_size;
+    if reward.config().vocab_size < vocab {
+        bail!(
+            "--reward has vocab_size {} but the policy {}: the RM cannot read the policy's tokens",
+            reward.config().vocab_size,
+            vocab
+        );
+    }
+    let n_positions = reference
+        .config()
+        .n_positions
+        .min(reward.config().n_positions);
+    let max_prompt = if cfg.max_prompt_tokens == 0 {
+        (n_positions - cfg.ppo.max_new_tokens).max(0) as usize
+    } else {
+        cfg.max_prompt_tokens
+    };
+    let needed = max_prompt as i64 + cfg.ppo.max_new_tokens;
+    if max_prompt == 0 || needed > n_positions {
+        bail!(
+            "max_prompt_tokens ({max_prompt}) + ppo.max_new_tokens ({}) = {needed} leaves no room \
+             in the models' n_positions ({n_positions}): lower one of them",
+            cfg.ppo.max_new_tokens
+        );
+    }
+    let block_len = if cfg.ptx_block_len == 0 {
+        n_positions as usize
+    } else {
+        cfg.ptx_block_len
+    };
+    if cfg.ppo.ptx_coef > 0.0 && block_len as i64 > n_positions {
+        bail!(
+            "ptx_block_len ({}) exceeds the policy's n_positions ({n_positions}): lower it",
+            cfg.ptx_block_len
+        );
+    }
+    let tok = reference
+        .tokenizer()
+        .context("--policy has no tokenizer.json: ppo needs it to read the prompts")?
+        .clone();
+    let (eos, pad) = special_ids(&reference)?;
+
+    // Resume from the newest checkpoint, if any.
+    let latest = read_latest(&run)?;
+    let (mut policy, value, state) = match &latest {
+        Some(l) => {
+            let dir = run.join("checkpoints").join(&l.dir);
+            let policy = CausalLm::load(dir.join("policy"), opts)
+                .with_context(|| format!("resuming from {}", dir.display()))?;
+            let value = ScalarModel::load(dir.join("value"), opts)
+                .with_context(|| format!("resuming from {}", dir.display()))?;
+            let text = std::fs::read_to_string(dir.join("state.json"))
+                .with_context(|| format!("resuming from {}", dir.display()))?;
+            let state: TrainerState = serde_json::from_str(&text)
+                .with_context(|| format!("{}", dir.join("state.json").display()))?;
+            eprintln!(
+                "[ppo] resuming at iteration {} from {}",
+                state.iteration,
+                dir.display()
+            );
+            (policy, value, Some(state))
+        }
+        None => {
+            let policy = CausalLm::load(&args.policy, opts)?;
+            let value = match &args.value {
+                Some(v) => ScalarModel::load(v, opts)
+                    .with_context(|| format!("--value {}", v.display()))?,
+                None => ScalarModel::value_from_reward(&args.reward, opts).with_context(|| {
+                    format!("value function from --reward {}", args.reward.display())
+                })?,
+            };
+            (policy, value, None)
+        }
+    };
+    policy.meta_mut().extra.insert("stage".into(), "ppo".into());
+    let start = state.as_ref().map_or(0, |s| s.iteration);
+    truncate_metrics(&run.join("metrics.jsonl"), start)?;
+    run.write_config(&cfg)?;
+
+    // Data.
+    let records: Vec<PromptRecord> = read_records(&args.prompts, cfg.lenient)?;
+    let mut prompts: Vec<Vec<i64>> = Vec::with_capacity(records.len());
+    for r in &records {
+        let ids = tok
+            .encode(&r.prompt)
+            .with_context(|| format!("{}: prompt {}", args.prompts.display(), r.id))?;
+        if ids.is_empty() {
+            bail!(
+                "{}: prompt {} has no tokens after tokenization",
+                args.prompts.display(),
+                r.id
+            );
+        }
+        let keep = ids.len().saturating_sub(max_prompt);
+        prompts.push(ids[keep..].to_vec());
+    }
+    let mut ptx = match (&args.pretrain, cfg.ppo.ptx_coef > 0.0) {
+        (Some(path), true) => {
+            let texts = read_texts(path, cfg.lenient)?;
+            let docs: Vec<Vec<u32>> = texts
+                .iter()
+                .map(|t| {
+                    tok.encode(t)
+                        .map(|v| v.into_iter().map(|x| x as u32).collect())
+                })
+                .collect::<Result<_, _>>()?;
+            let blocks = pack_documents(&docs, block_len, eos, pad)?;
+            let bs = if cfg.ptx_batch_size == 0 {
+                cfg.ppo.micro_batch()
+            } else {
+                cfg.ptx_batch_size
+            };
+            eprintln!(
+                "[ppo] PPO-ptx: {} pretraining documents in {} blocks of {}",
+                texts.len(),
+                blocks.num_blocks,
+                block_len
+            );
+            let mut src = PackedPtx::new(blocks, bs, cfg.ppo.seed)?;
+            if let Some(s) = &state {
+                src.set_position(s.ptx_position);
+            }
+            Some(src)
+        }
+        (None, true) => bail!(
+            "ppo.ptx_coef is {} but no --pretrain data was given: pass --pretrain FILE, or set \
+             ppo.ptx_coef = 0 for plain PPO",
+            cfg.ppo.ptx_coef
+        ),
+        (Some(_), false) => {
+            eprintln!("[ppo] warning: --pretrain is ignored because ppo.ptx_coef = 0 (plain PPO)");
+            None
+        }
+        (None, false) => None,
+    };
+
+    let models = PpoModels {
+        policy,
+        reference,
+        reward,
+        value,
+    };
+    let tokens = SpecialTokens {
+        eos: Some(eos as i64),
+        pad: pad as i64,
+    };
+    let mut trainer = PpoTrainer::new(cfg.ppo.clone(), models, tokens)?;
+    if let Some(s) = &state {
+        trainer.set_iteration(s.iteration);
+        trainer.set_kl_coef(s.kl_coef);
+    }
+    eprintln!(
+        "[ppo] {} prompts, {} iterations of {} episodes, run directory {}",
+        prompts.len(),
+        cfg.iterations,
+        cfg.ppo.batch_size,
+        run.path.display()
+    );
+    let mut metrics = run.metrics()?;
+    let mut progress = Progress::new("ppo", cfg.iterations);
+    let mut last = None;
+    for it in start..cfg.iterations {
+        let idx = prompt_indices(prompts.len(), cfg.ppo.batch_size, it, cfg.ppo.seed);
+        let rows: Vec<&[i64]> = idx.iter().map(|&i| prompts[i].as_slice()).collect();
+        let (ids, mask) = left_pad(&rows, pad as i64)?;
+        let src = ptx.as_mut().map(|p| p as &mut dyn PtxSource);
+        let s = trainer.step(&ids, &mask, src, &mut metrics)?;
+        progress.update(
+            s.iteration,
+            &format!(
+                "score {:.3} kl {:.3} beta {:.4} loss/policy {:.4} loss/value {:.4}",
+                s.scores, s.kl, s.kl_coef, s.policy_loss, s.value_loss
+            ),
+        );
+        let done = s.iteration;
+        last = Some(s);
+        if done % cfg.save_every == 0 || done == cfg.iterations {
+            save(&run, &mut trainer, ptx.as_ref(), cfg.keep_checkpoints)?;
+        }
+    }
+    if let Some(l) = read_latest(&run)? {
+        let report = serde_json::json!({
+            "iterations": trainer.iteration(),
+            "kl_coef": trainer.kl_coef(),
+            "checkpoint": run.join("checkpoints").join(&l.dir),
+            "policy": run.join("checkpoints").join(&l.dir).join("policy"),
+            "value": run.join("checkpoints").join(&l.dir).join("value"),
+            "last_metrics": last.map(|s| serde_json::Value::Object(s.to_metrics())),
+        });
+        rlhf_model::checkpoint::write_atomic(
+            &run.join("report.json"),
+            serde_json::to_string_pretty(&report)?.as_bytes(),
+        )?;
+        eprintln!(
+            "[ppo] done: policy in {}",
+            run.join("checkpoints")
+                .join(&l.dir)
+                .join("policy")
+                .display()
+        );
+    }
+    Ok(())
+}
+
+fn validate(cfg: &PpoRunConfig) -> anyhow::Result<()> {
+    cfg.ppo.validate()?;
+    if cfg.save_every == 0 {
+        bail!("save_every must be at least 1");
+    }
+    if cfg.keep_checkpoints == 0 {
+        bail!("keep_checkpoints must be at least 1 (resuming needs one)");
+    }
+    Ok(())
+}
+
+fn read_latest(run: &RunDir) -> anyhow::Result<Option<Latest>> {
+    let path = run.join("checkpoints").join("latest.json");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path)?;
+    Ok(Some(
+        serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?,
+    ))
+}
+
+/// Saves policy, value and trainer state as `checkpoints/iter-NNNNNN/`, then points
+/// `latest.json` at it (atomically) and deletes the oldest beyond `keep`.
+fn save<R, M>(
+    run: &RunDir,
+    trainer: &mut PpoTrainer<CausalLm, R, M, ScalarModel>,
+    ptx: Option<&PackedPtx>,
+    keep: usize,
+) -> anyhow::Result<()>
+where
+    R: Policy,
+    M: rlhf_model::RewardModel,
+{
+    let it = trainer.iteration();
+    let name = format!("iter-{it:06}");
+    let dir = run.join("checkpoints").join(&name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let models = trainer.models();
+    models.policy.save(dir.join("policy"))?;
+    models.value.save(dir.join("value"))?;
+    let state = TrainerState {
+        iteration: it,
+        kl_coef: trainer.kl_coef(),
+        ptx_position: ptx.map_or(0, |p| p.position()),
+    };
+    rlhf_model::checkpoint::write_atomic(
+        &dir.join("state.json"),
+        serde_json::to_string_pretty(&state)?.as_bytes(),
+    )?;
+    let latest = Latest {
+        iteration: it,
+        dir: name,
+    };
+    rlhf_model::checkpoint::write_atomic(
+        &run.join("checkpoints").join("latest.json"),
+        serde_json::to_string_pretty(&latest)?.as_bytes(),
+    )?;
+    let mut olds: Vec<PathBuf> = std::fs::read_dir(run.join("checkpoints"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("iter-"))
+        })
+        .collect();
+    olds.sort();
+    while olds.len() > keep {
+        let p = olds.remove(0);
+        std::fs::remove_dir_all(&p).with_context(|| format!("removing {}", p.display()))?;
+    }
+    Ok(())
+}
+
+/// Drops metric lines of iterations after `keep` (left by an interrupted run), so a resumed
+/// run's metrics.jsonl has each iteration once.
+fn truncate_metrics(path: &Path, keep: u64) -> anyhow::Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(path)?;
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
+                .is_some_and(|s| s <= keep)
+        })
+        .collect();
+    let mut out = kept.join("\n");
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    rlhf_model::checkpoint::write_atomic(path, out.as_bytes())?;
+    Ok(())
+}

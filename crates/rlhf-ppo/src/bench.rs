@@ -1,0 +1,223 @@
+//! W-PPO of WORKLOAD.md: one full PPO iteration with four GPT-2 models, timed with its split
+//! and compared with the device's measured matmul peak.
+
+use crate::config::PpoConfig;
+use crate::error::{input_err, Result};
+use crate::rollout::{sync, SpecialTokens};
+use crate::trainer::{PpoModels, PpoTrainer};
+use rlhf_model::checkpoint::HeadKind;
+use rlhf_model::train::{AdamWConfig, NoMetrics};
+use rlhf_model::{CausalLm, Gpt2Config, ScalarModel};
+use serde_json::json;
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+/// W-PPO's shape: 64 prompts x 64 tokens, 64 sampled tokens.
+pub const W_PPO_PROMPTS: i64 = 64;
+/// Prompt length of W-PPO.
+pub const W_PPO_PROMPT_LEN: i64 = 64;
+/// Response length of W-PPO.
+pub const W_PPO_NEW_TOKENS: i64 = 64;
+
+/// The model sizes of WORKLOAD.md (`tiny`, `gpt2-small`), dropout off.
+pub fn workload_model(size: &str) -> Result<Gpt2Config> {
+    let cfg = match size {
+        "tiny" => Gpt2Config::tiny(),
+        "gpt2-small" => Gpt2Config::gpt2_small(),
+        other => {
+            return Err(input_err(format!(
+                "unknown size {other:?}: use tiny or gpt2-small"
+            )))
+        }
+    };
+    Ok(cfg.with_dropout(0.0))
+}
+
+/// The W-PPO trainer settings: beta 0.05 (fixed), GAE gamma 1 lambda 0.95, 4 epochs, minibatch
+/// 16, clip 0.2, value clip 0.2, vf_coef 0.1, AdamW lr 1e-5 (no warmup), no EOS.
+pub fn w_ppo_config() -> PpoConfig {
+    let opt = AdamWConfig {
+        lr: 1e-5,
+        ..AdamWConfig::default()
+    };
+    PpoConfig {
+        batch_size: W_PPO_PROMPTS as usize,
+        minibatch_size: 16,
+        micro_batch_size: 0,
+        ppo_epochs: 4,
+        max_new_tokens: W_PPO_NEW_TOKENS,
+        temperature: 1.0,
+        kl_coef: 0.05,
+        adaptive_kl: None,
+        gamma: 1.0,
+        lam: 0.95,
+        clip_range: 0.2,
+        value_clip_range: 0.2,
+        vf_coef: 0.1,
+        policy_optimizer: opt.clone(),
+        value_optimizer: opt,
+        lr_warmup_iterations: 0,
+        ..PpoConfig::default()
+    }
+}
+
+/// Forward FLOPs (multiply-add = 2) of `n` tokens attending to `ctx` keys each on average
+/// through the body, plus `lm_rows` rows of the unembedding.
+pub fn forward_flops(cfg: &Gpt2Config, n: f64, ctx: f64, lm_rows: f64) -> f64 {
+    let (e, l, v) = (cfg.n_embd as f64, cfg.n_layer as f64, cfg.vocab_size as f64);
+    let inner = cfg.inner_dim() as f64;
+    let dense = 2.0 * (4.0 * e * e + 2.0 * e * inner) * l;
+    let attn = 2.0 * 2.0 * ctx * e * l;
+    n * (dense + attn) + lm_rows * 2.0 * e * v
+}
+
+/// FLOPs of one W-PPO iteration by phase: `(generation, scoring, training_executed,
+/// training_model)`. Training counts forward + backward as 3 forwards; "executed" includes
+/// the unembedding of every position (what `Policy::logits` computes), "model" only of the
+/// response positions (what PPO needs).
+pub fn w_ppo_flops(cfg: &Gpt2Config, ppo: &PpoConfig, b: i64, p: i64, n: i64) -> [f64; 4] {
+    let (bf, pf, nf) = (b as f64, p as f64, n as f64);
+    let t = pf + nf;
+    let ctx = (t + 1.0) / 2.0;
+    // Generation: prefill (LM head on the last position), then one token per step.
+    let mut gen = forward_flops(cfg, bf * pf, (pf + 1.0) / 2.0, bf);
+    for i in 0..n {
+        gen += forward_flops(cfg, bf, pf + i as f64 + 1.0, bf);
+    }
+    // Scoring: policy and reference (LM head everywhere), value and reward (scalar heads).
+    let lm_all = forward_flops(cfg, bf * t, ctx, bf * t);
+    let body = forward_flops(cfg, bf * t, ctx, 0.0);
+    let scoring = 2.0 * lm_all + 2.0 * body;
+    let epochs = ppo.ppo_epochs as f64;
+    let executed = 3.0 * epochs * (lm_all + body);
+    let model = 3.0 * epochs * (forward_flops(cfg, bf * t, ctx, bf * nf) + body);
+    [gen, scoring, executed, model]
+}
+
+/// Measured throughput (GFLOP/s) of square `n x n` matmuls in `kind` on `device` (median of 5).
+pub fn matmul_peak_gflops(device: Device, kind: Kind, n: i64) -> f64 {
+    let _g = tch::no_grad_guard();
+    let a = Tensor::randn([n, n], (kind, device));
+    let b = Tensor::randn([n, n], (kind, device));
+    let reps = 5;
+    let mut times = Vec::new();
+    for i in 0..7 {
+        sync(device);
+        let t = Instant::now();
+        for _ in 0..reps {
+            let _ = a.matmul(&b);
+        }
+        sync(device);
+        if i >= 2 {
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(|x, y| x.total_cmp(y));
+    2.0 * (n as f64).powi(3) * reps as f64 / times[times.len() / 2] / 1e9
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Runs W-PPO (WORKLOAD.md): policy, frozen reference (same init), frozen reward model and a
+/// separate value model initialized from it, random GPT-2 weights of `size` (`tiny` or
+/// `gpt2-small`) in `kind` on `device`, 64 random prompts of 64 tokens, 64 sampled tokens.
+///
+/// Runs one untimed warm-up iteration when `iters >= 2`, then `iters` timed ones, and returns
+/// one JSON object: median seconds per iteration and per phase (generation / scoring /
+/// training), the FLOPs of each phase, the training phase's fraction of the measured matmul
+/// peak (model FLOPs and executed FLOPs; the peak is the higher of a measurement before and
+/// one after the run), and the process's peak resident memory.
+pub fn bench_w_ppo(
+    size: &str,
+    device: Device,
+    kind: Kind,
+    iters: usize,
+) -> Result<serde_json::Value> {
+    let cfg = workload_model(size)?;
+    let ppo = w_ppo_config();
+    let peak_n = if device.is_cuda() { 8192 } else { 2048 };
+    let peak_before = matmul_peak_gflops(device, kind, peak_n);
+    tch::manual_seed(0);
+    let mut policy = CausalLm::new(&cfg, device)?;
+    let mut reference = CausalLm::new(&cfg, device)?;
+    reference
+        .var_store_mut()
+        .copy(rlhf_model::Policy::var_store(&policy))?;
+    reference.var_store_mut().freeze();
+    let mut reward = ScalarModel::new(&cfg, HeadKind::Reward, device)?;
+    let mut value = ScalarModel::new(&cfg, HeadKind::Value, device)?;
+    value
+        .var_store_mut()
+        .copy(rlhf_model::ValueFunction::var_store(&reward))?;
+    reward.var_store_mut().freeze();
+    policy.set_kind(kind);
+    reference.set_kind(kind);
+    reward.set_kind(kind);
+    value.set_kind(kind);
+    let (b, p, n) = (W_PPO_PROMPTS, W_PPO_PROMPT_LEN, W_PPO_NEW_TOKENS);
+    let prompts = Tensor::randint(cfg.vocab_size, [b, p], (Kind::Int64, device));
+    let mask = prompts.ones_like();
+    let models = PpoModels {
+        policy,
+        reference,
+        reward,
+        value,
+    };
+    let tokens = SpecialTokens {
+        eos: None,
+        pad: cfg.pad_id(),
+    };
+    let mut trainer = PpoTrainer::new(ppo.clone(), models, tokens)?;
+    let warmup = usize::from(iters >= 2);
+    let (mut total, mut gen, mut score, mut train) = (vec![], vec![], vec![], vec![]);
+    for i in 0..warmup + iters.max(1) {
+        let t = Instant::now();
+        let s = trainer.step(&prompts, &mask, None, &mut NoMetrics)?;
+        let secs = t.elapsed().as_secs_f64();
+        if i >= warmup {
+            total.push(secs);
+            gen.push(s.time_generation);
+            score.push(s.time_scoring);
+            train.push(s.time_training);
+        }
+    }
+    drop(trainer);
+    // The peak is measured before and after the run and the higher one is used, so that a
+    // moment of contention on a shared machine does not inflate the fractions.
+    let peak_after = matmul_peak_gflops(device, kind, peak_n);
+    let peak = peak_before.max(peak_after);
+    let [gen_f, score_f, exec_f, model_f] = w_ppo_flops(&cfg, &ppo, b, p, n);
+    let (secs, gen_s, score_s, train_s) =
+        (median(total), median(gen), median(score), median(train));
+    let gf = |flops: f64, s: f64| flops / s / 1e9;
+    Ok(json!({
+        "workload": "ppo",
+        "size": size,
+        "device": format!("{device:?}").to_lowercase(),
+        "dtype": match kind { Kind::BFloat16 => "bf16", Kind::Half => "f16", _ => "f32" },
+        "threads": tch::get_num_threads(),
+        "iters": iters.max(1),
+        "warmup": warmup,
+        "seconds_per_iteration": secs,
+        "generation_s": gen_s,
+        "scoring_s": score_s,
+        "training_s": train_s,
+        "generation_gflop": gen_f / 1e9,
+        "scoring_gflop": score_f / 1e9,
+        "training_model_gflop": model_f / 1e9,
+        "training_executed_gflop": exec_f / 1e9,
+        "training_model_gflops_per_s": gf(model_f, train_s),
+        "training_executed_gflops_per_s": gf(exec_f, train_s),
+        "matmul_peak_gflops": peak,
+        "matmul_peak_gflops_before_after": [peak_before, peak_after],
+        "training_fraction_of_matmul_peak": gf(model_f, train_s) / peak,
+        "training_executed_fraction_of_matmul_peak": gf(exec_f, train_s) / peak,
+        "generation_fraction_of_matmul_peak": gf(gen_f, gen_s) / peak,
+        "scoring_fraction_of_matmul_peak": gf(score_f, score_s) / peak,
+        "iteration_fraction_of_matmul_peak": gf(gen_f + score_f + model_f, secs) / peak,
+        "peak_rss_mib": crate::memory::peak_rss_bytes().map(|x| x as f64 / (1 << 20) as f64),
+    }))
+}

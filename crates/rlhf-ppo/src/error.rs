@@ -1,0 +1,43 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in `rlhf-ppo`. Each message says what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum PpoError {
+    /// A configuration value is out of range or inconsistent with another.
+    #[error("invalid PPO config: {0}")]
+    Config(String),
+    /// A tensor or batch given to the trainer has the wrong shape, size or content.
+    #[error("bad input: {0}")]
+    Input(String),
+    /// A model failed (forward pass, generation, checkpoint IO).
+    #[error(transparent)]
+    Model(#[from] rlhf_model::ModelError),
+    /// Reading or collating data failed.
+    #[error(transparent)]
+    Data(#[from] rlhf_data::Error),
+    /// An error reported by libtorch.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Result with [`PpoError`].
+pub type Result<T, E = PpoError> = std::result::Result<T, E>;
+
+pub(crate) fn config_err(msg: impl Into<String>) -> PpoError {
+    PpoError::Config(msg.into())
+}
+
+pub(crate) fn input_err(msg: impl Into<String>) -> PpoError {
+    PpoError::Input(msg.into())
+}

@@ -1,0 +1,231 @@
+//! Rollouts: sample responses with the policy's KV-cache sampler, then score them without
+//! grad (old log-probs, reference log-probs, values, RM score of prompt + response).
+
+use crate::error::{input_err, Result};
+use crate::ops::{response_has_eos, response_log_probs, response_values};
+use rlhf_model::{GenerateConfig, Policy, RewardModel, ValueFunction};
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+/// Token ids the trainer needs from the vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpecialTokens {
+    /// Responses stop at this token (it is part of the response); `None` never stops early.
+    pub eos: Option<i64>,
+    /// Written after EOS and in left padding.
+    pub pad: i64,
+}
+
+/// One batch of sampled responses and everything scored about them, all without grad.
+///
+/// `B` prompts, `P` prompt columns (left padded), `N` response columns (right padded after
+/// EOS).
+#[derive(Debug)]
+pub struct Rollout {
+    /// Prompts `[B, P]` int64, left padded.
+    pub prompt_ids: Tensor,
+    /// Prompt mask `[B, P]` int64 (1 = real).
+    pub prompt_mask: Tensor,
+    /// Sampled tokens `[B, N]` int64 (pad after EOS).
+    pub response: Tensor,
+    /// `[B, N]` f32: 1 for real response tokens (EOS included), 0 after.
+    pub response_mask: Tensor,
+    /// Log-probs of the response tokens under the policy at sampling time (full forward,
+    /// sampling temperature) `[B, N]`.
+    pub logprobs: Tensor,
+    /// The same under the frozen reference `[B, N]`.
+    pub ref_logprobs: Tensor,
+    /// Value of the state before each response token `[B, N]`.
+    pub values: Tensor,
+    /// RM score of prompt + response `[B]` (raw, before penalties and clipping).
+    pub scores: Tensor,
+    /// Whether each response produced EOS `[B]` bool (`None` when no EOS is configured).
+    pub has_eos: Option<Tensor>,
+    /// Wall-clock seconds of sampling.
+    pub generation_s: f64,
+    /// Wall-clock seconds of scoring.
+    pub scoring_s: f64,
+}
+
+impl Rollout {
+    /// B.
+    pub fn batch_size(&self) -> i64 {
+        self.response.size()[0]
+    }
+
+    /// P.
+    pub fn prompt_len(&self) -> i64 {
+        self.prompt_ids.size()[1]
+    }
+
+    /// N.
+    pub fn response_len(&self) -> i64 {
+        self.response.size()[1]
+    }
+
+    /// Prompt + response ids `[B, P + N]`.
+    pub fn input_ids(&self) -> Tensor {
+        Tensor::cat(&[&self.prompt_ids, &self.response], 1)
+    }
+
+    /// Prompt + response mask `[B, P + N]` int64.
+    pub fn attention_mask(&self) -> Tensor {
+        Tensor::cat(
+            &[
+                self.prompt_mask.to_kind(Kind::Int64),
+                self.response_mask.to_kind(Kind::Int64),
+            ],
+            1,
+        )
+    }
+
+    /// True when no tensor of the rollout is part of an autograd graph.
+    pub fn is_graph_free(&self) -> bool {
+        let mut all = vec![
+            &self.prompt_ids,
+            &self.prompt_mask,
+            &self.response,
+            &self.response_mask,
+            &self.logprobs,
+            &self.ref_logprobs,
+            &self.values,
+            &self.scores,
+        ];
+        if let Some(e) = &self.has_eos {
+            all.push(e);
+        }
+        all.iter().all(|t| !t.requires_grad())
+    }
+}
+
+/// Waits for queued CUDA work so that timings are honest.
+pub fn sync(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+/// Checks left-padded prompts `[B, P]` (ids int64, mask of 0/1 with at least one real token,
+/// the last column real in every row).
+pub fn check_prompts(prompt_ids: &Tensor, prompt_mask: &Tensor) -> Result<()> {
+    if prompt_ids.dim() != 2 || prompt_ids.size() != prompt_mask.size() {
+        return Err(input_err(format!(
+            "prompt ids and mask must both be [B, P]; got {:?} and {:?}",
+            prompt_ids.size(),
+            prompt_mask.size()
+        )));
+    }
+    if prompt_ids.kind() != Kind::Int64 {
+        return Err(input_err(format!(
+            "prompt ids must be int64, got {:?}",
+            prompt_ids.kind()
+        )));
+    }
+    let p = prompt_ids.size()[1];
+    if p == 0 {
+        return Err(input_err("prompts must have at least one token"));
+    }
+    let last_real = prompt_mask.select(1, p - 1).gt(0).all();
+    if !bool::try_from(last_real)? {
+        return Err(input_err(
+            "prompts must be LEFT padded (the last column real in every row): collate them \
+             with rlhf_data::collate::collate_prompts",
+        ));
+    }
+    Ok(())
+}
+
+/// Samples responses and scores them.
+///
+/// * generation: `policy.generate` with `gen` (KV cache), prompts left padded;
+/// * scoring, under `no_grad`, in chunks of `chunk` rows: old and reference log-probs of the
+///   response tokens at `gen.temperature`, the values of the states before each response
+///   token, and the RM score of prompt + response (read at its last real token).
+#[allow(clippy::too_many_arguments)]
+pub fn collect_rollout<P, R, M, V>(
+    policy: &P,
+    reference: &R,
+    reward: &M,
+    value: &V,
+    prompt_ids: &Tensor,
+    prompt_mask: &Tensor,
+    gen: &GenerateConfig,
+    chunk: usize,
+) -> Result<Rollout>
+where
+    P: Policy + ?Sized,
+    R: Policy + ?Sized,
+    M: RewardModel + ?Sized,
+    V: ValueFunction + ?Sized,
+{
+    check_prompts(prompt_ids, prompt_mask)?;
+    let device = policy.device();
+    let _guard = tch::no_grad_guard();
+    let prompt_ids = prompt_ids.to_device(device);
+    let prompt_mask = prompt_mask.to_kind(Kind::Int64).to_device(device);
+
+    sync(device);
+    let t0 = Instant::now();
+    let generation = policy.generate(&prompt_ids, &prompt_mask, gen)?;
+    sync(device);
+    let generation_s = t0.elapsed().as_secs_f64();
+
+    let t1 = Instant::now();
+    let response = generation.tokens;
+    let response_mask = generation.mask.to_kind(Kind::Float);
+    let p = prompt_ids.size()[1];
+    let b = prompt_ids.size()[0];
+    let ids = Tensor::cat(&[&prompt_ids, &response], 1);
+    let mask = Tensor::cat(&[&prompt_mask, &response_mask.to_kind(Kind::Int64)], 1);
+    let chunk = chunk.max(1) as i64;
+    let (mut lp, mut ref_lp, mut vals, mut scores) = (vec![], vec![], vec![], vec![]);
+    let mut start = 0;
+    while start < b {
+        let len = chunk.min(b - start);
+        let ids_c = ids.narrow(0, start, len);
+        let mask_c = mask.narrow(0, start, len);
+        let logits = policy.logits(&ids_c, &mask_c, false)?;
+        lp.push(response_log_probs(&logits, &ids_c, p, gen.temperature));
+        drop(logits);
+        let ref_dev = reference.device();
+        let ref_logits =
+            reference.logits(&ids_c.to_device(ref_dev), &mask_c.to_device(ref_dev), false)?;
+        ref_lp.push(
+            response_log_probs(&ref_logits, &ids_c.to_device(ref_dev), p, gen.temperature)
+                .to_device(device),
+        );
+        drop(ref_logits);
+        let val_dev = value.device();
+        let v = value.values(&ids_c.to_device(val_dev), &mask_c.to_device(val_dev), false)?;
+        vals.push(
+            response_values(&v, p)
+                .to_kind(Kind::Float)
+                .to_device(device),
+        );
+        let rm_dev = reward.device();
+        let s = reward.score(&ids_c.to_device(rm_dev), &mask_c.to_device(rm_dev), false)?;
+        scores.push(s.to_kind(Kind::Float).to_device(device));
+        start += len;
+    }
+    let has_eos = gen
+        .eos_token_id
+        .map(|eos| response_has_eos(&response, &response_mask, eos));
+    let rollout = Rollout {
+        prompt_ids,
+        prompt_mask,
+        response,
+        response_mask,
+        logprobs: Tensor::cat(&lp, 0),
+        ref_logprobs: Tensor::cat(&ref_lp, 0),
+        values: Tensor::cat(&vals, 0),
+        scores: Tensor::cat(&scores, 0),
+        has_eos,
+        generation_s,
+        scoring_s: 0.0,
+    };
+    sync(device);
+    Ok(Rollout {
+        scoring_s: t1.elapsed().as_secs_f64(),
+        ..rollout
+    })
+}

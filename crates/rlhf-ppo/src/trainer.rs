@@ -1,0 +1,620 @@
+//! The PPO-ptx trainer over the four models, each used only through its trait.
+
+use crate::config::PpoConfig;
+use crate::error::{config_err, input_err, Result};
+use crate::kl::KlController;
+use crate::ops::{
+    assemble_rewards, clipped_surrogate, clipped_value_loss, explained_variance, gae,
+    masked_entropy, masked_mean, masked_sum_rows, masked_whiten, ppo_loss, response_log_probs,
+    response_logits, response_values, ShapedRewards,
+};
+use crate::ptx::{ptx_loss, PtxSource};
+use crate::rollout::{collect_rollout, sync, Rollout, SpecialTokens};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rlhf_model::train::{global_grad_norm, MetricsSink};
+use rlhf_model::{GenerateConfig, Policy, RewardModel, ValueFunction};
+use serde_json::{Map, Value};
+use std::time::Instant;
+use tch::{nn, Kind, Tensor};
+
+/// The four models of PPO.
+#[derive(Debug)]
+pub struct PpoModels<P, R, M, V> {
+    /// Trained; starts as the SFT model.
+    pub policy: P,
+    /// Frozen SFT model: only forwarded under `no_grad`, never given to an optimizer.
+    pub reference: R,
+    /// Frozen reward model: only forwarded under `no_grad`.
+    pub reward: M,
+    /// Trained critic, usually initialized from the RM (`ScalarModel::value_from_reward`).
+    pub value: V,
+}
+
+/// Rewards, advantages and returns of a rollout (no grad).
+#[derive(Debug)]
+pub struct Advantages {
+    /// Per-token rewards, KL, penalty and the (penalized, clipped) scores.
+    pub shaped: ShapedRewards,
+    /// GAE advantages `[B, N]` (whitened when configured).
+    pub advantages: Tensor,
+    /// Value targets `[B, N]` (GAE advantages before whitening + values).
+    pub returns: Tensor,
+}
+
+/// Everything measured in one iteration; [`IterationStats::to_metrics`] gives the standard
+/// names.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IterationStats {
+    /// 1-based iteration number.
+    pub iteration: u64,
+    /// `objective/kl`: mean over responses of the summed per-token KL estimate.
+    pub kl: f64,
+    /// `objective/scores`: mean raw RM score.
+    pub scores: f64,
+    /// `objective/entropy`: mean over responses of the summed `-log p` of the sampled tokens.
+    pub entropy: f64,
+    /// `objective/non_score_reward`: mean summed `-beta * KL`.
+    pub non_score_reward: f64,
+    /// `objective/rlhf_reward`: scores (after penalties) + non-score reward.
+    pub rlhf_reward: f64,
+    /// `objective/kl_coef`: beta used in this iteration's rewards.
+    pub kl_coef: f64,
+    /// `policy/approxkl`: mean over minibatches of `0.5 * mean((logp - old)^2)`.
+    pub approx_kl: f64,
+    /// `policy/clipfrac`.
+    pub clipfrac: f64,
+    /// `policy/entropy`: mean per-token entropy of the policy's distribution (first epoch).
+    pub policy_entropy: f64,
+    /// `loss/policy`: mean clipped surrogate.
+    pub policy_loss: f64,
+    /// `loss/value`: mean clipped value loss (before `vf_coef`).
+    pub value_loss: f64,
+    /// `loss/ptx`: mean pretraining LM loss (before `ptx_coef`; 0 without ptx).
+    pub ptx_loss: f64,
+    /// `val/clipfrac`.
+    pub value_clipfrac: f64,
+    /// `val/explained_variance` of the rollout's values against its returns.
+    pub explained_variance: f64,
+    /// `val/mean`: mean value of the rollout.
+    pub value_mean: f64,
+    /// `policy/grad_norm`: mean global gradient norm before clipping.
+    pub policy_grad_norm: f64,
+    /// `val/grad_norm`.
+    pub value_grad_norm: f64,
+    /// `policy/lr`.
+    pub lr: f64,
+    /// `policy/optimizer_steps` taken this iteration.
+    pub optimizer_steps: u64,
+    /// `policy/early_stopped`: the update stopped at `target_kl`.
+    pub early_stopped: bool,
+    /// `objective/response_length`: mean real tokens per response.
+    pub response_length: f64,
+    /// `objective/no_eos_fraction`: share of responses without EOS (0 when EOS is unset).
+    pub no_eos_fraction: f64,
+    /// `time/generation` (s).
+    pub time_generation: f64,
+    /// `time/scoring` (s).
+    pub time_scoring: f64,
+    /// `time/training` (s): advantages + the PPO update.
+    pub time_training: f64,
+}
+
+impl IterationStats {
+    /// The metrics under their standard names (non-finite values become null).
+    pub fn to_metrics(&self) -> Map<String, Value> {
+        let f = |x: f64| {
+            if x.is_finite() {
+                Value::from(x)
+            } else {
+                Value::Null
+            }
+        };
+        let mut m = Map::new();
+        for (k, v) in [
+            ("objective/kl", self.kl),
+            ("objective/scores", self.scores),
+            ("objective/entropy", self.entropy),
+            ("objective/non_score_reward", self.non_score_reward),
+            ("objective/rlhf_reward", self.rlhf_reward),
+            ("objective/kl_coef", self.kl_coef),
+            ("objective/response_length", self.response_length),
+            ("objective/no_eos_fraction", self.no_eos_fraction),
+            ("policy/approxkl", self.approx_kl),
+            ("policy/clipfrac", self.clipfrac),
+            ("policy/entropy", self.policy_entropy),
+            ("policy/grad_norm", self.policy_grad_norm),
+            ("policy/lr", self.lr),
+            ("loss/policy", self.policy_loss),
+            ("loss/value", self.value_loss),
+            ("loss/ptx", self.ptx_loss),
+            ("val/clipfrac", self.value_clipfrac),
+            ("val/explained_variance", self.explained_variance),
+            ("val/mean", self.value_mean),
+            ("val/grad_norm", self.value_grad_norm),
+            ("time/generation", self.time_generation),
+            ("time/scoring", self.time_scoring),
+            ("time/training", self.time_training),
+        ] {
+            m.insert(k.into(), f(v));
+        }
+        m.insert("policy/optimizer_steps".into(), self.optimizer_steps.into());
+        m.insert(
+            "policy/early_stopped".into(),
+            Value::from(self.early_stopped as u8),
+        );
+        m.insert("iteration".into(), self.iteration.into());
+        m
+    }
+}
+
+/// What the update phase measured.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UpdateStats {
+    /// Mean approx-KL over minibatches.
+    pub approx_kl: f64,
+    /// Mean policy clip fraction.
+    pub clipfrac: f64,
+    /// Mean per-token policy entropy (first epoch).
+    pub policy_entropy: f64,
+    /// Mean clipped surrogate.
+    pub policy_loss: f64,
+    /// Mean value loss (before `vf_coef`).
+    pub value_loss: f64,
+    /// Mean value clip fraction.
+    pub value_clipfrac: f64,
+    /// Mean LM loss of the ptx batches (before `ptx_coef`).
+    pub ptx_loss: f64,
+    /// Mean policy gradient norm before clipping.
+    pub policy_grad_norm: f64,
+    /// Mean value gradient norm before clipping.
+    pub value_grad_norm: f64,
+    /// Optimizer steps taken.
+    pub optimizer_steps: u64,
+    /// Whether `target_kl` stopped the update.
+    pub early_stopped: bool,
+}
+
+/// PPO-ptx over a trained policy and value function, a frozen reference and a frozen reward
+/// model. Each iteration ([`PpoTrainer::step`]): roll out a batch of prompts, assemble
+/// per-token rewards (`-beta * KL` plus the RM score on the last real token), GAE, then
+/// `ppo_epochs` passes of shuffled minibatches (micro-batches accumulate gradients), each step
+/// minimizing `clipped surrogate + vf_coef * clipped value loss - entropy_coef * entropy +
+/// ptx_coef * LM loss on a pretraining batch`, with separate AdamW optimizers for the policy
+/// and the value function.
+pub struct PpoTrainer<P, R, M, V> {
+    config: PpoConfig,
+    tokens: SpecialTokens,
+    models: PpoModels<P, R, M, V>,
+    policy_opt: nn::Optimizer,
+    value_opt: nn::Optimizer,
+    kl_ctl: Box<dyn KlController>,
+    iteration: u64,
+}
+
+impl<P, R, M, V> std::fmt::Debug for PpoTrainer<P, R, M, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PpoTrainer")
+            .field("config", &self.config)
+            .field("tokens", &self.tokens)
+            .field("kl_ctl", &self.kl_ctl)
+            .field("iteration", &self.iteration)
+            .finish_non_exhaustive()
+    }
+}
+
+/// splitmix64 of `a` mixed with `b`: independent seeds per (seed, iteration, epoch).
+fn mix(a: u64, b: u64) -> u64 {
+    let mut z = a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl<P, R, M, V> PpoTrainer<P, R, M, V>
+where
+    P: Policy,
+    R: Policy,
+    M: RewardModel,
+    V: ValueFunction,
+{
+    /// Validates the config and builds one AdamW per trained model. The reference and the
+    /// reward model get no optimizer and are only ever forwarded under `no_grad`.
+    pub fn new(
+        config: PpoConfig,
+        models: PpoModels<P, R, M, V>,
+        tokens: SpecialTokens,
+    ) -> Result<Self> {
+        config.validate()?;
+        let trainable =
+            |vs: &nn::VarStore| vs.trainable_variables().iter().any(|v| v.requires_grad());
+        if !trainable(models.policy.var_store()) {
+            return Err(config_err(
+                "the policy has no trainable variables (is it frozen?): PPO trains it",
+            ));
+        }
+        if !trainable(models.value.var_store()) {
+            return Err(config_err(
+                "the value function has no trainable variables (is it frozen?): PPO trains it",
+            ));
+        }
+        let policy_opt = config.policy_optimizer.build(models.policy.var_store())?;
+        let value_opt = config.value_optimizer.build(models.value.var_store())?;
+        let kl_ctl = config.kl_controller();
+        Ok(PpoTrainer {
+            config,
+            tokens,
+            models,
+            policy_opt,
+            value_opt,
+            kl_ctl,
+            iteration: 0,
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &PpoConfig {
+        &self.config
+    }
+
+    /// The four models.
+    pub fn models(&self) -> &PpoModels<P, R, M, V> {
+        &self.models
+    }
+
+    /// Gives the models back.
+    pub fn into_models(self) -> PpoModels<P, R, M, V> {
+        self.models
+    }
+
+    /// The policy being trained.
+    pub fn policy(&self) -> &P {
+        &self.models.policy
+    }
+
+    /// The value function being trained.
+    pub fn value(&self) -> &V {
+        &self.models.value
+    }
+
+    /// The frozen reference.
+    pub fn reference(&self) -> &R {
+        &self.models.reference
+    }
+
+    /// The frozen reward model.
+    pub fn reward_model(&self) -> &M {
+        &self.models.reward
+    }
+
+    /// The current KL coefficient beta.
+    pub fn kl_coef(&self) -> f64 {
+        self.kl_ctl.value()
+    }
+
+    /// Sets beta (resuming a run).
+    pub fn set_kl_coef(&mut self, beta: f64) {
+        self.kl_ctl.set_value(beta);
+    }
+
+    /// Replaces the KL controller (e.g. a custom schedule).
+    pub fn set_kl_controller(&mut self, ctl: Box<dyn KlController>) {
+        self.kl_ctl = ctl;
+    }
+
+    /// Iterations completed.
+    pub fn iteration(&self) -> u64 {
+        self.iteration
+    }
+
+    /// Sets the number of completed iterations (resuming a run): sampling seeds, minibatch
+    /// order and the learning-rate warmup continue from there.
+    pub fn set_iteration(&mut self, iteration: u64) {
+        self.iteration = iteration;
+    }
+
+    /// The sampler settings of iteration `it`.
+    pub fn generate_config(&self, it: u64) -> GenerateConfig {
+        GenerateConfig {
+            max_new_tokens: self.config.max_new_tokens,
+            do_sample: true,
+            temperature: self.config.temperature,
+            top_k: self.config.top_k,
+            top_p: self.config.top_p,
+            eos_token_id: self.tokens.eos,
+            pad_token_id: self.tokens.pad,
+            seed: Some(mix(self.config.seed, 2 * it + 1)),
+        }
+    }
+
+    /// Samples responses to left-padded prompts `[B, P]` and scores them (no grad).
+    pub fn rollout(&self, prompt_ids: &Tensor, prompt_mask: &Tensor) -> Result<Rollout> {
+        let b = prompt_ids.size().first().copied().unwrap_or(0);
+        if b != self.config.batch_size as i64 {
+            return Err(input_err(format!(
+                "got {b} prompts but batch_size is {}: pass exactly batch_size prompts per \
+                 iteration (or change batch_size)",
+                self.config.batch_size
+            )));
+        }
+        let m = &self.models;
+        collect_rollout(
+            &m.policy,
+            &m.reference,
+            &m.reward,
+            &m.value,
+            prompt_ids,
+            prompt_mask,
+            &self.generate_config(self.iteration),
+            self.config.micro_batch(),
+        )
+    }
+
+    /// Rewards (at the current beta), GAE advantages and returns of a rollout (no grad).
+    pub fn advantages(&self, rollout: &Rollout) -> Advantages {
+        let _g = tch::no_grad_guard();
+        let mask = &rollout.response_mask;
+        let shaped = assemble_rewards(
+            &rollout.scores,
+            &rollout.logprobs,
+            &rollout.ref_logprobs,
+            mask,
+            rollout.has_eos.as_ref(),
+            &self.config.shaping(self.kl_ctl.value()),
+        );
+        let (adv, returns) = gae(
+            &shaped.rewards,
+            &rollout.values,
+            mask,
+            self.config.gamma,
+            self.config.lam,
+        );
+        let advantages = if self.config.whiten_advantages {
+            masked_whiten(&adv, mask, true)
+        } else {
+            adv
+        };
+        Advantages {
+            shaped,
+            advantages,
+            returns,
+        }
+    }
+
+    /// The PPO update on one rollout: `ppo_epochs` x minibatches (x micro-batches).
+    /// `ptx` must be given when `ptx_coef > 0`.
+    pub fn update(
+        &mut self,
+        rollout: &Rollout,
+        adv: &Advantages,
+        mut ptx: Option<&mut dyn PtxSource>,
+    ) -> Result<UpdateStats> {
+        let cfg = self.config.clone();
+        if cfg.ptx_coef > 0.0 && ptx.is_none() {
+            return Err(config_err(format!(
+                "ptx_coef is {} but no pretraining data was given: pass a PtxSource (the ppo \
+                 binary's --pretrain) or set ptx_coef = 0 for plain PPO",
+                cfg.ptx_coef
+            )));
+        }
+        let use_ptx = cfg.ptx_coef > 0.0;
+        let device = self.models.policy.device();
+        let ids = rollout.input_ids();
+        let mask = rollout.attention_mask();
+        let p = rollout.prompt_len();
+        let b = rollout.batch_size() as usize;
+        let (mb, micro) = (cfg.minibatch_size, cfg.micro_batch());
+        if b == 0 || b % mb != 0 {
+            return Err(input_err(format!(
+                "the rollout has {b} episodes, not a positive multiple of minibatch_size {mb}"
+            )));
+        }
+        let n_micro = mb / micro;
+        let scale = 1.0 / n_micro as f64;
+        let lr_scale = cfg.lr_scale(self.iteration);
+        self.policy_opt.set_lr(cfg.policy_optimizer.lr * lr_scale);
+        self.value_opt.set_lr(cfg.value_optimizer.lr * lr_scale);
+
+        // Sums of per-micro-batch statistics stay on the device (no sync per micro-batch):
+        // approx-KL, clip fraction, policy loss, value loss, value clip fraction (each weighted
+        // by 1 / micro-batches), entropy, ptx loss.
+        let zero = || Tensor::zeros([], (Kind::Float, device));
+        let mut sums: [Tensor; 7] = std::array::from_fn(|_| zero());
+        let mut st = UpdateStats::default();
+        let (mut n_steps, mut n_ent, mut n_ptx) = (0.0f64, 0.0f64, 0.0f64);
+        'epochs: for epoch in 0..cfg.ppo_epochs {
+            let mut order: Vec<i64> = (0..b as i64).collect();
+            let mut rng =
+                ChaCha8Rng::seed_from_u64(mix(cfg.seed, mix(2 * self.iteration + 2, epoch as u64)));
+            order.shuffle(&mut rng);
+            for chunk in order.chunks(mb) {
+                self.policy_opt.zero_grad();
+                self.value_opt.zero_grad();
+                let mut step_kl = zero();
+                for micro_idx in chunk.chunks(micro) {
+                    let idx = Tensor::from_slice(micro_idx).to_device(device);
+                    let pick = |t: &Tensor| t.index_select(0, &idx);
+                    let (ids_m, mask_m) = (pick(&ids), pick(&mask));
+                    let resp_mask = pick(&rollout.response_mask);
+                    let logits = self.models.policy.logits(&ids_m, &mask_m, false)?;
+                    let logp = response_log_probs(&logits, &ids_m, p, cfg.temperature);
+                    let want_entropy = cfg.entropy_coef > 0.0;
+                    let log_entropy = want_entropy || epoch == 0;
+                    let entropy = if want_entropy {
+                        masked_entropy(&response_logits(&logits, p), &resp_mask, cfg.temperature)
+                    } else if log_entropy {
+                        tch::no_grad(|| {
+                            masked_entropy(
+                                &response_logits(&logits.detach(), p),
+                                &resp_mask,
+                                cfg.temperature,
+                            )
+                        })
+                    } else {
+                        zero()
+                    };
+                    drop(logits);
+                    let vdev = self.models.value.device();
+                    let vpred = response_values(
+                        &self.models.value.values(
+                            &ids_m.to_device(vdev),
+                            &mask_m.to_device(vdev),
+                            false,
+                        )?,
+                        p,
+                    )
+                    .to_kind(Kind::Float)
+                    .to_device(device);
+                    let pg = clipped_surrogate(
+                        &logp,
+                        &pick(&rollout.logprobs),
+                        &pick(&adv.advantages),
+                        &resp_mask,
+                        cfg.clip_range,
+                    );
+                    let vf = clipped_value_loss(
+                        &vpred,
+                        &pick(&rollout.values),
+                        &pick(&adv.returns),
+                        &resp_mask,
+                        cfg.value_clip_range,
+                    );
+                    let loss =
+                        ppo_loss(&pg.loss, &vf.loss, &entropy, cfg.vf_coef, cfg.entropy_coef);
+                    (loss * scale).backward();
+                    tch::no_grad(|| {
+                        step_kl += &pg.approx_kl * scale;
+                        for (acc, x) in sums.iter_mut().zip([
+                            &pg.approx_kl,
+                            &pg.clipfrac,
+                            &pg.loss,
+                            &vf.loss,
+                            &vf.clipfrac,
+                        ]) {
+                            *acc += x.detach() * scale;
+                        }
+                        if log_entropy {
+                            sums[5] += entropy.detach();
+                        }
+                    });
+                    if log_entropy {
+                        n_ent += 1.0;
+                    }
+                    if use_ptx {
+                        let src = ptx.as_deref_mut().expect("checked above");
+                        let batch = src.next_batch()?.to_device(device);
+                        let l = ptx_loss(&self.models.policy, &batch, cfg.ptx_coef)?;
+                        (&l * scale).backward();
+                        tch::no_grad(|| sums[6] += l.detach() / cfg.ptx_coef);
+                        n_ptx += 1.0;
+                    }
+                }
+                st.policy_grad_norm += global_grad_norm(self.models.policy.var_store());
+                st.value_grad_norm += global_grad_norm(self.models.value.var_store());
+                if let Some(max) = cfg.max_grad_norm {
+                    self.policy_opt.clip_grad_norm(max);
+                    self.value_opt.clip_grad_norm(max);
+                }
+                self.policy_opt.step();
+                self.value_opt.step();
+                n_steps += 1.0;
+                st.optimizer_steps += 1;
+                if let Some(t) = cfg.target_kl {
+                    if step_kl.double_value(&[]) > t {
+                        st.early_stopped = true;
+                        break 'epochs;
+                    }
+                }
+            }
+        }
+        self.policy_opt.zero_grad();
+        self.value_opt.zero_grad();
+        let steps: f64 = n_steps.max(1.0);
+        let v: Vec<f64> = sums.iter().map(|t| t.double_value(&[])).collect();
+        st.approx_kl = v[0] / steps;
+        st.clipfrac = v[1] / steps;
+        st.policy_loss = v[2] / steps;
+        st.value_loss = v[3] / steps;
+        st.value_clipfrac = v[4] / steps;
+        st.policy_entropy = v[5] / n_ent.max(1.0);
+        st.ptx_loss = v[6] / n_ptx.max(1.0);
+        st.policy_grad_norm /= steps;
+        st.value_grad_norm /= steps;
+        Ok(st)
+    }
+
+    /// One PPO iteration on `batch_size` left-padded prompts: rollout, rewards and advantages,
+    /// update, KL-controller update; logs the metrics to `metrics` at step = the new iteration
+    /// count and returns them.
+    pub fn step(
+        &mut self,
+        prompt_ids: &Tensor,
+        prompt_mask: &Tensor,
+        ptx: Option<&mut dyn PtxSource>,
+        metrics: &mut dyn MetricsSink,
+    ) -> Result<IterationStats> {
+        let rollout = self.rollout(prompt_ids, prompt_mask)?;
+        let device = self.models.policy.device();
+        let t0 = Instant::now();
+        let beta = self.kl_ctl.value();
+        let adv = self.advantages(&rollout);
+        let (kl, scores, entropy, non_score, rlhf, resp_len, no_eos, ev, vmean) =
+            tch::no_grad(|| {
+                let mask = &rollout.response_mask;
+                let mean = |t: Tensor| t.mean(Kind::Float).double_value(&[]);
+                let kl = mean(masked_sum_rows(&adv.shaped.kl, mask));
+                let non_score = mean(masked_sum_rows(&adv.shaped.non_score_reward, mask));
+                (
+                    kl,
+                    mean(rollout.scores.shallow_clone()),
+                    mean(masked_sum_rows(&(-&rollout.logprobs), mask)),
+                    non_score,
+                    mean(adv.shaped.scores.shallow_clone()) + non_score,
+                    mean(mask.sum_dim_intlist(-1, false, Kind::Float)),
+                    rollout
+                        .has_eos
+                        .as_ref()
+                        .map_or(0.0, |e| mean(e.logical_not().to_kind(Kind::Float))),
+                    explained_variance(&rollout.values, &adv.returns, mask),
+                    masked_mean(&rollout.values, mask).double_value(&[]),
+                )
+            });
+        let upd = self.update(&rollout, &adv, ptx)?;
+        let lr = self.config.policy_optimizer.lr * self.config.lr_scale(self.iteration);
+        self.kl_ctl.update(kl, self.config.batch_size as u64);
+        sync(device);
+        let time_training = t0.elapsed().as_secs_f64();
+        self.iteration += 1;
+        let stats = IterationStats {
+            iteration: self.iteration,
+            kl,
+            scores,
+            entropy,
+            non_score_reward: non_score,
+            rlhf_reward: rlhf,
+            kl_coef: beta,
+            approx_kl: upd.approx_kl,
+            clipfrac: upd.clipfrac,
+            policy_entropy: upd.policy_entropy,
+            policy_loss: upd.policy_loss,
+            value_loss: upd.value_loss,
+            ptx_loss: upd.ptx_loss,
+            value_clipfrac: upd.value_clipfrac,
+            explained_variance: ev,
+            value_mean: vmean,
+            policy_grad_norm: upd.policy_grad_norm,
+            value_grad_norm: upd.value_grad_norm,
+            lr,
+            optimizer_steps: upd.optimizer_steps,
+            early_stopped: upd.early_stopped,
+            response_length: resp_len,
+            no_eos_fraction: no_eos,
+            time_generation: rollout.generation_s,
+            time_scoring: rollout.scoring_s,
+            time_training,
+        };
+        metrics.log(self.iteration, &stats.to_metrics())?;
+        Ok(stats)
+    }
+}
