@@ -154,7 +154,7 @@ impl Default for PipelineConfig {
                 },
                 ..Default::default()
             },
-            ppo_iterations: 40,
+            ppo_iterations: 20,
             ptx_coef: 1.0,
             eval_prompts: 200,
             max_new_tokens: 24,
