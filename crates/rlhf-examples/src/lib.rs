@@ -9,7 +9,7 @@ pub mod toy_eval;
 
 use rlhf_model::Gpt2Config;
 use std::time::Instant;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Kind};
 
 /// Call first in every binary's `main`: CPU quirks that must be settled before libtorch's first
 /// matmul (see `rlhf_model::cpu`), and libtorch's intra-op threads = all cores.
@@ -92,18 +92,9 @@ pub fn time_median(device: Device, warmup: usize, iters: usize, mut f: impl FnMu
 }
 
 /// Measured matmul throughput (GFLOP/s) of square `n x n` products in `kind`: the machine's
-/// practical peak that workload FLOP rates are compared with.
+/// practical peak that workload FLOP rates are compared with ([`rlhf_model::flops`]).
 pub fn matmul_peak_gflops(device: Device, kind: Kind, n: i64) -> f64 {
-    let _g = tch::no_grad_guard();
-    let a = Tensor::randn([n, n], (kind, device));
-    let b = Tensor::randn([n, n], (kind, device));
-    let reps = 5;
-    let t = time_median(device, 2, 5, || {
-        for _ in 0..reps {
-            let _ = a.matmul(&b);
-        }
-    });
-    2.0 * (n as f64).powi(3) * reps as f64 / t / 1e9
+    rlhf_model::flops::matmul_peak_gflops(device, kind, n)
 }
 
 /// A human-readable name of the device.

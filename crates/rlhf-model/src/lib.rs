@@ -30,6 +30,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod cpu;
 pub mod error;
+pub mod flops;
 pub mod generate;
 pub mod gpt2;
 pub mod model;

@@ -3,7 +3,7 @@
 
 use crate::config::PpoConfig;
 use crate::error::{input_err, Result};
-use crate::rollout::{sync, SpecialTokens};
+use crate::rollout::SpecialTokens;
 use crate::trainer::{PpoModels, PpoTrainer};
 use rlhf_model::checkpoint::HeadKind;
 use rlhf_model::train::{AdamWConfig, NoMetrics};
@@ -61,15 +61,10 @@ pub fn w_ppo_config() -> PpoConfig {
     }
 }
 
-/// Forward FLOPs (multiply-add = 2) of `n` tokens attending to `ctx` keys each on average
-/// through the body, plus `lm_rows` rows of the unembedding.
-pub fn forward_flops(cfg: &Gpt2Config, n: f64, ctx: f64, lm_rows: f64) -> f64 {
-    let (e, l, v) = (cfg.n_embd as f64, cfg.n_layer as f64, cfg.vocab_size as f64);
-    let inner = cfg.inner_dim() as f64;
-    let dense = 2.0 * (4.0 * e * e + 2.0 * e * inner) * l;
-    let attn = 2.0 * 2.0 * ctx * e * l;
-    n * (dense + attn) + lm_rows * 2.0 * e * v
-}
+/// Forward FLOPs of GPT-2 (the one count, in `rlhf_model::flops`).
+pub use rlhf_model::flops::forward_flops;
+/// The measured matmul peak (the one timer, in `rlhf_model::flops`).
+pub use rlhf_model::flops::matmul_peak_gflops;
 
 /// FLOPs of one W-PPO iteration by phase: `(generation, scoring, training_executed,
 /// training_model)`. Training counts forward + backward as 3 forwards; "executed" includes
@@ -94,28 +89,6 @@ pub fn w_ppo_flops(cfg: &Gpt2Config, ppo: &PpoConfig, b: i64, p: i64, n: i64) ->
     [gen, scoring, executed, model]
 }
 
-/// Measured throughput (GFLOP/s) of square `n x n` matmuls in `kind` on `device` (median of 5).
-pub fn matmul_peak_gflops(device: Device, kind: Kind, n: i64) -> f64 {
-    let _g = tch::no_grad_guard();
-    let a = Tensor::randn([n, n], (kind, device));
-    let b = Tensor::randn([n, n], (kind, device));
-    let reps = 5;
-    let mut times = Vec::new();
-    for i in 0..7 {
-        sync(device);
-        let t = Instant::now();
-        for _ in 0..reps {
-            let _ = a.matmul(&b);
-        }
-        sync(device);
-        if i >= 2 {
-            times.push(t.elapsed().as_secs_f64());
-        }
-    }
-    times.sort_by(|x, y| x.total_cmp(y));
-    2.0 * (n as f64).powi(3) * reps as f64 / times[times.len() / 2] / 1e9
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -126,10 +99,18 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// `gpt2-small`) in `kind` on `device`, 64 random prompts of 64 tokens, 64 sampled tokens.
 ///
 /// Runs one untimed warm-up iteration when `iters >= 2`, then `iters` timed ones, and returns
-/// one JSON object: median seconds per iteration and per phase (generation / scoring /
-/// training), the FLOPs of each phase, the training phase's fraction of the measured matmul
-/// peak (model FLOPs and executed FLOPs; the peak is the higher of a measurement before and
-/// one after the run), and the process's peak resident memory.
+/// one JSON object:
+///
+/// * `seconds_per_iteration` and its split `generation_s` / `scoring_s` / `training_s`
+///   (medians; training = advantages + the PPO update + the KL controller);
+/// * FLOPs of each phase (`generation_gflop`, `scoring_gflop`; training as
+///   `training_model_gflop`, what PPO needs, and `training_executed_gflop`, which also counts the
+///   unembedding of prompt positions that `Policy::logits` computes), see [`w_ppo_flops`];
+/// * `matmul_peak_gflops`, the measured fp32 (or `kind`) matmul peak of the device (the higher
+///   of a measurement before and one after the run), and the fractions of it reached
+///   (`training_fraction_of_matmul_peak` etc.);
+/// * `peak_rss_mb`: the process's peak resident memory (`VmHWM`, MiB; null off Linux). On a
+///   GPU this is host memory only.
 pub fn bench_w_ppo(
     size: &str,
     device: Device,
@@ -218,6 +199,6 @@ pub fn bench_w_ppo(
         "generation_fraction_of_matmul_peak": gf(gen_f, gen_s) / peak,
         "scoring_fraction_of_matmul_peak": gf(score_f, score_s) / peak,
         "iteration_fraction_of_matmul_peak": gf(gen_f + score_f + model_f, secs) / peak,
-        "peak_rss_mib": crate::memory::peak_rss_bytes().map(|x| x as f64 / (1 << 20) as f64),
+        "peak_rss_mb": crate::memory::peak_rss_mb(),
     }))
 }

@@ -20,6 +20,15 @@ pub enum PpoError {
     /// An error reported by libtorch.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+    /// A saved trainer state cannot be restored (missing, damaged, or made for other settings
+    /// or other models).
+    #[error("cannot resume from {path}: {msg}")]
+    Resume {
+        /// The state directory or file.
+        path: PathBuf,
+        /// Why, and what to do.
+        msg: String,
+    },
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {

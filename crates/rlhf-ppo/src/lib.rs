@@ -18,7 +18,11 @@
 //!   ([`rlhf_model::ValueFunction`], trained, usually `ScalarModel::value_from_reward`). A
 //!   rule-based reward or another architecture plugs in by implementing the trait.
 //! * [`ptx`]: the pretraining term and where its batches come from.
-//! * [`bench_w_ppo`]: the W-PPO workload of WORKLOAD.md; [`memory`]: peak resident memory.
+//! * [`PpoState`] ([`state`]): what a resumed run needs besides the weights (iteration, KL
+//!   coefficient, both AdamW states); [`PpoTrainer::save_state`] / [`PpoTrainer::load_state`]
+//!   (or [`PpoTrainer::state`] / [`PpoTrainer::restore`]) make resumption exact.
+//! * [`bench_w_ppo`]: the W-PPO workload of WORKLOAD.md (time split, FLOPs, fraction of the
+//!   matmul peak, peak resident memory); [`memory`]: peak resident memory.
 //!
 //! Memory: the reference and the reward model are only forwarded under `tch::no_grad` and get
 //! no optimizer; a [`Rollout`] holds no autograd graph ([`Rollout::is_graph_free`]).
@@ -57,6 +61,7 @@ pub mod memory;
 pub mod ops;
 pub mod ptx;
 pub mod rollout;
+pub mod state;
 pub mod trainer;
 
 pub use bench::bench_w_ppo;
@@ -66,4 +71,5 @@ pub use kl::{AdaptiveKlConfig, AdaptiveKlController, FixedKlController, KlContro
 pub use ops::KlEstimator;
 pub use ptx::{ptx_loss, LmBatch, PackedPtx, PtxSource};
 pub use rollout::{Rollout, SpecialTokens};
+pub use state::PpoState;
 pub use trainer::{Advantages, IterationStats, PpoModels, PpoTrainer, UpdateStats};

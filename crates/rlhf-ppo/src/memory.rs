@@ -17,6 +17,12 @@ pub fn peak_rss_bytes() -> Option<u64> {
     status_kib("VmHWM:").map(|k| k * 1024)
 }
 
+/// Peak resident set size of this process so far (`VmHWM` of `/proc/self/status`) in MiB
+/// (2^20 bytes); `None` where that file is unavailable (not Linux).
+pub fn peak_rss_mb() -> Option<f64> {
+    peak_rss_bytes().map(|b| b as f64 / (1u64 << 20) as f64)
+}
+
 /// Current resident set size (`VmRSS`), in bytes.
 pub fn current_rss_bytes() -> Option<u64> {
     status_kib("VmRSS:").map(|k| k * 1024)

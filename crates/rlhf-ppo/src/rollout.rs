@@ -5,7 +5,7 @@ use crate::error::{input_err, Result};
 use crate::ops::{response_has_eos, response_log_probs, response_values};
 use rlhf_model::{GenerateConfig, Policy, RewardModel, ValueFunction};
 use std::time::Instant;
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 /// Token ids the trainer needs from the vocabulary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,12 +98,7 @@ impl Rollout {
     }
 }
 
-/// Waits for queued CUDA work so that timings are honest.
-pub fn sync(device: Device) {
-    if let Device::Cuda(i) = device {
-        tch::Cuda::synchronize(i as i64);
-    }
-}
+pub use rlhf_model::flops::sync;
 
 /// Checks left-padded prompts `[B, P]` (ids int64, mask of 0/1 with at least one real token,
 /// the last column real in every row).

@@ -1,7 +1,7 @@
 //! The PPO-ptx trainer over the four models, each used only through its trait.
 
 use crate::config::PpoConfig;
-use crate::error::{config_err, input_err, Result};
+use crate::error::{config_err, input_err, PpoError, Result};
 use crate::kl::KlController;
 use crate::ops::{
     assemble_rewards, clipped_surrogate, clipped_value_loss, explained_variance, gae,
@@ -10,12 +10,14 @@ use crate::ops::{
 };
 use crate::ptx::{ptx_loss, PtxSource};
 use crate::rollout::{collect_rollout, sync, Rollout, SpecialTokens};
+use crate::state::{config_differences, write_state_dir, PpoState};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rlhf_model::train::{global_grad_norm, MetricsSink};
+use rlhf_model::train::{global_grad_norm, AdamW, MetricsSink};
 use rlhf_model::{GenerateConfig, Policy, RewardModel, ValueFunction};
 use serde_json::{Map, Value};
+use std::path::Path;
 use std::time::Instant;
 use tch::{nn, Kind, Tensor};
 
@@ -182,13 +184,47 @@ pub struct UpdateStats {
 /// `ppo_epochs` passes of shuffled minibatches (micro-batches accumulate gradients), each step
 /// minimizing `clipped surrogate + vf_coef * clipped value loss - entropy_coef * entropy +
 /// ptx_coef * LM loss on a pretraining batch`, with separate AdamW optimizers for the policy
-/// and the value function.
+/// and the value function ([`rlhf_model::train::AdamW`], whose moments can be saved).
+///
+/// # Exact resumption
+///
+/// Everything an iteration depends on is the weights of the policy and the value function,
+/// the [`PpoState`] (iterations completed, beta, both optimizers' moments and step counts, the
+/// config) and, for PPO-ptx, the position of the pretraining source; sampling seeds, minibatch
+/// shuffles and the learning-rate warmup are functions of `(seed, iteration)`, and no forward
+/// pass uses dropout. So a run of `k` iterations, saved with the models' own `save` plus
+/// [`PpoTrainer::save_state`] (or kept in memory with [`PpoTrainer::state`]), then loaded into
+/// a fresh trainer with [`PpoTrainer::load_state`] (or [`PpoTrainer::restore`]), continues
+/// bit for bit as the uninterrupted run (on the CPU; CUDA kernels may differ from run to run).
+///
+/// ```no_run
+/// # use rlhf_model::{CausalLm, ScalarModel};
+/// # use rlhf_ppo::{PpoConfig, PpoModels, PpoTrainer, SpecialTokens};
+/// # fn f(mut trainer: PpoTrainer<CausalLm, CausalLm, ScalarModel, ScalarModel>,
+/// #      reference: CausalLm, reward: ScalarModel) -> rlhf_ppo::Result<()> {
+/// let dev = tch::Device::Cpu;
+/// // Save after some iterations ...
+/// trainer.policy().save("ckpt/policy")?;
+/// trainer.value().save("ckpt/value")?;
+/// trainer.save_state("ckpt/trainer")?;
+/// let cfg = trainer.config().clone();
+/// // ... and continue later in a fresh trainer.
+/// let models = PpoModels {
+///     policy: CausalLm::load("ckpt/policy", dev)?,
+///     reference,
+///     reward,
+///     value: ScalarModel::load("ckpt/value", dev)?,
+/// };
+/// let mut trainer = PpoTrainer::new(cfg, models, SpecialTokens { eos: Some(0), pad: 0 })?;
+/// trainer.load_state("ckpt/trainer")?;
+/// # Ok(()) }
+/// ```
 pub struct PpoTrainer<P, R, M, V> {
     config: PpoConfig,
     tokens: SpecialTokens,
     models: PpoModels<P, R, M, V>,
-    policy_opt: nn::Optimizer,
-    value_opt: nn::Optimizer,
+    policy_opt: AdamW,
+    value_opt: AdamW,
     kl_ctl: Box<dyn KlController>,
     iteration: u64,
 }
@@ -219,8 +255,9 @@ where
     M: RewardModel,
     V: ValueFunction,
 {
-    /// Validates the config and builds one AdamW per trained model. The reference and the
-    /// reward model get no optimizer and are only ever forwarded under `no_grad`.
+    /// Validates the config and builds one AdamW per trained model (over its trainable
+    /// variables). The reference and the reward model get no optimizer and are only ever
+    /// forwarded under `no_grad`.
     pub fn new(
         config: PpoConfig,
         models: PpoModels<P, R, M, V>,
@@ -239,8 +276,8 @@ where
                 "the value function has no trainable variables (is it frozen?): PPO trains it",
             ));
         }
-        let policy_opt = config.policy_optimizer.build(models.policy.var_store())?;
-        let value_opt = config.value_optimizer.build(models.value.var_store())?;
+        let policy_opt = AdamW::new(models.policy.var_store(), &config.policy_optimizer)?;
+        let value_opt = AdamW::new(models.value.var_store(), &config.value_optimizer)?;
         let kl_ctl = config.kl_controller();
         Ok(PpoTrainer {
             config,
@@ -293,7 +330,8 @@ where
         self.kl_ctl.value()
     }
 
-    /// Sets beta (resuming a run).
+    /// Sets beta. (To resume a run, prefer [`PpoTrainer::restore`] / [`PpoTrainer::load_state`],
+    /// which also restore the optimizers.)
     pub fn set_kl_coef(&mut self, beta: f64) {
         self.kl_ctl.set_value(beta);
     }
@@ -308,10 +346,107 @@ where
         self.iteration
     }
 
-    /// Sets the number of completed iterations (resuming a run): sampling seeds, minibatch
-    /// order and the learning-rate warmup continue from there.
+    /// Sets the number of completed iterations: sampling seeds, minibatch order and the
+    /// learning-rate warmup continue from there. (To resume a run, prefer
+    /// [`PpoTrainer::restore`] / [`PpoTrainer::load_state`], which also restore the
+    /// optimizers.)
     pub fn set_iteration(&mut self, iteration: u64) {
         self.iteration = iteration;
+    }
+
+    /// The policy's optimizer.
+    pub fn policy_optimizer(&self) -> &AdamW {
+        &self.policy_opt
+    }
+
+    /// The value function's optimizer.
+    pub fn value_optimizer(&self) -> &AdamW {
+        &self.value_opt
+    }
+
+    /// A copy of the state a resumed run needs besides the weights of the policy and the
+    /// value function (the tensors are deep copies: later steps leave it unchanged). Memory:
+    /// twice the trained parameters of both models, in f32; to write it to disk without the
+    /// copy, use [`PpoTrainer::save_state`].
+    pub fn state(&self) -> PpoState {
+        let copy = |opt: &AdamW| {
+            opt.state()
+                .into_iter()
+                .map(|(k, t)| (k, t.copy()))
+                .collect()
+        };
+        PpoState {
+            iteration: self.iteration,
+            kl_coef: self.kl_ctl.value(),
+            config: self.config.clone(),
+            policy_optimizer: copy(&self.policy_opt),
+            value_optimizer: copy(&self.value_opt),
+        }
+    }
+
+    /// Continues from `state`: iterations completed, beta (through
+    /// [`KlController::set_value`]; a custom controller keeps any other state of its own) and
+    /// both optimizers' moments and step counts. The policy and the value function must
+    /// already hold the weights saved with the state.
+    ///
+    /// Refused, naming the keys, when `state.config` differs from this trainer's config (to
+    /// continue under other settings on purpose, set `state.config` to [`PpoTrainer::config`]
+    /// first), and when the optimizer states do not match the models' variables. On an
+    /// optimizer mismatch the trainer may be left partly restored: build a new one.
+    pub fn restore(&mut self, state: &PpoState) -> Result<()> {
+        if state.config != self.config {
+            return Err(PpoError::Resume {
+                path: Default::default(),
+                msg: format!(
+                    "the state was saved under other settings (differing keys: {}): resume with                      the run's config, or start a new run",
+                    config_differences(&state.config, &self.config).join(", ")
+                ),
+            });
+        }
+        for (name, opt, saved) in [
+            ("policy", &mut self.policy_opt, &state.policy_optimizer),
+            ("value", &mut self.value_opt, &state.value_optimizer),
+        ] {
+            opt.load_state(saved).map_err(|e| PpoError::Resume {
+                path: Default::default(),
+                msg: format!(
+                    "the {name} optimizer state does not fit the {name} model ({e}): load the                      weights saved with the state"
+                ),
+            })?;
+        }
+        self.iteration = state.iteration;
+        self.kl_ctl.set_value(state.kl_coef);
+        Ok(())
+    }
+
+    /// Writes the state (see [`PpoState`] for the layout) to the directory `dir`, atomically.
+    /// The weights are not included: save the policy and the value function beside it (e.g.
+    /// `CausalLm::save`, `ScalarModel::save`), and for PPO-ptx the pretraining source's
+    /// position ([`crate::PackedPtx::position`]).
+    pub fn save_state(&self, dir: impl AsRef<Path>) -> Result<()> {
+        write_state_dir(
+            dir.as_ref(),
+            self.iteration,
+            self.kl_ctl.value(),
+            &self.config,
+            &self.policy_opt.state(),
+            &self.value_opt.state(),
+        )
+    }
+
+    /// Reads a state directory written by [`PpoTrainer::save_state`] and [`restores`] it.
+    ///
+    /// [`restores`]: PpoTrainer::restore
+    pub fn load_state(&mut self, dir: impl AsRef<Path>) -> Result<()> {
+        let dir = dir.as_ref();
+        let state = PpoState::load(dir)?;
+        self.restore(&state).map_err(|e| match e {
+            PpoError::Resume { msg, .. } => PpoError::Resume {
+                path: dir.to_path_buf(),
+                msg,
+            },
+            other => other,
+        })
     }
 
     /// The sampler settings of iteration `it`.
@@ -510,12 +645,15 @@ where
                         n_ptx += 1.0;
                     }
                 }
-                st.policy_grad_norm += global_grad_norm(self.models.policy.var_store());
-                st.value_grad_norm += global_grad_norm(self.models.value.var_store());
-                if let Some(max) = cfg.max_grad_norm {
-                    self.policy_opt.clip_grad_norm(max);
-                    self.value_opt.clip_grad_norm(max);
-                }
+                // The global norms before clipping (clip_grad_norm returns them).
+                st.policy_grad_norm += match cfg.max_grad_norm {
+                    Some(max) => self.policy_opt.clip_grad_norm(max),
+                    None => global_grad_norm(self.models.policy.var_store()),
+                };
+                st.value_grad_norm += match cfg.max_grad_norm {
+                    Some(max) => self.value_opt.clip_grad_norm(max),
+                    None => global_grad_norm(self.models.value.var_store()),
+                };
                 self.policy_opt.step();
                 self.value_opt.step();
                 n_steps += 1.0;

@@ -1,0 +1,73 @@
+//! FLOP counts of GPT-2 forward passes and the measured matmul peak that benchmark FLOP rates
+//! are compared with. One implementation, shared by the `bench` binary (`rlhf-examples`) and
+//! the W-PPO workload (`rlhf-ppo`).
+
+use crate::config::Gpt2Config;
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+/// Waits for queued CUDA work, so that wall-clock timings are honest (no-op on the CPU).
+pub fn sync(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+/// Measured throughput (GFLOP/s) of square `n x n` matmuls in `kind` on `device`: the
+/// machine's practical peak. Two untimed rounds, then the median of five timed rounds of five
+/// products each (CUDA synchronized around every round).
+pub fn matmul_peak_gflops(device: Device, kind: Kind, n: i64) -> f64 {
+    let _g = tch::no_grad_guard();
+    let a = Tensor::randn([n, n], (kind, device));
+    let b = Tensor::randn([n, n], (kind, device));
+    let reps = 5;
+    let mut times = Vec::new();
+    for round in 0..7 {
+        sync(device);
+        let t = Instant::now();
+        for _ in 0..reps {
+            let _ = a.matmul(&b);
+        }
+        sync(device);
+        if round >= 2 {
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(|x, y| x.total_cmp(y));
+    2.0 * (n as f64).powi(3) * reps as f64 / times[times.len() / 2] / 1e9
+}
+
+/// Forward FLOPs (multiply-add = 2) of `n` tokens attending to `ctx` keys each on average
+/// through the GPT-2 body (QKV, attention output, MLP, `QK^T` and `AV`), plus `lm_rows` rows of
+/// the unembedding.
+pub fn forward_flops(cfg: &Gpt2Config, n: f64, ctx: f64, lm_rows: f64) -> f64 {
+    let (e, l, v) = (cfg.n_embd as f64, cfg.n_layer as f64, cfg.vocab_size as f64);
+    let inner = cfg.inner_dim() as f64;
+    let dense = 2.0 * (4.0 * e * e + 2.0 * e * inner) * l;
+    let attn = 2.0 * 2.0 * ctx * e * l;
+    n * (dense + attn) + lm_rows * 2.0 * e * v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forward_flops_counts_dense_attention_and_unembedding() {
+        let cfg = Gpt2Config::sized(1, 1, 4, 10, 8);
+        let inner = cfg.inner_dim() as f64;
+        // One token, one key, no unembedding: 2 * (4 e^2 + 2 e inner) + 4 e.
+        let body = 2.0 * (4.0 * 16.0 + 2.0 * 4.0 * inner) + 4.0 * 4.0;
+        assert_eq!(forward_flops(&cfg, 1.0, 1.0, 0.0), body);
+        assert_eq!(
+            forward_flops(&cfg, 1.0, 1.0, 3.0),
+            body + 3.0 * 2.0 * 4.0 * 10.0
+        );
+    }
+
+    #[test]
+    fn matmul_peak_is_positive() {
+        let g = matmul_peak_gflops(Device::Cpu, Kind::Float, 32);
+        assert!(g.is_finite() && g > 0.0, "{g}");
+    }
+}
