@@ -3,6 +3,7 @@
 
 pub mod data;
 pub mod pipeline;
+pub mod plot;
 pub mod run;
 pub mod stage;
 pub mod toy_eval;

@@ -1,0 +1,365 @@
+//! PNG plots: the files decode with the right size, show the series' colours, and odd input
+//! (empty series, NaN, one point, bad metrics lines, missing directories) does not panic.
+
+use rlhf_examples::pipeline::PipelineReport;
+use rlhf_examples::plot::{
+    bar_chart, figure, font, line_chart, pipeline_plots, plot_metrics_jsonl, plot_run_dir,
+    read_metrics, Panel, Series, PALETTE,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Decodes a PNG into (width, height, RGB pixels).
+fn decode(path: &Path) -> (u32, u32, Vec<[u8; 3]>) {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let decoder = png::Decoder::new(std::io::BufReader::new(file));
+    let mut reader = decoder.read_info().expect("PNG header");
+    let mut buf = vec![0; reader.output_buffer_size().expect("size")];
+    let info = reader.next_frame(&mut buf).expect("PNG data");
+    assert_eq!(info.color_type, png::ColorType::Rgb);
+    assert_eq!(info.bit_depth, png::BitDepth::Eight);
+    let px = buf[..info.buffer_size()]
+        .chunks_exact(3)
+        .map(|c| [c[0], c[1], c[2]])
+        .collect();
+    (info.width, info.height, px)
+}
+
+fn count(px: &[[u8; 3]], color: [u8; 3]) -> usize {
+    px.iter().filter(|p| **p == color).count()
+}
+
+fn non_white(px: &[[u8; 3]]) -> usize {
+    px.iter().filter(|p| **p != [255, 255, 255]).count()
+}
+
+fn ramp(n: usize, f: impl Fn(f64) -> f64) -> Vec<(f64, f64)> {
+    (1..=n).map(|i| (i as f64, f(i as f64))).collect()
+}
+
+#[test]
+fn line_chart_decodes_with_the_series_colours() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub/lines.png");
+    let series = [
+        Series::new("loss/train", ramp(100, |x| 5.0 / x.sqrt())),
+        Series::new("loss/valid", ramp(100, |x| 4.0 / x.sqrt() + 0.3)),
+    ];
+    line_chart(&path, "losses per step", "step", &series).unwrap();
+    let (w, h, px) = decode(&path);
+    assert_eq!((w, h), (800, 500));
+    assert!(non_white(&px) > 5_000, "the chart is nearly blank");
+    assert!(count(&px, PALETTE[0]) > 300, "first series not drawn");
+    assert!(count(&px, PALETTE[1]) > 300, "second series not drawn");
+    assert_eq!(count(&px, PALETTE[2]), 0, "a third colour appeared");
+    // Atomic write: no temporary file is left next to the PNG.
+    let names: Vec<_> = std::fs::read_dir(dir.path().join("sub"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("lines.png")]);
+}
+
+#[test]
+fn bar_chart_draws_one_colour_per_bar() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bars.png");
+    let bars = vec![
+        ("base".to_string(), 0.34),
+        ("sft".to_string(), 0.5),
+        ("ppo".to_string(), -0.2),
+        ("ppo_ptx".to_string(), f64::NAN),
+    ];
+    bar_chart(&path, "win rate", &bars).unwrap();
+    let (w, h, px) = decode(&path);
+    assert_eq!((w, h), (800, 500));
+    for c in &PALETTE[..3] {
+        assert!(count(&px, *c) > 1_000, "bar colour {c:?} missing");
+    }
+    assert_eq!(count(&px, PALETTE[3]), 0, "a NaN value got a bar");
+}
+
+#[test]
+fn multi_panel_figure_grows_in_height() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fig.png");
+    let panels: Vec<Panel> = (0..3)
+        .map(|i| {
+            Panel::lines(
+                format!("panel {i}"),
+                "iteration",
+                vec![Series::new("a", ramp(20, |x| x * i as f64))],
+            )
+        })
+        .collect();
+    figure(&path, "three panels", &panels).unwrap();
+    let (w, h, px) = decode(&path);
+    assert_eq!(w, 800);
+    assert!(
+        h > 500,
+        "two rows of panels should be taller than one chart: {h}"
+    );
+    assert!(count(&px, PALETTE[0]) > 300);
+}
+
+#[test]
+fn empty_nan_and_single_point_inputs_do_not_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    line_chart(&p("none.png"), "no series", "step", &[]).unwrap();
+    line_chart(
+        &p("empty.png"),
+        "empty",
+        "step",
+        &[Series::new("x", vec![])],
+    )
+    .unwrap();
+    let bad = vec![
+        (1.0, f64::NAN),
+        (f64::INFINITY, 2.0),
+        (3.0, f64::NEG_INFINITY),
+    ];
+    line_chart(&p("nan.png"), "nan", "step", &[Series::new("x", bad)]).unwrap();
+    bar_chart(&p("nobars.png"), "no bars", &[]).unwrap();
+    figure(&p("nopanels.png"), "no panels", &[]).unwrap();
+    for name in ["none", "empty", "nan", "nobars", "nopanels"] {
+        let (w, _, px) = decode(&p(&format!("{name}.png")));
+        assert_eq!(w, 800);
+        assert!(
+            non_white(&px) > 0,
+            "{name}: title and 'no data' should be drawn"
+        );
+        assert_eq!(
+            count(&px, PALETTE[0]),
+            0,
+            "{name}: no data should draw no series"
+        );
+    }
+    // One finite point (among NaNs) shows as a marker; constant and huge values are fine.
+    let one = vec![(5.0, 0.25), (6.0, f64::NAN)];
+    line_chart(&p("one.png"), "one point", "step", &[Series::new("x", one)]).unwrap();
+    let (_, _, px) = decode(&p("one.png"));
+    assert!(
+        count(&px, PALETTE[0]) >= 16,
+        "a single point needs a visible marker"
+    );
+    let flat = vec![(1.0, 0.0), (2.0, 0.0), (3.0, 0.0)];
+    let huge = vec![(0.0, 1e300), (1e12, -1e300), (2e12, 1e-300)];
+    line_chart(
+        &p("odd.png"),
+        "odd",
+        "x",
+        &[Series::new("flat", flat), Series::new("huge", huge)],
+    )
+    .unwrap();
+    let (_, _, px) = decode(&p("odd.png"));
+    assert!(count(&px, PALETTE[1]) > 0);
+}
+
+#[test]
+fn font_covers_printable_ascii() {
+    let mut shapes = BTreeSet::new();
+    for c in (b' '..=b'~').map(char::from) {
+        let g = font::glyph(c);
+        assert!(g.len() <= font::GLYPH_H, "{c:?} is too tall");
+        assert!(
+            g.iter().all(|row| row.len() == font::GLYPH_W),
+            "{c:?}: bad row width"
+        );
+        assert!(g
+            .iter()
+            .all(|row| row.bytes().all(|b| b == b'#' || b == b'.')));
+        shapes.insert(g.to_vec());
+    }
+    assert_eq!(shapes.len(), 95, "two printable characters share a glyph");
+    assert_eq!(font::text_width("ab", 2), 22);
+}
+
+const METRICS: &str = r#"{"epoch":0.5,"loss/train":4.0,"lr":0.001,"step":1}
+{"loss/train":3.5,"step":2,"note":"a string","flag":true,"gone":null}
+
+not json at all
+[1, 2, 3]
+{"loss/train":3.0,"loss/valid":3.2,"step":3,"val":{"acc":0.6}}
+{"loss/train":2.9,"step":3}
+{"loss/train":2.5,"step":4
+"#;
+
+#[test]
+fn metrics_lines_with_missing_keys_or_bad_json_are_skipped_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("metrics.jsonl");
+    std::fs::write(&path, METRICS).unwrap();
+    let log = read_metrics(&path).unwrap();
+    assert_eq!(log.x_key, "step");
+    let skipped: Vec<usize> = log.skipped.iter().map(|(l, _)| *l).collect();
+    assert_eq!(skipped, vec![4, 5, 8], "{:?}", log.skipped);
+    assert!(log.skipped[0].1.contains("invalid JSON"));
+    assert!(log.skipped[1].1.contains("not a JSON object"));
+    let keys: Vec<String> = log.keys().into_iter().collect();
+    assert_eq!(
+        keys,
+        ["epoch", "loss/train", "loss/valid", "lr", "val/acc"].map(String::from)
+    );
+    // A repeated step (a resumed run) keeps the later value.
+    assert_eq!(
+        log.series("loss/train"),
+        vec![(1.0, 4.0), (2.0, 3.5), (3.0, 2.9)]
+    );
+    assert_eq!(log.series("loss/valid"), vec![(3.0, 3.2)]);
+    assert!(log.series("absent").is_empty());
+
+    let out = dir.path().join("plots");
+    let mut files = plot_metrics_jsonl(&path, &out, &[]).unwrap();
+    files.sort();
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["loss.png", "other.png", "val.png"]);
+    for f in &files {
+        let (w, _, px) = decode(f);
+        assert_eq!(w, 800);
+        assert!(count(&px, PALETTE[0]) > 0, "{}", f.display());
+    }
+    let files = plot_metrics_jsonl(
+        &path,
+        &out,
+        &["loss/train+loss/valid", "loss/,lr", "absent", "absent/"],
+    )
+    .unwrap();
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["loss_train-loss_valid.png", "loss___lr.png"]);
+    let (_, _, px) = decode(&files[0]);
+    assert!(
+        count(&px, PALETTE[1]) > 0,
+        "the overlaid second series is missing"
+    );
+}
+
+#[test]
+fn metrics_without_step_use_iteration_or_line_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.jsonl");
+    std::fs::write(
+        &path,
+        "{\"iteration\":7,\"r\":1}\n{\"iteration\":9,\"r\":2}\n",
+    )
+    .unwrap();
+    let log = read_metrics(&path).unwrap();
+    assert_eq!(log.x_key, "iteration");
+    assert_eq!(log.series("r"), vec![(7.0, 1.0), (9.0, 2.0)]);
+    std::fs::write(&path, "{\"r\":1}\n{\"r\":2}\n").unwrap();
+    let log = read_metrics(&path).unwrap();
+    assert_eq!(log.x_key, "record");
+    assert_eq!(log.series("r"), vec![(1.0, 1.0), (2.0, 2.0)]);
+}
+
+#[test]
+fn missing_or_empty_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope/metrics.jsonl");
+    let err = plot_metrics_jsonl(&missing, dir.path(), &[]).unwrap_err();
+    assert!(format!("{err:#}").contains("nope/metrics.jsonl"), "{err:#}");
+    assert!(plot_run_dir(&dir.path().join("nope")).unwrap().is_empty());
+    let empty = dir.path().join("metrics.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    assert!(plot_metrics_jsonl(&empty, dir.path(), &[])
+        .unwrap()
+        .is_empty());
+    assert!(plot_run_dir(dir.path()).unwrap().is_empty());
+}
+
+fn write_lines(path: &Path, lines: impl IntoIterator<Item = serde_json::Value>) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let text: String = lines.into_iter().map(|v| format!("{v}\n")).collect();
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn pipeline_plots_from_stage_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    let report = PipelineReport::default();
+    // Nothing there yet: no figures, no error.
+    assert!(pipeline_plots(out, &report).unwrap().is_empty());
+
+    for stage in ["pretrain", "sft"] {
+        write_lines(
+            &out.join(stage).join("metrics.jsonl"),
+            (1..=30)
+                .map(|s| serde_json::json!({"step": s, "loss/train": 5.0 / s as f64, "lr": 1e-3}))
+                .chain([serde_json::json!({"step": 30, "epoch": 1, "loss/valid": 0.4})]),
+        );
+    }
+    write_lines(
+        &out.join("rm/metrics.jsonl"),
+        (1..=20)
+            .map(|s| serde_json::json!({"step": s, "loss/rm": 0.7 - 0.001 * s as f64}))
+            .chain([serde_json::json!({"step": 20, "val/loss": 0.69, "val/accuracy": 0.55})]),
+    );
+    for stage in ["ppo", "ppo_ptx", "round-2/ppo_ptx"] {
+        write_lines(
+            &out.join(stage).join("metrics.jsonl"),
+            (1..=20).map(|i| {
+                serde_json::json!({"iteration": i, "step": i,
+                    "objective/scores": 0.01 * i as f64, "objective/kl": 0.03 * i as f64})
+            }),
+        );
+    }
+    // A PPO directory without metrics (e.g. still starting) is ignored.
+    std::fs::create_dir_all(out.join("round-3/ppo")).unwrap();
+
+    let mut report = PipelineReport::default();
+    for (m, w, g) in [
+        ("base", 0.34, 0.14),
+        ("sft", 0.5, 0.39),
+        ("ppo", 0.40, 0.29),
+        ("ppo_ptx", 0.445, 0.32),
+    ] {
+        report.win_rate_vs_sft.insert(m.into(), w);
+        report.gold_score.insert(m.into(), g);
+        report.kl_to_sft.insert(m.into(), 1.0 - w);
+        report.pretrain_loss.insert(m.into(), 2.0 + w);
+    }
+    let files = pipeline_plots(out, &report).unwrap();
+    let rel: BTreeSet<String> = files
+        .iter()
+        .map(|f| f.strip_prefix(out).unwrap().to_string_lossy().into_owned())
+        .collect();
+    for want in [
+        "plots/ppo_reward_kl.png",
+        "plots/losses.png",
+        "plots/win_rates.png",
+        "plots/alignment_tax.png",
+        "pretrain/plots/loss.png",
+        "sft/plots/other.png",
+        "rm/plots/val.png",
+        "ppo/plots/objective.png",
+        "round-2/ppo_ptx/plots/objective.png",
+    ] {
+        assert!(rel.contains(want), "{want} missing from {rel:?}");
+    }
+    let (w, h, px) = decode(&out.join("plots/ppo_reward_kl.png"));
+    assert_eq!(w, 800);
+    assert!(h >= 300);
+    for c in &PALETTE[..3] {
+        assert!(count(&px, *c) > 100, "PPO run colour {c:?} missing");
+    }
+    let (_, _, px) = decode(&out.join("plots/losses.png"));
+    assert!(count(&px, PALETTE[0]) > 300 && count(&px, PALETTE[1]) > 0);
+    let (_, _, px) = decode(&out.join("plots/win_rates.png"));
+    for c in &PALETTE[..4] {
+        assert!(count(&px, *c) > 500, "model bar colour {c:?} missing");
+    }
+    let report_only_wins = PipelineReport {
+        win_rate_vs_sft: BTreeMap::from([("sft".to_string(), 0.5)]),
+        ..Default::default()
+    };
+    let empty = tempfile::tempdir().unwrap();
+    let files = pipeline_plots(empty.path(), &report_only_wins).unwrap();
+    assert_eq!(files, vec![empty.path().join("plots/win_rates.png")]);
+}
