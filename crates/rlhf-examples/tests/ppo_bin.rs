@@ -1,4 +1,5 @@
-//! Smoke, resume and bad-input tests of the `ppo` binary with tiny settings.
+//! Smoke, resume (exact: stopped and resumed equals straight through) and bad-input tests of
+//! the `ppo` binary with tiny settings.
 
 use rlhf_data::records::write_jsonl;
 use rlhf_data::toy::{toy_tokenizer, toy_vocab, ToyConfig, ToyWorld};
@@ -135,6 +136,7 @@ fn metric_steps(run: &Path) -> Vec<u64> {
             for k in [
                 "objective/kl",
                 "objective/scores",
+                "objective/entropy",
                 "policy/approxkl",
                 "policy/clipfrac",
                 "loss/policy",
@@ -198,6 +200,14 @@ fn smoke_then_resume() {
     assert!(p.tokenizer().is_some());
     let v = ScalarModel::load(ckpt.join("value"), Device::Cpu).unwrap();
     assert_eq!(v.head_kind(), rlhf_model::HeadKind::Value);
+    // The trainer's state (both optimizers) is saved beside the weights.
+    for file in [
+        "trainer_state.json",
+        "policy_optimizer.safetensors",
+        "value_optimizer.safetensors",
+    ] {
+        assert!(ckpt.join("trainer").join(file).exists(), "{file}");
+    }
 
     // Reusing the directory without --resume is refused.
     let o = ppo(&f, &run, &["--pretrain", &pretrain], &sets);
@@ -313,4 +323,121 @@ fn bad_inputs_fail_cleanly() {
         .args(["--prompts", bad.to_str().unwrap()])
         .args(["--out", out("g").to_str().unwrap(), "--device", "cpu"]);
     check("bad prompt record", c.output().unwrap(), "prompt");
+}
+
+/// The metric lines of a run without the timings.
+fn metric_lines(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut()
+                .unwrap()
+                .retain(|k, _| !k.starts_with("time/"));
+            v
+        })
+        .collect()
+}
+
+fn trainer_state(ckpt: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(ckpt.join("trainer/trainer_state.json")).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn stopped_and_resumed_equals_straight_through() {
+    let f = fixture();
+    let pretrain = f.pretrain.to_str().unwrap().to_string();
+    // Everything that carries state across iterations: AdamW moments, adaptive beta, the ptx
+    // position, an lr warmup spanning the stop, clipping, several epochs and micro-batches.
+    let mut sets = TINY.to_vec();
+    sets.extend([
+        "iterations=4",
+        "save_every=3",
+        "ppo.ppo_epochs=2",
+        "ppo.micro_batch_size=2",
+        "ppo.adaptive_kl.target=0.5",
+        "ppo.adaptive_kl.horizon=50.0",
+        "ppo.max_grad_norm=1.0",
+        "ppo.lr_warmup_iterations=3",
+        "ppo.policy_optimizer.weight_decay=0.01",
+    ]);
+    let straight = f.root.join("straight");
+    let o = ppo(&f, &straight, &["--pretrain", &pretrain], &sets);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let resumed = f.root.join("resumed");
+    let o = ppo(
+        &f,
+        &resumed,
+        &["--pretrain", &pretrain, "--stop-after", "2"],
+        &sets,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("stopped after iteration 2"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(latest(&resumed).0, 2, "a checkpoint at the stop");
+    assert_eq!(metric_steps(&resumed), vec![1, 2]);
+    let o = ppo(&f, &resumed, &["--resume", "--pretrain", &pretrain], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("resuming at iteration 2"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+
+    let ((ia, a), (ib, b)) = (latest(&straight), latest(&resumed));
+    assert_eq!((ia, ib), (4, 4));
+    for model in ["policy", "value"] {
+        let d = max_diff(&weights(&a.join(model)), &weights(&b.join(model)));
+        assert_eq!(d, 0.0, "{model} differs by {d}");
+    }
+    let (sa, sb) = (trainer_state(&a), trainer_state(&b));
+    assert_eq!(sa["kl_coef_bits"], sb["kl_coef_bits"], "beta: {sa} vs {sb}");
+    assert_ne!(
+        sa["kl_coef"].as_f64().unwrap(),
+        0.02,
+        "the adaptive beta moved"
+    );
+    assert_eq!(sa["policy_optimizer_steps"], sb["policy_optimizer_steps"]);
+    assert_eq!(metric_lines(&straight), metric_lines(&resumed));
+
+    // The control: a checkpoint without trainer/ (as older versions wrote) resumes with fresh
+    // AdamW moments, says so, and ends elsewhere: the equality above is the saved state's doing.
+    let old = f.root.join("old");
+    let o = ppo(
+        &f,
+        &old,
+        &["--pretrain", &pretrain, "--stop-after", "2"],
+        &sets,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::remove_dir_all(latest(&old).1.join("trainer")).unwrap();
+    let o = ppo(&f, &old, &["--resume", "--pretrain", &pretrain], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("AdamW moments start afresh"),
+        "{}",
+        stderr(&o)
+    );
+    let d = max_diff(
+        &weights(&a.join("policy")),
+        &weights(&latest(&old).1.join("policy")),
+    );
+    assert!(d > 0.0, "fresh moments should change the result");
+
+    // Other ppo settings on resume are refused, naming the key.
+    let o = ppo(
+        &f,
+        &resumed,
+        &["--resume", "--pretrain", &pretrain],
+        &["iterations=5", "ppo.clip_range=0.3"],
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("clip_range"), "{}", stderr(&o));
 }

@@ -3,14 +3,37 @@
 //!
 //! `ppo --policy SFT_DIR --reward RM_DIR --prompts prompts.jsonl [--pretrain text.jsonl]
 //! [--value DIR] [--config configs/ppo.toml] [--set ppo.kl_coef=0.05] [--out RUN] [--resume]
-//! [--device auto|cpu|cuda]`
+//! [--stop-after K] [--device auto|cpu|cuda]`
 //!
 //! The value function starts from the reward model (`ScalarModel::value_from_reward`) unless
 //! `--value` gives one. The run directory gets `config.toml` (resolved), `metrics.jsonl` (one
-//! line per iteration, standard PPO metric names), `checkpoints/iter-NNNNNN/{policy,value,
-//! state.json}` with `checkpoints/latest.json` pointing at the newest, and `report.json`.
-//! `--resume` continues from the newest checkpoint (weights, iteration, KL coefficient,
-//! prompt and pretraining positions; the AdamW moments start afresh).
+//! line per iteration, standard PPO metric names: `objective/kl`, `objective/scores`,
+//! `objective/entropy`, `policy/approxkl`, `policy/clipfrac`, `loss/policy`, `loss/value`,
+//! `loss/ptx`, `val/explained_variance`, `time/generation`, `time/scoring`, `time/training`,
+//! ...), `checkpoints/iter-NNNNNN/` with `checkpoints/latest.json` pointing at the newest, and
+//! `report.json`. A checkpoint holds
+//!
+//! * `policy/`, `value/`: the two trained models (Hugging Face layout);
+//! * `trainer/`: the trainer's state (`rlhf_ppo::PpoState`: iterations done, the KL
+//!   coefficient, both AdamW optimizers' moments and step counts, the `ppo` settings);
+//! * `state.json`: iterations done, the KL coefficient and the pretraining source's position.
+//!
+//! Each part is written atomically and `latest.json` moves only once all are complete.
+//!
+//! `--resume` continues from the newest checkpoint, exactly: the prompts, the sampler seeds
+//! and the minibatch order are functions of (seed, iteration), PPO uses no dropout, and the
+//! weights, optimizers, KL coefficient and pretraining position are restored, so on the CPU a
+//! run stopped and resumed ends with the same weights, bit for bit, as one run straight
+//! through (`tests/ppo_bin.rs`). The `ppo` settings must be those of the run (the run
+//! directory's `config.toml` is used unless `--config` is given; other `ppo.*` values are
+//! refused, naming the keys). `iterations`, `save_every` and `keep_checkpoints` may change
+//! freely; changing `max_prompt_tokens`, `ptx_block_len`, `ptx_batch_size`, `dtype` or
+//! `threads` is accepted but the run then no longer matches an uninterrupted one.
+//!
+//! `--stop-after K` ends the invocation after iteration K (saving a checkpoint there), as an
+//! interruption would; `--resume` then continues to `iterations`.
+//! Checkpoints written before the trainer state existed (no `trainer/`) resume with fresh
+//! AdamW moments, with a warning.
 
 use anyhow::{bail, Context};
 use clap::Parser;
@@ -92,17 +115,25 @@ struct Args {
     /// Value-function checkpoint to start from (default: initialized from --reward).
     #[arg(long)]
     value: Option<PathBuf>,
+    /// End this invocation after iteration K in total (saving a checkpoint there), as if the
+    /// run were interrupted; `--resume` continues it to `iterations`.
+    #[arg(long, value_name = "K")]
+    stop_after: Option<u64>,
     #[command(flatten)]
     common: CommonArgs,
 }
 
-/// What a checkpoint remembers beyond the weights.
+/// `state.json`: what a checkpoint remembers beyond the weights and the trainer's own state
+/// (`trainer/`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct TrainerState {
     iteration: u64,
     kl_coef: f64,
     ptx_position: u64,
 }
+
+/// The trainer's state inside a checkpoint (`PpoTrainer::save_state`).
+const TRAINER_DIR: &str = "trainer";
 
 /// `checkpoints/latest.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -187,6 +218,9 @@ fn main() -> anyhow::Result<()> {
 
     // Resume from the newest checkpoint, if any.
     let latest = read_latest(&run)?;
+    let resume_dir = latest
+        .as_ref()
+        .map(|l| run.join("checkpoints").join(&l.dir));
     let (mut policy, value, state) = match &latest {
         Some(l) => {
             let dir = run.join("checkpoints").join(&l.dir);
@@ -290,9 +324,30 @@ fn main() -> anyhow::Result<()> {
         pad: pad as i64,
     };
     let mut trainer = PpoTrainer::new(cfg.ppo.clone(), models, tokens)?;
-    if let Some(s) = &state {
-        trainer.set_iteration(s.iteration);
-        trainer.set_kl_coef(s.kl_coef);
+    if let (Some(s), Some(dir)) = (&state, &resume_dir) {
+        let trainer_dir = dir.join(TRAINER_DIR);
+        if trainer_dir.exists() {
+            trainer
+                .load_state(&trainer_dir)
+                .with_context(|| format!("resuming from {}", dir.display()))?;
+            if trainer.iteration() != s.iteration {
+                bail!(
+                    "{}: state.json says iteration {} but {TRAINER_DIR}/ says {}: the checkpoint \
+                     is damaged; delete it (and point checkpoints/latest.json at an older one)",
+                    dir.display(),
+                    s.iteration,
+                    trainer.iteration()
+                );
+            }
+        } else {
+            eprintln!(
+                "[ppo] warning: {} has no {TRAINER_DIR}/ (written by an older version): the \
+                 AdamW moments start afresh, so the run will not match an uninterrupted one",
+                dir.display()
+            );
+            trainer.set_iteration(s.iteration);
+            trainer.set_kl_coef(s.kl_coef);
+        }
     }
     eprintln!(
         "[ppo] {} prompts, {} iterations of {} episodes, run directory {}",
@@ -304,7 +359,10 @@ fn main() -> anyhow::Result<()> {
     let mut metrics = run.metrics()?;
     let mut progress = Progress::new("ppo", cfg.iterations);
     let mut last = None;
-    for it in start..cfg.iterations {
+    let end = args
+        .stop_after
+        .map_or(cfg.iterations, |k| k.min(cfg.iterations));
+    for it in start..end {
         let idx = prompt_indices(prompts.len(), cfg.ppo.batch_size, it, cfg.ppo.seed);
         let rows: Vec<&[i64]> = idx.iter().map(|&i| prompts[i].as_slice()).collect();
         let (ids, mask) = left_pad(&rows, pad as i64)?;
@@ -319,9 +377,15 @@ fn main() -> anyhow::Result<()> {
         );
         let done = s.iteration;
         last = Some(s);
-        if done % cfg.save_every == 0 || done == cfg.iterations {
-            save(&run, &mut trainer, ptx.as_ref(), cfg.keep_checkpoints)?;
+        if done % cfg.save_every == 0 || done == end {
+            save(&run, &trainer, ptx.as_ref(), cfg.keep_checkpoints)?;
         }
+    }
+    if end < cfg.iterations {
+        eprintln!(
+            "[ppo] stopped after iteration {end} (--stop-after); --resume continues to {}",
+            cfg.iterations
+        );
     }
     if let Some(l) = read_latest(&run)? {
         let report = serde_json::json!({
@@ -369,11 +433,11 @@ fn read_latest(run: &RunDir) -> anyhow::Result<Option<Latest>> {
     ))
 }
 
-/// Saves policy, value and trainer state as `checkpoints/iter-NNNNNN/`, then points
-/// `latest.json` at it (atomically) and deletes the oldest beyond `keep`.
+/// Saves policy, value and trainer state as `checkpoints/iter-NNNNNN/` (each part atomically),
+/// then points `latest.json` at it (atomically) and deletes the oldest beyond `keep`.
 fn save<R, M>(
     run: &RunDir,
-    trainer: &mut PpoTrainer<CausalLm, R, M, ScalarModel>,
+    trainer: &PpoTrainer<CausalLm, R, M, ScalarModel>,
     ptx: Option<&PackedPtx>,
     keep: usize,
 ) -> anyhow::Result<()>
@@ -388,6 +452,7 @@ where
     let models = trainer.models();
     models.policy.save(dir.join("policy"))?;
     models.value.save(dir.join("value"))?;
+    trainer.save_state(dir.join(TRAINER_DIR))?;
     let state = TrainerState {
         iteration: it,
         kl_coef: trainer.kl_coef(),
