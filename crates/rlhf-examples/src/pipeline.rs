@@ -85,6 +85,11 @@ pub struct PipelineConfig {
     pub ppo_iterations: u64,
     /// gamma_ptx of the PPO-ptx run (plain PPO uses 0).
     pub ptx_coef: f64,
+    /// Rounds of the paper's iteration. Round 1 trains the RM on rankings of SFT samples, then
+    /// PPO and PPO-ptx; each later round has the labelers rank samples of the previous round's
+    /// PPO-ptx policy, retrains the RM (from the SFT model) on all rankings so far, and trains a
+    /// new PPO-ptx policy from SFT against it (reported as `ppo_ptx_r2`, ...). Default 1.
+    pub rounds: u64,
     /// Held-out prompts evaluated.
     pub eval_prompts: usize,
     /// Tokens generated per answer.
@@ -156,6 +161,7 @@ impl Default for PipelineConfig {
             },
             ppo_iterations: 20,
             ptx_coef: 1.0,
+            rounds: 1,
             eval_prompts: 200,
             max_new_tokens: 24,
             gen_batch: 64,
@@ -178,6 +184,13 @@ pub struct PipelineReport {
     pub rm_accuracy: Option<f64>,
     /// The accuracy a perfect gold-score model reaches against the same labelers.
     pub rm_accuracy_ceiling: Option<f64>,
+    /// With `rounds > 1`: the RM's held-out accuracy in each round (`round-1`, `round-2`, ...),
+    /// on rankings of that round's samples.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rm_accuracy_by_round: BTreeMap<String, f64>,
+    /// With `rounds > 1`: the noise ceiling of each round's held-out rankings.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rm_accuracy_ceiling_by_round: BTreeMap<String, f64>,
     /// Wall-clock seconds per stage and in total.
     pub seconds: BTreeMap<String, f64>,
 }
@@ -379,6 +392,28 @@ pub fn ppo_stage(
     name: &str,
     ptx_coef: f64,
 ) -> anyhow::Result<PathBuf> {
+    if stage_done(&out.join(name)) {
+        return Ok(out.join(name).join("final"));
+    }
+    let mut reward = rlhf_model::ScalarModel::load(rm_dir, crate::stage_device())?;
+    reward.var_store_mut().freeze();
+    ppo_stage_with(cfg, data, sft_dir, rm_dir, reward, out, name, ptx_coef)
+}
+
+/// [`ppo_stage`] against any reward model (a learned RM, or a rule such as
+/// [`crate::toy_eval::GoldReward`]); the value function starts from the RM checkpoint
+/// `value_init`.
+#[allow(clippy::too_many_arguments)]
+pub fn ppo_stage_with<M: rlhf_model::RewardModel>(
+    cfg: &PipelineConfig,
+    data: &PipelineData,
+    sft_dir: &Path,
+    value_init: &Path,
+    reward: M,
+    out: &Path,
+    name: &str,
+    ptx_coef: f64,
+) -> anyhow::Result<PathBuf> {
     use rlhf_ppo::{PackedPtx, PpoModels, PpoTrainer, SpecialTokens};
     let dir = out.join(name);
     let final_dir = dir.join("final");
@@ -389,9 +424,7 @@ pub fn ppo_stage(
     let policy = CausalLm::load(sft_dir, device)?;
     let mut reference = CausalLm::load(sft_dir, device)?;
     reference.var_store_mut().freeze();
-    let mut reward = rlhf_model::ScalarModel::load(rm_dir, device)?;
-    reward.var_store_mut().freeze();
-    let value = rlhf_model::ScalarModel::value_from_reward(rm_dir, device)?;
+    let value = rlhf_model::ScalarModel::value_from_reward(value_init, device)?;
     let ppo_cfg = rlhf_ppo::PpoConfig {
         ptx_coef,
         seed: cfg.seed,
@@ -480,7 +513,23 @@ pub fn rm_stage(
     sft_dir: &Path,
     out: &Path,
 ) -> anyhow::Result<(PathBuf, f64, f64)> {
-    let dir = out.join("rm");
+    rm_stage_in(cfg, data, sft_dir, sft_dir, &[], &out.join("rm"), 1)
+}
+
+/// The RM stage in `dir`: the labelers rank samples of `sample_from` (the SFT model in the
+/// first round, the current policy in later ones); the RM is trained from the SFT checkpoint
+/// `sft_dir` on these rankings plus the training rankings of `earlier` RM stage directories (the
+/// paper keeps collecting comparisons), and validated on held-out rankings of the new samples.
+pub fn rm_stage_in(
+    cfg: &PipelineConfig,
+    data: &PipelineData,
+    sft_dir: &Path,
+    sample_from: &Path,
+    earlier: &[PathBuf],
+    dir: &Path,
+    round: u64,
+) -> anyhow::Result<(PathBuf, f64, f64)> {
+    let dir = dir.to_path_buf();
     let final_dir = dir.join("final");
     if stage_done(&dir) {
         let done: serde_json::Value =
@@ -503,7 +552,7 @@ pub fn rm_stage(
             rlhf_data::records::read_jsonl::<Ranking>(&valid_path, &opts)?.0,
         )
     } else {
-        let sft = CausalLm::load(sft_dir, device)?;
+        let sft = CausalLm::load(sample_from, device)?;
         let valid_prompts: Vec<PromptRecord> = data
             .sft_valid
             .iter()
@@ -516,16 +565,27 @@ pub fn rm_stage(
             })
             .take(cfg.rm_valid_prompts)
             .collect();
+        // Later rounds rank other prompts first (the pool wraps around).
         let n = cfg.rm_prompts.min(data.train_prompts.len());
+        let start = ((round - 1) as usize * n) % data.train_prompts.len().max(1);
+        let prompts: Vec<PromptRecord> = data
+            .train_prompts
+            .iter()
+            .cycle()
+            .skip(start)
+            .take(n)
+            .cloned()
+            .collect();
+        let round_seed = cfg.seed + 1000 * (round - 1);
         let (train_r, sk1) = collect_rankings(
             &sft,
-            &data.train_prompts[..n],
+            &prompts,
             col,
             &data.labelers,
             cfg.rm_k,
             cfg.max_new_tokens,
             cfg.rm_sample_temperature,
-            cfg.seed + 101,
+            round_seed + 101,
         )?;
         let (valid_r, sk2) = collect_rankings(
             &sft,
@@ -535,14 +595,28 @@ pub fn rm_stage(
             cfg.rm_k,
             cfg.max_new_tokens,
             cfg.rm_sample_temperature,
-            cfg.seed + 202,
+            round_seed + 202,
         )?;
         eprintln!("[rm] {} training and {} validation rankings of SFT samples ({} prompts skipped: fewer than 2 distinct samples)", train_r.len(), valid_r.len(), sk1 + sk2);
         write_jsonl(&rankings_path, &train_r)?;
         write_jsonl(&valid_path, &valid_r)?;
         (train_r, valid_r)
     };
-    let train = col.tokenize_rankings(&train_r)?;
+    let mut all_train = Vec::new();
+    for d in earlier {
+        let opts = rlhf_data::records::ReadOptions::default();
+        all_train
+            .extend(rlhf_data::records::read_jsonl::<Ranking>(d.join("rankings.jsonl"), &opts)?.0);
+    }
+    if !earlier.is_empty() {
+        eprintln!(
+            "[rm] training on {} new and {} earlier rankings",
+            train_r.len(),
+            all_train.len()
+        );
+    }
+    all_train.extend(train_r.iter().cloned());
+    let train = col.tokenize_rankings(&all_train)?;
     let gold: Vec<Vec<f64>> = valid_r
         .iter()
         .map(|r| {
@@ -773,24 +847,59 @@ pub fn run(cfg: &PipelineConfig, out: &Path) -> anyhow::Result<PipelineReport> {
     let t = Instant::now();
     let ptx_dir = ppo_stage(cfg, &data, &sft_dir, &rm_dir, out, "ppo_ptx", cfg.ptx_coef)?;
     timed("ppo_ptx", t, &mut report);
+    let mut policies = vec![
+        ("ppo".to_string(), ppo_dir),
+        ("ppo_ptx".to_string(), ptx_dir.clone()),
+    ];
+    if cfg.rounds > 1 {
+        report.rm_accuracy_by_round.insert("round-1".into(), acc);
+        report
+            .rm_accuracy_ceiling_by_round
+            .insert("round-1".into(), ceiling);
+    }
+    let mut earlier = vec![out.join("rm")];
+    let mut current = ptx_dir;
+    for round in 2..=cfg.rounds {
+        let rdir = out.join(format!("round-{round}"));
+        eprintln!(
+            "[pipeline] round {round}/{}: rankings of the current policy, new RM, new PPO-ptx",
+            cfg.rounds
+        );
+        let t = Instant::now();
+        let (rm_r, acc_r, ceil_r) = rm_stage_in(
+            cfg,
+            &data,
+            &sft_dir,
+            &current,
+            &earlier,
+            &rdir.join("rm"),
+            round,
+        )?;
+        timed(&format!("rm_r{round}"), t, &mut report);
+        report
+            .rm_accuracy_by_round
+            .insert(format!("round-{round}"), acc_r);
+        report
+            .rm_accuracy_ceiling_by_round
+            .insert(format!("round-{round}"), ceil_r);
+        let t = Instant::now();
+        let ptx_r = ppo_stage(cfg, &data, &sft_dir, &rm_r, &rdir, "ppo_ptx", cfg.ptx_coef)?;
+        timed(&format!("ppo_ptx_r{round}"), t, &mut report);
+        earlier.push(rdir.join("rm"));
+        policies.push((format!("ppo_ptx_r{round}"), ptx_r.clone()));
+        current = ptx_r;
+    }
     let t = Instant::now();
     let device = crate::stage_device();
     let base = CausalLm::load(&base_dir, device)?;
     let sft = CausalLm::load(&sft_dir, device)?;
-    let ppo = CausalLm::load(&ppo_dir, device)?;
-    let ppo_ptx = CausalLm::load(&ptx_dir, device)?;
-    evaluate_models(
-        cfg,
-        &data,
-        &[
-            ("base", &base),
-            ("sft", &sft),
-            ("ppo", &ppo),
-            ("ppo_ptx", &ppo_ptx),
-        ],
-        &sft,
-        &mut report,
-    )?;
+    let loaded: Vec<(String, CausalLm)> = policies
+        .iter()
+        .map(|(n, d)| Ok((n.clone(), CausalLm::load(d, device)?)))
+        .collect::<anyhow::Result<_>>()?;
+    let mut models: Vec<(&str, &CausalLm)> = vec![("base", &base), ("sft", &sft)];
+    models.extend(loaded.iter().map(|(n, m)| (n.as_str(), m)));
+    evaluate_models(cfg, &data, &models, &sft, &mut report)?;
     timed("evaluate", t, &mut report);
     report
         .seconds
@@ -798,10 +907,43 @@ pub fn run(cfg: &PipelineConfig, out: &Path) -> anyhow::Result<PipelineReport> {
     let text = serde_json::to_string_pretty(&report)?;
     rlhf_model::checkpoint::write_atomic(&out.join("report.json"), text.as_bytes())?;
     rlhf_model::checkpoint::write_atomic(&out.join("report.md"), report.to_markdown().as_bytes())?;
+    match crate::plot::pipeline_plots(out, &report) {
+        Ok(files) => eprintln!(
+            "[pipeline] {} plots written (summary in {})",
+            files.len(),
+            out.join("plots").display()
+        ),
+        Err(e) => eprintln!("[pipeline] warning: plots not written: {e:#}"),
+    }
     Ok(report)
 }
 
 impl PipelineReport {
+    /// The evaluated models in table order: base, sft, ppo, ppo_ptx, then later rounds.
+    pub fn model_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = ["base", "sft", "ppo", "ppo_ptx"]
+            .iter()
+            .map(|s| s.to_string())
+            .filter(|n| self.gold_score.contains_key(n))
+            .collect();
+        let mut rest: Vec<(u64, String)> = self
+            .gold_score
+            .keys()
+            .filter(|k| !names.contains(k))
+            .map(|k| {
+                let r = k
+                    .rsplit("_r")
+                    .next()
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(u64::MAX);
+                (r, k.clone())
+            })
+            .collect();
+        rest.sort();
+        names.extend(rest.into_iter().map(|(_, k)| k));
+        names
+    }
+
     /// The InstructGPT-style table as Markdown.
     pub fn to_markdown(&self) -> String {
         let mut md = String::from(
@@ -810,7 +952,8 @@ impl PipelineReport {
              pretrain loss on held-out pretraining text (the alignment tax).\n\n\
              | model | win rate vs SFT | gold score | KL to SFT | pretrain loss |\n|---|---|---|---|---|\n",
         );
-        for name in ["base", "sft", "ppo", "ppo_ptx"] {
+        for name in self.model_names() {
+            let name = name.as_str();
             if let Some(g) = self.gold_score.get(name) {
                 md.push_str(&format!(
                     "| {name} | {:.3} | {g:.3} | {:.2} | {:.3} |\n",
@@ -820,6 +963,14 @@ impl PipelineReport {
         }
         if let (Some(a), Some(c)) = (self.rm_accuracy, self.rm_accuracy_ceiling) {
             md.push_str(&format!("\nReward model held-out accuracy: {a:.3} (noise ceiling of the labelers: {c:.3}).\n"));
+        }
+        for (round, a) in &self.rm_accuracy_by_round {
+            let c = self
+                .rm_accuracy_ceiling_by_round
+                .get(round)
+                .copied()
+                .unwrap_or(f64::NAN);
+            md.push_str(&format!("- {round}: RM accuracy {a:.3} (ceiling {c:.3})\n"));
         }
         md.push_str("\n| stage | seconds |\n|---|---|\n");
         for (k, v) in &self.seconds {

@@ -1,5 +1,6 @@
-//! The pipeline end to end at a tiny size: every stage runs, the report has the paper's
-//! table, and a rerun resumes (skips finished stages) with the same report.
+//! The pipeline end to end at a tiny size, with two rounds of the paper's iteration: every
+//! stage runs, the report has the paper's table (and the second round's RM and policy), the
+//! plots are written, and a rerun resumes (skips finished stages) with the same report.
 
 use std::process::Command;
 
@@ -24,6 +25,7 @@ const TINY: &[&str] = &[
     "eval_prompts=16",
     "max_new_tokens=8",
     "labelers.calibration_prompts=60",
+    "rounds=2",
 ];
 
 fn run(out: &std::path::Path) -> (bool, String, String) {
@@ -88,7 +90,33 @@ fn tiny_pipeline_produces_the_table_and_resumes() {
     assert!(std::fs::read_to_string(out.join("report.md"))
         .unwrap()
         .contains("| ppo_ptx |"));
+    // Round 2: rankings of the round-1 PPO-ptx policy, a new RM on all rankings, a new policy.
+    for key in [
+        "win_rate_vs_sft",
+        "gold_score",
+        "kl_to_sft",
+        "pretrain_loss",
+    ] {
+        assert!(
+            report[key]["ppo_ptx_r2"].as_f64().is_some(),
+            "{key}.ppo_ptx_r2 missing: {report}"
+        );
+    }
+    for round in ["round-1", "round-2"] {
+        assert!(report["rm_accuracy_by_round"][round].as_f64().is_some());
+        assert!(report["rm_accuracy_ceiling_by_round"][round]
+            .as_f64()
+            .is_some());
+    }
+    assert!(stdout.contains("ppo_ptx_r2"), "{stdout}");
+    let round1 = std::fs::read_to_string(out.join("rm/rankings.jsonl")).unwrap();
+    let round2 = std::fs::read_to_string(out.join("round-2/rm/rankings.jsonl")).unwrap();
+    assert!(!round2.is_empty() && round1 != round2);
     for f in [
+        "plots/ppo_reward_kl.png",
+        "plots/losses.png",
+        "plots/win_rates.png",
+        "round-2/ppo_ptx/final/model.safetensors",
         "data/sft_train.jsonl",
         "rm/rankings.jsonl",
         "sft/best/model.safetensors",

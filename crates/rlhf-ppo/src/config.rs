@@ -84,6 +84,11 @@ pub struct PpoConfig {
     /// Iterations of linear learning-rate warmup from a tenth of the peak. Default 10 (the
     /// paper).
     pub lr_warmup_iterations: u64,
+    /// Iterations at the start that train only the value function (the policy does not move):
+    /// a critic initialized from the RM predicts the RM's scale, not returns, and its first
+    /// advantages are noise. The policy's lr warmup starts after them. Default 0 (the paper
+    /// starts both at once).
+    pub value_warmup_iterations: u64,
     /// Seed of sampling and minibatch shuffling (mixed with the iteration number, so a resumed
     /// run draws what an uninterrupted one would). Default 0.
     pub seed: u64,
@@ -119,6 +124,7 @@ impl Default for PpoConfig {
             policy_optimizer: AdamWConfig::default(),
             value_optimizer: AdamWConfig::default(),
             lr_warmup_iterations: 10,
+            value_warmup_iterations: 0,
             seed: 0,
         }
     }

@@ -547,9 +547,12 @@ where
         }
         let n_micro = mb / micro;
         let scale = 1.0 / n_micro as f64;
-        let lr_scale = cfg.lr_scale(self.iteration);
-        self.policy_opt.set_lr(cfg.policy_optimizer.lr * lr_scale);
-        self.value_opt.set_lr(cfg.value_optimizer.lr * lr_scale);
+        let train_policy = self.iteration >= cfg.value_warmup_iterations;
+        let policy_it = self.iteration.saturating_sub(cfg.value_warmup_iterations);
+        self.policy_opt
+            .set_lr(cfg.policy_optimizer.lr * cfg.lr_scale(policy_it));
+        self.value_opt
+            .set_lr(cfg.value_optimizer.lr * cfg.lr_scale(self.iteration));
 
         // Sums of per-micro-batch statistics stay on the device (no sync per micro-batch):
         // approx-KL, clip fraction, policy loss, value loss, value clip fraction (each weighted
@@ -654,7 +657,9 @@ where
                     Some(max) => self.value_opt.clip_grad_norm(max),
                     None => global_grad_norm(self.models.value.var_store()),
                 };
-                self.policy_opt.step();
+                if train_policy {
+                    self.policy_opt.step();
+                }
                 self.value_opt.step();
                 n_steps += 1.0;
                 st.optimizer_steps += 1;

@@ -1,7 +1,7 @@
 //! The whole InstructGPT recipe on the built-in toy world, on a laptop CPU in minutes:
 //! data (split by user) -> pretrain -> SFT -> rankings -> RM -> PPO and PPO-ptx -> evaluation.
 //!
-//! `pipeline [--out DIR] [--config FILE.toml] [--set key=value]...`
+//! `pipeline [--out DIR] [--config FILE.toml] [--set key=value]... [--rounds N]`
 //!
 //! Prints the InstructGPT-style table and writes `report.json` and `report.md` in the run
 //! directory (default: a new directory under runs/). Rerunning with the same --out resumes.
@@ -24,13 +24,25 @@ struct Args {
     /// Override a key, e.g. `--set sft.epochs=2` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
+    /// Rounds of the paper's iteration (rank the current policy's samples, retrain the RM,
+    /// train a new PPO-ptx policy); the same as `--set rounds=N`.
+    #[arg(long)]
+    rounds: Option<u64>,
 }
 
 fn main() -> anyhow::Result<()> {
     rlhf_examples::init_runtime();
     let args = Args::parse();
-    let cfg: PipelineConfig =
-        rlhf_examples::run::load_config(args.config.as_deref(), &args.overrides)?;
+    let mut overrides = args.overrides.clone();
+    if let Some(n) = args.rounds {
+        if n == 0 {
+            anyhow::bail!(
+                "--rounds 0: the pipeline needs at least one round (use --rounds 1 or more)"
+            );
+        }
+        overrides.push(format!("rounds={n}"));
+    }
+    let cfg: PipelineConfig = rlhf_examples::run::load_config(args.config.as_deref(), &overrides)?;
     let out = args
         .out
         .unwrap_or_else(|| rlhf_examples::run::RunDir::default_for("pipeline"));
@@ -45,7 +57,8 @@ fn print_table(r: &PipelineReport) {
         "{:<10} {:>16} {:>10} {:>10} {:>14}",
         "model", "win rate vs SFT", "gold", "KL to SFT", "pretrain loss"
     );
-    for name in ["base", "sft", "ppo", "ppo_ptx"] {
+    for name in r.model_names() {
+        let name = name.as_str();
         if let Some(g) = r.gold_score.get(name) {
             println!(
                 "{:<10} {:>16.3} {:>10.3} {:>10.2} {:>14.3}",
@@ -55,6 +68,14 @@ fn print_table(r: &PipelineReport) {
     }
     if let (Some(a), Some(c)) = (r.rm_accuracy, r.rm_accuracy_ceiling) {
         println!("RM held-out accuracy {a:.3} (noise ceiling {c:.3})");
+    }
+    for (round, a) in &r.rm_accuracy_by_round {
+        let c = r
+            .rm_accuracy_ceiling_by_round
+            .get(round)
+            .copied()
+            .unwrap_or(f64::NAN);
+        println!("  {round}: RM accuracy {a:.3} (ceiling {c:.3})");
     }
     println!(
         "seconds: {}",

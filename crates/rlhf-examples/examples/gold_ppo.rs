@@ -1,0 +1,73 @@
+//! Diagnostic: PPO against the toy world's gold score instead of the learned reward model,
+//! starting from a finished pipeline run's SFT model (value function from its RM). It shows how
+//! far RL can move this policy when the reward is perfect, which separates the RM's errors from
+//! the policy's capacity.
+//!
+//! `cargo run --release -p rlhf-examples --example gold_ppo -- RUN_DIR OUT_DIR [key=value ...]`
+//! where RUN_DIR holds a pipeline run (its `config.toml`, `sft/best`, `rm/final`) and the keys
+//! are pipeline config keys in TOML syntax (e.g. `ppo_iterations=40 ptx_coef=0.0`).
+
+use anyhow::Context;
+use rlhf_examples::pipeline::{evaluate_models, ppo_stage_with, prepare_data, PipelineConfig};
+use rlhf_examples::toy_eval::GoldReward;
+use rlhf_model::CausalLm;
+use std::path::PathBuf;
+
+fn main() -> anyhow::Result<()> {
+    rlhf_examples::init_runtime();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (run, out) = match (args.first(), args.get(1)) {
+        (Some(r), Some(o)) => (PathBuf::from(r), PathBuf::from(o)),
+        _ => anyhow::bail!("usage: gold_ppo RUN_DIR OUT_DIR [key=value ...]"),
+    };
+    let mut text = std::fs::read_to_string(run.join("config.toml"))
+        .with_context(|| format!("reading {}", run.join("config.toml").display()))?;
+    let mut table: toml::Table = toml::from_str(&text)?;
+    for kv in &args[2..] {
+        let extra: toml::Table = toml::from_str(kv).with_context(|| format!("override {kv}"))?;
+        merge(&mut table, extra);
+    }
+    text = toml::to_string(&table)?;
+    let cfg: PipelineConfig = toml::from_str(&text)?;
+    std::fs::create_dir_all(&out)?;
+    let data = prepare_data(&cfg, &out)?;
+    let gold = GoldReward::new(&data.train_prompts, &data.collator)?;
+    let sft_dir = run.join("sft").join("best");
+    let t = std::time::Instant::now();
+    let dir = ppo_stage_with(
+        &cfg,
+        &data,
+        &sft_dir,
+        &run.join("rm").join("final"),
+        gold,
+        &out,
+        "ppo_gold",
+        cfg.ptx_coef,
+    )?;
+    eprintln!("[gold_ppo] PPO took {:.1}s", t.elapsed().as_secs_f64());
+    let device = rlhf_examples::stage_device();
+    let sft = CausalLm::load(&sft_dir, device)?;
+    let policy = CausalLm::load(&dir, device)?;
+    let mut report = Default::default();
+    evaluate_models(
+        &cfg,
+        &data,
+        &[("sft", &sft), ("ppo_gold", &policy)],
+        &sft,
+        &mut report,
+    )?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+/// Deep-merges `extra` into `base` (tables merge key by key; other values replace).
+fn merge(base: &mut toml::Table, extra: toml::Table) {
+    for (k, v) in extra {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(e)) => merge(b, e),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
