@@ -94,6 +94,125 @@ impl RunDir {
     pub fn join(&self, name: impl AsRef<Path>) -> PathBuf {
         self.path.join(name)
     }
+
+    /// Tidies what a killed run left behind (see [`recover_interrupted_writes`]) and says so on
+    /// stderr. Call before resuming.
+    pub fn recover(&self, stage: &str) -> anyhow::Result<()> {
+        let fixed = recover_interrupted_writes(&self.path)?;
+        if !fixed.is_empty() {
+            eprintln!(
+                "[{stage}] cleaned up {} temporary file(s) left by an interrupted run",
+                fixed.len()
+            );
+        }
+        Ok(())
+    }
+
+    /// Drops the `metrics.jsonl` lines of steps after `keep` (logged by an interrupted run after
+    /// its last checkpoint, and about to be logged again), and a torn last line.
+    pub fn truncate_metrics(&self, keep: u64) -> anyhow::Result<()> {
+        truncate_metrics(&self.join("metrics.jsonl"), keep)
+    }
+}
+
+/// The kinds of temporary names that atomic writes use: `.NAME.tmp-PID` (files and
+/// directories of `rlhf_model::checkpoint`), `.NAME.building-PID` (directories being built)
+/// and `.NAME.old-PID` (the previous copy of a directory, moved aside while it is replaced).
+fn temp_name(name: &str) -> Option<(&str, &str)> {
+    let rest = name.strip_prefix('.')?;
+    let (head, pid) = rest.rsplit_once('-')?;
+    if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    for kind in ["tmp", "building", "old"] {
+        if let Some(orig) = head.strip_suffix(&format!(".{kind}")) {
+            if !orig.is_empty() {
+                return Some((orig, kind));
+            }
+        }
+    }
+    None
+}
+
+/// Repairs a directory tree after a process writing into it was killed (SIGKILL, power loss)
+/// in the middle of an atomic write: removes temporary files and half-built directories, and
+/// for a directory that was moved aside while being replaced, puts it back when the new copy
+/// never arrived (else removes it). Returns the paths it removed or restored. Only for a run
+/// directory that no other process is writing to.
+pub fn recover_interrupted_writes(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut fixed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(fixed);
+    };
+    let mut entries: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    entries.sort();
+    let remove = |p: &Path| -> anyhow::Result<()> {
+        if p.is_dir() {
+            std::fs::remove_dir_all(p)
+        } else {
+            std::fs::remove_file(p)
+        }
+        .with_context(|| format!("removing {} (left by an interrupted run)", p.display()))
+    };
+    // Temporaries first, so that a moved-aside copy is judged against what is really there.
+    let mut olds = Vec::new();
+    for p in &entries {
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+        match name.as_deref().and_then(temp_name) {
+            Some((_, "old")) => olds.push(p.clone()),
+            Some(_) => {
+                remove(p)?;
+                fixed.push(p.clone());
+            }
+            None => {}
+        }
+    }
+    for p in olds {
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        let (orig, _) = temp_name(&name).expect("an old-copy name");
+        let target = dir.join(orig);
+        if target.exists() {
+            remove(&p)?;
+        } else {
+            std::fs::rename(&p, &target)
+                .with_context(|| format!("restoring {} from {}", target.display(), p.display()))?;
+        }
+        fixed.push(p);
+    }
+    for p in entries {
+        if p.is_dir()
+            && !p
+                .symlink_metadata()
+                .is_ok_and(|m| m.file_type().is_symlink())
+        {
+            fixed.extend(recover_interrupted_writes(&p)?);
+        }
+    }
+    Ok(fixed)
+}
+
+/// Keeps the lines of a metrics file whose `step` is at most `keep` (every line of a finished
+/// step is written before its checkpoint), dropping later ones and unparsable (torn) lines.
+pub fn truncate_metrics(path: &Path, keep: u64) -> anyhow::Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let step = serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| v.get("step").and_then(|s| s.as_u64()));
+        if step.is_some_and(|s| s <= keep) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if out != text {
+        rlhf_model::checkpoint::write_atomic(path, out.as_bytes())?;
+    }
+    Ok(())
 }
 
 /// Progress of long work on stderr: at most one line a second, plus the last one.
@@ -139,5 +258,109 @@ impl Progress {
             self.total,
             100.0 * done as f64 / self.total.max(1) as f64
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names() {
+        assert_eq!(temp_name(".state.tmp-123"), Some(("state", "tmp")));
+        assert_eq!(
+            temp_name(".metrics.jsonl.tmp-9"),
+            Some(("metrics.jsonl", "tmp"))
+        );
+        assert_eq!(
+            temp_name(".latest.building-42"),
+            Some(("latest", "building"))
+        );
+        assert_eq!(
+            temp_name("..latest.building-42.tmp-42"),
+            Some((".latest.building-42", "tmp"))
+        );
+        assert_eq!(temp_name(".epoch-1.old-7"), Some(("epoch-1", "old")));
+        for keep in [
+            "state",
+            "epoch-1",
+            ".hidden",
+            ".x.tmp-",
+            ".x.tmp-1a",
+            "..tmp-1",
+            ".tmp-1",
+        ] {
+            assert_eq!(temp_name(keep), None, "{keep}");
+        }
+    }
+
+    #[test]
+    fn recovers_what_a_killed_writer_left() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        let mk = |rel: &str| {
+            let p = d.join(rel);
+            std::fs::create_dir_all(&p).unwrap();
+            std::fs::write(p.join("config.json"), rel).unwrap();
+        };
+        // Killed between the two renames: only the moved-aside copy exists.
+        mk(".state.old-11");
+        std::fs::create_dir_all(d.join(".state.tmp-11")).unwrap();
+        // Killed after the swap, before removing the old copy.
+        mk("epoch-1");
+        mk(".epoch-1.old-11");
+        // Half-written files, nested too.
+        std::fs::write(d.join(".metrics.jsonl.tmp-11"), "x").unwrap();
+        mk("checkpoints/iter-000001/policy");
+        std::fs::write(d.join("checkpoints/.latest.json.tmp-11"), "x").unwrap();
+        mk("checkpoints/iter-000001/..value.building-3.tmp-3");
+        mk(".latest.building-11");
+        let fixed = recover_interrupted_writes(d).unwrap();
+        assert_eq!(fixed.len(), 7, "{fixed:?}");
+        assert_eq!(
+            std::fs::read_to_string(d.join("state/config.json")).unwrap(),
+            ".state.old-11"
+        );
+        assert_eq!(
+            std::fs::read_to_string(d.join("epoch-1/config.json")).unwrap(),
+            "epoch-1"
+        );
+        assert!(d
+            .join("checkpoints/iter-000001/policy/config.json")
+            .exists());
+        let mut left = vec![];
+        let mut stack = vec![d.to_path_buf()];
+        while let Some(p) = stack.pop() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                let e = e.unwrap().path();
+                if e.file_name().unwrap().to_string_lossy().starts_with('.') {
+                    left.push(e.clone());
+                }
+                if e.is_dir() {
+                    stack.push(e);
+                }
+            }
+        }
+        assert!(left.is_empty(), "{left:?}");
+        assert!(recover_interrupted_writes(d).unwrap().is_empty());
+    }
+
+    #[test]
+    fn truncates_metrics_after_the_checkpoint() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("metrics.jsonl");
+        std::fs::write(
+            &p,
+            "{\"step\":1,\"a\":1}\n{\"step\":2,\"a\":2}\n{\"step\":2,\"v\":0}\n{\"step\":3,\"a\":3}\n{\"st",
+        )
+        .unwrap();
+        truncate_metrics(&p, 2).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "{\"step\":1,\"a\":1}\n{\"step\":2,\"a\":2}\n{\"step\":2,\"v\":0}\n"
+        );
+        truncate_metrics(&p, 0).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "");
+        truncate_metrics(&tmp.path().join("none.jsonl"), 0).unwrap();
     }
 }

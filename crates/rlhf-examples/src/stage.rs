@@ -3,10 +3,10 @@
 use crate::run::{Progress, RunDir};
 use anyhow::{bail, Context};
 use clap::Args;
-use rlhf_model::CausalLm;
+use rlhf_model::{CausalLm, CheckpointMeta, HeadKind, LoadOptions, ScalarModel};
 use rlhf_sft::trainer::Selector;
 use rlhf_sft::{LmData, SftConfig, SftReport, SftTrainer};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Flags every stage binary takes.
 #[derive(Args, Debug, Clone)]
@@ -30,7 +30,16 @@ pub struct CommonArgs {
 
 impl CommonArgs {
     /// Opens the run directory; refuses to reuse one that holds a run unless `--resume`.
+    /// On `--resume`, first tidies what a killed run left (see [`RunDir::recover`]).
     pub fn run_dir(&self, stage: &str) -> anyhow::Result<RunDir> {
+        let path = self.run_path(stage)?;
+        self.open_run(path, stage)
+    }
+
+    /// The run directory's path, checked as [`CommonArgs::run_dir`] does, without creating
+    /// anything: stages check it first, read and check all their inputs, and only then
+    /// [`CommonArgs::open_run`], so bad input leaves no run directory behind.
+    pub fn run_path(&self, stage: &str) -> anyhow::Result<PathBuf> {
         let path = self
             .out
             .clone()
@@ -45,13 +54,106 @@ impl CommonArgs {
         if self.resume && !started {
             bail!("--resume: {} holds no run to continue", path.display());
         }
-        RunDir::open(path)
+        Ok(path)
+    }
+
+    /// Creates (or, with `--resume`, reopens and tidies) the run directory at `path` from
+    /// [`CommonArgs::run_path`].
+    pub fn open_run(&self, path: PathBuf, stage: &str) -> anyhow::Result<RunDir> {
+        let run = RunDir::open(path)?;
+        if self.resume {
+            run.recover(stage)?;
+        }
+        Ok(run)
     }
 
     /// The device.
     pub fn device(&self) -> anyhow::Result<tch::Device> {
         Ok(rlhf_model::parse_device(&self.device)?)
     }
+}
+
+/// What a checkpoint directory holds, from its `rlhf.json` (`None` for a plain HF checkpoint).
+fn checkpoint_head(path: &Path, flag: &str) -> anyhow::Result<Option<HeadKind>> {
+    let dir = rlhf_model::checkpoint::resolve_dir(path)
+        .with_context(|| format!("{flag} {}", path.display()))?;
+    Ok(CheckpointMeta::read(&dir)
+        .with_context(|| format!("{flag} {}", path.display()))?
+        .map(|m| m.head))
+}
+
+/// Loads the language model (pretrained, SFT or PPO policy) that `flag` names; a reward or
+/// value checkpoint gets a message saying what the flag takes.
+pub fn load_lm(path: &Path, opts: impl Into<LoadOptions>, flag: &str) -> anyhow::Result<CausalLm> {
+    match checkpoint_head(path, flag)? {
+        Some(HeadKind::Reward) => bail!(
+            "{flag} {}: this is a reward-model checkpoint, but {flag} takes a language model \
+             (a pretrained or SFT checkpoint, e.g. the best/ directory of an `sft` run)",
+            path.display()
+        ),
+        Some(HeadKind::Value) => bail!(
+            "{flag} {}: this is a value-function checkpoint, but {flag} takes a language model \
+             (a pretrained or SFT checkpoint, e.g. the best/ directory of an `sft` run, or a \
+             `ppo` run's policy/)",
+            path.display()
+        ),
+        _ => {}
+    }
+    CausalLm::load(path, opts).with_context(|| format!("{flag} {}", path.display()))
+}
+
+/// Loads the reward model that `flag` names; a language-model or value checkpoint gets a
+/// message saying what the flag takes.
+pub fn load_reward(
+    path: &Path,
+    opts: impl Into<LoadOptions>,
+    flag: &str,
+) -> anyhow::Result<ScalarModel> {
+    const WANT: &str = "a reward model (the final/ directory of a `reward` run, which trains \
+                        one from an SFT checkpoint)";
+    match checkpoint_head(path, flag)? {
+        Some(HeadKind::Lm) => bail!(
+            "{flag} {}: this is a language-model checkpoint, but {flag} takes {WANT}",
+            path.display()
+        ),
+        Some(HeadKind::Value) => bail!(
+            "{flag} {}: this is a value-function checkpoint, but {flag} takes {WANT}",
+            path.display()
+        ),
+        _ => {}
+    }
+    let rm = ScalarModel::load(path, opts).with_context(|| format!("{flag} {}", path.display()))?;
+    if rm.head_kind() != HeadKind::Reward {
+        bail!(
+            "{flag} {}: this is a {:?} checkpoint, but {flag} takes {WANT}",
+            path.display(),
+            rm.head_kind()
+        );
+    }
+    Ok(rm)
+}
+
+/// Checks that the reward model `flag` can read the language model's token ids: the same
+/// tokenizer when both checkpoints have one, else at least as many embedding rows.
+pub fn check_same_vocab(lm: &CausalLm, rm: &ScalarModel, flag: &str) -> anyhow::Result<()> {
+    if let (Some(a), Some(b)) = (lm.tokenizer(), rm.tokenizer()) {
+        if a.inner().get_vocab(true) != b.inner().get_vocab(true) {
+            bail!(
+                "{flag}: the reward model's tokenizer ({} tokens) differs from the policy's ({} \
+                 tokens): use a reward model trained from this policy's SFT checkpoint",
+                b.vocab_size(),
+                a.vocab_size()
+            );
+        }
+    }
+    let (v_lm, v_rm) = (lm.config().vocab_size, rm.config().vocab_size);
+    if v_rm < v_lm {
+        bail!(
+            "{flag}: the reward model has vocab_size {v_rm} but the policy {v_lm}: it cannot read \
+             the policy's tokens; use a reward model trained from this policy's SFT checkpoint"
+        );
+    }
+    Ok(())
 }
 
 /// Trains `model` with the supervised trainer in `run`: metrics.jsonl, `epoch-N/`, `best/`,
@@ -65,6 +167,18 @@ pub fn train_lm(
     run: &RunDir,
     selector: Option<Selector<'_>>,
 ) -> anyhow::Result<SftReport> {
+    // A resumed run redoes the steps after its last saved state: drop their metric lines.
+    let state = rlhf_model::checkpoint::resolve_dir(&run.join("state")).ok();
+    let saved_step = match &state {
+        None => Some(0),
+        Some(dir) => std::fs::read_to_string(dir.join("trainer_state.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v.get("step")?.as_u64()),
+    };
+    if let Some(step) = saved_step {
+        run.truncate_metrics(step)?;
+    }
     let mut metrics = run.metrics()?;
     let mut progress = Progress::new(stage, 0);
     let mut total_known = false;

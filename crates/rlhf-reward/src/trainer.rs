@@ -150,8 +150,11 @@ impl RewardTrainConfig {
         if self.log_every_steps == 0 {
             return bad("log_every_steps is 0: expected at least 1".into());
         }
-        self.adamw().validate()?;
-        Ok(())
+        // AdamW's messages name its keys (lr, beta1, ...), which are this config's too.
+        match self.adamw().validate() {
+            Err(rlhf_model::ModelError::Config(m)) => bad(m),
+            other => Ok(other?),
+        }
     }
 
     /// The AdamW settings.

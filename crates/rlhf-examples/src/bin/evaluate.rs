@@ -12,9 +12,9 @@ use clap::Parser;
 use rlhf_data::records::PromptRecord;
 use rlhf_data::toy::{LabelerConfig, LabelerPool, ToyTask};
 use rlhf_examples::data::read_records;
-use rlhf_examples::stage::collator;
+use rlhf_examples::stage::{check_same_vocab, collator, load_lm, load_reward};
 use rlhf_examples::toy_eval::{answers, mean_gold, win_rate};
-use rlhf_model::{parse_device, CausalLm, RewardModel, ScalarModel};
+use rlhf_model::{parse_device, RewardModel};
 use serde_json::json;
 use std::path::PathBuf;
 use tch::{Kind, Tensor};
@@ -53,13 +53,49 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     rlhf_examples::init_runtime();
     let args = Args::parse();
+    if args.max_prompts == 0 {
+        anyhow::bail!("--max-prompts is 0: expected at least 1");
+    }
+    if args.max_new_tokens < 1 {
+        anyhow::bail!(
+            "--max-new-tokens is {}: expected at least 1",
+            args.max_new_tokens
+        );
+    }
     let device = parse_device(&args.device)?;
-    let a = CausalLm::load(&args.a, device).with_context(|| format!("--a {}", args.a.display()))?;
-    let b = CausalLm::load(&args.b, device).with_context(|| format!("--b {}", args.b.display()))?;
+    let a = load_lm(&args.a, device, "--a")?;
+    let b = load_lm(&args.b, device, "--b")?;
+    let rm = args
+        .reward
+        .as_ref()
+        .map(|p| load_reward(p, device, "--reward"))
+        .transpose()?;
+    if let Some(rm) = &rm {
+        check_same_vocab(&a, rm, "--reward")?;
+    }
+    // Prompts keep their last tokens so that prompt, answer and EOS fit every model's context.
+    let n_ctx = [
+        Some(a.config()),
+        Some(b.config()),
+        rm.as_ref().map(|m| m.config()),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|c| c.n_positions)
+    .min()
+    .unwrap_or(0);
+    let max_prompt = (n_ctx - args.max_new_tokens - 1).min(128);
+    if max_prompt < 1 {
+        anyhow::bail!(
+            "--max-new-tokens {} leaves no room for the prompt in the models' context \
+             (n_positions {n_ctx}): lower it",
+            args.max_new_tokens
+        );
+    }
     let prompts: Vec<PromptRecord> = read_records(&args.prompts, false)?;
     let prompts = &prompts[..prompts.len().min(args.max_prompts)];
-    let col = collator(&a, 128, args.max_new_tokens as usize)?;
-    let col_b = collator(&b, 128, args.max_new_tokens as usize)?;
+    let col = collator(&a, max_prompt as usize, args.max_new_tokens as usize)?;
+    let col_b = collator(&b, max_prompt as usize, args.max_new_tokens as usize)?;
     if col.tokenizer().get_vocab(true) != col_b.tokenizer().get_vocab(true) {
         anyhow::bail!("--a and --b use different tokenizers: compare models that share one");
     }
@@ -69,15 +105,15 @@ fn main() -> anyhow::Result<()> {
         .collect::<Result<_, _>>()?;
     let ans_a = answers(&a, &ids, &col, args.max_new_tokens, None, 64)?;
     let ans_b = answers(&b, &ids, &col, args.max_new_tokens, None, 64)?;
-    let result = match &args.reward {
-        Some(rm_dir) => {
-            let rm = ScalarModel::load(rm_dir, device)
-                .with_context(|| format!("--reward {}", rm_dir.display()))?;
+    let result = match &rm {
+        Some(rm) => {
+            let cc = col.config();
             let score = |ans: &[String]| -> anyhow::Result<Vec<f64>> {
                 let mut out = vec![];
                 for (p, r) in prompts.iter().zip(ans) {
-                    let mut t = col.encode(&p.prompt)?;
-                    t.extend(col.encode(r)?);
+                    let mut t = cc.truncate_prompt(&col.encode(&p.prompt)?).to_vec();
+                    let r = col.encode(r)?;
+                    t.extend(&r[..r.len().min(args.max_new_tokens as usize)]);
                     t.push(col.config().eos_id);
                     let x = Tensor::from_slice(&t.iter().map(|&v| v as i64).collect::<Vec<_>>())
                         .unsqueeze(0)

@@ -3,9 +3,10 @@
 //! `generate --model DIR --prompt TEXT --max-new-tokens N [--greedy | --temperature T --top-k K
 //! --top-p P] [--seed S] [--device auto|cpu|cuda] [--dtype f32|bf16]`
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Parser;
-use rlhf_model::{parse_device, parse_kind, CausalLm, GenerateConfig, LoadOptions, Policy};
+use rlhf_examples::stage::load_lm;
+use rlhf_model::{parse_device, parse_kind, GenerateConfig, LoadOptions, Policy};
 use tch::Tensor;
 
 #[derive(Parser, Debug)]
@@ -46,10 +47,29 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     rlhf_examples::init_runtime();
     let args = Args::parse();
+    if args.max_new_tokens < 1 {
+        bail!(
+            "--max-new-tokens is {}: expected at least 1",
+            args.max_new_tokens
+        );
+    }
+    if !args.greedy {
+        if !(args.temperature > 0.0 && args.temperature.is_finite()) {
+            bail!(
+                "--temperature is {}: expected a positive number (or --greedy)",
+                args.temperature
+            );
+        }
+        if let Some(k) = args.top_k.filter(|&k| k < 1) {
+            bail!("--top-k is {k}: expected at least 1");
+        }
+        if let Some(p) = args.top_p.filter(|p| !(*p > 0.0 && *p <= 1.0)) {
+            bail!("--top-p is {p}: expected a probability in (0, 1]");
+        }
+    }
     let device = parse_device(&args.device)?;
     let kind = parse_kind(&args.dtype)?;
-    let lm = CausalLm::load(&args.model, LoadOptions { device, kind })
-        .with_context(|| format!("loading the model from {}", args.model.display()))?;
+    let lm = load_lm(&args.model, LoadOptions { device, kind }, "--model")?;
     let Some(tok) = lm.tokenizer() else {
         bail!(
             "{} has no tokenizer.json: generate needs one to read the prompt",
@@ -59,6 +79,14 @@ fn main() -> anyhow::Result<()> {
     let ids = tok.encode(&args.prompt)?;
     if ids.is_empty() {
         bail!("the prompt is empty after tokenization");
+    }
+    let n_positions = lm.config().n_positions;
+    if ids.len() as i64 >= n_positions {
+        bail!(
+            "the prompt is {} tokens long but the model's context (n_positions) is {n_positions}: \
+             shorten it to leave room for the answer",
+            ids.len()
+        );
     }
     let eos = lm
         .config()

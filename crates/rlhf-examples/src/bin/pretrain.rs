@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::Parser;
 use rlhf_data::collate::{CollateConfig, Collator};
 use rlhf_examples::data::read_texts;
-use rlhf_examples::stage::{special_ids, train_lm, CommonArgs};
+use rlhf_examples::stage::{load_lm, special_ids, train_lm, CommonArgs};
 use rlhf_model::{CausalLm, Gpt2Config, Tokenizer};
 use rlhf_sft::{LmData, SftConfig};
 use serde::{Deserialize, Serialize};
@@ -110,13 +110,14 @@ fn main() -> anyhow::Result<()> {
     if cfg.block_len < 2 {
         anyhow::bail!("block_len must be at least 2");
     }
+    // Everything is read and checked before the run directory is made: bad input leaves none.
+    let run_path = args.common.run_path("pretrain")?;
     let device = args.common.device()?;
     let mut model = match (&args.init, &args.tokenizer) {
-        (Some(dir), _) => {
-            CausalLm::load(dir, device).with_context(|| format!("--init {}", dir.display()))?
-        }
+        (Some(dir), _) => load_lm(dir, device, "--init")?,
         (None, Some(tok_path)) => {
-            let tok = Tokenizer::from_file(tok_path)?;
+            let tok = Tokenizer::from_file(tok_path)
+                .with_context(|| format!("--tokenizer {}", tok_path.display()))?;
             let eos = tok
                 .token_id(rlhf_model::tokenizer::ENDOFTEXT)
                 .with_context(|| format!("{} has no <|endoftext|> token", tok_path.display()))?;
@@ -162,8 +163,6 @@ fn main() -> anyhow::Result<()> {
             (t, v)
         }
     };
-    let run = args.common.run_dir("pretrain")?;
-    run.write_config(&cfg)?;
     let train = LmData::Blocks(col.pack_texts(&train_texts, cfg.block_len)?);
     let valid = (!valid_texts.is_empty())
         .then(|| {
@@ -171,6 +170,8 @@ fn main() -> anyhow::Result<()> {
                 .map(LmData::Blocks)
         })
         .transpose()?;
+    let run = args.common.open_run(run_path, "pretrain")?;
+    run.write_config(&cfg)?;
     eprintln!(
         "[pretrain] {} documents -> {} blocks of {} tokens; run directory {}",
         train_texts.len(),

@@ -22,7 +22,7 @@ use rlhf_data::collate::{CollateConfig, Collator};
 use rlhf_data::hygiene::split_by_user;
 use rlhf_data::records::{Demonstration, Ranking};
 use rlhf_examples::data::read_records;
-use rlhf_examples::run::{load_config, Progress, RunDir};
+use rlhf_examples::run::{load_config, Progress};
 use rlhf_examples::stage::CommonArgs;
 use rlhf_model::{CheckpointMeta, HeadKind, LoadOptions, ScalarModel};
 use rlhf_reward::toy::gold_scores;
@@ -141,11 +141,8 @@ fn read_rankings(paths: &[PathBuf], lenient: bool) -> anyhow::Result<Vec<Ranking
 fn main() -> anyhow::Result<()> {
     rlhf_examples::init_runtime();
     let args = Args::parse();
-    let run_path = args
-        .common
-        .out
-        .clone()
-        .unwrap_or_else(|| RunDir::default_for("reward"));
+    // Everything is read and checked before the run directory is made: bad input leaves none.
+    let run_path = args.common.run_path("reward")?;
     // On --resume the run's own config is the base (flags may still override it).
     let config_file = match (&args.common.config, args.common.resume) {
         (Some(c), _) => Some(c.clone()),
@@ -185,6 +182,10 @@ fn main() -> anyhow::Result<()> {
         Some(p) => read_records(p, cfg.lenient)?,
         None => Vec::new(),
     };
+    // The scalar head of a model built from an LM is drawn from libtorch's generator: seed it,
+    // so that the same command gives the same RM (and a run killed before its first checkpoint
+    // resumes to the same result).
+    tch::manual_seed(cfg.train.seed as i64);
     let model =
         init_model(&args.init, opts).with_context(|| format!("--init {}", args.init.display()))?;
     let col = collator(&model, &cfg)?;
@@ -203,7 +204,7 @@ fn main() -> anyhow::Result<()> {
         })
     };
 
-    let run = args.common.run_dir("reward")?;
+    let run = args.common.open_run(run_path, "reward")?;
     let mut trainer = if args.common.resume {
         match latest_checkpoint(&run.path)? {
             Some(ckpt) => {
@@ -228,6 +229,10 @@ fn main() -> anyhow::Result<()> {
     } else {
         RewardTrainer::new(model, cfg.train.clone(), col.config().clone(), train.len())?
     };
+    if args.common.resume {
+        // The steps after the checkpoint are redone: drop their metric lines.
+        run.truncate_metrics(trainer.state().step)?;
+    }
     run.write_config(&cfg)?;
     let k_hist = train
         .iter()

@@ -7,16 +7,18 @@
 //! selected epoch: highest RM score of greedy answers to validation prompts when --reward is
 //! given, as in the paper, else lowest validation loss), `state/` (to resume) and `report.json`.
 
-use anyhow::Context;
 use clap::Parser;
+use rlhf_data::collate::{CollateConfig, TokenizedPair};
 use rlhf_data::hygiene::split_by_user;
 use rlhf_data::records::Demonstration;
 use rlhf_examples::data::read_records;
-use rlhf_examples::stage::{collator, train_lm, CommonArgs};
-use rlhf_model::{CausalLm, ScalarModel};
+use rlhf_examples::stage::{
+    check_same_vocab, collator, load_lm, load_reward, train_lm, CommonArgs,
+};
+use rlhf_model::CausalLm;
 use rlhf_sft::{mean_greedy_reward, LmData, SftConfig};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The `sft` config (TOML). See configs/sft.toml.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,55 +76,60 @@ fn main() -> anyhow::Result<()> {
     let cfg: SftRunConfig =
         rlhf_examples::run::load_config(args.common.config.as_deref(), &args.common.overrides)?;
     cfg.train.validate()?;
+    if !(0.0..1.0).contains(&cfg.valid_fraction) {
+        anyhow::bail!(
+            "valid_fraction is {}: expected a fraction in [0, 1)",
+            cfg.valid_fraction
+        );
+    }
+    // Everything is read and checked before the run directory is made: bad input leaves none.
+    let run_path = args.common.run_path("sft")?;
     let device = args.common.device()?;
-    let mut model = CausalLm::load(&args.init, device)
-        .with_context(|| format!("--init {}", args.init.display()))?;
+    let mut model = load_lm(&args.init, device, "--init")?;
     let reward = args
         .reward
         .as_ref()
-        .map(|p| ScalarModel::load(p, device).with_context(|| format!("--reward {}", p.display())))
+        .map(|p| load_reward(p, device, "--reward"))
         .transpose()?;
+    if let Some(rm) = &reward {
+        check_same_vocab(&model, rm, "--reward")?;
+    }
     let demos: Vec<Demonstration> = read_records(&args.data, cfg.lenient)?;
-    let (train, valid) = match &args.valid {
-        Some(v) => (demos, read_records::<Demonstration>(v, cfg.lenient)?),
+    let (train, valid, valid_file) = match &args.valid {
+        Some(v) => (demos, read_records::<Demonstration>(v, cfg.lenient)?, v),
         None => {
             let s = split_by_user(
                 demos,
                 (1.0 - cfg.valid_fraction, cfg.valid_fraction, 0.0),
                 cfg.split_seed,
             )?;
-            (s.train, s.valid)
+            (s.train, s.valid, &args.data)
         }
     };
     if train.is_empty() {
         anyhow::bail!("no training demonstrations left after the validation split");
     }
-    let run = args.common.run_dir("sft")?;
-    run.write_config(&cfg)?;
     let col = collator(
         &model,
         cfg.train.max_prompt_tokens,
         cfg.train.max_response_tokens,
     )?;
-    let to_data = |d: &[Demonstration]| -> anyhow::Result<LmData> {
+    let n_positions = model.config().n_positions;
+    let to_data = |d: &[Demonstration], file: &Path| -> anyhow::Result<LmData> {
+        let pairs = col.tokenize_demonstrations(d)?;
+        check_fit(&pairs, d, file, col.config(), n_positions)?;
         Ok(LmData::Demonstrations {
-            pairs: col.tokenize_demonstrations(d)?,
+            pairs,
             collate: col.config().clone(),
         })
     };
-    let train_data = to_data(&train)?;
+    let train_data = to_data(&train, &args.data)?;
     let valid_data = if valid.is_empty() {
         None
     } else {
-        Some(to_data(&valid)?)
+        Some(to_data(&valid, valid_file)?)
     };
-    eprintln!(
-        "[sft] {} training and {} validation demonstrations; run directory {}",
-        train.len(),
-        valid.len(),
-        run.path.display()
-    );
-    let selector = match &reward {
+    let selection = match &reward {
         Some(rm) => {
             let prompts: Vec<Vec<u32>> = valid
                 .iter()
@@ -134,15 +141,45 @@ fn main() -> anyhow::Result<()> {
                     "--reward needs validation prompts: give --valid or a positive valid_fraction"
                 );
             }
-            let collate = col.config().clone();
-            let n = cfg.selection_max_new_tokens;
-            Some(
-                Box::new(move |m: &CausalLm| mean_greedy_reward(m, rm, &prompts, &collate, n, 32))
-                    as rlhf_sft::trainer::Selector,
-            )
+            if cfg.selection_max_new_tokens < 1 {
+                anyhow::bail!(
+                    "selection_max_new_tokens is {}: expected at least 1",
+                    cfg.selection_max_new_tokens
+                );
+            }
+            // Greedy answers stop at the policy's context; the RM must read them whole.
+            let longest = prompts
+                .iter()
+                .map(|p| p.len().min(cfg.train.max_prompt_tokens))
+                .max()
+                .unwrap_or(0) as i64;
+            let answer_len = (longest + cfg.selection_max_new_tokens).min(n_positions);
+            let rm_positions = rm.config().n_positions;
+            if answer_len > rm_positions {
+                anyhow::bail!(
+                    "--reward: prompts plus answers take up to {answer_len} tokens but the reward \
+                     model's n_positions is {rm_positions}: lower train.max_prompt_tokens or \
+                     selection_max_new_tokens"
+                );
+            }
+            Some((rm, prompts))
         }
         None => None,
     };
+    let run = args.common.open_run(run_path, "sft")?;
+    run.write_config(&cfg)?;
+    eprintln!(
+        "[sft] {} training and {} validation demonstrations; run directory {}",
+        train.len(),
+        valid.len(),
+        run.path.display()
+    );
+    let selector = selection.map(|(rm, prompts)| {
+        let collate = col.config().clone();
+        let n = cfg.selection_max_new_tokens;
+        Box::new(move |m: &CausalLm| mean_greedy_reward(m, rm, &prompts, &collate, n, 32))
+            as rlhf_sft::trainer::Selector
+    });
     train_lm(
         "sft",
         &mut model,
@@ -152,5 +189,38 @@ fn main() -> anyhow::Result<()> {
         &run,
         selector,
     )?;
+    Ok(())
+}
+
+/// Checks that every demonstration, truncated as configured, fits the model's context; the
+/// error names the first that does not and the keys to lower.
+fn check_fit(
+    pairs: &[TokenizedPair],
+    demos: &[Demonstration],
+    file: &Path,
+    collate: &CollateConfig,
+    n_positions: i64,
+) -> anyhow::Result<()> {
+    for (pair, demo) in pairs.iter().zip(demos) {
+        let prompt = collate.truncate_prompt(&pair.prompt).len();
+        let (response, eos) = collate.truncate_response(&pair.response);
+        let len = prompt + response.len() + usize::from(eos);
+        if len as i64 > n_positions {
+            anyhow::bail!(
+                "{}: demonstration {:?} takes {len} tokens ({prompt} of prompt, {} of response) \
+                 after truncation to train.max_prompt_tokens = {} and train.max_response_tokens \
+                 = {}, more than the model's n_positions {n_positions}: lower them so that they \
+                 sum to at most {n_positions} (e.g. --set train.max_prompt_tokens={} --set \
+                 train.max_response_tokens={})",
+                file.display(),
+                demo.id,
+                len - prompt,
+                collate.max_prompt_tokens,
+                collate.max_response_tokens,
+                n_positions / 2,
+                n_positions - n_positions / 2
+            );
+        }
+    }
     Ok(())
 }
