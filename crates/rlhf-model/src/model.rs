@@ -10,9 +10,9 @@ use crate::config::Gpt2Config;
 use crate::error::{ModelError, Result};
 use crate::generate::{generate_uncached, generate_with, GenerateConfig, Generation};
 use crate::gpt2::{Gpt2, KvCache};
-use crate::ops::last_token_index;
+use crate::ops::{last_token_index, log_probs_of, selected_positions};
 use crate::tokenizer::Tokenizer;
-use crate::traits::{Policy, RewardModel, ValueFunction};
+use crate::traits::{check_target_mask, Policy, RewardModel, ValueFunction};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tch::{nn, Device, Kind, Tensor};
@@ -357,6 +357,27 @@ impl Policy for CausalLm {
 
     fn var_store(&self) -> &nn::VarStore {
         &self.vs
+    }
+
+    /// The body on every token, then the unembedding and the log-softmax only at the positions
+    /// that predict a selected token (half the rows in W-SFT, where the prompt is masked).
+    fn masked_token_log_probs(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        target_mask: &Tensor,
+        temperature: f64,
+        train: bool,
+    ) -> Result<Tensor> {
+        check_pair(input_ids, attention_mask)?;
+        check_target_mask(input_ids, target_mask)?;
+        let hidden = self
+            .body
+            .forward(input_ids, padding_mask(attention_mask)?, None, train)?;
+        let e = hidden.size()[2];
+        let (rows, targets) = selected_positions(target_mask, input_ids);
+        let h = hidden.reshape([-1, e]).index_select(0, &rows);
+        Ok(log_probs_of(&self.lm_logits(&h), &targets, temperature))
     }
 
     /// KV-cache sampling: one forward of the prompts, then one token per step.

@@ -113,6 +113,188 @@ struct Param {
     v: Tensor,
 }
 
+/// The hyper-parameters of one step.
+struct Hyper {
+    b1: f64,
+    b2: f64,
+    bc1: f64,
+    bc2: f64,
+    eps: f64,
+    lr: f64,
+}
+
+impl Param {
+    /// The update with libtorch ops (any device and dtype).
+    fn step_tensor_ops(&mut self, g: &Tensor, h: &Hyper) {
+        let g = g.to_kind(tch::Kind::Float);
+        let _ = self.m.lerp_(&g, 1.0 - h.b1);
+        let _ = self
+            .v
+            .g_mul_scalar_(h.b2)
+            .addcmul_(&g, &g.g_mul_scalar(1.0 - h.b2));
+        let denom = (self.v.sqrt() / h.bc2.sqrt()).g_add_scalar_(h.eps);
+        let update = self.m.g_div(&denom).g_mul_scalar_(h.lr / h.bc1);
+        if self.decay > 0.0 {
+            let _ = self.var.g_mul_scalar_(1.0 - h.lr * self.decay);
+        }
+        let _ = self.var.g_sub_(&update.to_kind(self.var.kind()));
+    }
+}
+
+/// One variable's memory for the fused update: parameter, gradient, first and second moment.
+struct FusedJob<'a> {
+    p: &'a mut [f32],
+    g: &'a [f32],
+    m: &'a mut [f32],
+    v: &'a mut [f32],
+    /// `1 - lr * weight_decay`.
+    keep: f32,
+}
+
+impl<'a> FusedJob<'a> {
+    /// Whether the fused path applies: contiguous f32 CPU variable, gradient and moments of
+    /// one size, in four non-overlapping buffers.
+    fn applies(p: &Param, g: &Tensor) -> bool {
+        let n = p.var.numel();
+        let ok = |t: &Tensor| {
+            t.device() == tch::Device::Cpu
+                && t.kind() == tch::Kind::Float
+                && t.is_contiguous()
+                && t.numel() == n
+        };
+        if n == 0 || !(ok(&p.var) && ok(g) && ok(&p.m) && ok(&p.v)) {
+            return false;
+        }
+        let ptrs = [
+            p.var.data_ptr(),
+            g.data_ptr(),
+            p.m.data_ptr(),
+            p.v.data_ptr(),
+        ];
+        let bytes = n * std::mem::size_of::<f32>();
+        ptrs.iter().enumerate().all(|(i, &a)| {
+            ptrs[i + 1..].iter().all(|&b| {
+                let (a, b) = (a as usize, b as usize);
+                a >= b + bytes || b >= a + bytes
+            })
+        })
+    }
+
+    /// The slices of a variable for which [`FusedJob::applies`] holds (checked again here).
+    fn new(p: &'a mut Param, g: &'a Tensor, lr: f64) -> Self {
+        assert!(Self::applies(p, g), "fused AdamW on an unsuitable variable");
+        let n = p.var.numel();
+        let keep = if p.decay > 0.0 {
+            (1.0 - lr * p.decay) as f32
+        } else {
+            1.0
+        };
+        // SAFETY: each pointer is the start of a contiguous, initialized f32 CPU buffer of `n`
+        // elements and the four buffers do not overlap (`applies`). They stay alive and are
+        // touched by nothing else while the slices live: `p` (variable and moments) is
+        // borrowed mutably and `g` shared for 'a, and no libtorch op runs during the update.
+        unsafe {
+            FusedJob {
+                p: std::slice::from_raw_parts_mut(p.var.data_ptr() as *mut f32, n),
+                g: std::slice::from_raw_parts(g.data_ptr() as *const f32, n),
+                m: std::slice::from_raw_parts_mut(p.m.data_ptr() as *mut f32, n),
+                v: std::slice::from_raw_parts_mut(p.v.data_ptr() as *mut f32, n),
+                keep,
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.p.len()
+    }
+
+    /// Splits off the first `k` elements.
+    fn split(self, k: usize) -> (Self, Self) {
+        let (p0, p1) = self.p.split_at_mut(k);
+        let (g0, g1) = self.g.split_at(k);
+        let (m0, m1) = self.m.split_at_mut(k);
+        let (v0, v1) = self.v.split_at_mut(k);
+        (
+            FusedJob {
+                p: p0,
+                g: g0,
+                m: m0,
+                v: v0,
+                keep: self.keep,
+            },
+            FusedJob {
+                p: p1,
+                g: g1,
+                m: m1,
+                v: v1,
+                keep: self.keep,
+            },
+        )
+    }
+
+    /// The AdamW formula in f32, element by element, as [`Param::step_tensor_ops`] computes it
+    /// (libtorch's `lerp` for the first moment).
+    fn run(self, h: &Hyper) {
+        let w1 = (1.0 - h.b1) as f32;
+        let b2 = h.b2 as f32;
+        let w2 = (1.0 - h.b2) as f32;
+        let sqrt_bc2 = h.bc2.sqrt() as f32;
+        let eps = h.eps as f32;
+        let step = (h.lr / h.bc1) as f32;
+        let keep = self.keep;
+        let lerp_low = w1 < 0.5;
+        for (((p, &g), m), v) in self
+            .p
+            .iter_mut()
+            .zip(self.g)
+            .zip(self.m.iter_mut())
+            .zip(self.v.iter_mut())
+        {
+            *m = if lerp_low {
+                *m + w1 * (g - *m)
+            } else {
+                g - (g - *m) * (1.0 - w1)
+            };
+            *v = *v * b2 + g * (g * w2);
+            let denom = v.sqrt() / sqrt_bc2 + eps;
+            let update = *m / denom * step;
+            *p = *p * keep - update;
+        }
+    }
+}
+
+/// Runs the fused updates on libtorch's intra-op thread count, in equal shares.
+fn run_fused(jobs: Vec<FusedJob<'_>>, h: &Hyper) {
+    let total: usize = jobs.iter().map(FusedJob::len).sum();
+    let threads = (tch::get_num_threads().max(1) as usize).min(total / (1 << 15) + 1);
+    if threads <= 1 {
+        jobs.into_iter().for_each(|j| j.run(h));
+        return;
+    }
+    let share = total.div_ceil(threads);
+    let mut shares: Vec<Vec<FusedJob<'_>>> = vec![Vec::new()];
+    let mut room = share;
+    for mut job in jobs {
+        while job.len() > room {
+            let (head, tail) = job.split(room);
+            shares.last_mut().unwrap().push(head);
+            shares.push(Vec::new());
+            room = share;
+            job = tail;
+        }
+        room -= job.len();
+        shares.last_mut().unwrap().push(job);
+    }
+    std::thread::scope(|s| {
+        let mut it = shares.into_iter();
+        let first = it.next().unwrap_or_default();
+        for part in it {
+            s.spawn(move || part.into_iter().for_each(|j| j.run(h)));
+        }
+        first.into_iter().for_each(|j| j.run(h));
+    });
+}
+
 impl AdamW {
     /// AdamW over the trainable variables of `vs`, at learning rate `cfg.lr`.
     pub fn new(vs: &nn::VarStore, cfg: &AdamWConfig) -> Result<Self> {
@@ -215,29 +397,48 @@ impl AdamW {
 
     /// One AdamW update from the current gradients (variables without a gradient are left
     /// alone).
+    ///
+    /// Contiguous f32 CPU variables (the usual case) are updated by one fused pass over
+    /// parameter, gradient and both moments, split across libtorch's intra-op thread count;
+    /// anything else (CUDA, bf16 weights, strided tensors) takes [`AdamW::step_tensor_ops`]'s
+    /// path. Both compute the same f32 formula. The fused pass writes the variables' memory
+    /// directly, so it does not bump their autograd version counters: do not step while a
+    /// graph that saved the weights is still to be backpropagated.
     pub fn step(&mut self) {
+        self.step_impl(true);
+    }
+
+    /// The same update with one libtorch op per term (several passes over memory): the
+    /// reference the fused pass of [`AdamW::step`] is tested against, and its fallback.
+    pub fn step_tensor_ops(&mut self) {
+        self.step_impl(false);
+    }
+
+    fn step_impl(&mut self, fused: bool) {
         let _g = tch::no_grad_guard();
         self.step += 1;
-        let (b1, b2) = (self.cfg.beta1, self.cfg.beta2);
-        let bc1 = 1.0 - b1.powi(self.step as i32);
-        let bc2 = 1.0 - b2.powi(self.step as i32);
-        for p in &mut self.params {
-            let g = p.var.grad();
+        let h = Hyper {
+            b1: self.cfg.beta1,
+            b2: self.cfg.beta2,
+            bc1: 1.0 - self.cfg.beta1.powi(self.step as i32),
+            bc2: 1.0 - self.cfg.beta2.powi(self.step as i32),
+            eps: self.cfg.eps,
+            lr: self.lr,
+        };
+        let mut jobs: Vec<FusedJob<'_>> = Vec::new();
+        // The gradients are kept alive here while `jobs` borrows their memory.
+        let grads: Vec<Tensor> = self.params.iter().map(|p| p.var.grad()).collect();
+        for (p, g) in self.params.iter_mut().zip(&grads) {
             if !g.defined() {
                 continue;
             }
-            let g = g.to_kind(tch::Kind::Float);
-            let _ = p.m.lerp_(&g, 1.0 - b1);
-            let _ =
-                p.v.g_mul_scalar_(b2)
-                    .addcmul_(&g, &g.g_mul_scalar(1.0 - b2));
-            let denom = (p.v.sqrt() / bc2.sqrt()).g_add_scalar_(self.cfg.eps);
-            let update = p.m.g_div(&denom).g_mul_scalar_(self.lr / bc1);
-            if p.decay > 0.0 {
-                let _ = p.var.g_mul_scalar_(1.0 - self.lr * p.decay);
+            if fused && FusedJob::applies(p, g) {
+                jobs.push(FusedJob::new(p, g, h.lr));
+            } else {
+                p.step_tensor_ops(g, &h);
             }
-            let _ = p.var.g_sub_(&update.to_kind(p.var.kind()));
         }
+        run_fused(jobs, &h);
     }
 
     /// The state (moments per variable and the step count) as named tensors.

@@ -2,10 +2,22 @@
 //! downstream crate can bring its own policy architecture, a rule-based reward or another value
 //! model.
 
-use crate::error::Result;
+use crate::error::{ModelError, Result};
 use crate::generate::{GenerateConfig, Generation};
 use crate::ops::token_log_probs;
 use tch::{nn, Device, Tensor};
+
+/// Checks that `target_mask` has the shape of `input_ids` and that there is a token to predict.
+pub(crate) fn check_target_mask(input_ids: &Tensor, target_mask: &Tensor) -> Result<()> {
+    if input_ids.dim() != 2 || target_mask.size() != input_ids.size() || input_ids.size()[1] < 2 {
+        return Err(ModelError::Input(format!(
+            "input_ids and target_mask must both be [B, T] with T >= 2; got {:?} and {:?}",
+            input_ids.size(),
+            target_mask.size()
+        )));
+    }
+    Ok(())
+}
 
 /// A language model that is trained (SFT, PPO) and sampled from.
 ///
@@ -39,6 +51,31 @@ pub trait Policy {
     ) -> Result<Tensor> {
         let logits = self.logits(input_ids, attention_mask, train)?;
         Ok(token_log_probs(&logits, input_ids, temperature))
+    }
+
+    /// The entries of [`Policy::token_log_probs`] selected by `target_mask`: the log-probs of
+    /// the scored tokens only (e.g. the response tokens of SFT), for losses that need nothing
+    /// else.
+    ///
+    /// Shapes: `input_ids [B, T]`, `attention_mask [B, T]`, `target_mask [B, T]` (nonzero where
+    /// token `t` is scored; column 0 is ignored since nothing predicts the first token) ->
+    /// `[N]` f32, in row-major order of the selected tokens (`N` = nonzero entries of
+    /// `target_mask[:, 1..]`), equal to `token_log_probs(..)` masked by `target_mask[:, 1..]`.
+    ///
+    /// The default computes every logit and selects; [`crate::CausalLm`] overrides it to apply
+    /// the unembedding and the softmax at the selected positions only.
+    fn masked_token_log_probs(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        target_mask: &Tensor,
+        temperature: f64,
+        train: bool,
+    ) -> Result<Tensor> {
+        check_target_mask(input_ids, target_mask)?;
+        let lp = self.token_log_probs(input_ids, attention_mask, temperature, train)?;
+        let t = input_ids.size()[1];
+        Ok(lp.masked_select(&target_mask.narrow(1, 1, t - 1).ne(0)))
     }
 
     /// Samples continuations of left-padded prompts (`[B, P]` ids and mask); see

@@ -90,3 +90,104 @@ fn adamw_matches_the_reference_update_and_its_state_round_trips() {
         .zip(opt.state())
         .all(|((a, x), (b, y))| a == &b && x.equal(&y)));
 }
+
+#[test]
+fn fused_step_equals_the_tensor_op_step() {
+    // One model and its gradients, two optimizers: from the same weights and the same
+    // gradients, the fused step and the tensor-op step must give the same weights and moments.
+    // Three steps, weight decay on the matrices, an lr change between steps.
+    let lm = small_lm(11);
+    let cfg = AdamWConfig {
+        lr: 1e-2,
+        beta1: 0.9,
+        beta2: 0.95,
+        eps: 1e-8,
+        weight_decay: 0.1,
+        decay_embeddings: false,
+    };
+    let mut fused = AdamW::new(lm.var_store(), &cfg).unwrap();
+    let mut plain = AdamW::new(lm.var_store(), &cfg).unwrap();
+    let ids = Tensor::from_slice(&[3i64, 14, 15, 92, 65, 35, 89, 79]).view([2, 4]);
+    let snapshot = || -> std::collections::BTreeMap<String, Tensor> {
+        lm.var_store()
+            .variables()
+            .into_iter()
+            .map(|(n, t)| (n, t.detach().copy()))
+            .collect()
+    };
+    let start = snapshot();
+    for step in 0..3 {
+        fused.zero_grad();
+        let lp = lm
+            .token_log_probs(&ids, &ids.ones_like(), 1.0, false)
+            .unwrap();
+        (-lp.mean(Kind::Float)).backward();
+        fused.set_lr(1e-2 / (step + 1) as f64);
+        plain.set_lr(1e-2 / (step + 1) as f64);
+        let before = snapshot();
+        fused.step();
+        let after_fused = snapshot();
+        tch::no_grad(|| {
+            for (name, mut v) in lm.var_store().variables() {
+                v.copy_(&before[&name]);
+            }
+        });
+        plain.step_tensor_ops();
+        let after_plain = snapshot();
+        for ((name, x), (_, y)) in after_fused.iter().zip(&after_plain) {
+            let d = f64::try_from((x - y).abs().max()).unwrap();
+            assert!(d <= 1e-7, "step {step}: {name} differs by {d}");
+        }
+        for ((n, x), (m, y)) in fused.state().iter().zip(plain.state()) {
+            assert_eq!(n, &m);
+            let d = f64::try_from(
+                (x.to_kind(Kind::Double) - y.to_kind(Kind::Double))
+                    .abs()
+                    .max(),
+            )
+            .unwrap();
+            assert!(d <= 1e-7, "step {step}: state {n} differs by {d}");
+        }
+    }
+    // The weights moved (the step is not a no-op).
+    let name = "transformer.h.0.mlp.c_fc.weight";
+    let now = &lm.var_store().variables()[name];
+    let moved = f64::try_from((now - &start[name]).abs().max()).unwrap();
+    assert!(moved > 1e-3, "{moved}");
+}
+
+#[test]
+fn fused_step_does_not_depend_on_how_large_variables_are_split() {
+    // A variable larger than one thread's share, plus small ones: the result must not depend on
+    // how the work is split.
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let big = vs.root().var(
+        "big",
+        &[300_001],
+        tch::nn::Init::Uniform { lo: -1.0, up: 1.0 },
+    );
+    let small = vs.root().var("small", &[7], tch::nn::Init::Const(0.5));
+    let vs2 = tch::nn::VarStore::new(tch::Device::Cpu);
+    let big2 = vs2.root().var("big", &[300_001], tch::nn::Init::Const(0.0));
+    let small2 = vs2.root().var("small", &[7], tch::nn::Init::Const(0.5));
+    tch::no_grad(|| {
+        let mut b2 = big2.shallow_clone();
+        b2.copy_(&big);
+    });
+    let cfg = AdamWConfig {
+        lr: 0.05,
+        ..Default::default()
+    };
+    let mut fused = AdamW::new(&vs, &cfg).unwrap();
+    let mut plain = AdamW::new(&vs2, &cfg).unwrap();
+    for _ in 0..2 {
+        fused.zero_grad();
+        plain.zero_grad();
+        ((&big * &big).sum(Kind::Float) + small.sum(Kind::Float)).backward();
+        ((&big2 * &big2).sum(Kind::Float) + small2.sum(Kind::Float)).backward();
+        fused.step();
+        plain.step_tensor_ops();
+    }
+    assert!(f64::try_from((&big - &big2).abs().max()).unwrap() <= 1e-6);
+    assert!(f64::try_from((&small - &small2).abs().max()).unwrap() <= 1e-6);
+}

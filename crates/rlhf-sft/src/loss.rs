@@ -25,6 +25,10 @@ pub fn masked_lm_loss_from_logits(
 /// [`masked_lm_loss_from_logits`] of a policy's forward pass (with grad unless the caller is
 /// under `no_grad`); `train` enables dropout. PPO-ptx adds `gamma_ptx` times this loss on a
 /// pretraining batch to the PPO loss.
+///
+/// Goes through [`Policy::masked_token_log_probs`], so a [`rlhf_model::CausalLm`] computes the
+/// unembedding and the softmax only at the positions `loss_mask` selects (the same value and
+/// gradient as the full logits, half the LM-head work when the prompt is half the sequence).
 pub fn masked_lm_loss<P: Policy + ?Sized>(
     policy: &P,
     input_ids: &Tensor,
@@ -32,6 +36,10 @@ pub fn masked_lm_loss<P: Policy + ?Sized>(
     loss_mask: &Tensor,
     train: bool,
 ) -> Result<Tensor> {
-    let logits = policy.logits(input_ids, attention_mask, train)?;
-    Ok(masked_lm_loss_from_logits(&logits, input_ids, loss_mask))
+    let lp = policy.masked_token_log_probs(input_ids, attention_mask, loss_mask, 1.0, train)?;
+    let t = input_ids.size()[1];
+    let m = loss_mask.narrow(1, 1, t - 1).to_kind(Kind::Float);
+    let n = m.sum(Kind::Float).clamp_min(1.0);
+    let w = m.masked_select(&m.ne(0));
+    Ok(-(lp * w).sum(Kind::Float) / n)
 }

@@ -1,6 +1,6 @@
 //! The supervised trainer: SFT on demonstrations and LM pretraining on packed text.
 
-use crate::loss::masked_lm_loss_from_logits;
+use crate::loss::masked_lm_loss;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -255,8 +255,7 @@ pub fn evaluate_loss<P: Policy + ?Sized>(
             continue;
         }
         let (ids, mask, lm) = batch_tensors(&b, policy.device());
-        let logits = policy.logits(&ids, &mask, false)?;
-        sum += masked_lm_loss_from_logits(&logits, &ids, &lm).double_value(&[]) * n;
+        sum += masked_lm_loss(policy, &ids, &mask, &lm, false)?.double_value(&[]) * n;
         count += n;
     }
     Ok(if count > 0.0 { sum / count } else { f64::NAN })
@@ -424,8 +423,7 @@ impl<'a> SftTrainer<'a> {
                     tch::manual_seed(mix_seed(cfg.seed, st.step, j as u64) as i64);
                     let b = train.batch(idx)?;
                     let (ids, mask, lm) = batch_tensors(&b, device);
-                    let logits = model.logits(&ids, &mask, true)?;
-                    let loss = masked_lm_loss_from_logits(&logits, &ids, &lm) / (end - i) as f64;
+                    let loss = masked_lm_loss(&*model, &ids, &mask, &lm, true)? / (end - i) as f64;
                     loss.backward();
                     step_loss += loss.double_value(&[]);
                 }

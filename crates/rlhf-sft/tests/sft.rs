@@ -243,3 +243,53 @@ fn bad_settings_are_errors_that_name_the_key() {
         assert!(err.contains(needle), "{err}");
     }
 }
+
+/// `masked_lm_loss` (unembedding at the loss positions only) equals the loss of the full
+/// logits, in value and in every gradient, with padding and fractional loss weights.
+#[test]
+fn masked_loss_of_a_policy_equals_the_full_logits_loss() {
+    use rlhf_sft::masked_lm_loss;
+    let lm = tiny_lm(5);
+    let ids = Tensor::from_slice(&[
+        1i64, 5, 7, 2, 9, 9, 39, 0, // right-padded
+        1, 3, 4, 6, 2, 6, 4, 3, // full
+    ])
+    .view([2, 8]);
+    let mask =
+        Tensor::from_slice(&[1i64, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1]).view([2, 8]);
+    let loss_mask = Tensor::from_slice(&[
+        0f32, 0., 0., 0., 1., 1., 1., 0., 0., 0., 0., 0., 0., 0.5, 1., 1.,
+    ])
+    .view([2, 8]);
+    let grads = |lm: &rlhf_model::CausalLm| -> std::collections::BTreeMap<String, Tensor> {
+        lm.var_store()
+            .variables()
+            .into_iter()
+            .map(|(n, v)| (n, v.grad().copy()))
+            .collect()
+    };
+    let zero = |lm: &rlhf_model::CausalLm| {
+        for mut v in lm.var_store().trainable_variables() {
+            v.zero_grad();
+        }
+    };
+    zero(&lm);
+    let full =
+        masked_lm_loss_from_logits(&lm.logits(&ids, &mask, false).unwrap(), &ids, &loss_mask);
+    full.backward();
+    let g_full = grads(&lm);
+    zero(&lm);
+    let masked = masked_lm_loss(&lm, &ids, &mask, &loss_mask, false).unwrap();
+    masked.backward();
+    let g_masked = grads(&lm);
+    let (a, b) = (full.double_value(&[]), masked.double_value(&[]));
+    assert!((a - b).abs() < 1e-5 * a.abs().max(1.0), "{a} vs {b}");
+    for ((name, x), (_, y)) in g_full.iter().zip(&g_masked) {
+        let scale = f64::try_from(x.abs().max()).unwrap().max(1e-6);
+        let d = f64::try_from((x - y).abs().max()).unwrap() / scale;
+        assert!(d < 1e-4, "grad of {name} differs by {d} (relative)");
+    }
+    // Nothing selected: zero loss, as from the logits.
+    let none = masked_lm_loss(&lm, &ids, &mask, &loss_mask.zeros_like(), false).unwrap();
+    assert_eq!(none.double_value(&[]), 0.0);
+}

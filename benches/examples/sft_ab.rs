@@ -1,0 +1,211 @@
+//! Interleaved A/B timings of the W-SFT step's pieces (WORKLOAD.md), for a shared, noisy
+//! machine: each round runs every variant once, in turn, and the report gives per-variant
+//! medians and the median over rounds of each variant's time divided by the baseline's in the
+//! same round.
+//!
+//! `cargo run --release -p rlhf-benches --example sft_ab -- <head|adamw|step> <tiny|gpt2-small> [rounds]`
+//!
+//! - `head`: unembedding + loss, forward and backward, from a fixed hidden state.
+//! - `adamw`: one optimizer step over the model's variables (gradients from one backward).
+//! - `step`: the whole W-SFT step (zero_grad, forward, loss, backward, AdamW).
+
+use rlhf_model::train::{AdamW, AdamWConfig};
+use rlhf_model::{CausalLm, Gpt2Config, Policy};
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+/// The loss before this work: every logit, `picked - logsumexp` (several passes in backward).
+fn old_loss(logits: &Tensor, ids: &Tensor, loss_mask: &Tensor) -> Tensor {
+    let t = ids.size()[1];
+    let lg = logits.narrow(1, 0, t - 1).to_kind(Kind::Float);
+    let targets = ids.narrow(1, 1, t - 1).unsqueeze(-1);
+    let lp = lg.gather(-1, &targets, false).squeeze_dim(-1) - lg.logsumexp([-1], false);
+    let m = loss_mask.narrow(1, 1, t - 1).to_kind(Kind::Float);
+    let n = m.sum(Kind::Float).clamp_min(1.0);
+    -(lp * &m).sum(Kind::Float) / n
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+type Variant<'a> = (&'static str, Box<dyn FnMut() + 'a>);
+
+fn interleave(rounds: usize, variants: &mut [Variant<'_>]) {
+    for (_, f) in variants.iter_mut() {
+        f(); // warm-up
+    }
+    let mut times = vec![Vec::new(); variants.len()];
+    for r in 0..rounds {
+        for (i, (name, f)) in variants.iter_mut().enumerate() {
+            let t = Instant::now();
+            f();
+            let s = t.elapsed().as_secs_f64();
+            eprintln!("round {r} {name}: {s:.4}s");
+            times[i].push(s);
+        }
+    }
+    for (i, (name, _)) in variants.iter().enumerate() {
+        let ratios: Vec<f64> = times[i].iter().zip(&times[0]).map(|(a, b)| a / b).collect();
+        println!(
+            "{name:>28}: median {:.4}s  ratio to {} (median of per-round ratios) {:.3}  min {:.4}s",
+            median(times[i].clone()),
+            variants[0].0,
+            median(ratios),
+            times[i].iter().cloned().fold(f64::MAX, f64::min),
+        );
+    }
+}
+
+fn main() {
+    rlhf_model::cpu::ensure_usable_cpu_isa();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    tch::set_num_threads(cores as i32);
+    let args: Vec<String> = std::env::args().collect();
+    let what = args.get(1).map_or("step", String::as_str).to_string();
+    let size = args.get(2).map_or("tiny", String::as_str);
+    let rounds: usize = args.get(3).map_or(5, |r| r.parse().expect("rounds"));
+    let cfg = match size {
+        "tiny" => Gpt2Config::tiny(),
+        "gpt2-small" => Gpt2Config::gpt2_small(),
+        other => panic!("unknown size {other}"),
+    }
+    .with_dropout(0.0);
+    tch::manual_seed(0);
+    let dev = Device::Cpu;
+    let lm = CausalLm::new(&cfg, dev).unwrap();
+    let (b, t) = (8i64, 256i64);
+    let ids = Tensor::randint(cfg.vocab_size, [b, t], (Kind::Int64, dev));
+    let mask = ids.ones_like();
+    let loss_mask = Tensor::cat(
+        &[
+            Tensor::zeros([b, t / 2], (Kind::Float, dev)),
+            Tensor::ones([b, t / 2], (Kind::Float, dev)),
+        ],
+        1,
+    );
+    println!(
+        "{what} {size} threads {} rounds {rounds}",
+        tch::get_num_threads()
+    );
+    match what.as_str() {
+        "head" => {
+            let hidden = tch::no_grad(|| lm.body().forward(&ids, None, None, false).unwrap())
+                .detach()
+                .set_requires_grad(true);
+            let w = lm.body().token_embedding().shallow_clone();
+            let (rows, targets) = rlhf_model::ops::selected_positions(&loss_mask, &ids);
+            let zero = |h: &Tensor| {
+                let mut h = h.shallow_clone();
+                h.zero_grad();
+                let mut w = w.shallow_clone();
+                w.zero_grad();
+            };
+            let mut v: Vec<Variant> = vec![
+                (
+                    "full logits, logsumexp (old)",
+                    Box::new(|| {
+                        zero(&hidden);
+                        old_loss(&lm.lm_logits(&hidden), &ids, &loss_mask).backward();
+                    }),
+                ),
+                (
+                    "full logits, log_softmax",
+                    Box::new(|| {
+                        zero(&hidden);
+                        rlhf_sft::masked_lm_loss_from_logits(
+                            &lm.lm_logits(&hidden),
+                            &ids,
+                            &loss_mask,
+                        )
+                        .backward();
+                    }),
+                ),
+                (
+                    "masked rows, log_softmax",
+                    Box::new(|| {
+                        zero(&hidden);
+                        let h = hidden.reshape([-1, cfg.n_embd]).index_select(0, &rows);
+                        let lp = rlhf_model::ops::log_probs_of(&lm.lm_logits(&h), &targets, 1.0);
+                        (-lp.mean(Kind::Float)).backward();
+                    }),
+                ),
+                (
+                    "masked rows, logsumexp",
+                    Box::new(|| {
+                        zero(&hidden);
+                        let h = hidden.reshape([-1, cfg.n_embd]).index_select(0, &rows);
+                        let lg = lm.lm_logits(&h);
+                        let lp = lg.gather(-1, &targets.unsqueeze(-1), false).squeeze_dim(-1)
+                            - lg.logsumexp([-1], false);
+                        (-lp.mean(Kind::Float)).backward();
+                    }),
+                ),
+                (
+                    "masked rows, cross_entropy",
+                    Box::new(|| {
+                        zero(&hidden);
+                        let h = hidden.reshape([-1, cfg.n_embd]).index_select(0, &rows);
+                        lm.lm_logits(&h)
+                            .cross_entropy_loss::<Tensor>(
+                                &targets,
+                                None,
+                                tch::Reduction::Mean,
+                                -100,
+                                0.0,
+                            )
+                            .backward();
+                    }),
+                ),
+            ];
+            interleave(rounds, &mut v);
+        }
+        "adamw" => {
+            let loss = rlhf_sft::masked_lm_loss(&lm, &ids, &mask, &loss_mask, true).unwrap();
+            loss.backward();
+            let cfg = AdamWConfig {
+                lr: 1e-5,
+                ..Default::default()
+            };
+            let mut a = AdamW::new(lm.var_store(), &cfg).unwrap();
+            let mut b2 = AdamW::new(lm.var_store(), &cfg).unwrap();
+            let mut v: Vec<Variant> = vec![
+                ("tensor ops (old)", Box::new(|| a.step_tensor_ops())),
+                ("fused", Box::new(|| b2.step())),
+            ];
+            interleave(rounds, &mut v);
+        }
+        "step" => {
+            let ocfg = AdamWConfig {
+                lr: 1e-5,
+                ..Default::default()
+            };
+            let mut a = AdamW::new(lm.var_store(), &ocfg).unwrap();
+            let mut b2 = AdamW::new(lm.var_store(), &ocfg).unwrap();
+            let mut v: Vec<Variant> = vec![
+                (
+                    "old step",
+                    Box::new(|| {
+                        a.zero_grad();
+                        let logits = lm.logits(&ids, &mask, true).unwrap();
+                        old_loss(&logits, &ids, &loss_mask).backward();
+                        a.step_tensor_ops();
+                    }),
+                ),
+                (
+                    "new step",
+                    Box::new(|| {
+                        b2.zero_grad();
+                        rlhf_sft::masked_lm_loss(&lm, &ids, &mask, &loss_mask, true)
+                            .unwrap()
+                            .backward();
+                        b2.step();
+                    }),
+                ),
+            ];
+            interleave(rounds, &mut v);
+        }
+        other => panic!("unknown comparison {other}: head, adamw or step"),
+    }
+}
