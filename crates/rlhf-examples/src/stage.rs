@@ -214,6 +214,9 @@ pub fn train_lm(
         report.selected_by,
         run.join("best").display()
     );
+    if let Err(e) = crate::plot::plot_run_dir(&run.path) {
+        eprintln!("[{stage}] warning: plots not written: {e:#}");
+    }
     Ok(report)
 }
 

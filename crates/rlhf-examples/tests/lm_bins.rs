@@ -79,6 +79,7 @@ fn pretrain_then_sft_train_and_resume() {
         "best/model.safetensors",
         "epoch-2/config.json",
         "state/optimizer.safetensors",
+        "plots/loss.png",
     ] {
         assert!(pre.join(f).exists(), "missing {f}");
     }

@@ -188,6 +188,7 @@ fn smoke_then_resume() {
     let (it, ckpt) = latest(&run);
     assert_eq!(it, 2);
     assert!(run.join("config.toml").exists() && run.join("report.json").exists());
+    assert!(run.join("plots/objective.png").exists(), "PPO plots");
     // Policy and value trained; the SFT and RM checkpoints untouched.
     let d_policy = max_diff(&weights(&f.sft), &weights(&ckpt.join("policy")));
     assert!(d_policy > 1e-5, "policy unchanged: {d_policy}");

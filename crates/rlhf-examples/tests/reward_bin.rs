@@ -126,6 +126,7 @@ fn trains_normalizes_and_resumes_exactly() {
         "epoch-1/trainer_state.json",
         "epoch-2/config.json",
         "final/model.safetensors",
+        "plots/loss.png",
         "final/tokenizer.json",
     ] {
         assert!(f.p("run").join(file).exists(), "missing {file}: {err}");

@@ -408,6 +408,9 @@ fn main() -> anyhow::Result<()> {
                 .display()
         );
     }
+    if let Err(e) = rlhf_examples::plot::plot_run_dir(&run.path) {
+        eprintln!("[ppo] warning: plots not written: {e:#}");
+    }
     Ok(())
 }
 

@@ -310,5 +310,8 @@ fn main() -> anyhow::Result<()> {
         serde_json::to_string_pretty(&report)?.as_bytes(),
     )?;
     eprintln!("[reward] reward model: {}", run.join("final").display());
+    if let Err(e) = rlhf_examples::plot::plot_run_dir(&run.path) {
+        eprintln!("[reward] warning: plots not written: {e:#}");
+    }
     Ok(())
 }
