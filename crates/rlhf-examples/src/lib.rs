@@ -50,10 +50,15 @@ pub fn forward_flops(cfg: &Gpt2Config, n: f64, ctx: f64, lm_rows: f64) -> f64 {
     n * (dense + attn) + lm_rows * 2.0 * e * v
 }
 
-/// Training FLOPs (forward + backward = 3x forward) of `b` sequences of `t` tokens with the LM
-/// head on every position: what one W-SFT step computes.
-pub fn train_flops(cfg: &Gpt2Config, b: i64, t: i64) -> f64 {
-    3.0 * forward_flops(cfg, (b * t) as f64, (t as f64 + 1.0) / 2.0, (b * t) as f64)
+/// Training FLOPs (forward + backward = 3x forward) of `b` sequences of `t` tokens through the
+/// body (causal attention: `(t + 1) / 2` keys per query on average), plus the LM head on
+/// `lm_rows` positions.
+///
+/// W-SFT needs the head only where the loss is (`lm_rows` = the `b * t / 2` response
+/// positions): the work a step must do, and what `bench --workload sft` credits. The
+/// conventional count (`lm_rows = b * t`, the head on every position) is reported beside it.
+pub fn train_flops(cfg: &Gpt2Config, b: i64, t: i64, lm_rows: i64) -> f64 {
+    3.0 * forward_flops(cfg, (b * t) as f64, (t as f64 + 1.0) / 2.0, lm_rows as f64)
 }
 
 /// FLOPs of one W-GEN rollout: prefill `b x p` tokens (causal: `p/2` keys on average, LM head on
@@ -113,5 +118,24 @@ pub fn kind_name(kind: Kind) -> &'static str {
         Kind::BFloat16 => "bf16",
         Kind::Half => "f16",
         _ => "f32",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn w_sft_flops_credit_the_lm_head_only_where_it_runs() {
+        let cfg = Gpt2Config::gpt2_small();
+        let required = train_flops(&cfg, 8, 256, 1024);
+        let conventional = train_flops(&cfg, 8, 256, 2048);
+        // Body per token, forward: 2 x (4 d^2 + 2 d x 4d) x L matmul FLOPs plus causal attention
+        // 4 x 128.5 keys x d x L; the head 2 x d x V per row; training = 3 x forward.
+        let body = 2048.0 * (169_869_312.0 + 4_737_024.0);
+        let head_row = 2.0 * 768.0 * 50257.0;
+        assert_eq!(required, 3.0 * (body + 1024.0 * head_row));
+        assert_eq!(conventional - required, 3.0 * 1024.0 * head_row);
+        assert!((required / 1e12 - 1.3099).abs() < 1e-3, "{required}");
     }
 }

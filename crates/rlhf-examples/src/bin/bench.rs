@@ -102,18 +102,33 @@ fn main() -> anyhow::Result<()> {
             )?;
             let secs = time_median(device, args.warmup, args.iters, || {
                 opt.zero_grad();
-                let logits = lm.logits(&ids, &mask, true).expect("forward");
-                rlhf_sft::masked_lm_loss_from_logits(&logits, &ids, &loss_mask).backward();
+                // The LM head and the softmax run only at the loss positions.
+                rlhf_sft::masked_lm_loss(&lm, &ids, &mask, &loss_mask, true)
+                    .expect("forward")
+                    .backward();
                 opt.step();
             });
-            let flops = train_flops(&cfg, b, t);
+            // Positions whose prediction is in the loss: the head's rows a step must compute.
+            let lm_rows = i64::try_from(loss_mask.narrow(1, 1, t - 1).ne(0).sum(Kind::Int64))?;
+            let required = train_flops(&cfg, b, t, lm_rows);
+            let conventional = train_flops(&cfg, b, t, b * t);
+            let gflops = |f: f64| f / secs / 1e9;
             json!({
                 "workload": "sft",
                 "tokens_per_s": (b * t) as f64 / secs,
                 "seconds_per_step": secs,
-                "model_gflops_per_s": flops / secs / 1e9,
-                "matmul_peak_gflops": peak,
-                "fraction_of_matmul_peak": flops / secs / 1e9 / peak,
+                "flop_count": "3 x forward (body matmuls, causal attention, LM head rows); \
+                    required = head on the loss positions only (what the step computes), \
+                    conventional = head on every position",
+                "lm_head_rows": lm_rows,
+                "model_tflops_per_step": required / 1e12,
+                "achieved_gflops": gflops(required),
+                "peak_gflops": peak,
+                "fraction_of_peak": gflops(required) / peak,
+                "conventional_lm_head_rows": b * t,
+                "conventional_model_tflops_per_step": conventional / 1e12,
+                "conventional_achieved_gflops": gflops(conventional),
+                "conventional_fraction_of_peak": gflops(conventional) / peak,
             })
         }
         "ppo" => rlhf_ppo::bench_w_ppo(&args.size, device, kind, args.iters)?,
