@@ -502,3 +502,49 @@ fn frozen_models_are_refused_as_trainable() {
     assert_eq!(masked_mean(&x, &x.ones_like()).double_value(&[]), 1.5);
     assert!(policy_logits_ok(&models(61).0));
 }
+
+/// Rewards responses whose first token is `target` (the toy world's layout: EOS = pad = 0, so
+/// responses end early and the score sits on a last real token that moves).
+struct FirstTokenReward {
+    target: i64,
+}
+
+impl rlhf_model::RewardModel for FirstTokenReward {
+    fn score(&self, ids: &Tensor, _mask: &Tensor, _train: bool) -> rlhf_model::Result<Tensor> {
+        Ok(ids
+            .select(1, PROMPT_LEN)
+            .eq(self.target)
+            .to_kind(Kind::Float))
+    }
+}
+
+#[test]
+fn ppo_raises_a_reward_with_eos_equal_to_pad() {
+    let mut cfg = fast_config(32, 8);
+    cfg.kl_coef = 0.02;
+    let (policy, reference, _, value) = models(21);
+    let m = PpoModels {
+        policy,
+        reference,
+        reward: FirstTokenReward { target: 3 },
+        value,
+    };
+    let mut tr = PpoTrainer::new(
+        cfg,
+        m,
+        SpecialTokens {
+            eos: Some(0),
+            pad: 0,
+        },
+    )
+    .unwrap();
+    let (ids, mask) = prompts(32, 22);
+    let mut metrics = MemoryMetrics::default();
+    for _ in 0..25 {
+        tr.step(&ids, &mask, None, &mut metrics).unwrap();
+    }
+    let scores = metrics.series("objective/scores");
+    let first: f64 = scores[..3].iter().sum::<f64>() / 3.0;
+    let last: f64 = scores[scores.len() - 3..].iter().sum::<f64>() / 3.0;
+    assert!(last > first + 0.3, "scores {scores:?}");
+}
