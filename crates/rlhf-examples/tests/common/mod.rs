@@ -104,7 +104,12 @@ pub fn bin(name: &str) -> &'static str {
 
 fn command(name: &str, args: &[String]) -> Command {
     let mut c = Command::new(bin(name));
-    c.args(args).env("RLHF_DEVICE", "cpu").stdin(Stdio::null());
+    // Messages as users see them by default: no backtraces.
+    c.args(args)
+        .env("RLHF_DEVICE", "cpu")
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .stdin(Stdio::null());
     c
 }
 

@@ -1,0 +1,872 @@
+//! Bad input to the stage binaries: each case exits non-zero with one clear message on stderr
+//! that names the problem (file, line, field, flag or key) and how to fix it, without a panic,
+//! and leaves no run output behind. Also: `--help` of every stage binary.
+//!
+//! Some cases are also covered by the per-binary tests (lm_bins.rs, reward_bin.rs,
+//! ppo_bin.rs); here every case of the list is checked, across the binaries that take such
+//! input.
+
+mod common;
+
+use common::{args, files, run, sets, Fixture};
+use rlhf_model::{CausalLm, Gpt2Config, ScalarModel, Tokenizer};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tch::Device;
+
+/// The common fixture plus checkpoints over another vocabulary: `byte_sft/` (an LM with the
+/// 257-token byte-level tokenizer), `byte_rm/` (an RM made from it), and `mism/` (the toy SFT
+/// checkpoint, 130 embedding rows, with the byte-level tokenizer.json: a tokenizer that does
+/// not belong to the model).
+fn fixture() -> Fixture {
+    let f = Fixture::new();
+    let tok = Tokenizer::byte_level();
+    let eos = tok.token_id(rlhf_model::tokenizer::ENDOFTEXT).unwrap();
+    let mut cfg = Gpt2Config::sized(1, 2, 32, tok.vocab_size() as i64, 80);
+    cfg.eos_token_id = Some(eos);
+    cfg.bos_token_id = Some(eos);
+    let mut lm = CausalLm::new(&cfg, Device::Cpu).unwrap();
+    lm.set_tokenizer(tok).unwrap();
+    lm.save(f.p("byte_sft")).unwrap();
+    ScalarModel::reward_from_lm(f.p("byte_sft"), Device::Cpu)
+        .unwrap()
+        .save(f.p("byte_rm"))
+        .unwrap();
+    std::fs::create_dir_all(f.p("mism")).unwrap();
+    for e in std::fs::read_dir(f.p("sft")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), f.p("mism").join(e.file_name())).unwrap();
+    }
+    std::fs::copy(f.p("byte_sft/tokenizer.json"), f.p("mism/tokenizer.json")).unwrap();
+    f
+}
+
+/// A fresh run-directory path under the fixture.
+fn out(f: &Fixture) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    f.s(&format!("out-{}", N.fetch_add(1, Ordering::Relaxed)))
+}
+
+/// The `--out` value of an argument list.
+fn out_of(a: &[String]) -> Option<&Path> {
+    a.iter()
+        .position(|x| x == "--out")
+        .map(|i| Path::new(&a[i + 1]))
+}
+
+/// Runs `bin` with `a` and checks a clean failure: non-zero exit, no panic, exactly one
+/// `Error:` message, containing every needle (case-sensitive), and no run output left at
+/// `--out` (`ppo` opens its run directory before it reads its inputs: it may leave it empty).
+fn fails(bin: &str, a: &[String], needles: &[&str]) -> String {
+    let o = run(bin, a);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let ctx = format!("{bin} {}", a.join(" "));
+    assert!(!o.status.success(), "{ctx}: should fail, stderr:\n{err}");
+    assert!(!err.contains("panicked at"), "{ctx}: panicked:\n{err}");
+    let n = err.lines().filter(|l| l.starts_with("Error:")).count();
+    assert_eq!(n, 1, "{ctx}: expected one error message:\n{err}");
+    for needle in needles {
+        assert!(
+            err.contains(needle),
+            "{ctx}: expected {needle:?} in:\n{err}"
+        );
+    }
+    if let Some(out) = out_of(a) {
+        let left = files(out);
+        assert!(left.is_empty(), "{ctx}: left {left:?} in {}", out.display());
+        if bin != "ppo" {
+            assert!(!out.exists(), "{ctx}: created {}", out.display());
+        }
+    }
+    err
+}
+
+/// Small settings under which the stages would succeed on the fixture.
+const SFT_SETS: &[&str] = &[
+    "train.epochs=1",
+    "train.max_prompt_tokens=48",
+    "train.max_response_tokens=32",
+];
+const RM_SETS: &[&str] = &[
+    "train.epochs=1",
+    "max_prompt_tokens=48",
+    "max_response_tokens=25",
+];
+const PPO_SETS: &[&str] = &[
+    "iterations=1",
+    "ppo.batch_size=8",
+    "ppo.minibatch_size=4",
+    "ppo.max_new_tokens=6",
+];
+
+fn sft(f: &Fixture, init: &str, data: &str, extra: &[&str]) -> Vec<String> {
+    let mut a = args(&["--init", init, "--data", data, "--out", &out(f)]);
+    a.extend(args(&["--device", "cpu"]));
+    a.extend(sets(SFT_SETS));
+    a.extend(args(extra));
+    a
+}
+
+fn reward(f: &Fixture, init: &str, data: &str, extra: &[&str]) -> Vec<String> {
+    let mut a = args(&["--init", init, "--data", data, "--out", &out(f)]);
+    a.extend(args(&["--device", "cpu"]));
+    a.extend(sets(RM_SETS));
+    a.extend(args(extra));
+    a
+}
+
+fn ppo(f: &Fixture, policy: &str, rm: &str, prompts: &str, extra: &[&str]) -> Vec<String> {
+    let mut a = args(&["--policy", policy, "--reward", rm, "--prompts", prompts]);
+    a.extend(args(&["--out", &out(f), "--device", "cpu"]));
+    a.extend(sets(PPO_SETS));
+    a.extend(args(extra));
+    a
+}
+
+fn pretrain(f: &Fixture, extra: &[&str]) -> Vec<String> {
+    let mut a = args(&["--data", &f.s("world/pretrain.jsonl"), "--out", &out(f)]);
+    a.extend(args(&["--device", "cpu"]));
+    a.extend(sets(&[
+        "model.n_layer=1",
+        "model.n_embd=32",
+        "model.n_head=2",
+        "model.n_positions=64",
+        "block_len=32",
+        "train.epochs=1",
+    ]));
+    a.extend(args(extra));
+    a
+}
+
+fn evaluate(a_: &str, b: &str, prompts: &str, extra: &[&str]) -> Vec<String> {
+    let mut a = args(&["--a", a_, "--b", b, "--prompts", prompts, "--device", "cpu"]);
+    if !extra.iter().any(|x| x.starts_with("--max-prompts")) {
+        a.extend(args(&["--max-prompts", "4"]));
+    }
+    if !extra.iter().any(|x| x.starts_with("--max-new-tokens")) {
+        a.extend(args(&["--max-new-tokens", "4"]));
+    }
+    a.extend(args(extra));
+    a
+}
+
+fn generate(model: &str, extra: &[&str]) -> Vec<String> {
+    let mut a = args(&[
+        "--model",
+        model,
+        "--prompt",
+        "first of : a b =>",
+        "--device",
+        "cpu",
+    ]);
+    if !extra.iter().any(|x| x.starts_with("--max-new-tokens")) {
+        a.extend(args(&["--max-new-tokens", "4"]));
+    }
+    a.extend(args(extra));
+    a
+}
+
+/// `first` lines of `src` followed by `line`, written to `name`.
+fn with_line(f: &Fixture, src: &str, first: usize, line: &str, name: &str) -> String {
+    let text = std::fs::read_to_string(f.p(src)).unwrap();
+    let mut lines: Vec<&str> = text.lines().take(first).collect();
+    lines.push(line);
+    f.write(name, &(lines.join("\n") + "\n"))
+}
+
+#[test]
+fn every_stage_binary_prints_usage_with_help() {
+    for bin in ["pretrain", "sft", "reward", "ppo", "evaluate", "generate"] {
+        let o = run(bin, &args(&["--help"]));
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{bin} --help failed");
+        assert!(
+            text.contains("Usage:") && text.contains("--help"),
+            "{bin} --help:\n{text}"
+        );
+        assert!(o.stderr.is_empty(), "{bin} --help wrote to stderr");
+    }
+}
+
+// --- Missing files -------------------------------------------------------------------------
+
+#[test]
+fn missing_data_file() {
+    let f = fixture();
+    let nope = f.s("nope.jsonl");
+    let need = ["nope.jsonl", "no such file"];
+    fails("sft", &sft(&f, &f.s("sft"), &nope, &[]), &need);
+    let a = reward(&f, &f.s("sft"), &f.s("rankings.jsonl"), &["--demos", &nope]);
+    fails("reward", &a, &need);
+    fails(
+        "evaluate",
+        &evaluate(&f.s("sft"), &f.s("sft"), &nope, &[]),
+        &need,
+    );
+    // ppo: see ppo_bin.rs (bad_inputs_fail_cleanly) and ppo_bad_prompts_leave_no_run.
+    let mut a = pretrain(&f, &["--tokenizer", &f.s("world/tokenizer.json")]);
+    a[1] = nope.clone();
+    fails("pretrain", &a, &need);
+}
+
+#[test]
+fn missing_checkpoint_dir() {
+    let f = fixture();
+    let nope = f.s("no-ckpt");
+    let demos = f.s("world/demonstrations.jsonl");
+    let prompts = f.s("world/prompts.jsonl");
+    let need = ["no-ckpt", "no such directory"];
+    fails(
+        "sft",
+        &sft(&f, &nope, &demos, &[]),
+        &["--init", need[0], need[1]],
+    );
+    let a = sft(&f, &f.s("sft"), &demos, &["--reward", &nope]);
+    fails("sft", &a, &["--reward", need[0], need[1]]);
+    let a = reward(&f, &nope, &f.s("rankings.jsonl"), &[]);
+    fails("reward", &a, &["--init", need[0], need[1]]);
+    let a = ppo(&f, &f.s("sft"), &nope, &prompts, &[]);
+    fails("ppo", &a, &["--reward", need[0], need[1]]);
+    let a = evaluate(&f.s("sft"), &nope, &prompts, &[]);
+    fails("evaluate", &a, &["--b", need[0], need[1]]);
+    fails(
+        "generate",
+        &generate(&nope, &[]),
+        &["--model", need[0], need[1]],
+    );
+    // A directory that is not a checkpoint.
+    let a = sft(&f, &f.s("world"), &demos, &[]);
+    fails(
+        "sft",
+        &a,
+        &["--init", "no config.json", "not a checkpoint directory"],
+    );
+}
+
+#[test]
+fn missing_config_file() {
+    let f = fixture();
+    let nope = f.s("nope.toml");
+    let need = ["cannot read config file", "nope.toml"];
+    let demos = f.s("world/demonstrations.jsonl");
+    let a = sft(&f, &f.s("sft"), &demos, &["--config", &nope]);
+    fails("sft", &a, &need);
+    let a = reward(
+        &f,
+        &f.s("sft"),
+        &f.s("rankings.jsonl"),
+        &["--config", &nope],
+    );
+    fails("reward", &a, &need);
+    let a = ppo(
+        &f,
+        &f.s("sft"),
+        &f.s("rm"),
+        &f.s("world/prompts.jsonl"),
+        &["--config", &nope],
+    );
+    fails("ppo", &a, &need);
+    let a = pretrain(
+        &f,
+        &[
+            "--tokenizer",
+            &f.s("world/tokenizer.json"),
+            "--config",
+            &nope,
+        ],
+    );
+    fails("pretrain", &a, &need);
+}
+
+#[test]
+fn missing_tokenizer_file() {
+    let f = fixture();
+    let a = pretrain(&f, &["--tokenizer", &f.s("nope.json")]);
+    fails(
+        "pretrain",
+        &a,
+        &["--tokenizer", "nope.json", "No such file"],
+    );
+}
+
+// --- Bad JSONL: the message names the file, the line and the field ---------------------------
+
+#[test]
+fn malformed_json_line() {
+    let f = fixture();
+    let bad = with_line(
+        &f,
+        "world/demonstrations.jsonl",
+        2,
+        "{\"id\": \"x\", \"user_id\": \"u\", \"prompt\": \"p\",",
+        "malformed.jsonl",
+    );
+    let a = sft(&f, &f.s("sft"), &bad, &[]);
+    fails(
+        "sft",
+        &a,
+        &[
+            "malformed.jsonl:3",
+            "malformed JSON",
+            "one JSON object per line",
+        ],
+    );
+}
+
+#[test]
+fn missing_field() {
+    let f = fixture();
+    let bad = with_line(
+        &f,
+        "rankings.jsonl",
+        2,
+        "{\"id\": \"x\", \"user_id\": \"u\", \"prompt\": \"p\", \"responses\": [\"a\", \"b\"]}",
+        "nofield.jsonl",
+    );
+    let a = reward(&f, &f.s("sft"), &bad, &[]);
+    fails(
+        "reward",
+        &a,
+        &[
+            "nofield.jsonl:3",
+            "field `ranking`",
+            "missing",
+            "best first",
+        ],
+    );
+    let bad = with_line(
+        &f,
+        "world/prompts.jsonl",
+        4,
+        "{\"id\": \"x\", \"prompt\": \"p\"}",
+        "nouser.jsonl",
+    );
+    let a = evaluate(&f.s("sft"), &f.s("sft"), &bad, &[]);
+    fails(
+        "evaluate",
+        &a,
+        &["nouser.jsonl:5", "field `user_id`", "missing"],
+    );
+}
+
+#[test]
+fn wrong_type_field() {
+    let f = fixture();
+    let bad = with_line(
+        &f,
+        "world/prompts.jsonl",
+        1,
+        "{\"id\": \"x\", \"user_id\": \"u\", \"prompt\": [\"p\"]}",
+        "prompt-array.jsonl",
+    );
+    let a = evaluate(&f.s("sft"), &f.s("sft"), &bad, &[]);
+    fails(
+        "evaluate",
+        &a,
+        &[
+            "prompt-array.jsonl:2",
+            "field `prompt`",
+            "expected a non-empty string",
+            "found an array",
+        ],
+    );
+    let bad = with_line(
+        &f,
+        "world/demonstrations.jsonl",
+        2,
+        "{\"id\": \"x\", \"user_id\": \"u\", \"prompt\": \"p\", \"response\": 5}",
+        "response-number.jsonl",
+    );
+    let a = sft(&f, &f.s("sft"), &bad, &[]);
+    fails(
+        "sft",
+        &a,
+        &[
+            "response-number.jsonl:3",
+            "field `response`",
+            "found number 5",
+        ],
+    );
+    let bad = with_line(
+        &f,
+        "rankings.jsonl",
+        0,
+        "{\"id\": \"x\", \"user_id\": \"u\", \"prompt\": \"p\", \"responses\": [\"a\", \"b\"], \
+         \"ranking\": [0, \"1\"]}",
+        "ranking-string.jsonl",
+    );
+    let a = reward(&f, &f.s("sft"), &bad, &[]);
+    fails(
+        "reward",
+        &a,
+        &[
+            "ranking-string.jsonl:1",
+            "field `ranking[1]`",
+            "integer index",
+        ],
+    );
+}
+
+// --- Config keys that do not exist or have the wrong type ----------------------------------
+
+#[test]
+fn unknown_key_in_toml_config() {
+    let f = fixture();
+    let cfg = f.write("unknown.toml", "[train]\nepochs = 1\nbogus_key = 3\n");
+    let a = reward(&f, &f.s("sft"), &f.s("rankings.jsonl"), &["--config", &cfg]);
+    fails(
+        "reward",
+        &a,
+        &[
+            "unknown.toml",
+            "line 3",
+            "unknown field `bogus_key`",
+            "expected one of",
+        ],
+    );
+}
+
+#[test]
+fn wrong_type_in_toml_config() {
+    let f = fixture();
+    let cfg = f.write("wrongtype.toml", "[train]\nepochs = \"two\"\n");
+    let demos = f.s("world/demonstrations.jsonl");
+    let a = sft(&f, &f.s("sft"), &demos, &["--config", &cfg]);
+    fails(
+        "sft",
+        &a,
+        &["wrongtype.toml", "line 2", "invalid type", "expected usize"],
+    );
+}
+
+#[test]
+fn unknown_key_in_set() {
+    let f = fixture();
+    let demos = f.s("world/demonstrations.jsonl");
+    let a = sft(&f, &f.s("sft"), &demos, &["--set", "train.epoch=2"]);
+    fails(
+        "sft",
+        &a,
+        &[
+            "--set",
+            "unknown field `epoch`",
+            "expected one of",
+            "`epochs`",
+        ],
+    );
+    let a = sft(&f, &f.s("sft"), &demos, &["--set", "train"]);
+    fails("sft", &a, &["\"train\" is not key=value"]);
+}
+
+#[test]
+fn wrong_type_in_set() {
+    let f = fixture();
+    let a = ppo(
+        &f,
+        &f.s("sft"),
+        &f.s("rm"),
+        &f.s("world/prompts.jsonl"),
+        &["--set", "ppo.batch_size=\"eight\""],
+    );
+    fails(
+        "ppo",
+        &a,
+        &["--set", "invalid type", "expected usize", "ppo.batch_size"],
+    );
+    let a = reward(
+        &f,
+        &f.s("sft"),
+        &f.s("rankings.jsonl"),
+        &["--set", "train.lr=[1]"],
+    );
+    fails("reward", &a, &["--set", "invalid type", "lr"]);
+}
+
+// --- Checkpoints of the wrong kind ---------------------------------------------------------
+
+#[test]
+fn language_model_where_a_reward_model_is_expected() {
+    let f = fixture();
+    let want = "language-model checkpoint";
+    let a = ppo(
+        &f,
+        &f.s("sft"),
+        &f.s("sft"),
+        &f.s("world/prompts.jsonl"),
+        &[],
+    );
+    fails("ppo", &a, &["--reward", want]);
+    let demos = f.s("world/demonstrations.jsonl");
+    let a = sft(&f, &f.s("sft"), &demos, &["--reward", &f.s("sft")]);
+    fails("sft", &a, &["--reward", want, "takes a reward model"]);
+    let a = evaluate(
+        &f.s("sft"),
+        &f.s("sft"),
+        &f.s("world/prompts.jsonl"),
+        &["--reward", &f.s("sft")],
+    );
+    fails("evaluate", &a, &["--reward", want, "takes a reward model"]);
+}
+
+#[test]
+fn reward_model_where_a_language_model_is_expected() {
+    let f = fixture();
+    let rm = f.s("rm");
+    let want = "reward-model checkpoint";
+    let demos = f.s("world/demonstrations.jsonl");
+    let prompts = f.s("world/prompts.jsonl");
+    fails(
+        "sft",
+        &sft(&f, &rm, &demos, &[]),
+        &["--init", want, "takes a language model"],
+    );
+    let a = evaluate(&rm, &f.s("sft"), &prompts, &[]);
+    fails("evaluate", &a, &["--a", want, "takes a language model"]);
+    fails(
+        "generate",
+        &generate(&rm, &[]),
+        &["--model", want, "takes a language model"],
+    );
+    let a = pretrain(&f, &["--init", &rm]);
+    fails("pretrain", &a, &["--init", want, "takes a language model"]);
+    let a = ppo(&f, &rm, &rm, &prompts, &[]);
+    fails("ppo", &a, &["--policy", "language model was expected"]);
+}
+
+#[test]
+fn value_function_where_a_reward_model_is_expected() {
+    let f = fixture();
+    let vf = f.s("value");
+    let want = "value-function checkpoint";
+    let demos = f.s("world/demonstrations.jsonl");
+    let prompts = f.s("world/prompts.jsonl");
+    let a = sft(&f, &f.s("sft"), &demos, &["--reward", &vf]);
+    fails("sft", &a, &["--reward", want, "takes a reward model"]);
+    let a = evaluate(&f.s("sft"), &f.s("sft"), &prompts, &["--reward", &vf]);
+    fails("evaluate", &a, &["--reward", want, "takes a reward model"]);
+    let a = reward(&f, &vf, &f.s("rankings.jsonl"), &[]);
+    fails("reward", &a, &["--init", want]);
+    let a = ppo(&f, &f.s("sft"), &vf, &prompts, &[]);
+    fails(
+        "ppo",
+        &a,
+        &["--reward", "Value checkpoint", "pass a reward model"],
+    );
+    let a = generate(&vf, &[]);
+    fails("generate", &a, &["--model", want, "takes a language model"]);
+}
+
+// --- Tokenizers that do not match the model ------------------------------------------------
+
+#[test]
+fn tokenizer_larger_than_the_model_vocab() {
+    let f = fixture();
+    let mism = f.s("mism");
+    let want = [
+        "tokenizer.json has 257 tokens but the model's vocab_size is 130",
+        "does not belong to this model",
+    ];
+    let demos = f.s("world/demonstrations.jsonl");
+    let prompts = f.s("world/prompts.jsonl");
+    fails("sft", &sft(&f, &mism, &demos, &[]), &want);
+    fails("generate", &generate(&mism, &[]), &want);
+    fails(
+        "evaluate",
+        &evaluate(&mism, &f.s("sft"), &prompts, &[]),
+        &want,
+    );
+    let a = reward(&f, &mism, &f.s("rankings.jsonl"), &[]);
+    fails("reward", &a, &want);
+    fails("ppo", &ppo(&f, &mism, &f.s("rm"), &prompts, &[]), &want);
+}
+
+#[test]
+fn reward_model_with_another_tokenizer() {
+    let f = fixture();
+    let demos = f.s("world/demonstrations.jsonl");
+    let prompts = f.s("world/prompts.jsonl");
+    let want = ["--reward", "tokenizer", "differs from the policy's"];
+    // Was a libtorch "index out of range" panic in evaluate, and an error after a whole
+    // epoch of training in sft.
+    let a = sft(&f, &f.s("sft"), &demos, &["--reward", &f.s("byte_rm")]);
+    fails("sft", &a, &want);
+    let a = evaluate(
+        &f.s("byte_sft"),
+        &f.s("byte_sft"),
+        &prompts,
+        &["--reward", &f.s("rm")],
+    );
+    fails("evaluate", &a, &want);
+    // A policy with more tokens than the RM has rows.
+    let a = ppo(&f, &f.s("byte_sft"), &f.s("rm"), &prompts, &[]);
+    fails(
+        "ppo",
+        &a,
+        &["--reward has vocab_size 130 but the policy 257"],
+    );
+    // Two models to compare that do not share a tokenizer.
+    let a = evaluate(&f.s("sft"), &f.s("byte_sft"), &prompts, &[]);
+    fails("evaluate", &a, &["--a and --b use different tokenizers"]);
+}
+
+#[test]
+#[ignore = "ppo.rs compares only vocab sizes: an RM with another tokenizer of at least as many \
+            tokens is accepted and scores the policy's ids as other tokens"]
+fn ppo_reward_model_with_another_tokenizer() {
+    let f = fixture();
+    let a = ppo(
+        &f,
+        &f.s("sft"),
+        &f.s("byte_rm"),
+        &f.s("world/prompts.jsonl"),
+        &[],
+    );
+    fails("ppo", &a, &["--reward", "tokenizer"]);
+}
+
+// --- Out-of-range settings -----------------------------------------------------------------
+
+#[test]
+fn rankings_with_fewer_than_two_responses() {
+    let f = fixture();
+    let bad = with_line(
+        &f,
+        "rankings.jsonl",
+        3,
+        "{\"id\": \"a\", \"user_id\": \"u\", \"prompt\": \"p\", \"responses\": [\"r\"], \
+         \"ranking\": [0]}",
+        "k1.jsonl",
+    );
+    let a = reward(&f, &f.s("sft"), &bad, &[]);
+    fails(
+        "reward",
+        &a,
+        &[
+            "k1.jsonl:4",
+            "field `responses`",
+            "at least 2 responses (K >= 2)",
+            "found 1",
+        ],
+    );
+}
+
+#[test]
+fn ranking_that_is_not_a_permutation() {
+    let f = fixture();
+    let bad = with_line(
+        &f,
+        "rankings.jsonl",
+        0,
+        "{\"id\": \"a\", \"user_id\": \"u\", \"prompt\": \"p\", \"responses\": [\"x\", \"y\", \
+         \"z\"], \"ranking\": [0, 2, 0]}",
+        "perm.jsonl",
+    );
+    let a = reward(&f, &f.s("sft"), &bad, &[]);
+    fails(
+        "reward",
+        &a,
+        &["perm.jsonl:1", "field `ranking`", "permutation"],
+    );
+}
+
+#[test]
+fn ppo_batch_not_divisible_by_minibatch() {
+    let f = fixture();
+    let a = ppo(
+        &f,
+        &f.s("sft"),
+        &f.s("rm"),
+        &f.s("world/prompts.jsonl"),
+        &[
+            "--set",
+            "ppo.batch_size=10",
+            "--set",
+            "ppo.minibatch_size=4",
+        ],
+    );
+    fails(
+        "ppo",
+        &a,
+        &[
+            "batch_size 10 is not a multiple of minibatch_size 4",
+            "set minibatch_size",
+        ],
+    );
+}
+
+#[test]
+fn zero_epochs() {
+    let f = fixture();
+    let demos = f.s("world/demonstrations.jsonl");
+    let a = sft(&f, &f.s("sft"), &demos, &["--set", "train.epochs=0"]);
+    fails("sft", &a, &["epochs must be at least 1"]);
+    let a = reward(
+        &f,
+        &f.s("sft"),
+        &f.s("rankings.jsonl"),
+        &["--set", "train.epochs=0"],
+    );
+    fails("reward", &a, &["epochs is 0", "expected at least 1"]);
+    let a = pretrain(
+        &f,
+        &[
+            "--tokenizer",
+            &f.s("world/tokenizer.json"),
+            "--set",
+            "train.epochs=0",
+        ],
+    );
+    fails("pretrain", &a, &["epochs must be at least 1"]);
+    let a = ppo(
+        &f,
+        &f.s("sft"),
+        &f.s("rm"),
+        &f.s("world/prompts.jsonl"),
+        &["--set", "ppo.ppo_epochs=0"],
+    );
+    fails("ppo", &a, &["ppo_epochs must be at least 1"]);
+}
+
+#[test]
+#[ignore = "ppo.rs accepts iterations = 0: it exits 0 having done nothing, leaving config.toml \
+            and metrics.jsonl but no checkpoint or report"]
+fn ppo_zero_iterations() {
+    let f = fixture();
+    let a = ppo(
+        &f,
+        &f.s("sft"),
+        &f.s("rm"),
+        &f.s("world/prompts.jsonl"),
+        &["--set", "iterations=0"],
+    );
+    fails("ppo", &a, &["iterations"]);
+}
+
+#[test]
+fn negative_learning_rate() {
+    let f = fixture();
+    let want = "lr must be positive, got -0.001";
+    let demos = f.s("world/demonstrations.jsonl");
+    let a = sft(
+        &f,
+        &f.s("sft"),
+        &demos,
+        &["--set", "train.optimizer.lr=-1e-3"],
+    );
+    fails("sft", &a, &["optimizer", want]);
+    let a = reward(
+        &f,
+        &f.s("sft"),
+        &f.s("rankings.jsonl"),
+        &["--set", "train.lr=-1e-3"],
+    );
+    fails("reward", &a, &["invalid reward-model config", want]);
+    let a = ppo(
+        &f,
+        &f.s("sft"),
+        &f.s("rm"),
+        &f.s("world/prompts.jsonl"),
+        &["--set", "ppo.value_optimizer.lr=-1e-3"],
+    );
+    fails("ppo", &a, &["value_optimizer", want]);
+}
+
+#[test]
+fn demonstrations_longer_than_the_context() {
+    let f = fixture();
+    // The toy model has n_positions 80; the defaults keep up to 128 + 128 tokens.
+    let long = vec!["apple"; 150].join(" ");
+    let mut text = String::new();
+    for i in 0..10 {
+        text += &serde_json::json!({"id": format!("d{i}"), "user_id": format!("u{i}"),
+            "prompt": long, "response": long})
+        .to_string();
+        text.push('\n');
+    }
+    let data = f.write("long.jsonl", &text);
+    let mut a = args(&["--init", &f.s("sft"), "--data", &data, "--out", &out(&f)]);
+    a.extend(args(&["--device", "cpu", "--set", "train.epochs=1"]));
+    fails(
+        "sft",
+        &a,
+        &[
+            "long.jsonl",
+            "takes 256 tokens",
+            "n_positions 80",
+            "--set train.max_prompt_tokens=40 --set train.max_response_tokens=40",
+        ],
+    );
+}
+
+#[test]
+fn generation_settings_out_of_range() {
+    let f = fixture();
+    let sft_dir = f.s("sft");
+    let prompts = f.s("world/prompts.jsonl");
+    let cases: &[(&[&str], &[&str])] = &[
+        (&["--temperature=-1"], &["--temperature is -1", "positive"]),
+        (&["--top-p=2"], &["--top-p is 2", "(0, 1]"]),
+        (&["--top-k=0"], &["--top-k is 0", "at least 1"]),
+        (
+            &["--max-new-tokens=0"],
+            &["--max-new-tokens is 0", "at least 1"],
+        ),
+    ];
+    for (extra, want) in cases {
+        fails("generate", &generate(&sft_dir, extra), want);
+    }
+    let long = vec!["apple"; 100].join(" ");
+    let mut a = args(&["--model", &sft_dir, "--prompt", &long, "--device", "cpu"]);
+    a.extend(args(&["--max-new-tokens", "4"]));
+    fails(
+        "generate",
+        &a,
+        &[
+            "the prompt is 100 tokens long",
+            "n_positions) is 80",
+            "shorten it",
+        ],
+    );
+    let a = evaluate(&sft_dir, &sft_dir, &prompts, &["--max-new-tokens", "90"]);
+    fails(
+        "evaluate",
+        &a,
+        &[
+            "--max-new-tokens 90 leaves no room for the prompt",
+            "lower it",
+        ],
+    );
+    let a = evaluate(&sft_dir, &sft_dir, &prompts, &["--max-prompts", "0"]);
+    fails("evaluate", &a, &["--max-prompts is 0"]);
+    let a = ppo(
+        &f,
+        &sft_dir,
+        &f.s("rm"),
+        &prompts,
+        &[
+            "--set",
+            "max_prompt_tokens=70",
+            "--set",
+            "ppo.max_new_tokens=32",
+        ],
+    );
+    fails("ppo", &a, &["n_positions", "lower one of them"]);
+}
+
+// --- No partial output ---------------------------------------------------------------------
+
+#[test]
+#[ignore = "ppo.rs writes config.toml before it reads --prompts and --pretrain: bad data leaves \
+            a run directory that a corrected rerun must --resume"]
+fn ppo_bad_prompts_leave_no_run() {
+    let f = fixture();
+    let bad = with_line(
+        &f,
+        "world/prompts.jsonl",
+        1,
+        "{\"id\": \"x\", \"user_id\": \"u\", \"prompt\": [\"p\"]}",
+        "prompt-array.jsonl",
+    );
+    let a = ppo(&f, &f.s("sft"), &f.s("rm"), &bad, &[]);
+    fails("ppo", &a, &["prompt-array.jsonl:2", "field `prompt`"]);
+}
