@@ -328,6 +328,7 @@ pub fn pretrain_stage(
     let train = LmData::Blocks(data.collator.pack_texts(&texts, cfg.block_len)?);
     let valid = LmData::Blocks(data.collator.pack_texts(&valid, cfg.block_len)?);
     let run = RunDir::open(&dir)?;
+    run.recover("pretrain")?;
     run.write_config(&cfg.pretrain)?;
     eprintln!(
         "[pretrain] {} blocks of {} tokens, {} parameters",
@@ -375,6 +376,7 @@ pub fn sft_stage(
     };
     let (train, valid) = (to_data(&data.sft_train)?, to_data(&data.sft_valid)?);
     let run = RunDir::open(&dir)?;
+    run.recover("sft")?;
     run.write_config(&cfg.sft)?;
     train_lm("sft", &mut lm, &train, Some(&valid), &cfg.sft, &run, None)?;
     mark_done(&dir, serde_json::json!({"best": best}))?;
@@ -468,6 +470,7 @@ pub fn ppo_stage_with<M: rlhf_model::RewardModel>(
         cfg.seed,
     )?;
     let run = RunDir::open(&dir)?;
+    run.recover(name)?;
     run.write_config(&ppo_cfg)?;
     let mut metrics = run.metrics()?;
     let mut progress = crate::run::Progress::new(name, cfg.ppo_iterations);
@@ -540,7 +543,9 @@ pub fn rm_stage_in(
             done["ceiling"].as_f64().unwrap_or(f64::NAN),
         ));
     }
-    std::fs::create_dir_all(&dir)?;
+    // Tidy what a killed run left before reading its rankings and checkpoint.
+    let run = RunDir::open(&dir)?;
+    run.recover("rm")?;
     let device = crate::stage_device();
     let col = &data.collator;
     let rankings_path = dir.join("rankings.jsonl");
@@ -650,7 +655,6 @@ pub fn rm_stage_in(
         let model = rlhf_model::ScalarModel::reward_from_lm(sft_dir, device)?;
         rlhf_reward::RewardTrainer::new(model, cfg.rm.clone(), collate, train.len())?
     };
-    let run = RunDir::open(&dir)?;
     let mut metrics = run.metrics()?;
     let mut progress = crate::run::Progress::new("rm", 0);
     let mut known = false;

@@ -610,8 +610,6 @@ fn reward_model_with_another_tokenizer() {
 }
 
 #[test]
-#[ignore = "ppo.rs compares only vocab sizes: an RM with another tokenizer of at least as many \
-            tokens is accepted and scores the policy's ids as other tokens"]
 fn ppo_reward_model_with_another_tokenizer() {
     let f = fixture();
     let a = ppo(
@@ -728,8 +726,6 @@ fn zero_epochs() {
 }
 
 #[test]
-#[ignore = "ppo.rs accepts iterations = 0: it exits 0 having done nothing, leaving config.toml \
-            and metrics.jsonl but no checkpoint or report"]
 fn ppo_zero_iterations() {
     let f = fixture();
     let a = ppo(
@@ -856,8 +852,6 @@ fn generation_settings_out_of_range() {
 // --- No partial output ---------------------------------------------------------------------
 
 #[test]
-#[ignore = "ppo.rs writes config.toml before it reads --prompts and --pretrain: bad data leaves \
-            a run directory that a corrected rerun must --resume"]
 fn ppo_bad_prompts_leave_no_run() {
     let f = fixture();
     let bad = with_line(

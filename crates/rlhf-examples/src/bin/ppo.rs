@@ -20,6 +20,10 @@
 //!
 //! Each part is written atomically and `latest.json` moves only once all are complete.
 //!
+//! The config, the checkpoints (their kinds and tokenizers), the prompts and the pretraining
+//! data are all read and checked before the run directory is created: bad input leaves no run
+//! directory behind, and a corrected rerun needs no `--resume`.
+//!
 //! `--resume` continues from the newest checkpoint, exactly: the prompts, the sampler seeds
 //! and the minibatch order are functions of (seed, iteration), PPO uses no dropout, and the
 //! weights, optimizers, KL coefficient and pretraining position are restored, so on the CPU a
@@ -41,8 +45,10 @@ use rlhf_data::collate::pack_documents;
 use rlhf_data::records::PromptRecord;
 use rlhf_examples::data::{read_records, read_texts};
 use rlhf_examples::run::{load_config, Progress, RunDir};
-use rlhf_examples::stage::{special_ids, CommonArgs};
-use rlhf_model::{parse_kind, CausalLm, HeadKind, LoadOptions, Policy, ScalarModel};
+use rlhf_examples::stage::{check_same_vocab, load_reward, special_ids, CommonArgs};
+use rlhf_model::{
+    parse_kind, CausalLm, CheckpointMeta, HeadKind, LoadOptions, Policy, ScalarModel,
+};
 use rlhf_ppo::data::{left_pad, prompt_indices};
 use rlhf_ppo::{PackedPtx, PpoConfig, PpoModels, PpoTrainer, PtxSource, SpecialTokens};
 use serde::{Deserialize, Serialize};
@@ -145,10 +151,12 @@ struct Latest {
 fn main() -> anyhow::Result<()> {
     rlhf_examples::init_runtime();
     let args = Args::parse();
-    let run = args.common.run_dir("ppo")?;
+    // Everything is read and checked before the run directory is made: bad input leaves none,
+    // and a corrected rerun needs no --resume.
+    let run_path = args.common.run_path("ppo")?;
     let config_file = match (&args.common.config, args.common.resume) {
         (Some(f), _) => Some(f.clone()),
-        (None, true) if run.join("config.toml").exists() => Some(run.join("config.toml")),
+        (None, true) if run_path.join("config.toml").exists() => Some(run_path.join("config.toml")),
         _ => None,
     };
     let cfg: PpoRunConfig = load_config(config_file.as_deref(), &args.common.overrides)?;
@@ -164,24 +172,18 @@ fn main() -> anyhow::Result<()> {
     let mut reference = CausalLm::load(&args.policy, opts)
         .with_context(|| format!("--policy {}", args.policy.display()))?;
     reference.var_store_mut().freeze();
-    let mut reward = ScalarModel::load(&args.reward, opts)
-        .with_context(|| format!("--reward {}", args.reward.display()))?;
-    if reward.head_kind() != HeadKind::Reward {
-        bail!(
-            "--reward {}: this is a {:?} checkpoint; pass a reward model",
-            args.reward.display(),
-            reward.head_kind()
-        );
-    }
+    let mut reward = load_reward_model(&args.reward, opts)?;
     reward.var_store_mut().freeze();
     let vocab = reference.config().vocab_size;
     if reward.config().vocab_size < vocab {
         bail!(
-            "--reward has vocab_size {} but the policy {}: the RM cannot read the policy's tokens",
+            "--reward has vocab_size {} but the policy {}: the RM cannot read the policy's \
+             tokens; use a reward model trained from this policy's SFT checkpoint",
             reward.config().vocab_size,
             vocab
         );
     }
+    check_same_vocab(&reference, &reward, "--reward")?;
     let n_positions = reference
         .config()
         .n_positions
@@ -216,45 +218,27 @@ fn main() -> anyhow::Result<()> {
         .clone();
     let (eos, pad) = special_ids(&reference)?;
 
-    // Resume from the newest checkpoint, if any.
-    let latest = read_latest(&run)?;
-    let resume_dir = latest
-        .as_ref()
-        .map(|l| run.join("checkpoints").join(&l.dir));
-    let (mut policy, value, state) = match &latest {
-        Some(l) => {
-            let dir = run.join("checkpoints").join(&l.dir);
-            let policy = CausalLm::load(dir.join("policy"), opts)
-                .with_context(|| format!("resuming from {}", dir.display()))?;
-            let value = ScalarModel::load(dir.join("value"), opts)
-                .with_context(|| format!("resuming from {}", dir.display()))?;
-            let text = std::fs::read_to_string(dir.join("state.json"))
-                .with_context(|| format!("resuming from {}", dir.display()))?;
-            let state: TrainerState = serde_json::from_str(&text)
-                .with_context(|| format!("{}", dir.join("state.json").display()))?;
-            eprintln!(
-                "[ppo] resuming at iteration {} from {}",
-                state.iteration,
-                dir.display()
-            );
-            (policy, value, Some(state))
-        }
+    // A run resumed from a checkpoint takes its policy and value function from there; else
+    // they start from --policy and --value (or --reward).
+    let latest = read_latest(&run_path)?;
+    let fresh = match &latest {
+        Some(_) => None,
         None => {
-            let policy = CausalLm::load(&args.policy, opts)?;
+            let policy = CausalLm::load(&args.policy, opts)
+                .with_context(|| format!("--policy {}", args.policy.display()))?;
             let value = match &args.value {
-                Some(v) => ScalarModel::load(v, opts)
-                    .with_context(|| format!("--value {}", v.display()))?,
+                Some(v) => {
+                    let value = load_value(v, opts)?;
+                    check_value(&reference, &value, needed)?;
+                    value
+                }
                 None => ScalarModel::value_from_reward(&args.reward, opts).with_context(|| {
                     format!("value function from --reward {}", args.reward.display())
                 })?,
             };
-            (policy, value, None)
+            Some((policy, value))
         }
     };
-    policy.meta_mut().extra.insert("stage".into(), "ppo".into());
-    let start = state.as_ref().map_or(0, |s| s.iteration);
-    truncate_metrics(&run.join("metrics.jsonl"), start)?;
-    run.write_config(&cfg)?;
 
     // Data.
     let records: Vec<PromptRecord> = read_records(&args.prompts, cfg.lenient)?;
@@ -282,7 +266,8 @@ fn main() -> anyhow::Result<()> {
                     tok.encode(t)
                         .map(|v| v.into_iter().map(|x| x as u32).collect())
                 })
-                .collect::<Result<_, _>>()?;
+                .collect::<Result<_, _>>()
+                .with_context(|| format!("--pretrain {}", path.display()))?;
             let blocks = pack_documents(&docs, block_len, eos, pad)?;
             let bs = if cfg.ptx_batch_size == 0 {
                 cfg.ppo.micro_batch()
@@ -295,11 +280,10 @@ fn main() -> anyhow::Result<()> {
                 blocks.num_blocks,
                 block_len
             );
-            let mut src = PackedPtx::new(blocks, bs, cfg.ppo.seed)?;
-            if let Some(s) = &state {
-                src.set_position(s.ptx_position);
-            }
-            Some(src)
+            Some(
+                PackedPtx::new(blocks, bs, cfg.ppo.seed)
+                    .with_context(|| format!("--pretrain {}", path.display()))?,
+            )
         }
         (None, true) => bail!(
             "ppo.ptx_coef is {} but no --pretrain data was given: pass --pretrain FILE, or set \
@@ -312,6 +296,39 @@ fn main() -> anyhow::Result<()> {
         }
         (None, false) => None,
     };
+
+    // All input is good: make (or, with --resume, reopen and tidy) the run directory.
+    let run = args.common.open_run(run_path, "ppo")?;
+    let resume_dir = latest
+        .as_ref()
+        .map(|l| run.join("checkpoints").join(&l.dir));
+    let (mut policy, value, state) = match (fresh, &resume_dir) {
+        (Some((policy, value)), _) => (policy, value, None),
+        (None, Some(dir)) => {
+            let policy = CausalLm::load(dir.join("policy"), opts)
+                .with_context(|| format!("resuming from {}", dir.display()))?;
+            let value = ScalarModel::load(dir.join("value"), opts)
+                .with_context(|| format!("resuming from {}", dir.display()))?;
+            let text = std::fs::read_to_string(dir.join("state.json"))
+                .with_context(|| format!("resuming from {}", dir.display()))?;
+            let state: TrainerState = serde_json::from_str(&text)
+                .with_context(|| format!("{}", dir.join("state.json").display()))?;
+            eprintln!(
+                "[ppo] resuming at iteration {} from {}",
+                state.iteration,
+                dir.display()
+            );
+            (policy, value, Some(state))
+        }
+        (None, None) => unreachable!("models are loaded fresh when there is no checkpoint"),
+    };
+    if let (Some(src), Some(s)) = (ptx.as_mut(), &state) {
+        src.set_position(s.ptx_position);
+    }
+    policy.meta_mut().extra.insert("stage".into(), "ppo".into());
+    let start = state.as_ref().map_or(0, |s| s.iteration);
+    truncate_metrics(&run.join("metrics.jsonl"), start)?;
+    run.write_config(&cfg)?;
 
     let models = PpoModels {
         policy,
@@ -387,7 +404,7 @@ fn main() -> anyhow::Result<()> {
             cfg.iterations
         );
     }
-    if let Some(l) = read_latest(&run)? {
+    if let Some(l) = read_latest(&run.path)? {
         let report = serde_json::json!({
             "iterations": trainer.iteration(),
             "kl_coef": trainer.kl_coef(),
@@ -415,6 +432,12 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn validate(cfg: &PpoRunConfig) -> anyhow::Result<()> {
+    if cfg.iterations == 0 {
+        bail!(
+            "iterations must be at least 1, got 0: set the number of PPO iterations to run \
+             (e.g. --set iterations=10)"
+        );
+    }
     cfg.ppo.validate()?;
     if cfg.save_every == 0 {
         bail!("save_every must be at least 1");
@@ -425,7 +448,77 @@ fn validate(cfg: &PpoRunConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_latest(run: &RunDir) -> anyhow::Result<Option<Latest>> {
+/// Loads the reward model that `--reward` names (see [`load_reward`]).
+fn load_reward_model(path: &Path, opts: LoadOptions) -> anyhow::Result<ScalarModel> {
+    if checkpoint_head(path) == Some(HeadKind::Value) {
+        bail!(
+            "--reward {}: this is a Value checkpoint (a value function, e.g. a `ppo` run's \
+             value/); pass a reward model: the final/ directory of a `reward` run, which trains \
+             one from an SFT checkpoint",
+            path.display()
+        );
+    }
+    load_reward(path, opts, "--reward")
+}
+
+/// Loads the value function that `--value` names: a value checkpoint, or a reward model to
+/// start one from (as without `--value`).
+fn load_value(path: &Path, opts: LoadOptions) -> anyhow::Result<ScalarModel> {
+    if checkpoint_head(path) == Some(HeadKind::Lm) {
+        bail!(
+            "--value {}: this is a language-model checkpoint, but --value takes a value function \
+             (a `ppo` run's checkpoints/iter-N/value/) or a reward model to start one from",
+            path.display()
+        );
+    }
+    let value =
+        ScalarModel::load(path, opts).with_context(|| format!("--value {}", path.display()))?;
+    if value.head_kind() == HeadKind::Reward {
+        return ScalarModel::value_from_reward(path, opts)
+            .with_context(|| format!("--value {}", path.display()));
+    }
+    Ok(value)
+}
+
+/// Checks that the `--value` function reads the policy's token ids and sequences of `needed`
+/// tokens.
+fn check_value(policy: &CausalLm, value: &ScalarModel, needed: i64) -> anyhow::Result<()> {
+    if let (Some(a), Some(b)) = (policy.tokenizer(), value.tokenizer()) {
+        if a.inner().get_vocab(true) != b.inner().get_vocab(true) {
+            bail!(
+                "--value: the value function's tokenizer ({} tokens) differs from the policy's \
+                 ({} tokens): use a value function (or reward model) trained from this policy's \
+                 SFT checkpoint, or leave out --value to start one from --reward",
+                b.vocab_size(),
+                a.vocab_size()
+            );
+        }
+    }
+    let (v_lm, v_vf) = (policy.config().vocab_size, value.config().vocab_size);
+    if v_vf < v_lm {
+        bail!(
+            "--value: the value function has vocab_size {v_vf} but the policy {v_lm}: it cannot \
+             read the policy's tokens; leave out --value to start one from --reward"
+        );
+    }
+    let n = value.config().n_positions;
+    if n < needed {
+        bail!(
+            "--value: the value function's n_positions ({n}) is less than max_prompt_tokens + \
+             ppo.max_new_tokens ({needed}): lower them"
+        );
+    }
+    Ok(())
+}
+
+/// What a checkpoint directory holds, from its `rlhf.json` (`None` when unknown: the loaders
+/// then say what is wrong).
+fn checkpoint_head(path: &Path) -> Option<HeadKind> {
+    let dir = rlhf_model::checkpoint::resolve_dir(path).ok()?;
+    Some(CheckpointMeta::read(&dir).ok()??.head)
+}
+
+fn read_latest(run: &Path) -> anyhow::Result<Option<Latest>> {
     let path = run.join("checkpoints").join("latest.json");
     if !path.exists() {
         return Ok(None);
