@@ -85,6 +85,9 @@ pub struct PipelineConfig {
     pub ppo_iterations: u64,
     /// gamma_ptx of the PPO-ptx run (plain PPO uses 0).
     pub ptx_coef: f64,
+    /// A PPO stage saves a resumable checkpoint every N iterations (0 = never; a killed stage
+    /// then starts over, with the same result). Default 10.
+    pub ppo_save_every: u64,
     /// Rounds of the paper's iteration. Round 1 trains the RM on rankings of SFT samples, then
     /// PPO and PPO-ptx; each later round has the labelers rank samples of the previous round's
     /// PPO-ptx policy, retrains the RM (from the SFT model) on all rankings so far, and trains a
@@ -161,6 +164,7 @@ impl Default for PipelineConfig {
             },
             ppo_iterations: 20,
             ptx_coef: 1.0,
+            ppo_save_every: 10,
             rounds: 1,
             eval_prompts: 200,
             max_new_tokens: 24,
@@ -423,10 +427,28 @@ pub fn ppo_stage_with<M: rlhf_model::RewardModel>(
         return Ok(final_dir);
     }
     let device = crate::stage_device();
-    let policy = CausalLm::load(sft_dir, device)?;
+    // A run killed mid-stage continues from its last checkpoint (`latest.json` names it).
+    let resume: Option<(PathBuf, PpoCheckpoint)> =
+        match std::fs::read_to_string(dir.join("latest.json")) {
+            Ok(text) => {
+                let c: PpoCheckpoint = serde_json::from_str(&text)
+                    .with_context(|| format!("reading {}", dir.join("latest.json").display()))?;
+                Some((dir.join(&c.dir), c))
+            }
+            Err(_) => None,
+        };
+    let (policy, value) = match &resume {
+        Some((ck, _)) => (
+            CausalLm::load(ck.join("policy"), device)?,
+            rlhf_model::ScalarModel::load(ck.join("value"), device)?,
+        ),
+        None => (
+            CausalLm::load(sft_dir, device)?,
+            rlhf_model::ScalarModel::value_from_reward(value_init, device)?,
+        ),
+    };
     let mut reference = CausalLm::load(sft_dir, device)?;
     reference.var_store_mut().freeze();
-    let value = rlhf_model::ScalarModel::value_from_reward(value_init, device)?;
     let ppo_cfg = rlhf_ppo::PpoConfig {
         ptx_coef,
         seed: cfg.seed,
@@ -472,9 +494,20 @@ pub fn ppo_stage_with<M: rlhf_model::RewardModel>(
     let run = RunDir::open(&dir)?;
     run.recover(name)?;
     run.write_config(&ppo_cfg)?;
+    let start = match &resume {
+        Some((ck, c)) => {
+            trainer.load_state(ck.join("trainer"))?;
+            ptx.set_position(c.ptx_position);
+            eprintln!("[{name}] resuming after iteration {}", c.iteration);
+            c.iteration
+        }
+        None => 0,
+    };
+    // Lines of iterations after the checkpoint are about to be logged again.
+    run.truncate_metrics(start)?;
     let mut metrics = run.metrics()?;
     let mut progress = crate::run::Progress::new(name, cfg.ppo_iterations);
-    for it in 0..cfg.ppo_iterations {
+    for it in start..cfg.ppo_iterations {
         let idx = rlhf_ppo::data::prompt_indices(prompts.len(), ppo_cfg.batch_size, it, cfg.seed);
         let rows: Vec<&[i64]> = idx.iter().map(|&i| prompts[i].as_slice()).collect();
         let (ids, mask) = rlhf_ppo::data::left_pad(&rows, eos)?;
@@ -496,6 +529,10 @@ pub fn ppo_stage_with<M: rlhf_model::RewardModel>(
                 get("objective/kl")
             ),
         );
+        let done = it + 1;
+        if cfg.ppo_save_every > 0 && done % cfg.ppo_save_every == 0 && done < cfg.ppo_iterations {
+            save_ppo_checkpoint(&dir, &trainer, &ptx, done)?;
+        }
     }
     let mut policy = trainer.into_models().policy;
     policy
@@ -505,6 +542,49 @@ pub fn ppo_stage_with<M: rlhf_model::RewardModel>(
     policy.save(&final_dir)?;
     mark_done(&dir, serde_json::json!({"final": final_dir}))?;
     Ok(final_dir)
+}
+
+/// Where a pipeline PPO stage stands (`latest.json` in its directory).
+#[derive(Debug, Serialize, Deserialize)]
+struct PpoCheckpoint {
+    /// Iterations done.
+    iteration: u64,
+    /// The checkpoint directory (relative to the stage directory).
+    dir: String,
+    /// Blocks of pretraining text the PPO-ptx source has handed out.
+    ptx_position: u64,
+}
+
+/// Saves policy, value and trainer state (AdamW moments, KL coefficient, iteration) as
+/// `ckpt-N/`, then points `latest.json` at it (written last, atomically), then removes older
+/// checkpoints: a kill at any point leaves a complete checkpoint named by `latest.json`.
+fn save_ppo_checkpoint<M: rlhf_model::RewardModel>(
+    dir: &Path,
+    trainer: &rlhf_ppo::PpoTrainer<CausalLm, CausalLm, M, rlhf_model::ScalarModel>,
+    ptx: &rlhf_ppo::PackedPtx,
+    iteration: u64,
+) -> anyhow::Result<()> {
+    let name = format!("ckpt-{iteration:06}");
+    let ck = dir.join(&name);
+    trainer.policy().save(ck.join("policy"))?;
+    trainer.value().save(ck.join("value"))?;
+    trainer.save_state(ck.join("trainer"))?;
+    let c = PpoCheckpoint {
+        iteration,
+        dir: name.clone(),
+        ptx_position: ptx.position(),
+    };
+    rlhf_model::checkpoint::write_atomic(
+        &dir.join("latest.json"),
+        serde_json::to_string_pretty(&c)?.as_bytes(),
+    )?;
+    for e in std::fs::read_dir(dir)?.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with("ckpt-") && n != name && e.path().is_dir() {
+            std::fs::remove_dir_all(e.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// Collects rankings of SFT samples, trains the reward model from the SFT checkpoint,

@@ -25,16 +25,19 @@ const TINY: &[&str] = &[
     "eval_prompts=16",
     "max_new_tokens=8",
     "labelers.calibration_prompts=60",
-    "rounds=2",
 ];
 
-fn run(out: &std::path::Path) -> (bool, String, String) {
+fn command(out: &std::path::Path, extra: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pipeline"));
     cmd.arg("--out").arg(out).env("RLHF_DEVICE", "cpu");
-    for s in TINY {
+    for s in TINY.iter().chain(extra) {
         cmd.args(["--set", s]);
     }
-    let o = cmd.output().unwrap();
+    cmd
+}
+
+fn run_with(out: &std::path::Path, extra: &[&str]) -> (bool, String, String) {
+    let o = command(out, extra).output().unwrap();
     (
         o.status.success(),
         String::from_utf8_lossy(&o.stdout).into(),
@@ -46,7 +49,7 @@ fn run(out: &std::path::Path) -> (bool, String, String) {
 fn tiny_pipeline_produces_the_table_and_resumes() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
-    let (ok, stdout, stderr) = run(&out);
+    let (ok, stdout, stderr) = run_with(&out, &["rounds=2"]);
     assert!(ok, "{stderr}");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
@@ -128,7 +131,7 @@ fn tiny_pipeline_produces_the_table_and_resumes() {
     }
 
     // A rerun finds every stage done and reproduces the same numbers.
-    let (ok, _, stderr2) = run(&out);
+    let (ok, _, stderr2) = run_with(&out, &["rounds=2"]);
     assert!(ok, "{stderr2}");
     assert!(
         !stderr2.contains("[pretrain] epoch"),
@@ -144,4 +147,71 @@ fn tiny_pipeline_produces_the_table_and_resumes() {
     ] {
         assert_eq!(report[key], again[key], "{key}");
     }
+}
+
+/// The numbers of a report (everything but the timings).
+fn numbers(out: &std::path::Path) -> serde_json::Value {
+    let mut r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    r.as_object_mut().unwrap().remove("seconds");
+    r
+}
+
+#[test]
+fn killed_during_ppo_resumes_from_its_checkpoint_to_the_same_report() {
+    let extra = ["ppo_iterations=4", "ppo_save_every=2"];
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let (ok, _, stderr) = run_with(&a, &extra);
+    assert!(ok, "{stderr}");
+
+    // Kill -9 once the PPO stage has written its first checkpoint (after iteration 2 of 4).
+    let mut child = command(&b, &extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while !b.join("ppo/latest.json").exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before the checkpoint"
+        );
+        assert!(
+            t0.elapsed().as_secs() < 300,
+            "no PPO checkpoint after 300 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(!b.join("ppo/done.json").exists());
+
+    let (ok, _, stderr) = run_with(&b, &extra);
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("[ppo] resuming after iteration 2"),
+        "{stderr}"
+    );
+    assert_eq!(numbers(&a), numbers(&b));
+    for f in [
+        "ppo/final/model.safetensors",
+        "ppo_ptx/final/model.safetensors",
+    ] {
+        assert!(
+            std::fs::read(a.join(f)).unwrap() == std::fs::read(b.join(f)).unwrap(),
+            "{f} differs"
+        );
+    }
+    // Four metric lines, none repeated.
+    let steps: Vec<u64> = std::fs::read_to_string(b.join("ppo/metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(steps, vec![1, 2, 3, 4]);
 }
