@@ -25,6 +25,15 @@ fn old_loss(logits: &Tensor, ids: &Tensor, loss_mask: &Tensor) -> Tensor {
     -(lp * &m).sum(Kind::Float) / n
 }
 
+/// (minor faults, user s, system s) of this process, from /proc/self/stat.
+fn proc_stat() -> (u64, f64, f64) {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let f: Vec<&str> = s[s.rfind(')').unwrap() + 2..].split(' ').collect();
+    // Fields after the name start at 3 (state): minflt is field 10, utime 14, stime 15.
+    let n = |i: usize| f[i - 3].parse::<u64>().unwrap();
+    (n(10), n(14) as f64 / 100.0, n(15) as f64 / 100.0)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -206,6 +215,66 @@ fn main() {
             ];
             interleave(rounds, &mut v);
         }
-        other => panic!("unknown comparison {other}: head, adamw or step"),
+        "grads" => {
+            // How much do zero_grad + accumulation into `.grad` cost, against autograd handing
+            // the gradients back fresh (torch.autograd.grad)?
+            let vars = lm.var_store().trainable_variables();
+            let ocfg = AdamWConfig::default();
+            let mut a = AdamW::new(lm.var_store(), &ocfg).unwrap();
+            let mut v: Vec<Variant> = vec![
+                (
+                    "zero_grad + backward",
+                    Box::new(|| {
+                        a.zero_grad();
+                        rlhf_sft::masked_lm_loss(&lm, &ids, &mask, &loss_mask, true)
+                            .unwrap()
+                            .backward();
+                    }),
+                ),
+                (
+                    "run_backward (fresh grads)",
+                    Box::new(|| {
+                        let loss =
+                            rlhf_sft::masked_lm_loss(&lm, &ids, &mask, &loss_mask, true).unwrap();
+                        let g = Tensor::run_backward(&[loss], &vars, false, false);
+                        assert_eq!(g.len(), vars.len());
+                    }),
+                ),
+            ];
+            interleave(rounds, &mut v);
+        }
+        "malloc" => {
+            // Page faults and CPU time per step, default allocator settings then
+            // `retain_freed_memory` (not interleavable: the setting stays for the process).
+            let mut opt = AdamW::new(lm.var_store(), &AdamWConfig::default()).unwrap();
+            let mut step = || {
+                opt.zero_grad();
+                rlhf_sft::masked_lm_loss(&lm, &ids, &mask, &loss_mask, true)
+                    .unwrap()
+                    .backward();
+                opt.step();
+            };
+            step();
+            for phase in ["default", "retain_freed_memory"] {
+                if phase != "default" {
+                    assert!(rlhf_model::train::retain_freed_memory());
+                    step(); // the heap grows once
+                }
+                for _ in 0..rounds {
+                    let (f0, u0, s0) = proc_stat();
+                    let t = Instant::now();
+                    step();
+                    let wall = t.elapsed().as_secs_f64();
+                    let (f1, u1, s1) = proc_stat();
+                    println!(
+                        "{phase:>20}: wall {wall:.3}s user {:.2}s sys {:.2}s minor faults {}",
+                        u1 - u0,
+                        s1 - s0,
+                        f1 - f0
+                    );
+                }
+            }
+        }
+        other => panic!("unknown comparison {other}: head, adamw, step, grads or malloc"),
     }
 }

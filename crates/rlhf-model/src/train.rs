@@ -525,6 +525,32 @@ pub fn global_grad_norm(vs: &nn::VarStore) -> f64 {
         .double_value(&[])
 }
 
+/// Makes the C allocator keep freed memory for reuse instead of handing it back to the kernel,
+/// for the rest of the process (glibc on Linux; elsewhere a no-op returning false).
+///
+/// Every training step frees and reallocates the same large buffers (logits, activations,
+/// gradients of the embedding). By default glibc serves each block above 32 MiB with a fresh
+/// `mmap` and unmaps it on free, and trims the heap top, so every step faults those pages in
+/// again and the kernel zeroes them. With `M_MMAP_MAX = 0` and trimming off, they are reused.
+/// Measured on GPT-2 small W-SFT (5 steps per process): minor page faults 2.70M -> 1.27M and
+/// system time 5.2 s -> 2.5 s per process. The price: the process's resident size stays at its
+/// peak (+16% here).
+pub fn retain_freed_memory() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only changes allocator parameters; -1 for M_TRIM_THRESHOLD disables
+        // trimming (documented in mallopt(3)).
+        unsafe {
+            libc::mallopt(libc::M_MMAP_MAX, 0) == 1
+                && libc::mallopt(libc::M_TRIM_THRESHOLD, -1) == 1
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
 /// Sets `requires_grad = false` on every variable (reference and reward models in PPO).
 pub fn freeze(vs: &mut nn::VarStore) {
     vs.freeze();

@@ -191,3 +191,13 @@ fn fused_step_does_not_depend_on_how_large_variables_are_split() {
     assert!(f64::try_from((&big - &big2).abs().max()).unwrap() <= 1e-6);
     assert!(f64::try_from((&small - &small2).abs().max()).unwrap() <= 1e-6);
 }
+
+#[test]
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn retain_freed_memory_is_accepted_by_glibc() {
+    assert!(rlhf_model::train::retain_freed_memory());
+    // Idempotent, and allocation still works.
+    assert!(rlhf_model::train::retain_freed_memory());
+    let t = Tensor::ones([1 << 24], (Kind::Float, tch::Device::Cpu));
+    assert_eq!(t.sum(Kind::Float).double_value(&[]), (1 << 24) as f64);
+}
