@@ -205,10 +205,9 @@ fn main() {
                 (
                     "new step",
                     Box::new(|| {
-                        b2.zero_grad();
-                        rlhf_sft::masked_lm_loss(&lm, &ids, &mask, &loss_mask, true)
-                            .unwrap()
-                            .backward();
+                        let loss =
+                            rlhf_sft::masked_lm_loss(&lm, &ids, &mask, &loss_mask, true).unwrap();
+                        b2.zero_grad_backward(&loss).unwrap();
                         b2.step();
                     }),
                 ),
@@ -217,10 +216,13 @@ fn main() {
         }
         "grads" => {
             // How much do zero_grad + accumulation into `.grad` cost, against autograd handing
-            // the gradients back fresh (torch.autograd.grad)?
+            // the gradients back fresh (torch.autograd.grad)? With the allocator keeping freed
+            // memory, as the trainer runs.
+            rlhf_model::train::retain_freed_memory();
             let vars = lm.var_store().trainable_variables();
             let ocfg = AdamWConfig::default();
             let mut a = AdamW::new(lm.var_store(), &ocfg).unwrap();
+            let mut b2 = AdamW::new(lm.var_store(), &ocfg).unwrap();
             let mut v: Vec<Variant> = vec![
                 (
                     "zero_grad + backward",
@@ -238,6 +240,14 @@ fn main() {
                             rlhf_sft::masked_lm_loss(&lm, &ids, &mask, &loss_mask, true).unwrap();
                         let g = Tensor::run_backward(&[loss], &vars, false, false);
                         assert_eq!(g.len(), vars.len());
+                    }),
+                ),
+                (
+                    "AdamW::zero_grad_backward",
+                    Box::new(|| {
+                        let loss =
+                            rlhf_sft::masked_lm_loss(&lm, &ids, &mask, &loss_mask, true).unwrap();
+                        b2.zero_grad_backward(&loss).unwrap();
                     }),
                 ),
             ];
@@ -275,6 +285,18 @@ fn main() {
                 }
             }
         }
-        other => panic!("unknown comparison {other}: head, adamw, step, grads or malloc"),
+        "profile" => {
+            // Only the current step, `rounds` times (for `perf record`).
+            rlhf_model::train::retain_freed_memory();
+            let mut opt = AdamW::new(lm.var_store(), &AdamWConfig::default()).unwrap();
+            for r in 0..=rounds {
+                let t = Instant::now();
+                let loss = rlhf_sft::masked_lm_loss(&lm, &ids, &mask, &loss_mask, true).unwrap();
+                opt.zero_grad_backward(&loss).unwrap();
+                opt.step();
+                println!("step {r}: {:.3}s", t.elapsed().as_secs_f64());
+            }
+        }
+        other => panic!("unknown comparison {other}: head, adamw, step, grads, malloc or profile"),
     }
 }

@@ -179,17 +179,19 @@ impl Attention {
         autocast: Option<Kind>,
     ) -> Tensor {
         let (b, t, e) = x.size3().expect("attention input is [B, T, E]");
-        let qkv = self
-            .c_attn
-            .forward(x, autocast)
-            .view([b, t, 3, self.n_head, self.head_dim])
-            .permute([2, 0, 3, 1, 4]); // [3, B, H, T, D]
-        let q = qkv.get(0);
+        // Split (not permute + select): the backward of `split` is one `cat` of the three
+        // gradients, where each `select` would scatter into its own zero-filled [3, B, H, T, D]
+        // buffer and the three would then be summed (attention block fwd + bwd 0.85x).
+        let heads = |y: &Tensor| {
+            y.view([b, t, self.n_head, self.head_dim]).transpose(1, 2) // [B, H, T, D]
+        };
+        let qkv = self.c_attn.forward(x, autocast).split(e, -1);
+        let q = heads(&qkv[0]);
         let (k, v) = match cache {
-            None => (qkv.get(1), qkv.get(2)),
+            None => (heads(&qkv[1]), heads(&qkv[2])),
             Some(((kc, vc), past)) => {
-                kc.narrow(2, past, t).copy_(&qkv.get(1));
-                vc.narrow(2, past, t).copy_(&qkv.get(2));
+                kc.narrow(2, past, t).copy_(&heads(&qkv[1]));
+                vc.narrow(2, past, t).copy_(&heads(&qkv[2]));
                 (kc.narrow(2, 0, past + t), vc.narrow(2, 0, past + t))
             }
         };

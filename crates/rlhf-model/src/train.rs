@@ -365,6 +365,42 @@ impl AdamW {
         }
     }
 
+    /// `zero_grad()` then `loss.backward()`, without their two passes over the gradients
+    /// (zero-filling them, then adding the new ones in): autograd hands the gradients back and
+    /// each replaces its variable's (a storage swap, no copy; a copy where the layouts differ).
+    /// For the first micro-batch of a step; further micro-batches accumulate with
+    /// `loss.backward()` as usual.
+    ///
+    /// Until every variable has a gradient (the first call), or if a variable stopped requiring
+    /// grad, it runs the plain `zero_grad()` + `backward()`. A variable the loss does not reach
+    /// gets a zero gradient, as with the plain path.
+    pub fn zero_grad_backward(&mut self, loss: &Tensor) -> Result<()> {
+        let vars: Vec<Tensor> = self.params.iter().map(|p| p.var.shallow_clone()).collect();
+        let ready = vars.iter().all(|v| v.requires_grad() && v.grad().defined());
+        if !ready {
+            self.zero_grad();
+            return Ok(loss.f_backward()?);
+        }
+        let fresh = Tensor::f_run_backward(&[loss], &vars, false, false)?;
+        let _g = tch::no_grad_guard();
+        for (v, new) in vars.iter().zip(&fresh) {
+            let mut g = v.grad();
+            if new.defined()
+                && new.kind() == g.kind()
+                && new.device() == g.device()
+                && new.size() == g.size()
+                && new.is_contiguous() == g.is_contiguous()
+            {
+                let _ = g.f_set_source_tensor_(new)?;
+            } else if new.defined() {
+                g.f_copy_(new)?;
+            } else {
+                let _ = g.f_zero_()?;
+            }
+        }
+        Ok(())
+    }
+
     /// Scales the gradients so that their global L2 norm is at most `max_norm`; returns the
     /// norm before clipping.
     pub fn clip_grad_norm(&mut self, max_norm: f64) -> f64 {

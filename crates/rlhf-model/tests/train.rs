@@ -201,3 +201,54 @@ fn retain_freed_memory_is_accepted_by_glibc() {
     let t = Tensor::ones([1 << 24], (Kind::Float, tch::Device::Cpu));
     assert_eq!(t.sum(Kind::Float).double_value(&[]), (1 << 24) as f64);
 }
+
+#[test]
+fn zero_grad_backward_equals_zero_grad_then_backward_and_accumulates_after() {
+    let lm = small_lm(12);
+    let mut opt = AdamW::new(lm.var_store(), &AdamWConfig::default()).unwrap();
+    let ids = Tensor::from_slice(&[3i64, 14, 15, 92, 65, 35, 89, 79, 32, 38]).view([2, 5]);
+    let other = Tensor::from_slice(&[2i64, 7, 1, 8, 28, 18, 28, 45, 90, 45]).view([2, 5]);
+    let loss = |x: &Tensor| -> Tensor {
+        -lm.token_log_probs(x, &x.ones_like(), 1.0, false)
+            .unwrap()
+            .mean(Kind::Float)
+    };
+    let grads = || -> std::collections::BTreeMap<String, Tensor> {
+        lm.var_store()
+            .variables()
+            .into_iter()
+            .map(|(n, v)| (n, v.grad().copy()))
+            .collect()
+    };
+    // First call: no gradient exists yet (the plain path).
+    opt.zero_grad_backward(&loss(&ids)).unwrap();
+    let first = grads();
+    // Stale gradients from another batch, then the fused call: same as zero_grad + backward.
+    loss(&other).backward();
+    opt.zero_grad_backward(&loss(&ids)).unwrap();
+    let fused = grads();
+    opt.zero_grad();
+    loss(&ids).backward();
+    let plain = grads();
+    for (name, p) in &plain {
+        assert!(
+            p.equal(&fused[name]) && p.equal(&first[name]),
+            "{name} differs"
+        );
+        assert!(fused[name].is_contiguous(), "{name}");
+    }
+    // Later micro-batches accumulate on top.
+    opt.zero_grad_backward(&loss(&ids)).unwrap();
+    loss(&other).backward();
+    let accumulated = grads();
+    opt.zero_grad();
+    loss(&other).backward();
+    for (name, o) in grads() {
+        let want = &plain[&name] + o;
+        let d = f64::try_from((&accumulated[&name] - want).abs().max()).unwrap();
+        assert!(d < 1e-6, "{name}: {d}");
+    }
+    // And the optimizer steps with them.
+    opt.zero_grad_backward(&loss(&ids)).unwrap();
+    opt.step();
+}

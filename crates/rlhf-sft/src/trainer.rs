@@ -423,7 +423,6 @@ impl<'a> SftTrainer<'a> {
             let mut i = st.micro_in_epoch;
             while i < micro.len() {
                 let end = (i + cfg.grad_accum_steps).min(micro.len());
-                opt.zero_grad();
                 let mut step_loss = 0.0;
                 for (j, idx) in micro[i..end].iter().enumerate() {
                     // Dropout draws from libtorch's generator: seed it per micro-batch so that a
@@ -432,7 +431,12 @@ impl<'a> SftTrainer<'a> {
                     let b = train.batch(idx)?;
                     let (ids, mask, lm) = batch_tensors(&b, device);
                     let loss = masked_lm_loss(&*model, &ids, &mask, &lm, true)? / (end - i) as f64;
-                    loss.backward();
+                    if j == 0 {
+                        // zero_grad + backward, without filling and accumulating passes.
+                        opt.zero_grad_backward(&loss)?;
+                    } else {
+                        loss.backward();
+                    }
                     step_loss += loss.double_value(&[]);
                 }
                 if !step_loss.is_finite() {

@@ -104,11 +104,10 @@ fn main() -> anyhow::Result<()> {
                 },
             )?;
             let secs = time_median(device, args.warmup, args.iters, || {
-                opt.zero_grad();
                 // The LM head and the softmax run only at the loss positions.
-                rlhf_sft::masked_lm_loss(&lm, &ids, &mask, &loss_mask, true)
-                    .expect("forward")
-                    .backward();
+                let loss =
+                    rlhf_sft::masked_lm_loss(&lm, &ids, &mask, &loss_mask, true).expect("forward");
+                opt.zero_grad_backward(&loss).expect("backward");
                 opt.step();
             });
             // Positions whose prediction is in the loss: the head's rows a step must compute.
