@@ -3,11 +3,17 @@
 //! medians and the median over rounds of each variant's time divided by the baseline's in the
 //! same round.
 //!
-//! `cargo run --release -p rlhf-benches --example sft_ab -- <head|adamw|step> <tiny|gpt2-small> [rounds]`
+//! `cargo run --release -p rlhf-benches --example sft_ab -- <mode> <tiny|gpt2-small> [rounds]`
+//! (`THREADS=n` sets libtorch's thread count; default all cores)
 //!
 //! - `head`: unembedding + loss, forward and backward, from a fixed hidden state.
 //! - `adamw`: one optimizer step over the model's variables (gradients from one backward).
-//! - `step`: the whole W-SFT step (zero_grad, forward, loss, backward, AdamW).
+//! - `step`: the whole W-SFT step before this work (full logits, `logsumexp` loss, tensor-op
+//!   AdamW, zero_grad + backward) and now.
+//! - `grads`: zero_grad + backward vs fresh gradients (`AdamW::zero_grad_backward`).
+//! - `malloc`: page faults and CPU time per step, default allocator vs `retain_freed_memory`.
+//! - `profile`: only the current step (for `perf record`).
+//! - `fraction`: the step's model FLOP rate over the matmul peak, both measured every round.
 
 use rlhf_model::train::{AdamW, AdamWConfig};
 use rlhf_model::{CausalLm, Gpt2Config, Policy};
@@ -70,7 +76,8 @@ fn interleave(rounds: usize, variants: &mut [Variant<'_>]) {
 fn main() {
     rlhf_model::cpu::ensure_usable_cpu_isa();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    tch::set_num_threads(cores as i32);
+    let threads = std::env::var("THREADS").map_or(cores, |t| t.parse().expect("THREADS"));
+    tch::set_num_threads(threads as i32);
     let args: Vec<String> = std::env::args().collect();
     let what = args.get(1).map_or("step", String::as_str).to_string();
     let size = args.get(2).map_or("tiny", String::as_str);
@@ -297,6 +304,50 @@ fn main() {
                 println!("step {r}: {:.3}s", t.elapsed().as_secs_f64());
             }
         }
-        other => panic!("unknown comparison {other}: head, adamw, step, grads, malloc or profile"),
+        "fraction" => {
+            // The step's model FLOP rate over the matmul peak, each round measuring both
+            // (2048^3 matmuls, as `bench --workload matmul`), so that the load of the moment
+            // hits both alike. FLOPs: body + causal attention + the LM head on the loss rows,
+            // as `bench --workload sft` counts them (`required`).
+            rlhf_model::train::retain_freed_memory();
+            let mut opt = AdamW::new(lm.var_store(), &AdamWConfig::default()).unwrap();
+            let rows = f64::try_from(loss_mask.narrow(1, 1, t - 1).ne(0).sum(Kind::Float)).unwrap();
+            let flops = 3.0
+                * rlhf_model::flops::forward_flops(
+                    &cfg,
+                    (b * t) as f64,
+                    (t as f64 + 1.0) / 2.0,
+                    rows,
+                );
+            let a = Tensor::randn([2048, 2048], (Kind::Float, dev));
+            let mut fr = vec![];
+            for r in 0..=rounds {
+                let t0 = Instant::now();
+                tch::no_grad(|| {
+                    for _ in 0..5 {
+                        let _ = a.matmul(&a);
+                    }
+                });
+                let peak = 5.0 * 2.0 * 2048f64.powi(3) / t0.elapsed().as_secs_f64() / 1e9;
+                let t1 = Instant::now();
+                let loss = rlhf_sft::masked_lm_loss(&lm, &ids, &mask, &loss_mask, true).unwrap();
+                opt.zero_grad_backward(&loss).unwrap();
+                opt.step();
+                let secs = t1.elapsed().as_secs_f64();
+                let achieved = flops / secs / 1e9;
+                println!(
+                    "round {r}: step {secs:.3}s {achieved:.1} GFLOP/s, peak {peak:.1} GFLOP/s, \
+                     fraction {:.3}",
+                    achieved / peak
+                );
+                if r > 0 {
+                    fr.push(achieved / peak);
+                }
+            }
+            println!("median fraction of peak {:.3}", median(fr));
+        }
+        other => panic!(
+            "unknown comparison {other}: head, adamw, step, grads, malloc, profile or fraction"
+        ),
     }
 }
