@@ -93,7 +93,11 @@ fn ppo_ops(c: &mut Criterion) {
     let new_logp = (&logp + Tensor::randn([b, n], opts) * 0.05).set_requires_grad(true);
     let adv = Tensor::randn([b, n], opts);
     g.bench_function("clipped-surrogate-fwd-bwd-64x64", |bch| {
-        bch.iter(|| clipped_surrogate(&new_logp, &logp, &adv, &mask, 0.2).loss.backward())
+        bch.iter(|| {
+            clipped_surrogate(&new_logp, &logp, &adv, &mask, 0.2)
+                .loss
+                .backward()
+        })
     });
     g.finish();
 }
