@@ -75,10 +75,12 @@ pub struct SftConfig {
     pub warmup_steps: u64,
     /// Final learning rate as a fraction of the peak (paper: cosine to 10%). Default 0.1.
     pub min_lr_ratio: f64,
-    /// Clip the global gradient norm to this; `None` disables. Default 1.0.
+    /// Clip the global gradient norm to this; `None` disables (`"off"` in TOML). Default 1.0.
+    #[serde(with = "off_or_f64")]
     pub max_grad_norm: Option<f64>,
-    /// Residual dropout during training (paper: 0.2); `None` keeps the checkpoint's. Default
-    /// Some(0.2).
+    /// Residual dropout during training (paper: 0.2); `None` (`"off"` in TOML) keeps the
+    /// checkpoint's rates. Default Some(0.2).
+    #[serde(with = "off_or_f64")]
     pub residual_dropout: Option<f64>,
     /// Longest prompt in tokens (truncated from the left). Default 128.
     pub max_prompt_tokens: usize,
@@ -646,4 +648,37 @@ fn mix_seed(seed: u64, a: u64, b: u64) -> u64 {
     x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
     x ^= x >> 33;
     x & 0x7fff_ffff_ffff_ffff
+}
+
+/// Serde for an `Option<f64>` whose default is `Some`: `None` is written and read as the string
+/// `"off"` (TOML has no null, and a missing key means the default), so a config survives a
+/// write/read round trip and a file can switch the option off.
+mod off_or_f64 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(x) => s.serialize_f64(*x),
+            None => s.serialize_str("off"),
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Num(f64),
+        Int(i64),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        match Raw::deserialize(d)? {
+            Raw::Num(x) => Ok(Some(x)),
+            Raw::Int(x) => Ok(Some(x as f64)),
+            Raw::Text(t) if t == "off" || t == "none" => Ok(None),
+            Raw::Text(t) => Err(serde::de::Error::custom(format!(
+                "expected a number or \"off\", got {t:?}"
+            ))),
+        }
+    }
 }
