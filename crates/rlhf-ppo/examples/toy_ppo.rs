@@ -15,7 +15,7 @@
 //! [cache=DIR]
 //! [sft=DIR rm=DIR]` (`cache=DIR` keeps the self-made SFT model there and reuses it).
 
-use rlhf_data::collate::{collate_sft, pack_documents, CollateConfig, TokenizedPair};
+use rlhf_data::collate::{collate_sft, pack_documents, CollateConfig, Collator, TokenizedPair};
 use rlhf_data::toy::{
     gold_score, toy_tokenizer, toy_vocab, ToyConfig, ToyTask, ToyWorld, TOY_EOS_ID,
 };
@@ -25,7 +25,7 @@ use rlhf_model::{
 };
 use rlhf_ppo::data::{left_pad, prompt_indices};
 use rlhf_ppo::{LmBatch, PackedPtx, PpoConfig, PpoModels, PpoTrainer, PtxSource, SpecialTokens};
-use std::collections::{BTreeSet, HashMap};
+use rlhf_reward::toy::GoldReward;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
@@ -34,59 +34,6 @@ type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 const EOS: i64 = TOY_EOS_ID as i64;
 const MAX_NEW: i64 = 24;
-
-/// The gold score as a `RewardModel`: finds the prompt (registered by its token ids) at the
-/// start of each sequence, decodes the rest up to EOS with the toy tokenizer and scores it.
-struct GoldReward {
-    tok: Tokenizer,
-    tasks: HashMap<Vec<i64>, ToyTask>,
-    lengths: Vec<usize>,
-}
-
-impl GoldReward {
-    fn new(tok: Tokenizer, prompts: &[(Vec<i64>, ToyTask)]) -> Self {
-        let lengths: BTreeSet<usize> = prompts.iter().map(|(p, _)| p.len()).collect();
-        GoldReward {
-            tok,
-            tasks: prompts.iter().cloned().collect(),
-            lengths: lengths.into_iter().rev().collect(),
-        }
-    }
-
-    fn score_row(&self, seq: &[i64]) -> f64 {
-        for &l in &self.lengths {
-            if l >= seq.len() {
-                continue;
-            }
-            if let Some(task) = self.tasks.get(&seq[..l]) {
-                let resp: Vec<i64> = seq[l..].iter().copied().take_while(|&t| t != EOS).collect();
-                let text = self.tok.decode(&resp, true).unwrap_or_default();
-                return gold_score(task, &text);
-            }
-        }
-        0.0
-    }
-}
-
-impl RewardModel for GoldReward {
-    fn score(&self, ids: &Tensor, mask: &Tensor, _train: bool) -> rlhf_model::Result<Tensor> {
-        let ids = ids.to_device(Device::Cpu);
-        let mask = mask.to_device(Device::Cpu);
-        let mut out = Vec::new();
-        for r in 0..ids.size()[0] {
-            let row = Vec::<i64>::try_from(ids.get(r))?;
-            let m = Vec::<i64>::try_from(mask.get(r))?;
-            let seq: Vec<i64> = row
-                .iter()
-                .zip(&m)
-                .filter(|(_, &m)| m > 0)
-                .map(|(&t, _)| t)
-                .collect();
-            out.push(self.score_row(&seq) as f32);
-        }
-        Ok(Tensor::from_slice(&out))
-    }
-}
 
 struct Args {
     iterations: u64,
@@ -314,6 +261,7 @@ fn main() -> Res<()> {
         ..ToyConfig::default()
     })?;
     let tok = Tokenizer::from_inner(toy_tokenizer());
+    let collator = Collator::new(toy_tokenizer(), CollateConfig::new(TOY_EOS_ID, TOY_EOS_ID))?;
     let enc = |s: &str| -> Res<Vec<i64>> { Ok(tok.encode(s)?) };
     let train_prompts: Vec<(Vec<i64>, ToyTask)> = world
         .prompts
@@ -386,7 +334,7 @@ fn main() -> Res<()> {
         let t = Instant::now();
         let final_policy = match &rm_dir {
             None => {
-                let reward = GoldReward::new(tok.clone(), &train_prompts);
+                let reward = GoldReward::new(&world.prompts, &collator)?;
                 let value = ScalarModel::reward_from_lm(&sft_dir, Device::Cpu)?;
                 let models = PpoModels {
                     policy,
@@ -394,24 +342,15 @@ fn main() -> Res<()> {
                     reward,
                     value,
                 };
-                let mut tr = PpoTrainer::new(
-                    cfg.clone(),
-                    models,
-                    SpecialTokens {
-                        eos: Some(EOS),
-                        pad: EOS,
-                    },
-                )?;
                 run(
-                    &mut tr,
+                    models,
                     &train_prompts,
                     &cfg,
                     args.iterations,
                     &mut ptx,
                     &mut metrics,
                     name,
-                )?;
-                tr.into_models().policy
+                )?
             }
             Some(rm) => {
                 let mut reward = ScalarModel::load(rm, Device::Cpu)?;
@@ -423,24 +362,15 @@ fn main() -> Res<()> {
                     reward,
                     value,
                 };
-                let mut tr = PpoTrainer::new(
-                    cfg.clone(),
-                    models,
-                    SpecialTokens {
-                        eos: Some(EOS),
-                        pad: EOS,
-                    },
-                )?;
                 run(
-                    &mut tr,
+                    models,
                     &train_prompts,
                     &cfg,
                     args.iterations,
                     &mut ptx,
                     &mut metrics,
                     name,
-                )?;
-                tr.into_models().policy
+                )?
             }
         };
         eprintln!(
@@ -487,15 +417,21 @@ fn main() -> Res<()> {
     Ok(())
 }
 
+/// Trains `models` with PPO for `iterations` and returns the policy.
 fn run<M: RewardModel>(
-    tr: &mut PpoTrainer<CausalLm, CausalLm, M, ScalarModel>,
+    models: PpoModels<CausalLm, CausalLm, M, ScalarModel>,
     prompts: &[(Vec<i64>, ToyTask)],
     cfg: &PpoConfig,
     iterations: u64,
     ptx: &mut PackedPtx,
     metrics: &mut MemoryMetrics,
     name: &str,
-) -> Res<()> {
+) -> Res<CausalLm> {
+    let special = SpecialTokens {
+        eos: Some(EOS),
+        pad: EOS,
+    };
+    let mut tr = PpoTrainer::new(cfg.clone(), models, special)?;
     for it in 0..iterations {
         let idx = prompt_indices(prompts.len(), cfg.batch_size, it, cfg.seed);
         let rows: Vec<&[i64]> = idx.iter().map(|&i| prompts[i].0.as_slice()).collect();
@@ -509,5 +445,5 @@ fn run<M: RewardModel>(
             );
         }
     }
-    Ok(())
+    Ok(tr.into_models().policy)
 }

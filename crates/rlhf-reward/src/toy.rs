@@ -18,6 +18,7 @@ use crate::trainer::RankingData;
 use rlhf_data::collate::{Collator, TokenizedRanking};
 use rlhf_data::records::Ranking;
 use rlhf_data::toy::{gold_score, simulate_rankings, LabelerPool, ToyTask, ToyWorld};
+use tch::{Device, Tensor};
 
 /// Train and held-out rankings of a toy world, with gold scores and the noise ceiling.
 #[derive(Debug, Clone)]
@@ -119,5 +120,85 @@ impl ToyRankings {
             groups: collator.tokenize_rankings(&self.heldout)?,
             gold: Some(self.heldout_gold.clone()),
         })
+    }
+}
+
+/// The toy world's gold score as a rule-based [`rlhf_model::RewardModel`]: the oracle a
+/// learned reward model approximates. PPO against it shows what the policy can reach when the
+/// reward model is perfect (a diagnostic: the pipeline's RM is learned from rankings).
+///
+/// Each scored row is prompt + response (left-padded prompt, response up to EOS); the prompt is
+/// recognized among the ones given to [`GoldReward::new`] (the longest known prompt that
+/// prefixes the row's real tokens), the rest is the response.
+pub struct GoldReward {
+    col: Collator,
+    prompts: std::collections::HashMap<Vec<u32>, ToyTask>,
+    lengths: Vec<usize>,
+}
+
+impl GoldReward {
+    /// A reward for responses to `prompts` (toy-world prompts).
+    pub fn new(prompts: &[rlhf_data::records::PromptRecord], col: &Collator) -> Result<Self> {
+        let mut map = std::collections::HashMap::new();
+        for p in prompts {
+            let task = ToyTask::from_prompt(&p.prompt)
+                .map_err(|e| RewardError::Input(format!("prompt {}: {e}", p.id)))?;
+            map.insert(col.encode(&p.prompt)?, task);
+        }
+        let mut lengths: Vec<usize> = map.keys().map(Vec::len).collect();
+        lengths.sort_unstable_by(|a, b| b.cmp(a));
+        lengths.dedup();
+        Ok(GoldReward {
+            col: col.clone(),
+            prompts: map,
+            lengths,
+        })
+    }
+
+    fn score_row(&self, ids: &[u32]) -> rlhf_model::Result<f64> {
+        for &l in &self.lengths {
+            if l > ids.len() {
+                continue;
+            }
+            if let Some(task) = self.prompts.get(&ids[..l]) {
+                let eos = self.col.config().eos_id;
+                let resp: Vec<u32> = ids[l..].iter().copied().filter(|&t| t != eos).collect();
+                let text = self
+                    .col
+                    .decode(&resp)
+                    .map_err(|e| rlhf_model::ModelError::Input(e.to_string()))?;
+                return Ok(gold_score(task, &text));
+            }
+        }
+        Err(rlhf_model::ModelError::Input(
+            "GoldReward: a scored sequence does not start with any of its prompts".into(),
+        ))
+    }
+}
+
+impl rlhf_model::RewardModel for GoldReward {
+    fn score(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        _train: bool,
+    ) -> rlhf_model::Result<Tensor> {
+        let ids = input_ids.to_device(Device::Cpu);
+        let mask = attention_mask.to_device(Device::Cpu);
+        let mut out = Vec::with_capacity(ids.size()[0] as usize);
+        for r in 0..ids.size()[0] {
+            let row: Vec<i64> = Vec::<i64>::try_from(ids.get(r))
+                .map_err(|e| rlhf_model::ModelError::Input(e.to_string()))?;
+            let m: Vec<i64> = Vec::<i64>::try_from(mask.get(r))
+                .map_err(|e| rlhf_model::ModelError::Input(e.to_string()))?;
+            let real: Vec<u32> = row
+                .iter()
+                .zip(&m)
+                .filter(|(_, &m)| m != 0)
+                .map(|(&t, _)| t as u32)
+                .collect();
+            out.push(self.score_row(&real)? as f32);
+        }
+        Ok(Tensor::from_slice(&out).to_device(input_ids.device()))
     }
 }

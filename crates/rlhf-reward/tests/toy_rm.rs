@@ -77,3 +77,56 @@ fn toy_rm_beats_chance_on_heldout_users() {
         "the gold order should be easier to match"
     );
 }
+
+#[test]
+fn gold_reward_scores_the_response_after_its_prompt() {
+    use rlhf_model::RewardModel;
+    use rlhf_reward::toy::GoldReward;
+    let world = ToyWorld::generate(&ToyConfig {
+        num_users: 20,
+        heldout_users: 2,
+        ..ToyConfig::default()
+    })
+    .unwrap();
+    let col = Collator::new(toy_tokenizer(), CollateConfig::new(TOY_EOS_ID, TOY_EOS_ID)).unwrap();
+    let prompts = &world.prompts[..6];
+    let reward = GoldReward::new(prompts, &col).unwrap();
+    // Left-padded rows: pad, prompt, the canonical answer, EOS, then padding after it.
+    let width = 80;
+    let (mut ids, mut mask, mut want) = (vec![], vec![], vec![]);
+    for p in prompts {
+        let task = rlhf_data::toy::ToyTask::from_prompt(&p.prompt).unwrap();
+        let answer = task.canonical_response();
+        let (pi, ai) = (col.encode(&p.prompt).unwrap(), col.encode(&answer).unwrap());
+        let real: Vec<i64> = pi
+            .iter()
+            .chain(&ai)
+            .chain([&TOY_EOS_ID])
+            .map(|&t| t as i64)
+            .collect();
+        let (lead, tail) = (3, width - 3 - real.len());
+        ids.extend(
+            std::iter::repeat_n(0, lead)
+                .chain(real.iter().copied())
+                .chain(std::iter::repeat_n(0, tail)),
+        );
+        mask.extend(
+            std::iter::repeat_n(0i64, lead)
+                .chain(std::iter::repeat_n(1, real.len()))
+                .chain(std::iter::repeat_n(0, tail)),
+        );
+        want.push(rlhf_data::toy::gold_score(&task, &answer) as f32);
+    }
+    let n = prompts.len() as i64;
+    let ids = tch::Tensor::from_slice(&ids).view([n, width as i64]);
+    let mask = tch::Tensor::from_slice(&mask).view([n, width as i64]);
+    let got = Vec::<f32>::try_from(reward.score(&ids, &mask, false).unwrap()).unwrap();
+    assert_eq!(got, want);
+    assert!(
+        got.iter().all(|&g| g == 1.0),
+        "canonical answers score 1: {got:?}"
+    );
+    // A sequence that starts with none of the registered prompts is an error, not a 0.
+    let other = tch::Tensor::from_slice(&[5i64, 6, 7, 8]).view([1, 4]);
+    assert!(reward.score(&other, &other.ones_like(), false).is_err());
+}
