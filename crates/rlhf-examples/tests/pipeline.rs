@@ -56,6 +56,7 @@ fn tiny_pipeline_produces_the_table_and_resumes() {
     for key in [
         "win_rate_vs_sft",
         "gold_score",
+        "gold_score_greedy",
         "kl_to_sft",
         "pretrain_loss",
     ] {
@@ -214,4 +215,21 @@ fn killed_during_ppo_resumes_from_its_checkpoint_to_the_same_report() {
         })
         .collect();
     assert_eq!(steps, vec![1, 2, 3, 4]);
+}
+
+#[test]
+fn eval_greedy_scores_greedy_answers_in_the_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let (ok, _, stderr) = run_with(&out, &["eval_greedy=true"]);
+    assert!(ok, "{stderr}");
+    let report = numbers(&out);
+    for model in ["base", "sft", "ppo", "ppo_ptx"] {
+        assert!(report["gold_score"][model].as_f64().is_some(), "{report}");
+        assert_eq!(
+            report["gold_score"][model], report["gold_score_greedy"][model],
+            "{model}: with eval_greedy the table's answers are the greedy ones"
+        );
+    }
+    assert_eq!(report["win_rate_vs_sft"]["sft"].as_f64(), Some(0.5));
 }

@@ -12,7 +12,7 @@ use crate::generate::{generate_uncached, generate_with, GenerateConfig, Generati
 use crate::gpt2::{Gpt2, KvCache};
 use crate::ops::{last_token_index, log_probs_of, selected_positions};
 use crate::tokenizer::Tokenizer;
-use crate::traits::{check_target_mask, Policy, RewardModel, ValueFunction};
+use crate::traits::{check_last_n, check_target_mask, Policy, RewardModel, ValueFunction};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tch::{nn, Device, Kind, Tensor};
@@ -378,6 +378,23 @@ impl Policy for CausalLm {
         let (rows, targets) = selected_positions(target_mask, input_ids);
         let h = hidden.reshape([-1, e]).index_select(0, &rows);
         Ok(log_probs_of(&self.lm_logits(&h), &targets, temperature))
+    }
+
+    /// The body on every token, then the unembedding only at the last `n` predicting positions
+    /// (the response in PPO: half the rows of W-PPO).
+    fn logits_for_last(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        n: i64,
+        train: bool,
+    ) -> Result<Tensor> {
+        check_pair(input_ids, attention_mask)?;
+        let t = check_last_n(input_ids, n)?;
+        let hidden = self
+            .body
+            .forward(input_ids, padding_mask(attention_mask)?, None, train)?;
+        Ok(self.lm_logits(&hidden.narrow(1, t - 1 - n, n)))
     }
 
     /// KV-cache sampling: one forward of the prompts, then one token per step.

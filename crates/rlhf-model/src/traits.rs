@@ -19,6 +19,17 @@ pub(crate) fn check_target_mask(input_ids: &Tensor, target_mask: &Tensor) -> Res
     Ok(())
 }
 
+/// Checks `1 <= n < T` for [`Policy::logits_for_last`] and returns `T`.
+pub(crate) fn check_last_n(input_ids: &Tensor, n: i64) -> Result<i64> {
+    let t = *input_ids.size().last().unwrap_or(&0);
+    if n < 1 || n >= t {
+        return Err(ModelError::Input(format!(
+            "logits_for_last: n = {n} must be in 1..{t} for rows of {t} tokens"
+        )));
+    }
+    Ok(t)
+}
+
 /// A language model that is trained (SFT, PPO) and sampled from.
 ///
 /// Implement [`Policy::logits`] and [`Policy::var_store`]; generation then works through an
@@ -76,6 +87,26 @@ pub trait Policy {
         let lp = self.token_log_probs(input_ids, attention_mask, temperature, train)?;
         let t = input_ids.size()[1];
         Ok(lp.masked_select(&target_mask.narrow(1, 1, t - 1).ne(0)))
+    }
+
+    /// The logits that predict the last `n` tokens of each row (positions `T-1-n ..= T-2`),
+    /// e.g. the response tokens of prompt + response rows: what PPO's scoring and update need.
+    ///
+    /// Shapes: `input_ids [B, T]`, `attention_mask [B, T]`, `1 <= n < T` -> `[B, n, V]`.
+    ///
+    /// The default computes every logit and narrows; [`crate::CausalLm`] overrides it to apply
+    /// the unembedding at those positions only.
+    fn logits_for_last(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        n: i64,
+        train: bool,
+    ) -> Result<Tensor> {
+        let t = check_last_n(input_ids, n)?;
+        Ok(self
+            .logits(input_ids, attention_mask, train)?
+            .narrow(1, t - 1 - n, n))
     }
 
     /// Samples continuations of left-padded prompts (`[B, P]` ids and mask); see

@@ -171,3 +171,55 @@ fn bad_target_mask_shape_is_an_input_error() {
         other => panic!("expected an input error, got {other:?}"),
     }
 }
+
+/// `Policy::logits_for_last`: CausalLm's override (unembedding at the last `n` predicting
+/// positions only) equals the full logits narrowed, in value and gradient, for left- and
+/// right-padded rows; the default (user policies) equals it too.
+#[test]
+fn logits_for_last_equals_the_full_logits_narrowed_in_value_and_gradient() {
+    let lm = small_lm(8);
+    let (ids, mask, _) = batch();
+    let w = Tensor::randn(
+        [4, 6, lm.config().vocab_size],
+        (Kind::Float, tch::Device::Cpu),
+    );
+    for n in [1i64, 3, 6] {
+        zero_grads(&lm);
+        let full = lm.logits(&ids, &mask, false).unwrap().narrow(1, 6 - n, n);
+        let wn = w.narrow(1, 0, n);
+        (&full * &wn).sum(Kind::Float).backward();
+        let g_full = grads(&lm);
+
+        zero_grads(&lm);
+        let got = lm.logits_for_last(&ids, &mask, n, false).unwrap();
+        assert_eq!(got.size(), [4, n, lm.config().vocab_size]);
+        let d = max_abs_diff(&got, &full);
+        assert!(d < 1e-5, "n={n}: logits differ by {d}");
+        (&got * &wn).sum(Kind::Float).backward();
+        for (name, a) in &g_full {
+            let b = &grads(&lm)[name];
+            let scale = f64::try_from(a.abs().max()).unwrap().max(1e-6);
+            let d = max_abs_diff(a, b) / scale;
+            assert!(d < 1e-4, "n={n}: grad of {name} differs by {d} (relative)");
+        }
+
+        let plain = tch::no_grad(|| Plain(&lm).logits_for_last(&ids, &mask, n, false)).unwrap();
+        assert!(max_abs_diff(&plain, &full) < 1e-5);
+    }
+}
+
+#[test]
+fn logits_for_last_refuses_n_outside_one_to_t() {
+    let lm = small_lm(9);
+    let (ids, mask, _) = batch();
+    for n in [0i64, 7, -1] {
+        match lm.logits_for_last(&ids, &mask, n, false) {
+            Err(ModelError::Input(msg)) => assert!(msg.contains("logits_for_last"), "{msg}"),
+            other => panic!("n={n}: expected an input error, got {other:?}"),
+        }
+        assert!(matches!(
+            Plain(&lm).logits_for_last(&ids, &mask, n, false),
+            Err(ModelError::Input(_))
+        ));
+    }
+}

@@ -67,9 +67,10 @@ pub use rlhf_model::flops::forward_flops;
 pub use rlhf_model::flops::matmul_peak_gflops;
 
 /// FLOPs of one W-PPO iteration by phase: `(generation, scoring, training_executed,
-/// training_model)`. Training counts forward + backward as 3 forwards; "executed" includes
-/// the unembedding of every position (what `Policy::logits` computes), "model" only of the
-/// response positions (what PPO needs).
+/// training_model)`. Training counts forward + backward as 3 forwards. Scoring and training
+/// apply the unembedding at the response positions only (`Policy::logits_for_last`), so the
+/// executed and the model count of training are equal; both are kept for comparison with
+/// earlier runs, where "executed" also counted the prompt positions' unembedding.
 pub fn w_ppo_flops(cfg: &Gpt2Config, ppo: &PpoConfig, b: i64, p: i64, n: i64) -> [f64; 4] {
     let (bf, pf, nf) = (b as f64, p as f64, n as f64);
     let t = pf + nf;
@@ -79,14 +80,14 @@ pub fn w_ppo_flops(cfg: &Gpt2Config, ppo: &PpoConfig, b: i64, p: i64, n: i64) ->
     for i in 0..n {
         gen += forward_flops(cfg, bf, pf + i as f64 + 1.0, bf);
     }
-    // Scoring: policy and reference (LM head everywhere), value and reward (scalar heads).
-    let lm_all = forward_flops(cfg, bf * t, ctx, bf * t);
+    // Scoring: policy and reference (LM head on the response positions), value and reward
+    // (scalar heads).
+    let lm_resp = forward_flops(cfg, bf * t, ctx, bf * nf);
     let body = forward_flops(cfg, bf * t, ctx, 0.0);
-    let scoring = 2.0 * lm_all + 2.0 * body;
+    let scoring = 2.0 * lm_resp + 2.0 * body;
     let epochs = ppo.ppo_epochs as f64;
-    let executed = 3.0 * epochs * (lm_all + body);
-    let model = 3.0 * epochs * (forward_flops(cfg, bf * t, ctx, bf * nf) + body);
-    [gen, scoring, executed, model]
+    let model = 3.0 * epochs * (lm_resp + body);
+    [gen, scoring, model, model]
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -104,8 +105,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// * `seconds_per_iteration` and its split `generation_s` / `scoring_s` / `training_s`
 ///   (medians; training = advantages + the PPO update + the KL controller);
 /// * FLOPs of each phase (`generation_gflop`, `scoring_gflop`; training as
-///   `training_model_gflop`, what PPO needs, and `training_executed_gflop`, which also counts the
-///   unembedding of prompt positions that `Policy::logits` computes), see [`w_ppo_flops`];
+///   `training_model_gflop`, what PPO needs, and `training_executed_gflop`, what the step
+///   computes: now equal, see [`w_ppo_flops`]);
 /// * `matmul_peak_gflops`, the measured fp32 (or `kind`) matmul peak of the device (the higher
 ///   of a measurement before and one after the run), and the fractions of it reached
 ///   (`training_fraction_of_matmul_peak` etc.);

@@ -2,7 +2,8 @@
 //! grad (old log-probs, reference log-probs, values, RM score of prompt + response).
 
 use crate::error::{input_err, Result};
-use crate::ops::{response_has_eos, response_log_probs, response_values};
+use crate::ops::{response_has_eos, response_values};
+use rlhf_model::ops::log_probs_of;
 use rlhf_model::{GenerateConfig, Policy, RewardModel, ValueFunction};
 use std::time::Instant;
 use tch::{Kind, Tensor};
@@ -169,6 +170,7 @@ where
     let response = generation.tokens;
     let response_mask = generation.mask.to_kind(Kind::Float);
     let p = prompt_ids.size()[1];
+    let n = response.size()[1];
     let b = prompt_ids.size()[0];
     let ids = Tensor::cat(&[&prompt_ids, &response], 1);
     let mask = Tensor::cat(&[&prompt_mask, &response_mask.to_kind(Kind::Int64)], 1);
@@ -179,14 +181,20 @@ where
         let len = chunk.min(b - start);
         let ids_c = ids.narrow(0, start, len);
         let mask_c = mask.narrow(0, start, len);
-        let logits = policy.logits(&ids_c, &mask_c, false)?;
-        lp.push(response_log_probs(&logits, &ids_c, p, gen.temperature));
+        // Logits at the response positions only (the prompt's are never used).
+        let resp_c = response.narrow(0, start, len);
+        let logits = policy.logits_for_last(&ids_c, &mask_c, n, false)?;
+        lp.push(log_probs_of(&logits, &resp_c, gen.temperature));
         drop(logits);
         let ref_dev = reference.device();
-        let ref_logits =
-            reference.logits(&ids_c.to_device(ref_dev), &mask_c.to_device(ref_dev), false)?;
+        let ref_logits = reference.logits_for_last(
+            &ids_c.to_device(ref_dev),
+            &mask_c.to_device(ref_dev),
+            n,
+            false,
+        )?;
         ref_lp.push(
-            response_log_probs(&ref_logits, &ids_c.to_device(ref_dev), p, gen.temperature)
+            log_probs_of(&ref_logits, &resp_c.to_device(ref_dev), gen.temperature)
                 .to_device(device),
         );
         drop(ref_logits);

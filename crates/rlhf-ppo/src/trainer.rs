@@ -5,8 +5,8 @@ use crate::error::{config_err, input_err, PpoError, Result};
 use crate::kl::KlController;
 use crate::ops::{
     assemble_rewards, clipped_surrogate, clipped_value_loss, explained_variance, gae,
-    masked_entropy, masked_mean, masked_sum_rows, masked_whiten, ppo_loss, response_log_probs,
-    response_logits, response_values, ShapedRewards,
+    masked_entropy, masked_mean, masked_sum_rows, masked_whiten, ppo_loss, response_values,
+    ShapedRewards,
 };
 use crate::ptx::{ptx_loss, PtxSource};
 use crate::rollout::{collect_rollout, sync, Rollout, SpecialTokens};
@@ -14,6 +14,7 @@ use crate::state::{config_differences, write_state_dir, PpoState};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use rlhf_model::ops::log_probs_of;
 use rlhf_model::train::{global_grad_norm, AdamW, MetricsSink};
 use rlhf_model::{GenerateConfig, Policy, RewardModel, ValueFunction};
 use serde_json::{Map, Value};
@@ -538,6 +539,7 @@ where
         let ids = rollout.input_ids();
         let mask = rollout.attention_mask();
         let p = rollout.prompt_len();
+        let n_resp = rollout.response.size()[1];
         let b = rollout.batch_size() as usize;
         let (mb, micro) = (cfg.minibatch_size, cfg.micro_batch());
         if b == 0 || b % mb != 0 {
@@ -575,19 +577,19 @@ where
                     let pick = |t: &Tensor| t.index_select(0, &idx);
                     let (ids_m, mask_m) = (pick(&ids), pick(&mask));
                     let resp_mask = pick(&rollout.response_mask);
-                    let logits = self.models.policy.logits(&ids_m, &mask_m, false)?;
-                    let logp = response_log_probs(&logits, &ids_m, p, cfg.temperature);
+                    // Logits at the response positions only: the prompt's are never used.
+                    let logits = self
+                        .models
+                        .policy
+                        .logits_for_last(&ids_m, &mask_m, n_resp, false)?;
+                    let logp = log_probs_of(&logits, &ids_m.narrow(1, p, n_resp), cfg.temperature);
                     let want_entropy = cfg.entropy_coef > 0.0;
                     let log_entropy = want_entropy || epoch == 0;
                     let entropy = if want_entropy {
-                        masked_entropy(&response_logits(&logits, p), &resp_mask, cfg.temperature)
+                        masked_entropy(&logits, &resp_mask, cfg.temperature)
                     } else if log_entropy {
                         tch::no_grad(|| {
-                            masked_entropy(
-                                &response_logits(&logits.detach(), p),
-                                &resp_mask,
-                                cfg.temperature,
-                            )
+                            masked_entropy(&logits.detach(), &resp_mask, cfg.temperature)
                         })
                     } else {
                         zero()

@@ -119,10 +119,16 @@ fn flop_counts_by_hand() {
     let [gen, scoring, executed, model] =
         w_ppo_flops(&Gpt2Config::tiny(), &w_ppo_config(), 64, 64, 64);
     assert!(gen > 0.0 && scoring > 0.0);
-    assert!(
-        executed > model,
-        "executed FLOPs include the prompt positions' unembedding"
+    assert_eq!(
+        executed, model,
+        "the unembedding runs at the response positions only"
     );
+    // Scoring: policy and reference with the head on the 64 response positions of each of the
+    // 64 rows of 128 tokens, plus value and reward bodies.
+    let tiny = Gpt2Config::tiny();
+    let want = 2.0 * forward_flops(&tiny, 64.0 * 128.0, 64.5, 64.0 * 64.0)
+        + 2.0 * forward_flops(&tiny, 64.0 * 128.0, 64.5, 0.0);
+    assert!((scoring / want - 1.0).abs() < 1e-12, "{scoring} vs {want}");
     // Training = 4 epochs x 3 (fwd + bwd) x (policy + value) forwards of 64 x 128 tokens.
     assert!((executed / scoring - 6.0).abs() < 1e-9);
 }

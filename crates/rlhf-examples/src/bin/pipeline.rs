@@ -54,15 +54,16 @@ fn main() -> anyhow::Result<()> {
 
 fn print_table(r: &PipelineReport) {
     println!(
-        "{:<10} {:>16} {:>10} {:>10} {:>14}",
-        "model", "win rate vs SFT", "gold", "KL to SFT", "pretrain loss"
+        "{:<10} {:>16} {:>10} {:>14} {:>10} {:>14}",
+        "model", "win rate vs SFT", "gold", "gold (greedy)", "KL to SFT", "pretrain loss"
     );
     for name in r.model_names() {
         let name = name.as_str();
         if let Some(g) = r.gold_score.get(name) {
+            let greedy = r.gold_score_greedy.get(name).copied().unwrap_or(f64::NAN);
             println!(
-                "{:<10} {:>16.3} {:>10.3} {:>10.2} {:>14.3}",
-                name, r.win_rate_vs_sft[name], g, r.kl_to_sft[name], r.pretrain_loss[name]
+                "{:<10} {:>16.3} {:>10.3} {:>14.3} {:>10.2} {:>14.3}",
+                name, r.win_rate_vs_sft[name], g, greedy, r.kl_to_sft[name], r.pretrain_loss[name]
             );
         }
     }
