@@ -277,6 +277,12 @@ where
                 "the value function has no trainable variables (is it frozen?): PPO trains it",
             ));
         }
+        if models.policy.device() == tch::Device::Cpu {
+            // Every rollout and update frees and reallocates the same large buffers (logits,
+            // activations, gradients): reuse them instead of faulting fresh pages in (see
+            // `retain_freed_memory`), as the SFT trainer does.
+            rlhf_model::train::retain_freed_memory();
+        }
         let policy_opt = AdamW::new(models.policy.var_store(), &config.policy_optimizer)?;
         let value_opt = AdamW::new(models.value.var_store(), &config.value_optimizer)?;
         let kl_ctl = config.kl_controller();
