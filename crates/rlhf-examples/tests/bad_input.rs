@@ -862,3 +862,41 @@ fn ppo_bad_prompts_leave_no_run() {
     let a = ppo(&f, &f.s("sft"), &f.s("rm"), &bad, &[]);
     fails("ppo", &a, &["prompt-array.jsonl:2", "field `prompt`"]);
 }
+
+#[test]
+fn misspelled_world_key_of_the_pipeline() {
+    let f = Fixture::new();
+    let out = out(&f);
+    let a: Vec<String> = ["--out", &out, "--set", "world.num_user=40"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    fails(
+        "pipeline",
+        &a,
+        &["--set", "unknown field `num_user`", "`num_users`"],
+    );
+    let cfg = f.write("world.toml", "[world.style_weights]\nplane = 1.0\n");
+    let a: Vec<String> = ["--out", &out, "--config", &cfg]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    fails(
+        "pipeline",
+        &a,
+        &["world.toml", "unknown field `plane`", "`plain`"],
+    );
+}
+
+#[test]
+fn ppo_stop_after_zero() {
+    let f = fixture();
+    let a = ppo(
+        &f,
+        &f.s("sft"),
+        &f.s("rm"),
+        &f.s("world/prompts.jsonl"),
+        &["--stop-after", "0"],
+    );
+    fails("ppo", &a, &["--stop-after 0", "give K >= 1"]);
+}

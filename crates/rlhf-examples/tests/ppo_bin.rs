@@ -383,6 +383,20 @@ fn stopped_and_resumed_equals_straight_through() {
     );
     assert_eq!(latest(&resumed).0, 2, "a checkpoint at the stop");
     assert_eq!(metric_steps(&resumed), vec![1, 2]);
+    // Stopping at or before where the run already is would do nothing: an error, no change.
+    let o = ppo(
+        &f,
+        &resumed,
+        &["--resume", "--pretrain", &pretrain, "--stop-after", "2"],
+        &[],
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("already at iteration 2; give K > 2"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(metric_steps(&resumed), vec![1, 2]);
     let o = ppo(&f, &resumed, &["--resume", "--pretrain", &pretrain], &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(

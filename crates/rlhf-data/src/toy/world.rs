@@ -20,7 +20,7 @@ use crate::records::{write_jsonl, Demonstration, PretrainText, PromptRecord, Ran
 
 /// Relative frequency of the three prompt styles.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct StyleWeights {
     /// Plain queries. Default: 0.35.
     pub plain: f64,
@@ -42,7 +42,7 @@ impl Default for StyleWeights {
 
 /// Options of the toy world. Every size is an option; the same config gives the same world.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ToyConfig {
     /// Seed of everything. Default: 0.
     pub seed: u64,

@@ -161,6 +161,9 @@ fn main() -> anyhow::Result<()> {
     };
     let cfg: PpoRunConfig = load_config(config_file.as_deref(), &args.common.overrides)?;
     validate(&cfg)?;
+    if args.stop_after == Some(0) {
+        bail!("--stop-after 0 would run no iteration: give K >= 1 (the iteration to stop after)");
+    }
     if cfg.threads > 0 {
         tch::set_num_threads(cfg.threads as i32);
     }
@@ -327,6 +330,14 @@ fn main() -> anyhow::Result<()> {
     }
     policy.meta_mut().extra.insert("stage".into(), "ppo".into());
     let start = state.as_ref().map_or(0, |s| s.iteration);
+    if let Some(k) = args.stop_after.filter(|&k| k <= start) {
+        bail!(
+            "--stop-after {k}: the run in {} is already at iteration {start}; give K > {start} \
+             (or leave --stop-after out to continue to {})",
+            run.path.display(),
+            cfg.iterations
+        );
+    }
     truncate_metrics(&run.join("metrics.jsonl"), start)?;
     run.write_config(&cfg)?;
 
