@@ -867,20 +867,14 @@ fn ppo_bad_prompts_leave_no_run() {
 fn misspelled_world_key_of_the_pipeline() {
     let f = Fixture::new();
     let out = out(&f);
-    let a: Vec<String> = ["--out", &out, "--set", "world.num_user=40"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let a = args(&["--out", &out, "--set", "world.num_user=40"]);
     fails(
         "pipeline",
         &a,
         &["--set", "unknown field `num_user`", "`num_users`"],
     );
     let cfg = f.write("world.toml", "[world.style_weights]\nplane = 1.0\n");
-    let a: Vec<String> = ["--out", &out, "--config", &cfg]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let a = args(&["--out", &out, "--config", &cfg]);
     fails(
         "pipeline",
         &a,
