@@ -233,3 +233,59 @@ fn eval_greedy_scores_greedy_answers_in_the_table() {
     }
     assert_eq!(report["win_rate_vs_sft"]["sft"].as_f64(), Some(0.5));
 }
+
+/// The pipeline's PPO and PPO-ptx raise the gold score over SFT where the reward model can learn
+/// the task: a small toy world of classification prompts only ("is fig an animal, a color or a
+/// fruit ?"), a 1x64 model, 60 PPO iterations, 926 held-out prompts, answers sampled at
+/// temperature 1 (the table's default). Measured with seeds 0-3 (about 13 s each in release, 44 s
+/// in this debug-profile test):
+/// PPO's gold minus SFT's +0.062, +0.026, +0.094, +0.036; PPO-ptx's +0.059, +0.025, +0.059,
+/// +0.029; RM accuracy 0.60-0.71. The run is deterministic; this test runs seed 0.
+///
+/// On the default mixed world the RM is weaker (0.557 against a 0.699 ceiling) and the gain is
+/// within noise: see README.md.
+#[test]
+fn ppo_raises_the_gold_score_over_sft_where_the_rm_can_learn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let cfg = tmp.path().join("classification.toml");
+    std::fs::write(
+        &cfg,
+        "seed = 0\nrm_prompts = 400\nrm_valid_prompts = 60\neval_prompts = 1000\n\
+         max_new_tokens = 8\nppo_iterations = 60\n\
+         [world]\nnum_users = 300\nheldout_users = 200\npretrain_docs = 3000\n\
+         heldout_pretrain_docs = 100\n\
+         [world.category_weights]\ngeneration = 0.0\nopen_qa = 0.0\nbrainstorming = 0.0\n\
+         rewrite = 0.0\nsummarization = 0.0\nclassification = 1.0\nextraction = 0.0\n\
+         closed_qa = 0.0\n\
+         [model]\nn_layer = 1\nn_embd = 64\nn_head = 2\nn_positions = 96\n\
+         [labelers]\ncalibration_prompts = 100\n\
+         [ppo]\nmax_new_tokens = 8\n",
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+        .arg("--out")
+        .arg(&out)
+        .arg("--config")
+        .arg(&cfg)
+        .env("RLHF_DEVICE", "cpu")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = numbers(&out);
+    let gold = |m: &str| r["gold_score"][m].as_f64().unwrap();
+    for m in ["ppo", "ppo_ptx"] {
+        assert!(
+            gold(m) > gold("sft") + 0.01,
+            "{m}: gold {} is not above SFT's {}: {r}",
+            gold(m),
+            gold("sft")
+        );
+        assert!(r["win_rate_vs_sft"][m].as_f64().unwrap() > 0.5, "{m}: {r}");
+        let kl = r["kl_to_sft"][m].as_f64().unwrap();
+        assert!(kl > 0.0 && kl < 2.0, "{m}: KL to SFT {kl} is not bounded");
+    }
+    // The alignment tax: ptx keeps the pretraining loss below plain PPO's.
+    let tax = |m: &str| r["pretrain_loss"][m].as_f64().unwrap();
+    assert!(tax("ppo_ptx") < tax("ppo"), "{r}");
+}
