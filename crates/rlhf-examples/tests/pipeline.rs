@@ -240,7 +240,7 @@ fn eval_greedy_scores_greedy_answers_in_the_table() {
 /// temperature 1 (the table's default). Measured with seeds 0-3 (about 13 s each in release, 44 s
 /// in this debug-profile test):
 /// PPO's gold minus SFT's +0.062, +0.026, +0.094, +0.036; PPO-ptx's +0.059, +0.025, +0.059,
-/// +0.029; RM accuracy 0.60-0.71. The run is deterministic; this test runs seed 0.
+/// +0.029; RM accuracy 0.64-0.69. The run is deterministic; this test runs seed 0.
 ///
 /// On the default mixed world the RM is weaker (0.557 against a 0.699 ceiling) and the gain is
 /// within noise: see README.md.
