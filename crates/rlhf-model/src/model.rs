@@ -301,6 +301,14 @@ impl CausalLm {
         self.body.token_embedding().kind()
     }
 
+    /// The body's final hidden states of a whole batch (no cache). Shapes: `input_ids [B, T]`,
+    /// `attention_mask [B, T]` (padding on either side) -> `[B, T, E]`.
+    fn hidden(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
+        check_pair(input_ids, attention_mask)?;
+        self.body
+            .forward(input_ids, padding_mask(attention_mask)?, None, train)
+    }
+
     /// The unembedding. Shapes: `hidden [.., E] -> logits [.., V]` (in the compute dtype).
     pub fn lm_logits(&self, hidden: &Tensor) -> Tensor {
         let w = self.lm_head.as_ref().unwrap_or(self.body.token_embedding());
@@ -348,11 +356,7 @@ impl CausalLm {
 
 impl Policy for CausalLm {
     fn logits(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
-        check_pair(input_ids, attention_mask)?;
-        let hidden = self
-            .body
-            .forward(input_ids, padding_mask(attention_mask)?, None, train)?;
-        Ok(self.lm_logits(&hidden))
+        Ok(self.lm_logits(&self.hidden(input_ids, attention_mask, train)?))
     }
 
     fn var_store(&self) -> &nn::VarStore {
@@ -369,11 +373,8 @@ impl Policy for CausalLm {
         temperature: f64,
         train: bool,
     ) -> Result<Tensor> {
-        check_pair(input_ids, attention_mask)?;
         check_target_mask(input_ids, target_mask)?;
-        let hidden = self
-            .body
-            .forward(input_ids, padding_mask(attention_mask)?, None, train)?;
+        let hidden = self.hidden(input_ids, attention_mask, train)?;
         let e = hidden.size()[2];
         let (rows, targets) = selected_positions(target_mask, input_ids);
         let h = hidden.reshape([-1, e]).index_select(0, &rows);
@@ -389,11 +390,8 @@ impl Policy for CausalLm {
         n: i64,
         train: bool,
     ) -> Result<Tensor> {
-        check_pair(input_ids, attention_mask)?;
         let t = check_last_n(input_ids, n)?;
-        let hidden = self
-            .body
-            .forward(input_ids, padding_mask(attention_mask)?, None, train)?;
+        let hidden = self.hidden(input_ids, attention_mask, train)?;
         Ok(self.lm_logits(&hidden.narrow(1, t - 1 - n, n)))
     }
 

@@ -545,7 +545,7 @@ where
         let ids = rollout.input_ids();
         let mask = rollout.attention_mask();
         let p = rollout.prompt_len();
-        let n_resp = rollout.response.size()[1];
+        let n_resp = rollout.response_len();
         let b = rollout.batch_size() as usize;
         let (mb, micro) = (cfg.minibatch_size, cfg.micro_batch());
         if b == 0 || b % mb != 0 {
