@@ -69,6 +69,103 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use rlhf_model::train::MemoryMetrics;
+    use rlhf_model::{Gpt2Config, HeadKind, RewardModel, ScalarModel};
+    use rlhf_ppo::{PpoConfig, PpoModels, PpoTrainer, SpecialTokens};
+
+    #[test]
+    fn main_runs() {
+        main().unwrap();
+    }
+
+    /// Rewards the share of response tokens (after a prompt of `width` columns) equal to 5.
+    struct ShareOfFive {
+        width: i64,
+    }
+
+    impl RewardModel for ShareOfFive {
+        fn score(&self, ids: &Tensor, mask: &Tensor, _train: bool) -> rlhf_model::Result<Tensor> {
+            let n = ids.size()[1] - self.width;
+            let m = mask.narrow(1, self.width, n).to_kind(Kind::Float);
+            let hits = ids.narrow(1, self.width, n).eq(5).to_kind(Kind::Float) * &m;
+            let len = m.sum_dim_intlist(1, false, Kind::Float).clamp_min(1.0);
+            Ok(hits.sum_dim_intlist(1, false, Kind::Float) / len)
+        }
+    }
+
+    const ITERATIONS: usize = 20;
+    type Trainer = PpoTrainer<Bigram, Bigram, ShareOfFive, ScalarModel>;
+
+    /// PPO on a 16-token bigram model (zeros: uniform) for `ITERATIONS` iterations: the score
+    /// and KL series, and the trainer.
+    fn ppo_on_bigram(seed: u64) -> (Vec<f64>, Vec<f64>, Trainer) {
+        tch::set_num_threads(1);
+        let vocab = 16;
+        let policy = Bigram::new(vocab, Device::Cpu);
+        let mut reference = Bigram::new(vocab, Device::Cpu);
+        reference.vs.freeze();
+        let cfg = Gpt2Config::sized(1, 2, 16, vocab, 32).with_dropout(0.0);
+        tch::manual_seed(seed as i64);
+        let value = ScalarModel::new(&cfg, HeadKind::Value, Device::Cpu).unwrap();
+        let mut ppo = PpoConfig {
+            batch_size: 32,
+            minibatch_size: 8,
+            ppo_epochs: 4,
+            max_new_tokens: 6,
+            lr_warmup_iterations: 0,
+            seed,
+            ..PpoConfig::default()
+        };
+        ppo.policy_optimizer.lr = 0.05;
+        ppo.value_optimizer.lr = 3e-3;
+        let models = PpoModels {
+            policy,
+            reference,
+            reward: ShareOfFive { width: 3 },
+            value,
+        };
+        let tokens = SpecialTokens {
+            eos: Some(vocab - 1),
+            pad: 0,
+        };
+        let mut trainer = PpoTrainer::new(ppo, models, tokens).unwrap();
+        let prompts: Vec<Vec<i64>> = (0..32).map(|i| vec![1 + i % 5, 2, 3]).collect();
+        let rows: Vec<&[i64]> = prompts.iter().map(Vec::as_slice).collect();
+        let (ids, mask) = rlhf_ppo::data::left_pad(&rows, 0).unwrap();
+        let mut metrics = MemoryMetrics::default();
+        for _ in 0..ITERATIONS {
+            trainer.step(&ids, &mask, None, &mut metrics).unwrap();
+        }
+        let scores = metrics.series("objective/scores");
+        let kl = metrics.series("objective/kl");
+        (scores, kl, trainer)
+    }
+
+    /// What the README promises: the bigram model can be PPO's policy and reference (sampling
+    /// through the trait's uncached `generate`, log-probs through its `logits_for_last`), and
+    /// PPO trains it towards a reward.
+    ///
+    /// Measured (debug test profile, about 1.2 s a run): mean score of the first three -> last
+    /// three of 20 iterations, seeds 0..=5: 0.075 -> 0.517, 0.078 -> 0.513, 0.070 -> 0.489,
+    /// 0.057 -> 0.501, 0.078 -> 0.516, 0.077 -> 0.515 (final summed KL 5.2 to 5.5). Seed 0
+    /// here; the smallest rise was +0.42, the test asks for +0.25.
+    #[test]
+    fn bigram_is_a_ppo_policy_and_reference() {
+        let (scores, kl, trainer) = ppo_on_bigram(0);
+        let mean = |x: &[f64]| x.iter().sum::<f64>() / x.len() as f64;
+        let (first, last) = (mean(&scores[..3]), mean(&scores[scores.len() - 3..]));
+        assert!(first < 0.15, "scores {scores:?}");
+        assert!(last > first + 0.25, "scores {scores:?}");
+        assert!(kl.iter().all(|k| k.is_finite() && *k < 20.0), "kl {kl:?}");
+        let frozen = &trainer.reference().table;
+        assert_eq!(
+            frozen.abs().max().double_value(&[]),
+            0.0,
+            "the reference stayed put"
+        );
+    }
+
     /// The README quotes this example verbatim.
     #[test]
     fn readme_quotes_this_example() {

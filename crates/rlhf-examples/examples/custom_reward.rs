@@ -72,6 +72,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn main_runs() {
+        main().unwrap();
+    }
+
+    #[test]
+    fn token_share_counts_real_tokens_only() {
+        let ids = Tensor::from_slice(&[0i64, 7, 2, 7, 7, 7, 1, 0]).view([2, 4]);
+        let mask = Tensor::from_slice(&[0i64, 1, 1, 1, 1, 1, 1, 0]).view([2, 4]);
+        let s = TokenShare { token: 7 }.score(&ids, &mask, false).unwrap();
+        assert_eq!(Vec::<f32>::try_from(&s).unwrap(), [2.0 / 3.0, 2.0 / 3.0]);
+    }
+
     /// The README quotes this example verbatim.
     #[test]
     fn readme_quotes_this_example() {

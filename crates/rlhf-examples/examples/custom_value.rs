@@ -57,15 +57,27 @@ impl RewardModel for Brevity {
     }
 }
 
+type Trainer = PpoTrainer<CausalLm, CausalLm, Brevity, PrefixMeanCritic>;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dev = Device::Cpu;
+    tch::manual_seed(1);
+    let value = PrefixMeanCritic::new(64, 32, Device::Cpu);
+    train(value, 5)?;
+    Ok(())
+}
+
+/// `iterations` PPO iterations with `value` as the critic of a tiny random GPT-2 policy.
+fn train(
+    value: PrefixMeanCritic,
+    iterations: usize,
+) -> Result<Trainer, Box<dyn std::error::Error>> {
+    let dev = value.device();
     let cfg = Gpt2Config::sized(2, 2, 64, 64, 64);
     tch::manual_seed(0);
     let policy = CausalLm::new(&cfg, dev)?;
     tch::manual_seed(0);
     let mut reference = CausalLm::new(&cfg, dev)?;
     reference.var_store_mut().freeze();
-    let value = PrefixMeanCritic::new(cfg.vocab_size, 32, dev);
     let models = PpoModels {
         policy,
         reference,
@@ -86,18 +98,50 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let prompts: Vec<Vec<i64>> = (0..16).map(|i| vec![1 + i % 5, 2, 3]).collect();
     let rows: Vec<&[i64]> = prompts.iter().map(Vec::as_slice).collect();
     let (ids, mask) = rlhf_ppo::data::left_pad(&rows, 0)?;
-    for _ in 0..5 {
+    for _ in 0..iterations {
         let s = trainer.step(&ids, &mask, None, &mut NoMetrics)?;
         println!(
             "iteration {}: value loss {:.4}, explained variance {:.3}",
             s.iteration, s.value_loss, s.explained_variance
         );
+        assert!(s.value_loss.is_finite(), "value loss {}", s.value_loss);
     }
-    Ok(())
+    Ok(trainer)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn main_runs() {
+        main().unwrap();
+    }
+
+    /// PPO trains the custom critic through the trait, with its own optimizer.
+    #[test]
+    fn ppo_trains_the_custom_critic() {
+        tch::manual_seed(1);
+        let value = PrefixMeanCritic::new(64, 32, Device::Cpu);
+        let before: Vec<Tensor> = value
+            .vs
+            .trainable_variables()
+            .iter()
+            .map(Tensor::copy)
+            .collect();
+        let trainer = train(value, 3).unwrap();
+        let after = trainer.value().vs.trainable_variables();
+        assert_eq!(after.len(), before.len());
+        let moved = before
+            .iter()
+            .zip(&after)
+            .map(|(b, a)| (a - b).abs().max().double_value(&[]))
+            .fold(0.0, f64::max);
+        // Adam moves a weight by about the lr per step (1e-5, warming up from 1e-6): 1.1e-5
+        // measured after 3 iterations of 2 steps.
+        assert!(moved > 1e-6, "the critic did not change: {moved}");
+    }
+
     /// The README quotes the critic verbatim.
     #[test]
     fn readme_quotes_this_example() {

@@ -4,7 +4,9 @@
 //!
 //! Conventions: response tensors are `[B, N]` (one column per sampled token); masks are f32
 //! with 1.0 for real response tokens (EOS included) and 0.0 for the padding after EOS. Every
-//! function reads masked-out entries as if they were 0, so garbage there (even NaN) never leaks.
+//! function reads masked-out entries as if they were 0, so garbage there (even NaN) never leaks;
+//! the clipped losses mask their inputs before any arithmetic, so it does not leak into their
+//! gradients either (0 on the padding, never `0 * inf = NaN`).
 
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -253,10 +255,14 @@ pub fn clipped_surrogate(
     mask: &Tensor,
     clip_range: f64,
 ) -> PolicyLoss {
+    // Mask the inputs, not only the result: junk in the padding (inf, NaN) would otherwise
+    // give `0 * inf = NaN` gradients there, which backprop carries into the model's weights.
+    let (logp, old_logp) = (zero_outside(logp, mask), zero_outside(old_logp, mask));
+    let advantages = zero_outside(advantages, mask);
     let log_ratio = logp - old_logp;
     let ratio = log_ratio.exp();
-    let pg1 = -advantages * &ratio;
-    let pg2 = -advantages * ratio.clamp(1.0 - clip_range, 1.0 + clip_range);
+    let pg1 = -&advantages * &ratio;
+    let pg2 = -&advantages * ratio.clamp(1.0 - clip_range, 1.0 + clip_range);
     let loss = masked_mean(&pg1.maximum(&pg2), mask);
     let (clipfrac, approx_kl) = tch::no_grad(|| {
         (
@@ -292,9 +298,12 @@ pub fn clipped_value_loss(
     mask: &Tensor,
     clip_range: f64,
 ) -> ValueLoss {
-    let clipped = old_values + (values - old_values).clamp(-clip_range, clip_range);
-    let l1 = (values - returns).square();
-    let l2 = (clipped - returns).square();
+    // Inputs masked first, as in `clipped_surrogate`: no NaN gradients from the padding.
+    let (values, old_values) = (zero_outside(values, mask), zero_outside(old_values, mask));
+    let returns = zero_outside(returns, mask);
+    let clipped = &old_values + (&values - &old_values).clamp(-clip_range, clip_range);
+    let l1 = (&values - &returns).square();
+    let l2 = (clipped - &returns).square();
     let loss = masked_mean(&l1.maximum(&l2), mask) * 0.5;
     let clipfrac = tch::no_grad(|| masked_mean(&l2.gt_tensor(&l1).to_kind(Kind::Float), mask));
     ValueLoss { loss, clipfrac }

@@ -511,6 +511,113 @@ proptest! {
     }
 }
 
+// ---------------------------------------------------------------- junk in the padding
+
+/// The junk a padded position may hold: an overflowed log-prob, a huge number, NaN.
+const JUNK: [f32; 4] = [f32::INFINITY, f32::NEG_INFINITY, 1e30, f32::NAN];
+
+/// A `[2, 4]` leaf tensor with grad: `real` on the positions of [`junk_mask`], `junk` on the
+/// padded ones.
+fn with_junk(real: [f32; 8], junk: f32) -> Tensor {
+    let m = Vec::<f32>::try_from(junk_mask().view([-1])).unwrap();
+    let x: Vec<f32> = real
+        .iter()
+        .zip(&m)
+        .map(|(&r, &w)| if w > 0.0 { r } else { junk })
+        .collect();
+    Tensor::from_slice(&x).view([2, 4]).set_requires_grad(true)
+}
+
+/// Row 0 has 3 real tokens, row 1 has 1.
+fn junk_mask() -> Tensor {
+    t(&prefix_mask(&[3, 1], 4))
+}
+
+/// The gradient of a leaf: finite everywhere and exactly 0 on the padding.
+fn assert_clean_grad(name: &str, x: &Tensor, junk: f32) {
+    let g = Vec::<f32>::try_from(x.grad().view([-1])).unwrap();
+    let m = Vec::<f32>::try_from(junk_mask().view([-1])).unwrap();
+    assert!(
+        g.iter().all(|g| g.is_finite()),
+        "{name}, junk {junk}: {g:?}"
+    );
+    for (k, (g, w)) in g.iter().zip(&m).enumerate() {
+        if *w == 0.0 {
+            assert_eq!(*g, 0.0, "{name}, junk {junk}: padded entry {k} of {g:?}");
+        }
+    }
+}
+
+/// With inf, 1e30 or NaN in the padded positions of every input, the policy loss and its
+/// statistics equal those of clean inputs, and every input gets a finite gradient that is 0
+/// on the padding (masking after `exp` would give `0 * inf = NaN` there).
+#[test]
+fn clipped_surrogate_is_clean_with_junk_in_the_padding() {
+    let lp = [-1.0, -0.5, -2.0, 0.0, -0.3, 0.0, 0.0, 0.0];
+    let old = [-1.2, -0.4, -1.0, 0.0, -0.9, 0.0, 0.0, 0.0];
+    let adv = [1.0, -2.0, 0.5, 0.0, -1.0, 0.0, 0.0, 0.0];
+    let mask = junk_mask();
+    let clean = clipped_surrogate(&t_of(lp), &t_of(old), &t_of(adv), &mask, 0.2);
+    assert!(s(&clean.loss).abs() > 1e-3, "a loss that can differ");
+    for junk in JUNK {
+        let (a, b, c) = (
+            with_junk(lp, junk),
+            with_junk(old, junk),
+            with_junk(adv, junk),
+        );
+        let out = clipped_surrogate(&a, &b, &c, &mask, 0.2);
+        for (name, got, want) in [
+            ("loss", &out.loss, &clean.loss),
+            ("clipfrac", &out.clipfrac, &clean.clipfrac),
+            ("approx_kl", &out.approx_kl, &clean.approx_kl),
+        ] {
+            assert_abs_diff_eq!(s(got), s(want), epsilon = 1e-6);
+            assert!(s(got).is_finite(), "{name}, junk {junk}");
+        }
+        out.loss.backward();
+        assert_clean_grad("logp", &a, junk);
+        assert_clean_grad("old_logp", &b, junk);
+        assert_clean_grad("advantages", &c, junk);
+        assert!(
+            s(&a.grad().abs().sum(Kind::Float)) > 1e-3,
+            "real tokens get a gradient"
+        );
+    }
+}
+
+/// The same for the value loss: values, old values and returns all carry junk in the padding.
+#[test]
+fn clipped_value_loss_is_clean_with_junk_in_the_padding() {
+    let vals = [0.5, 0.1, -0.5, 0.0, 2.0, 0.0, 0.0, 0.0];
+    let old = [0.0, 0.2, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0];
+    let ret = [1.0, 1.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0];
+    let mask = junk_mask();
+    let clean = clipped_value_loss(&t_of(vals), &t_of(old), &t_of(ret), &mask, 0.2);
+    for junk in JUNK {
+        let (a, b, c) = (
+            with_junk(vals, junk),
+            with_junk(old, junk),
+            with_junk(ret, junk),
+        );
+        let out = clipped_value_loss(&a, &b, &c, &mask, 0.2);
+        assert!(s(&out.loss).is_finite(), "junk {junk}");
+        assert_abs_diff_eq!(s(&out.loss), s(&clean.loss), epsilon = 1e-6);
+        assert_abs_diff_eq!(s(&out.clipfrac), s(&clean.clipfrac), epsilon = 1e-6);
+        out.loss.backward();
+        assert_clean_grad("values", &a, junk);
+        assert_clean_grad("old_values", &b, junk);
+        assert_clean_grad("returns", &c, junk);
+        assert!(
+            s(&a.grad().abs().sum(Kind::Float)) > 1e-3,
+            "real tokens get a gradient"
+        );
+    }
+}
+
+fn t_of(x: [f32; 8]) -> Tensor {
+    Tensor::from_slice(&x).view([2, 4])
+}
+
 // ---------------------------------------------------------------- entropy, EV, alignment
 
 #[test]
