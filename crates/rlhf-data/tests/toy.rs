@@ -193,12 +193,19 @@ fn demonstrations_are_mostly_but_not_always_right() {
     let perfect = w
         .demonstrations
         .iter()
-        .filter(|d| gold_score(&ToyTask::from_prompt(&d.prompt).unwrap(), &d.response) == 1.0)
+        .filter(|d| {
+            ToyPrompt::parse(&d.prompt)
+                .unwrap()
+                .judge(&d.response)
+                .correctness
+                == 1.0
+        })
         .count() as f64
         / w.demonstrations.len() as f64;
     assert!((0.78..0.92).contains(&perfect), "{perfect}");
     let clean = ToyWorld::generate(&ToyConfig {
         demo_error_rate: 0.0,
+        habits: HabitConfig::none(),
         ..small_config(5)
     })
     .unwrap();
@@ -516,7 +523,7 @@ fn noisier_labelers_agree_less() {
 fn labeler_rankings_are_permutations_and_follow_gold() {
     let pool = LabelerPool::calibrated(&LabelerConfig::default(), 2).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(8);
-    let task = t("reverse : a b c d e =>");
+    let task = ToyPrompt::parse("reverse : a b c d e =>").unwrap();
     let responses = ["e d c b a", "e d c a b", "a b c d e", "fox", "e d c b", "b"];
     let mut best_counts = [0usize; 6];
     for _ in 0..400 {
@@ -619,4 +626,110 @@ fn random_tasks_respect_max_items() {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conduct: demonstrators' habits and explicit constraints
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn demonstrators_have_the_configured_habits_and_mostly_obey_constraints() {
+    let w = ToyWorld::generate(&ToyConfig::default()).unwrap();
+    let h = HabitConfig::default();
+    let (mut free, mut filler, mut sign_off) = (0usize, 0usize, 0usize);
+    let (mut constrained, mut broken) = (0usize, 0usize);
+    for d in &w.demonstrations {
+        let p = ToyPrompt::parse(&d.prompt).unwrap();
+        assert_eq!(
+            &p,
+            w.prompt(&d.id.replace("demo", "prompt")).unwrap(),
+            "{}",
+            d.prompt
+        );
+        let j = p.judge(&d.response);
+        if p.constraint.is_some() {
+            constrained += 1;
+            broken += usize::from(j.broke_constraint);
+        } else {
+            free += 1;
+            filler += usize::from(j.filler);
+            sign_off += usize::from(j.sign_off);
+        }
+    }
+    let n = w.demonstrations.len() as f64;
+    let share = |a: usize, b: usize| a as f64 / b as f64;
+    assert!(
+        (share(constrained, w.demonstrations.len()) - h.constraint_rate).abs() < 0.03,
+        "{constrained} of {n}"
+    );
+    // Personal rates spread around the mean (clamped at 1, so slightly below it).
+    assert!(
+        (0.45..0.62).contains(&share(filler, free)),
+        "{filler}/{free}"
+    );
+    assert!(
+        (0.32..0.42).contains(&share(sign_off, free)),
+        "{sign_off}/{free}"
+    );
+    // Constraints are broken only by demonstrators who ignore them, with a habit.
+    let b = share(broken, constrained);
+    assert!(
+        b > 0.05 && b < h.ignore_constraint_rate,
+        "{broken}/{constrained}"
+    );
+}
+
+#[test]
+fn the_correctness_only_world_has_no_habits_and_no_constraints() {
+    let w = ToyWorld::generate(&ToyConfig {
+        seed: 3,
+        ..ToyConfig::correctness_only()
+    })
+    .unwrap();
+    let conduct: Vec<&str> = conduct_words().into_iter().filter(|w| *w != ":").collect();
+    for text in w.texts() {
+        for word in text.split_whitespace() {
+            assert!(!conduct.contains(&word), "{word} in {text}");
+        }
+    }
+    for p in &w.prompts {
+        assert_eq!(w.prompt(&p.id).unwrap().constraint, None);
+    }
+    // There, the gold score is correctness alone.
+    for d in w.demonstrations.iter().take(200) {
+        let p = ToyPrompt::parse(&d.prompt).unwrap();
+        assert_eq!(p.gold(&d.response), gold_score(&p.task, &d.response));
+    }
+}
+
+#[test]
+fn labelers_prefer_answers_without_habits() {
+    let pool = LabelerPool::calibrated(&LabelerConfig::default(), 2).unwrap();
+    let p = ToyPrompt::parse("answer only : reverse : a b c d e =>").unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let trials = 2000;
+    let wins = (0..trials)
+        .filter(|_| {
+            pool.choose(&mut rng)
+                .prefers(&p, "e d c b a", "sure e d c b a", &mut rng)
+        })
+        .count();
+    assert!(wins as f64 / trials as f64 > 0.9, "{wins} of {trials}");
+    // A habit costs less than a wrong answer only when the constraint is absent.
+    let free = ToyPrompt::parse("reverse : a b c d e =>").unwrap();
+    assert!(free.gold("sure e d c b a") > free.gold("a b c d e"));
+    assert!(p.gold("sure e d c b a") < free.gold("sure e d c b a"));
+}
+
+#[test]
+fn held_out_labelers_are_a_disjoint_calibrated_group() {
+    let samples = reference_samples(300, 4, 9, 3);
+    let pairs: Vec<(f64, f64)> = samples.iter().flat_map(|(t, c)| gold_pairs(t, c)).collect();
+    let cfg = LabelerConfig::default();
+    let train = LabelerPool::calibrated_on(&pairs, &cfg).unwrap();
+    let heldout = LabelerPool::heldout_on(&pairs, &cfg).unwrap();
+    let ids: BTreeSet<usize> = train.labelers.iter().map(|l| l.id).collect();
+    assert!(heldout.labelers.iter().all(|l| !ids.contains(&l.id)));
+    assert!((train.expected_agreement(&pairs) - 0.73).abs() < 1e-6);
+    assert!((heldout.expected_agreement(&pairs) - 0.77).abs() < 1e-6);
 }

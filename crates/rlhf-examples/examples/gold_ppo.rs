@@ -8,7 +8,9 @@
 //! are pipeline config keys in TOML syntax (e.g. `ppo_iterations=40 ptx_coef=0.0`).
 
 use anyhow::Context;
-use rlhf_examples::pipeline::{evaluate_models, ppo_stage_with, prepare_data, PipelineConfig};
+use rlhf_examples::pipeline::{
+    evaluate_models, labeler_stage, ppo_stage_with, prepare_data, PipelineConfig,
+};
 use rlhf_examples::toy_eval::GoldReward;
 use rlhf_model::CausalLm;
 use std::path::PathBuf;
@@ -49,9 +51,11 @@ fn main() -> anyhow::Result<()> {
     let sft = CausalLm::load(&sft_dir, device)?;
     let policy = CausalLm::load(&dir, device)?;
     let mut report = Default::default();
+    let labelers = labeler_stage(&cfg, &data, &sft_dir, &out)?;
     evaluate_models(
         &cfg,
         &data,
+        &labelers.heldout,
         &[("sft", &sft), ("ppo_gold", &policy)],
         &sft,
         &mut report,

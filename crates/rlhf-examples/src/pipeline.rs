@@ -7,13 +7,15 @@
 
 use crate::run::RunDir;
 use crate::stage::train_lm;
-use crate::toy_eval::{answers, kl_to_reference, mean_gold, win_rate, EvalPrompts};
+use crate::toy_eval::{
+    answers, conduct_stats, kl_to_reference, mean_gold, win_rate, ConductStats, EvalPrompts,
+};
 use anyhow::Context;
 use rlhf_data::collate::{CollateConfig, Collator};
 use rlhf_data::hygiene::{cap_per_user, dedup_prompts, split_by_user, DedupConfig, PiiScrubber};
 use rlhf_data::records::{write_jsonl, Demonstration, PromptRecord, Ranking};
 use rlhf_data::toy::{
-    toy_tokenizer, LabelerConfig, LabelerPool, ToyConfig, ToyTask, ToyWorld, TOY_EOS_ID,
+    toy_tokenizer, LabelerConfig, LabelerPool, ToyConfig, ToyPrompt, ToyTask, ToyWorld, TOY_EOS_ID,
 };
 use rlhf_model::{CausalLm, Gpt2Config, Policy, Tokenizer};
 use rlhf_sft::{evaluate_loss, LmData, SftConfig};
@@ -55,7 +57,9 @@ pub struct PipelineConfig {
     pub seed: u64,
     /// The toy world's sizes.
     pub world: ToyConfig,
-    /// Simulated labelers (calibrated to the paper's 73% agreement).
+    /// Simulated labelers: the training group is calibrated to the paper's 73% agreement and
+    /// the held-out group (which judges the evaluation) to 77%, both on comparisons of the SFT
+    /// model's own samples on `labelers.calibration_prompts` training prompts.
     pub labelers: LabelerConfig,
     /// Prompts per user kept (the paper's cap: 200).
     pub max_prompts_per_user: usize,
@@ -83,6 +87,12 @@ pub struct PipelineConfig {
     pub ppo: rlhf_ppo::PpoConfig,
     /// PPO iterations per run.
     pub ppo_iterations: u64,
+    /// Every N PPO iterations (and after the last), the policy's sampled answers to
+    /// `ppo_eval_prompts` fixed validation prompts (training users' validation split) are
+    /// scored with the gold score and logged as `eval/gold` (0 = never). Default 5.
+    pub ppo_eval_every: u64,
+    /// Validation prompts of that check. Default 128.
+    pub ppo_eval_prompts: usize,
     /// gamma_ptx of the PPO-ptx run (plain PPO uses 0).
     pub ptx_coef: f64,
     /// A PPO stage saves a resumable checkpoint every N iterations (0 = never; a killed stage
@@ -164,6 +174,12 @@ impl Default for PipelineConfig {
                 ppo_epochs: 2,
                 max_new_tokens: 24,
                 kl_coef: 0.1,
+                // The RM is normalized to mean 0 and standard deviation 1 on the demonstrations,
+                // so scores and returns have a fixed scale: no reward whitening, and the critic
+                // (initialized from the RM on that scale) predicts returns in the same units.
+                whiten_rewards: false,
+                // An answer cut off at max_new_tokens costs one RM standard deviation.
+                no_eos_penalty: Some(1.0),
                 // Critic-only first iterations, with a higher critic lr: the value function
                 // starts from the RM, whose per-token outputs are not values yet.
                 value_warmup_iterations: 5,
@@ -178,6 +194,8 @@ impl Default for PipelineConfig {
                 ..Default::default()
             },
             ppo_iterations: 30,
+            ppo_eval_every: 5,
+            ppo_eval_prompts: 128,
             ptx_coef: 0.2,
             ppo_save_every: 10,
             rounds: 1,
@@ -203,6 +221,17 @@ pub struct PipelineReport {
     pub kl_to_sft: BTreeMap<String, f64>,
     /// LM loss on held-out pretraining text (the alignment tax).
     pub pretrain_loss: BTreeMap<String, f64>,
+    /// Per model: mean correctness and the shares of answers with a filler, a sign-off, and
+    /// (among `answer only :` prompts) a broken constraint: where the gold score comes from.
+    #[serde(default)]
+    pub conduct: BTreeMap<String, ConductStats>,
+    /// Measured agreement of two training labelers on the pipeline's comparisons (rankings of
+    /// SFT samples on training prompts; the paper: 72.6%).
+    #[serde(default)]
+    pub labeler_agreement: Option<f64>,
+    /// Measured agreement of two held-out labelers on the same comparisons (the paper: 77.3%).
+    #[serde(default)]
+    pub heldout_labeler_agreement: Option<f64>,
     /// Reward model's held-out pairwise accuracy against the labelers.
     pub rm_accuracy: Option<f64>,
     /// The accuracy a perfect gold-score model reaches against the same labelers.
@@ -230,8 +259,28 @@ pub struct PipelineData {
     pub train_prompts: Vec<PromptRecord>,
     /// The collator (toy tokenizer, EOS = pad = 0).
     pub collator: Collator,
-    /// Simulated labelers.
-    pub labelers: LabelerPool,
+}
+
+/// The two groups of simulated labelers, calibrated on the SFT model's samples.
+#[derive(Debug, Clone)]
+pub struct Labelers {
+    /// Training labelers: they rank the RM's comparisons.
+    pub train: LabelerPool,
+    /// Held-out labelers: they judge every win rate, nothing else.
+    pub heldout: LabelerPool,
+    /// Measured agreement of two training labelers on the calibration comparisons.
+    pub agreement: f64,
+    /// Measured agreement of two held-out labelers on the calibration comparisons.
+    pub heldout_agreement: f64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct LabelersDone {
+    train: (f64, usize, f64),
+    heldout: (f64, usize, f64),
+    agreement: f64,
+    heldout_agreement: f64,
+    comparisons: usize,
 }
 
 fn stage_done(dir: &Path) -> bool {
@@ -295,15 +344,97 @@ pub fn prepare_data(cfg: &PipelineConfig, out: &Path) -> anyhow::Result<Pipeline
         CollateConfig::new(TOY_EOS_ID, TOY_EOS_ID)
             .with_limits(cfg.sft.max_prompt_tokens, cfg.sft.max_response_tokens),
     )?;
-    let labelers = LabelerPool::calibrated(&cfg.labelers, cfg.seed)?;
+    cfg.labelers.validate()?;
     Ok(PipelineData {
         world,
         sft_train: split.train,
         sft_valid: split.valid,
         train_prompts,
         collator: col,
-        labelers,
     })
+}
+
+/// Calibrates the labelers on the comparisons the pipeline collects: K (`rm_k`) samples of the
+/// SFT model on `labelers.calibration_prompts` training prompts (other draws than the RM's).
+/// The training group is calibrated to `target_agreement`, the disjoint held-out group to
+/// `heldout_target_agreement`; both agreements are then measured by simulation (two different
+/// labelers of a group rank each sample). Saved in `out/labelers/done.json` and reloaded.
+pub fn labeler_stage(
+    cfg: &PipelineConfig,
+    data: &PipelineData,
+    sft_dir: &Path,
+    out: &Path,
+) -> anyhow::Result<Labelers> {
+    use rand::SeedableRng;
+    let dir = out.join("labelers");
+    let lc = &cfg.labelers;
+    let pools = |d: &LabelersDone| -> anyhow::Result<Labelers> {
+        let mut heldout = LabelerPool::with_temperature(d.heldout.0, d.heldout.1, d.heldout.2)?;
+        for l in &mut heldout.labelers {
+            l.id += d.train.1;
+        }
+        Ok(Labelers {
+            train: LabelerPool::with_temperature(d.train.0, d.train.1, d.train.2)?,
+            heldout,
+            agreement: d.agreement,
+            heldout_agreement: d.heldout_agreement,
+        })
+    };
+    if stage_done(&dir) {
+        let d: LabelersDone =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("done.json"))?)
+                .with_context(|| format!("reading {}", dir.join("done.json").display()))?;
+        return pools(&d);
+    }
+    std::fs::create_dir_all(&dir)?;
+    let sft = CausalLm::load(sft_dir, crate::stage_device())?;
+    let n = lc.calibration_prompts.min(data.train_prompts.len());
+    // The last training prompts (the RM ranks the first ones).
+    let prompts = &data.train_prompts[data.train_prompts.len() - n..];
+    let samples = sample_distinct(
+        &sft,
+        prompts,
+        &data.collator,
+        (lc.min_k, lc.max_k),
+        cfg.max_new_tokens,
+        cfg.rm_sample_temperature,
+        cfg.seed + 303,
+    )?;
+    let samples: Vec<(ToyPrompt, Vec<String>)> = samples
+        .into_iter()
+        .map(|(p, s)| Ok((ToyPrompt::parse(&p.prompt)?, s)))
+        .collect::<anyhow::Result<_>>()?;
+    let pairs: Vec<(f64, f64)> = samples
+        .iter()
+        .flat_map(|(p, s)| rlhf_data::toy::gold_pairs(p, s))
+        .collect();
+    let train = LabelerPool::calibrated_on(&pairs, lc)
+        .context("calibrating the training labelers on SFT samples")?;
+    let heldout = LabelerPool::heldout_on(&pairs, lc)
+        .context("calibrating the held-out labelers on SFT samples")?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed + 404);
+    let agreement = train.measure_agreement(&samples, &mut rng).rate();
+    let heldout_agreement = heldout.measure_agreement(&samples, &mut rng).rate();
+    let done = LabelersDone {
+        train: (train.base_temperature, train.len(), lc.noise_spread),
+        heldout: (heldout.base_temperature, heldout.len(), lc.noise_spread),
+        agreement,
+        heldout_agreement,
+        comparisons: pairs.len(),
+    };
+    eprintln!(
+        "[labelers] calibrated on {} comparisons of SFT samples: training labelers agree {:.3} (T {:.3}), held-out labelers {:.3} (T {:.3})",
+        pairs.len(),
+        agreement,
+        train.base_temperature,
+        heldout_agreement,
+        heldout.base_temperature
+    );
+    rlhf_model::checkpoint::write_atomic(
+        &dir.join("done.json"),
+        serde_json::to_string_pretty(&done)?.as_bytes(),
+    )?;
+    pools(&done)
 }
 
 /// Pretrains the base model on the world's corpus (or loads it when already done).
@@ -526,6 +657,44 @@ pub fn ppo_stage_with<M: rlhf_model::RewardModel>(
     run.truncate_metrics(start)?;
     let mut metrics = run.metrics()?;
     let mut progress = crate::run::Progress::new(name, cfg.ppo_iterations);
+    // Fixed validation prompts (training users' validation split) for `eval/gold`.
+    let check: Vec<(ToyPrompt, Vec<u32>)> = data
+        .sft_valid
+        .iter()
+        .take(cfg.ppo_eval_prompts)
+        .map(|d| {
+            Ok((
+                ToyPrompt::parse(&d.prompt)?,
+                data.collator.encode(&d.prompt)?,
+            ))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let validation_gold =
+        |policy: &CausalLm| -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+            let (tasks, ids): (Vec<ToyPrompt>, Vec<Vec<u32>>) = check.iter().cloned().unzip();
+            let ans = answers(
+                policy,
+                &ids,
+                &data.collator,
+                cfg.max_new_tokens,
+                Some(cfg.seed + 53),
+                cfg.gen_batch,
+            )?;
+            let c = conduct_stats(&tasks, &ans);
+            let mut m = serde_json::Map::new();
+            m.insert(
+                "eval/gold".into(),
+                serde_json::json!(mean_gold(&tasks, &ans)),
+            );
+            m.insert("eval/correctness".into(), serde_json::json!(c.correctness));
+            m.insert("eval/filler".into(), serde_json::json!(c.filler));
+            m.insert("eval/sign_off".into(), serde_json::json!(c.sign_off));
+            Ok(m)
+        };
+    if start == 0 && cfg.ppo_eval_every > 0 && !check.is_empty() {
+        use rlhf_model::train::MetricsSink;
+        metrics.log(0, &validation_gold(trainer.policy())?)?;
+    }
     for it in start..cfg.ppo_iterations {
         let idx = rlhf_ppo::data::prompt_indices(prompts.len(), ppo_cfg.batch_size, it, cfg.seed);
         let rows: Vec<&[i64]> = idx.iter().map(|&i| prompts[i].as_slice()).collect();
@@ -549,6 +718,18 @@ pub fn ppo_stage_with<M: rlhf_model::RewardModel>(
             ),
         );
         let done = it + 1;
+        if cfg.ppo_eval_every > 0
+            && !check.is_empty()
+            && (done % cfg.ppo_eval_every == 0 || done == cfg.ppo_iterations)
+        {
+            use rlhf_model::train::MetricsSink;
+            let m = validation_gold(trainer.policy())?;
+            eprintln!(
+                "[{name}] iteration {done}: validation gold {:.3}",
+                m["eval/gold"].as_f64().unwrap_or(f64::NAN)
+            );
+            metrics.log(done, &m)?;
+        }
         if cfg.ppo_save_every > 0 && done % cfg.ppo_save_every == 0 && done < cfg.ppo_iterations {
             save_ppo_checkpoint(&dir, &trainer, &ptx, done)?;
         }
@@ -612,19 +793,31 @@ fn save_ppo_checkpoint<M: rlhf_model::RewardModel>(
 pub fn rm_stage(
     cfg: &PipelineConfig,
     data: &PipelineData,
+    labelers: &LabelerPool,
     sft_dir: &Path,
     out: &Path,
 ) -> anyhow::Result<(PathBuf, f64, f64)> {
-    rm_stage_in(cfg, data, sft_dir, sft_dir, &[], &out.join("rm"), 1)
+    rm_stage_in(
+        cfg,
+        data,
+        labelers,
+        sft_dir,
+        sft_dir,
+        &[],
+        &out.join("rm"),
+        1,
+    )
 }
 
 /// The RM stage in `dir`: the labelers rank samples of `sample_from` (the SFT model in the
 /// first round, the current policy in later ones); the RM is trained from the SFT checkpoint
 /// `sft_dir` on these rankings plus the training rankings of `earlier` RM stage directories (the
 /// paper keeps collecting comparisons), and validated on held-out rankings of the new samples.
+#[allow(clippy::too_many_arguments)]
 pub fn rm_stage_in(
     cfg: &PipelineConfig,
     data: &PipelineData,
+    labelers: &LabelerPool,
     sft_dir: &Path,
     sample_from: &Path,
     earlier: &[PathBuf],
@@ -685,7 +878,7 @@ pub fn rm_stage_in(
             &sft,
             &prompts,
             col,
-            &data.labelers,
+            labelers,
             cfg.rm_k,
             cfg.max_new_tokens,
             cfg.rm_sample_temperature,
@@ -695,7 +888,7 @@ pub fn rm_stage_in(
             &sft,
             &valid_prompts,
             col,
-            &data.labelers,
+            labelers,
             cfg.rm_k,
             cfg.max_new_tokens,
             cfg.rm_sample_temperature,
@@ -724,24 +917,21 @@ pub fn rm_stage_in(
     let gold: Vec<Vec<f64>> = valid_r
         .iter()
         .map(|r| {
-            let task = ToyTask::from_prompt(&r.prompt)?;
-            Ok(r.responses
-                .iter()
-                .map(|x| rlhf_data::toy::gold_score(&task, x))
-                .collect())
+            let prompt = ToyPrompt::parse(&r.prompt)?;
+            Ok(r.responses.iter().map(|x| prompt.gold(x)).collect())
         })
         .collect::<anyhow::Result<_>>()?;
     let gold_pairs: Vec<(f64, f64)> = valid_r
         .iter()
         .map(|r| {
             Ok(rlhf_data::toy::gold_pairs(
-                &ToyTask::from_prompt(&r.prompt)?,
+                &ToyPrompt::parse(&r.prompt)?,
                 &r.responses,
             ))
         })
         .collect::<anyhow::Result<Vec<_>>>()?
         .concat();
-    let ceiling = data.labelers.noise_ceiling(&gold_pairs);
+    let ceiling = labelers.noise_ceiling(&gold_pairs);
     let valid = rlhf_reward::RankingData {
         groups: col.tokenize_rankings(&valid_r)?,
         gold: Some(gold),
@@ -800,15 +990,44 @@ pub fn collect_rankings(
     prompts: &[PromptRecord],
     col: &Collator,
     pool: &LabelerPool,
-    (min_k, max_k): (usize, usize),
+    ks: (usize, usize),
     max_new_tokens: i64,
     temperature: f64,
     seed: u64,
 ) -> anyhow::Result<(Vec<Ranking>, usize)> {
+    use rand::SeedableRng;
+    let samples = sample_distinct(policy, prompts, col, ks, max_new_tokens, temperature, seed)?;
+    let skipped = prompts.len() - samples.len();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed.wrapping_add(0x5eed));
+    let mut out = Vec::with_capacity(samples.len());
+    for (p, distinct) in samples {
+        let prompt = ToyPrompt::parse(&p.prompt)?;
+        let ranking = pool.choose(&mut rng).rank(&prompt, &distinct, &mut rng);
+        out.push(Ranking {
+            id: format!("ranking-{}", p.id),
+            user_id: p.user_id.clone(),
+            prompt: p.prompt.clone(),
+            responses: distinct,
+            ranking,
+        });
+    }
+    Ok((out, skipped))
+}
+
+/// K (uniform in `min_k..=max_k`) distinct samples of `policy` per prompt (2K drawn, the first
+/// K distinct kept); prompts with fewer than 2 distinct samples are left out.
+pub fn sample_distinct<'a>(
+    policy: &CausalLm,
+    prompts: &'a [PromptRecord],
+    col: &Collator,
+    (min_k, max_k): (usize, usize),
+    max_new_tokens: i64,
+    temperature: f64,
+    seed: u64,
+) -> anyhow::Result<Vec<(&'a PromptRecord, Vec<String>)>> {
     use rand::{Rng, SeedableRng};
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let (mut out, mut skipped) = (Vec::new(), 0usize);
-    // Sample twice K per prompt, keep the first K distinct answers.
+    let mut out = Vec::new();
     let per_batch = 4usize;
     for (bi, chunk) in prompts.chunks(per_batch).enumerate() {
         let ks: Vec<usize> = chunk.iter().map(|_| rng.gen_range(min_k..=max_k)).collect();
@@ -847,29 +1066,19 @@ pub fn collect_rankings(
                 }
                 row += 1;
             }
-            if distinct.len() < 2 {
-                skipped += 1;
-                continue;
+            if distinct.len() >= 2 {
+                out.push((p, distinct));
             }
-            let task = ToyTask::from_prompt(&p.prompt)?;
-            let labeler = pool.choose(&mut rng);
-            let ranking = labeler.rank(&task, &distinct, &mut rng);
-            out.push(Ranking {
-                id: format!("ranking-{}", p.id),
-                user_id: p.user_id.clone(),
-                prompt: p.prompt.clone(),
-                responses: distinct,
-                ranking,
-            });
         }
     }
-    Ok((out, skipped))
+    Ok(out)
 }
 
 /// Evaluates named policies on held-out prompts against the SFT model.
 pub fn evaluate_models(
     cfg: &PipelineConfig,
     data: &PipelineData,
+    judges: &LabelerPool,
     models: &[(&str, &CausalLm)],
     sft: &CausalLm,
     report: &mut PipelineReport,
@@ -905,6 +1114,9 @@ pub fn evaluate_models(
         report
             .gold_score
             .insert(name.to_string(), mean_gold(&ev.tasks, &ans));
+        report
+            .conduct
+            .insert(name.to_string(), conduct_stats(&ev.tasks, &ans));
         let greedy = if cfg.eval_greedy {
             ans.clone()
         } else {
@@ -915,16 +1127,18 @@ pub fn evaluate_models(
             .insert(name.to_string(), mean_gold(&ev.tasks, &greedy));
         report.win_rate_vs_sft.insert(
             name.to_string(),
-            win_rate(&ev.tasks, &ans, &sft_answers, &data.labelers, cfg.seed + 17),
+            win_rate(&ev.tasks, &ans, &sft_answers, judges, cfg.seed + 17),
         );
         let kl = kl_to_reference(*model, sft, prompts, col, n, cfg.seed + 29, cfg.gen_batch)?;
         report.kl_to_sft.insert(name.to_string(), kl);
         report
             .pretrain_loss
             .insert(name.to_string(), evaluate_loss(*model, &heldout, 64)?);
+        let c = report.conduct[*name];
         eprintln!(
-            "[eval] {name}: gold {:.3} (greedy {:.3}), win rate vs SFT {:.3}, KL to SFT {:.2}, pretrain loss {:.3}",
-            report.gold_score[*name], report.gold_score_greedy[*name], report.win_rate_vs_sft[*name], report.kl_to_sft[*name], report.pretrain_loss[*name]
+            "[eval] {name}: gold {:.3} (greedy {:.3}), win rate vs SFT {:.3}, KL to SFT {:.2}, pretrain loss {:.3}; correctness {:.3}, filler {:.3}, sign-off {:.3}, broken constraint {:.3}",
+            report.gold_score[*name], report.gold_score_greedy[*name], report.win_rate_vs_sft[*name], report.kl_to_sft[*name], report.pretrain_loss[*name],
+            c.correctness, c.filler, c.sign_off, c.broken_constraint
         );
     }
     Ok(())
@@ -951,7 +1165,12 @@ pub fn run(cfg: &PipelineConfig, out: &Path) -> anyhow::Result<PipelineReport> {
     let sft_dir = sft_stage(cfg, &data, &base_dir, out)?;
     timed("sft", t, &mut report);
     let t = Instant::now();
-    let (rm_dir, acc, ceiling) = rm_stage(cfg, &data, &sft_dir, out)?;
+    let labelers = labeler_stage(cfg, &data, &sft_dir, out)?;
+    report.labeler_agreement = Some(labelers.agreement);
+    report.heldout_labeler_agreement = Some(labelers.heldout_agreement);
+    timed("labelers", t, &mut report);
+    let t = Instant::now();
+    let (rm_dir, acc, ceiling) = rm_stage(cfg, &data, &labelers.train, &sft_dir, out)?;
     report.rm_accuracy = Some(acc);
     report.rm_accuracy_ceiling = Some(ceiling);
     timed("rm", t, &mut report);
@@ -983,6 +1202,7 @@ pub fn run(cfg: &PipelineConfig, out: &Path) -> anyhow::Result<PipelineReport> {
         let (rm_r, acc_r, ceil_r) = rm_stage_in(
             cfg,
             &data,
+            &labelers.train,
             &sft_dir,
             &current,
             &earlier,
@@ -1013,7 +1233,7 @@ pub fn run(cfg: &PipelineConfig, out: &Path) -> anyhow::Result<PipelineReport> {
         .collect::<anyhow::Result<_>>()?;
     let mut models: Vec<(&str, &CausalLm)> = vec![("base", &base), ("sft", &sft)];
     models.extend(loaded.iter().map(|(n, m)| (n.as_str(), m)));
-    evaluate_models(cfg, &data, &models, &sft, &mut report)?;
+    evaluate_models(cfg, &data, &labelers.heldout, &models, &sft, &mut report)?;
     timed("evaluate", t, &mut report);
     report
         .seconds
@@ -1065,7 +1285,9 @@ impl PipelineReport {
              (ties count half) and gold = mean programmatic score, both of answers sampled at temperature 1 (greedy \
              with `eval_greedy = true`); gold (greedy) of greedy answers; KL to SFT in nats per answer; \
              pretrain loss on held-out pretraining text (the alignment tax).\n\n\
-             | model | win rate vs SFT | gold score | gold (greedy) | KL to SFT | pretrain loss |\n|---|---|---|---|---|---|\n",
+             Correctness = gold of the answer without its habit words and penalties; filler, sign-off = share of \
+             answers with one; broken = share of `answer only :` prompts whose answer has either.\n\n\
+             | model | win rate vs SFT | gold score | gold (greedy) | KL to SFT | pretrain loss | correctness | filler | sign-off | broken |\n|---|---|---|---|---|---|---|---|---|---|\n",
         );
         for name in self.model_names() {
             let name = name.as_str();
@@ -1074,11 +1296,16 @@ impl PipelineReport {
                     .gold_score_greedy
                     .get(name)
                     .map_or("-".to_string(), |x| format!("{x:.3}"));
+                let c = self.conduct.get(name).copied().unwrap_or_default();
                 md.push_str(&format!(
-                    "| {name} | {:.3} | {g:.3} | {greedy} | {:.2} | {:.3} |\n",
-                    self.win_rate_vs_sft[name], self.kl_to_sft[name], self.pretrain_loss[name]
+                    "| {name} | {:.3} | {g:.3} | {greedy} | {:.2} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |\n",
+                    self.win_rate_vs_sft[name], self.kl_to_sft[name], self.pretrain_loss[name],
+                    c.correctness, c.filler, c.sign_off, c.broken_constraint
                 ));
             }
+        }
+        if let (Some(a), Some(h)) = (self.labeler_agreement, self.heldout_labeler_agreement) {
+            md.push_str(&format!("\nLabeler agreement on the pipeline's comparisons: training labelers {a:.3}, held-out labelers {h:.3} (the held-out group judges the win rates).\n"));
         }
         if let (Some(a), Some(c)) = (self.rm_accuracy, self.rm_accuracy_ceiling) {
             md.push_str(&format!("\nReward model held-out accuracy: {a:.3} (noise ceiling of the labelers: {c:.3}).\n"));

@@ -539,8 +539,8 @@ fn model_bars(map: &BTreeMap<String, f64>) -> Vec<(String, f64)> {
 /// Draws the pipeline's figures into `out/plots/` and each stage's metrics into
 /// `out/<stage>/plots/` (see [`plot_run_dir`]); returns every file written.
 ///
-/// - `ppo_reward_kl.png`: the RM score (`objective/scores`) and KL to the SFT model
-///   (`objective/kl`) per iteration, one line per PPO run directory (`ppo`, `ppo_ptx`, and
+/// - `ppo_reward_kl.png`: the RM score (`objective/scores`), KL to the SFT model
+///   (`objective/kl`) and gold score on fixed validation prompts (`eval/gold`) per iteration, one line per PPO run directory (`ppo`, `ppo_ptx`, and
 ///   `round-N/ppo*` when present).
 /// - `losses.png`: one panel per training stage (`pretrain`, `sft`, `rm`, and `round-N/...`):
 ///   training loss per step (`loss/train`, or the RM's `loss/rm`) and validation loss per epoch
@@ -579,10 +579,15 @@ pub fn pipeline_plots(
     let panels = vec![
         ppo_panel("RM score (objective/scores)", "objective/scores"),
         ppo_panel("KL to SFT (objective/kl)", "objective/kl"),
+        ppo_panel("gold score, validation prompts (eval/gold)", "eval/gold"),
     ];
     if panels.iter().any(Panel::has_data) {
         let path = plots.join("ppo_reward_kl.png");
-        figure(&path, "PPO: reward and KL per iteration", &panels)?;
+        figure(
+            &path,
+            "PPO: RM score, gold score and KL per iteration",
+            &panels,
+        )?;
         written.push(path);
     }
     // Losses of the training stages.

@@ -7,7 +7,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rlhf_data::collate::Collator;
 use rlhf_data::records::PromptRecord;
-use rlhf_data::toy::{gold_score, LabelerPool, ToyTask};
+use rlhf_data::toy::{LabelerPool, ToyPrompt, ToyTask};
 use rlhf_model::{GenerateConfig, Policy};
 use rlhf_sft::answer;
 use tch::{Device, Kind, Tensor};
@@ -16,8 +16,8 @@ use tch::{Device, Kind, Tensor};
 /// model, which has not learned to follow instructions).
 #[derive(Debug, Clone)]
 pub struct EvalPrompts {
-    /// The task behind each prompt (for the gold score).
-    pub tasks: Vec<ToyTask>,
+    /// Task and constraint behind each prompt (for the gold score).
+    pub tasks: Vec<ToyPrompt>,
     /// The prompts as users wrote them.
     pub prompts: Vec<Vec<u32>>,
     /// The same tasks as few-shot prompts (examples drawn from `shots`).
@@ -39,15 +39,15 @@ impl EvalPrompts {
             few_shot: vec![],
         };
         for (i, r) in records.iter().take(n).enumerate() {
-            let task =
-                ToyTask::from_prompt(&r.prompt).with_context(|| format!("prompt {}", r.id))?;
+            let prompt = ToyPrompt::parse(&r.prompt).with_context(|| format!("prompt {}", r.id))?;
+            let task = &prompt.task;
             let examples: Vec<ToyTask> = (0..3)
                 .map(|j| shots[(i * 3 + j) % shots.len()].clone())
                 .collect();
             out.few_shot
                 .push(col.encode(&task.few_shot_prompt(&examples))?);
             out.prompts.push(col.encode(&r.prompt)?);
-            out.tasks.push(task);
+            out.tasks.push(prompt);
         }
         Ok(out)
     }
@@ -92,19 +92,51 @@ pub fn answers(
 }
 
 /// Mean gold score of answers.
-pub fn mean_gold(tasks: &[ToyTask], answers: &[String]) -> f64 {
-    let s: f64 = tasks
-        .iter()
-        .zip(answers)
-        .map(|(t, a)| gold_score(t, a))
-        .sum();
+pub fn mean_gold(tasks: &[ToyPrompt], answers: &[String]) -> f64 {
+    let s: f64 = tasks.iter().zip(answers).map(|(t, a)| t.gold(a)).sum();
     s / tasks.len().max(1) as f64
+}
+
+/// Where a model's gold score comes from: mean correctness and the shares of answers with each
+/// habit the labelers dislike.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ConductStats {
+    /// Mean correctness (the correctness-only gold: habit words removed, no penalties).
+    pub correctness: f64,
+    /// Share of answers with a filler phrase.
+    pub filler: f64,
+    /// Share of answers with a sign-off.
+    pub sign_off: f64,
+    /// Share of answers to `answer only :` prompts that break the constraint.
+    pub broken_constraint: f64,
+}
+
+/// [`ConductStats`] of answers.
+pub fn conduct_stats(tasks: &[ToyPrompt], answers: &[String]) -> ConductStats {
+    let mut s = ConductStats::default();
+    let mut constrained = 0usize;
+    for (t, a) in tasks.iter().zip(answers) {
+        let j = t.judge(a);
+        s.correctness += j.correctness;
+        s.filler += f64::from(u8::from(j.filler));
+        s.sign_off += f64::from(u8::from(j.sign_off));
+        if t.constraint.is_some() {
+            constrained += 1;
+            s.broken_constraint += f64::from(u8::from(j.broke_constraint));
+        }
+    }
+    let n = tasks.len().max(1) as f64;
+    s.correctness /= n;
+    s.filler /= n;
+    s.sign_off /= n;
+    s.broken_constraint /= constrained.max(1) as f64;
+    s
 }
 
 /// How often a labeler (drawn at random per prompt) prefers `a` to `b`; identical answers count
 /// half (a tie).
 pub fn win_rate(
-    tasks: &[ToyTask],
+    tasks: &[ToyPrompt],
     a: &[String],
     b: &[String],
     pool: &LabelerPool,

@@ -46,10 +46,15 @@ impl HeadKind {
 pub struct CheckpointMeta {
     /// Which head the weights carry.
     pub head: HeadKind,
-    /// Added to every reward (`RewardModel::score`) so that labeler demonstrations score 0 on
-    /// average. 0 until the reward trainer sets it.
+    /// Added to every reward (`RewardModel::score`, after [`CheckpointMeta::reward_gain`]) so
+    /// that labeler demonstrations score 0 on average. 0 until the reward trainer sets it.
     #[serde(default)]
     pub reward_bias: f64,
+    /// Multiplies every raw reward (before the bias) so that labeler demonstrations' scores
+    /// have a standard deviation of 1, which gives the PPO KL coefficient a fixed meaning. 1
+    /// until the reward trainer sets it (and in checkpoints written before it existed).
+    #[serde(default = "one")]
+    pub reward_gain: f64,
     /// Optimizer steps taken so far.
     #[serde(default)]
     pub step: u64,
@@ -58,12 +63,26 @@ pub struct CheckpointMeta {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
+fn one() -> f64 {
+    1.0
+}
+
 impl CheckpointMeta {
+    /// The normalized reward of raw head outputs: `raw * reward_gain + reward_bias`.
+    pub fn normalize_reward(&self, raw: Tensor) -> Tensor {
+        if self.reward_gain == 1.0 {
+            raw + self.reward_bias
+        } else {
+            raw * self.reward_gain + self.reward_bias
+        }
+    }
+
     /// Metadata for a fresh model with this head.
     pub fn new(head: HeadKind) -> Self {
         CheckpointMeta {
             head,
             reward_bias: 0.0,
+            reward_gain: 1.0,
             step: 0,
             extra: Default::default(),
         }

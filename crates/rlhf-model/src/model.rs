@@ -497,8 +497,9 @@ impl ScalarModel {
         Self::from_files(files, |_| HeadKind::Reward, opts.into())
     }
 
-    /// A value function initialized from a reward checkpoint (body and head). The value head
-    /// does not use the reward normalization bias.
+    /// A value function initialized from a reward checkpoint (body and head), on the reward's
+    /// normalized scale: the gain is folded into the head's weights and the bias is added to
+    /// every value, so the first values are the normalized rewards the returns are made of.
     pub fn value_from_reward(dir: impl AsRef<Path>, opts: impl Into<LoadOptions>) -> Result<Self> {
         let files = read_checkpoint(dir.as_ref())?;
         if files.head == HeadKind::Lm {
@@ -509,7 +510,11 @@ impl ScalarModel {
             ));
         }
         let mut m = Self::from_files(files, |_| HeadKind::Value, opts.into())?;
-        m.meta.reward_bias = 0.0;
+        let gain = m.meta.reward_gain;
+        if gain != 1.0 {
+            let _ = tch::no_grad(|| m.score.f_mul_(&Tensor::from(gain)))?;
+            m.meta.reward_gain = 1.0;
+        }
         Ok(m)
     }
 
@@ -641,7 +646,9 @@ fn files_head_keep(h: HeadKind) -> HeadKind {
 
 impl RewardModel for ScalarModel {
     fn score(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
-        Ok(self.score_raw(input_ids, attention_mask, train)? + self.meta.reward_bias)
+        Ok(self
+            .meta
+            .normalize_reward(self.score_raw(input_ids, attention_mask, train)?))
     }
 
     fn device(&self) -> Device {
@@ -650,8 +657,15 @@ impl RewardModel for ScalarModel {
 }
 
 impl ValueFunction for ScalarModel {
+    /// The head on every token, plus `reward_bias` (0 for a fresh value head; the reward's
+    /// normalization bias for one made by [`ScalarModel::value_from_reward`]).
     fn values(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
-        self.per_token(input_ids, attention_mask, train)
+        let v = self.per_token(input_ids, attention_mask, train)?;
+        Ok(if self.meta.reward_bias == 0.0 {
+            v
+        } else {
+            v + self.meta.reward_bias
+        })
     }
 
     fn var_store(&self) -> &nn::VarStore {

@@ -95,7 +95,7 @@ fn reward_model_from_lm_and_value_from_reward() {
     let rm2 = ScalarModel::load(dir.path().join("rm"), Device::Cpu).unwrap();
     let got2 = tch::no_grad(|| rm2.score(&ids, &ids.ones_like(), false)).unwrap();
     assert!(
-        max_abs_diff(&got2, &(want_last - 1.5)) < 1e-5,
+        max_abs_diff(&got2, &(&want_last - 1.5)) < 1e-5,
         "the bias is stored and applied"
     );
 
@@ -103,11 +103,36 @@ fn reward_model_from_lm_and_value_from_reward() {
     assert_eq!(vf.head_kind(), HeadKind::Value);
     let values = tch::no_grad(|| vf.values(&ids, &ids.ones_like(), false)).unwrap();
     assert_eq!(values.size(), [2, 6]);
-    let raw = tch::no_grad(|| rm2.score_raw(&ids, &ids.ones_like(), false)).unwrap();
     assert!(
-        max_abs_diff(&values.select(1, 5), &raw) < 1e-5,
-        "value head = reward head, no bias"
+        max_abs_diff(&values.select(1, 5), &got2) < 1e-5,
+        "value at the last token = the normalized reward"
     );
+
+    // A gain scales the raw reward before the bias; the value function folds it into its head
+    // and stays on the reward's scale.
+    rm.meta_mut().reward_gain = 2.5;
+    rm.save(dir.path().join("rm_gain")).unwrap();
+    let rm3 = ScalarModel::load(dir.path().join("rm_gain"), Device::Cpu).unwrap();
+    assert_eq!(rm3.meta().reward_gain, 2.5);
+    let got3 = tch::no_grad(|| rm3.score(&ids, &ids.ones_like(), false)).unwrap();
+    assert!(max_abs_diff(&got3, &(&want_last * 2.5 - 1.5)) < 1e-5);
+    let vf3 = ScalarModel::value_from_reward(dir.path().join("rm_gain"), Device::Cpu).unwrap();
+    assert_eq!(vf3.meta().reward_gain, 1.0);
+    let v3 = tch::no_grad(|| vf3.values(&ids, &ids.ones_like(), false)).unwrap();
+    assert!(max_abs_diff(&v3.select(1, 5), &got3) < 1e-5);
+    // Saved and loaded again (as PPO checkpoints do), the value function is unchanged.
+    vf3.save(dir.path().join("vf")).unwrap();
+    let vf4 = ScalarModel::load(dir.path().join("vf"), Device::Cpu).unwrap();
+    let v4 = tch::no_grad(|| vf4.values(&ids, &ids.ones_like(), false)).unwrap();
+    assert!(max_abs_diff(&v4, &v3) < 1e-6);
+}
+
+#[test]
+fn checkpoints_without_a_gain_load_with_gain_one() {
+    let meta: rlhf_model::CheckpointMeta =
+        serde_json::from_str(r#"{"head": "reward", "reward_bias": 0.5}"#).unwrap();
+    assert_eq!(meta.reward_gain, 1.0);
+    assert_eq!(meta.reward_bias, 0.5);
 }
 
 #[test]

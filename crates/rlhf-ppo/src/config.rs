@@ -292,6 +292,18 @@ impl PpoConfig {
             0.1 + 0.9 * it as f64 / self.lr_warmup_iterations as f64
         }
     }
+
+    /// The learning rates of iteration `it` (0-based): `(policy, value)`. The policy's is 0
+    /// during the `value_warmup_iterations` (it does not train) and its warmup starts after
+    /// them; the value function's warmup starts at iteration 0.
+    pub fn lr_now(&self, it: u64) -> (f64, f64) {
+        let policy = if it < self.value_warmup_iterations {
+            0.0
+        } else {
+            self.policy_optimizer.lr * self.lr_scale(it - self.value_warmup_iterations)
+        };
+        (policy, self.value_optimizer.lr * self.lr_scale(it))
+    }
 }
 
 fn largest_divisor_at_most(n: usize, k: usize) -> usize {

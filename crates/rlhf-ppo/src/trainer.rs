@@ -555,12 +555,14 @@ where
         }
         let n_micro = mb / micro;
         let scale = 1.0 / n_micro as f64;
+        // During the critic-only warm-up the policy forward runs without a graph (its
+        // statistics are still logged) and no pretraining batch is drawn: no gradient is
+        // computed only to be thrown away.
         let train_policy = self.iteration >= cfg.value_warmup_iterations;
-        let policy_it = self.iteration.saturating_sub(cfg.value_warmup_iterations);
-        self.policy_opt
-            .set_lr(cfg.policy_optimizer.lr * cfg.lr_scale(policy_it));
-        self.value_opt
-            .set_lr(cfg.value_optimizer.lr * cfg.lr_scale(self.iteration));
+        let use_ptx = use_ptx && train_policy;
+        let (policy_lr, value_lr) = cfg.lr_now(self.iteration);
+        self.policy_opt.set_lr(policy_lr);
+        self.value_opt.set_lr(value_lr);
 
         // Sums of per-micro-batch statistics stay on the device (no sync per micro-batch):
         // approx-KL, clip fraction, policy loss, value loss, value clip fraction (each weighted
@@ -584,12 +586,14 @@ where
                     let (ids_m, mask_m) = (pick(&ids), pick(&mask));
                     let resp_mask = pick(&rollout.response_mask);
                     // Logits at the response positions only: the prompt's are never used.
-                    let logits = self
-                        .models
-                        .policy
-                        .logits_for_last(&ids_m, &mask_m, n_resp, false)?;
+                    let logits = {
+                        let _frozen = (!train_policy).then(tch::no_grad_guard);
+                        self.models
+                            .policy
+                            .logits_for_last(&ids_m, &mask_m, n_resp, false)?
+                    };
                     let logp = log_probs_of(&logits, &ids_m.narrow(1, p, n_resp), cfg.temperature);
-                    let want_entropy = cfg.entropy_coef > 0.0;
+                    let want_entropy = cfg.entropy_coef > 0.0 && train_policy;
                     let log_entropy = want_entropy || epoch == 0;
                     let entropy = if want_entropy {
                         masked_entropy(&logits, &resp_mask, cfg.temperature)
@@ -732,7 +736,7 @@ where
                 )
             });
         let upd = self.update(&rollout, &adv, ptx)?;
-        let lr = self.config.policy_optimizer.lr * self.config.lr_scale(self.iteration);
+        let (lr, _) = self.config.lr_now(self.iteration);
         self.kl_ctl.update(kl, self.config.batch_size as u64);
         sync(device);
         let time_training = t0.elapsed().as_secs_f64();

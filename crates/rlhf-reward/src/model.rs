@@ -101,7 +101,9 @@ pub fn normalized_scores<M: TrainableRewardModel + ?Sized>(
     attention_mask: &Tensor,
 ) -> Result<Tensor> {
     let _g = tch::no_grad_guard();
-    Ok(model.forward_scores(input_ids, attention_mask, false)? + model.meta().reward_bias)
+    Ok(model
+        .meta()
+        .normalize_reward(model.forward_scores(input_ids, attention_mask, false)?))
 }
 
 /// A [`TrainableRewardModel`] is also a [`RewardModel`] through this adapter.
@@ -119,7 +121,7 @@ impl<M: TrainableRewardModel + ?Sized> RewardModel for AsRewardModel<'_, M> {
             .0
             .forward_scores(input_ids, attention_mask, train)
             .map_err(|e| rlhf_model::ModelError::Input(e.to_string()))?;
-        Ok(raw + self.0.meta().reward_bias)
+        Ok(self.0.meta().normalize_reward(raw))
     }
 
     fn device(&self) -> tch::Device {

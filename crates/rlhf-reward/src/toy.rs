@@ -17,7 +17,7 @@ use crate::error::{Result, RewardError};
 use crate::trainer::RankingData;
 use rlhf_data::collate::{Collator, TokenizedRanking};
 use rlhf_data::records::Ranking;
-use rlhf_data::toy::{gold_score, simulate_rankings, LabelerPool, ToyTask, ToyWorld};
+use rlhf_data::toy::{simulate_rankings, LabelerPool, ToyPrompt, ToyWorld};
 use tch::{Device, Tensor};
 
 /// Train and held-out rankings of a toy world, with gold scores and the noise ceiling.
@@ -40,8 +40,8 @@ pub fn gold_scores(rankings: &[Ranking]) -> Result<Vec<Vec<f64>>> {
     rankings
         .iter()
         .map(|r| {
-            let task = ToyTask::from_prompt(&r.prompt)?;
-            Ok(r.responses.iter().map(|s| gold_score(&task, s)).collect())
+            let prompt = ToyPrompt::parse(&r.prompt)?;
+            Ok(r.responses.iter().map(|s| prompt.gold(s)).collect())
         })
         .collect()
 }
@@ -132,7 +132,7 @@ impl ToyRankings {
 /// prefixes the row's real tokens), the rest is the response.
 pub struct GoldReward {
     col: Collator,
-    prompts: std::collections::HashMap<Vec<u32>, ToyTask>,
+    prompts: std::collections::HashMap<Vec<u32>, ToyPrompt>,
     lengths: Vec<usize>,
 }
 
@@ -141,7 +141,7 @@ impl GoldReward {
     pub fn new(prompts: &[rlhf_data::records::PromptRecord], col: &Collator) -> Result<Self> {
         let mut map = std::collections::HashMap::new();
         for p in prompts {
-            let task = ToyTask::from_prompt(&p.prompt)
+            let task = ToyPrompt::parse(&p.prompt)
                 .map_err(|e| RewardError::Input(format!("prompt {}: {e}", p.id)))?;
             map.insert(col.encode(&p.prompt)?, task);
         }
@@ -167,7 +167,7 @@ impl GoldReward {
                     .col
                     .decode(&resp)
                     .map_err(|e| rlhf_model::ModelError::Input(e.to_string()))?;
-                return Ok(gold_score(task, &text));
+                return Ok(task.gold(&text));
             }
         }
         Err(rlhf_model::ModelError::Input(

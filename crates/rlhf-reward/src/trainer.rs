@@ -266,8 +266,11 @@ pub struct StepReport {
 /// The result of the reward normalization.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Normalization {
-    /// The bias now stored in the model's metadata.
+    /// The bias now stored in the model's metadata (`-raw_mean * gain`).
     pub bias: f64,
+    /// The gain now stored in the model's metadata (`1 / raw_std`; 1 when the scores do not
+    /// vary).
+    pub gain: f64,
     /// Demonstrations scored.
     pub demonstrations: usize,
     /// Their mean raw score (before the bias).
@@ -594,9 +597,11 @@ impl<M: TrainableRewardModel> RewardTrainer<M> {
         evaluate(&self.model, data, &self.collate, &self.cfg)
     }
 
-    /// The paper's normalization: scores `demos` (prompt + demonstration, EOS appended as in
-    /// collation) and sets the model's `reward_bias` so that they score 0 on average. The bias
-    /// replaces any earlier one; it is recorded in the metadata (`meta.reward_bias`, plus
+    /// The paper's normalization, with a gain: scores `demos` (prompt + demonstration, EOS
+    /// appended as in collation) and sets the model's `reward_gain` and `reward_bias` so that
+    /// they score 0 on average with a standard deviation of 1 (a fixed scale, so the PPO KL
+    /// coefficient means the same for every RM). Both replace any earlier ones; they are recorded
+    /// in the metadata (`meta.reward_gain`, `meta.reward_bias`, plus
     /// `extra.reward_normalization`).
     pub fn normalize(&mut self, demos: &[TokenizedPair]) -> Result<Normalization> {
         normalize(
@@ -788,7 +793,7 @@ pub fn evaluate<M: TrainableRewardModel + ?Sized>(
         }
     }
     let device = model.var_store().device();
-    let bias = model.meta().reward_bias;
+    let (bias, gain) = (model.meta().reward_bias, model.meta().reward_gain);
     let mut stats = RankingStats::default();
     let mut all = Vec::new();
     let (mut gold_correct, mut gold_pairs) = (0.0, 0usize);
@@ -810,7 +815,7 @@ pub fn evaluate<M: TrainableRewardModel + ?Sized>(
                 off += k;
             }
         }
-        all.extend(host.into_iter().map(|s| s + bias));
+        all.extend(host.into_iter().map(|s| s * gain + bias));
     }
     let n = all.len() as f64;
     let mean = all.iter().sum::<f64>() / n;
@@ -866,14 +871,19 @@ pub fn normalize<M: TrainableRewardModel + ?Sized>(
     let n = raw.len() as f64;
     let mean = raw.iter().sum::<f64>() / n;
     let std = (raw.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / n).sqrt();
+    // One demonstration (or identical scores) has no spread to scale by: keep the gain.
+    let gain = if std > 1e-8 { 1.0 / std } else { 1.0 };
+    let bias = -mean * gain;
     let meta = model.meta_mut();
-    meta.reward_bias = -mean;
+    meta.reward_bias = bias;
+    meta.reward_gain = gain;
     meta.extra.insert(
         "reward_normalization".into(),
         json!({"demonstrations": raw.len(), "raw_mean": mean, "raw_std": std}),
     );
     Ok(Normalization {
-        bias: -mean,
+        bias,
+        gain,
         demonstrations: raw.len(),
         raw_mean: mean,
         raw_std: std,

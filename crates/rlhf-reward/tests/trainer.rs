@@ -262,11 +262,13 @@ fn normalization_makes_demonstrations_score_zero_through_the_checkpoint() {
         "raw mean already 0: {}",
         n.raw_mean
     );
-    assert!((n.bias + n.raw_mean).abs() < 1e-12);
+    assert!((n.bias + n.raw_mean * n.gain).abs() < 1e-12);
+    assert!((n.gain * n.raw_std - 1.0).abs() < 1e-9, "{n:?}");
     let dir = tempfile::tempdir().unwrap();
     t.model().save(dir.path().join("final")).unwrap();
     let back = ScalarModel::load(dir.path().join("final"), Device::Cpu).unwrap();
     assert!((back.meta().reward_bias - n.bias).abs() < 1e-12);
+    assert!((back.meta().reward_gain - n.gain).abs() < 1e-12);
     let b = rlhf_data::collate::collate_sft(&demos, &collate()).unwrap();
     let shape = [b.batch as i64, b.seq_len as i64];
     let ids = Tensor::from_slice(&b.input_ids).view(shape);
@@ -277,6 +279,8 @@ fn normalization_makes_demonstrations_score_zero_through_the_checkpoint() {
         mean.abs() < 1e-5,
         "normalized demos score {mean} on average"
     );
+    let std = s.std(false).double_value(&[]);
+    assert!((std - 1.0).abs() < 1e-4, "normalized demos' std {std}");
 }
 
 /// With dropout on: an uninterrupted run equals one paused mid-epoch, resumed, paused at an

@@ -18,7 +18,8 @@ use rand::Rng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::task::{gold_score, sample_candidates, TaskKind, ToyTask};
+use super::conduct::ToyPrompt;
+use super::task::{sample_candidates, Style, TaskKind, ToyTask};
 use crate::error::{Error, Result};
 
 /// The paper's inter-labeler agreement among training labelers.
@@ -40,6 +41,12 @@ pub struct LabelerConfig {
     pub min_k: usize,
     /// Largest K in the calibration sample. Default: 9.
     pub max_k: usize,
+    /// Held-out labelers: a disjoint group that judges evaluations, never training data.
+    /// Default: 8.
+    pub heldout_labelers: usize,
+    /// Pairwise agreement the held-out labelers are calibrated to. Default: 0.77 (the paper
+    /// reports 77.3 ± 1.3% among its held-out labelers).
+    pub heldout_target_agreement: f64,
 }
 
 impl Default for LabelerConfig {
@@ -51,6 +58,8 @@ impl Default for LabelerConfig {
             calibration_prompts: 400,
             min_k: 4,
             max_k: 9,
+            heldout_labelers: 8,
+            heldout_target_agreement: 0.77,
         }
     }
 }
@@ -64,10 +73,20 @@ impl LabelerConfig {
                 self.num_labelers
             )));
         }
-        if !(self.target_agreement > 0.5 && self.target_agreement < 1.0) {
+        for (name, v) in [
+            ("target_agreement", self.target_agreement),
+            ("heldout_target_agreement", self.heldout_target_agreement),
+        ] {
+            if !(v > 0.5 && v < 1.0) {
+                return Err(Error::Config(format!(
+                    "{name} is {v}: expected a value in (0.5, 1)"
+                )));
+            }
+        }
+        if self.heldout_labelers < 2 {
             return Err(Error::Config(format!(
-                "target_agreement is {}: expected a value in (0.5, 1)",
-                self.target_agreement
+                "heldout_labelers is {}: expected at least 2",
+                self.heldout_labelers
             )));
         }
         if !(0.0..1.0).contains(&self.noise_spread) {
@@ -133,34 +152,34 @@ impl Labeler {
         idx
     }
 
-    /// Ranks responses to a task: returns indices into `responses`, best first.
+    /// Ranks responses to a prompt: returns indices into `responses`, best first.
     pub fn rank<R: Rng + ?Sized, S: AsRef<str>>(
         &self,
-        task: &ToyTask,
+        prompt: &ToyPrompt,
         responses: &[S],
         rng: &mut R,
     ) -> Vec<usize> {
-        let gold: Vec<f64> = responses
-            .iter()
-            .map(|r| gold_score(task, r.as_ref()))
-            .collect();
+        let gold: Vec<f64> = responses.iter().map(|r| prompt.gold(r.as_ref())).collect();
         self.rank_scores(&gold, rng)
     }
 
     /// A pairwise judgement: true if the labeler prefers `a` over `b` (as in the paper's win
     /// rates).
-    pub fn prefers<R: Rng + ?Sized>(&self, task: &ToyTask, a: &str, b: &str, rng: &mut R) -> bool {
-        let p = self.preference_probability(gold_score(task, a), gold_score(task, b));
+    pub fn prefers<R: Rng + ?Sized>(
+        &self,
+        prompt: &ToyPrompt,
+        a: &str,
+        b: &str,
+        rng: &mut R,
+    ) -> bool {
+        let p = self.preference_probability(prompt.gold(a), prompt.gold(b));
         rng.gen::<f64>() < p
     }
 }
 
 /// Gold scores of every unordered pair of responses: `(gold_i, gold_j)` for `i < j`.
-pub fn gold_pairs<S: AsRef<str>>(task: &ToyTask, responses: &[S]) -> Vec<(f64, f64)> {
-    let gold: Vec<f64> = responses
-        .iter()
-        .map(|r| gold_score(task, r.as_ref()))
-        .collect();
+pub fn gold_pairs<S: AsRef<str>>(prompt: &ToyPrompt, responses: &[S]) -> Vec<(f64, f64)> {
+    let gold: Vec<f64> = responses.iter().map(|r| prompt.gold(r.as_ref())).collect();
     let mut out = Vec::with_capacity(gold.len() * gold.len().saturating_sub(1) / 2);
     for i in 0..gold.len() {
         for j in i + 1..gold.len() {
@@ -235,14 +254,15 @@ impl AgreementMeasurement {
     }
 }
 
-/// A reference sample for calibration: `n` random tasks (kinds uniform) with `k` candidates
-/// each, `k` uniform in `min_k..=max_k`, from [`sample_candidates`].
+/// A reference sample for calibration: `n` random tasks (kinds uniform, plain style, no
+/// constraint) with `k` candidates each, `k` uniform in `min_k..=max_k`, from
+/// [`sample_candidates`].
 pub fn reference_samples(
     n: usize,
     min_k: usize,
     max_k: usize,
     seed: u64,
-) -> Vec<(ToyTask, Vec<String>)> {
+) -> Vec<(ToyPrompt, Vec<String>)> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     (0..n)
         .map(|i| {
@@ -250,7 +270,7 @@ pub fn reference_samples(
             let task = ToyTask::random(kind, &mut rng, 6);
             let k = rng.gen_range(min_k..=max_k);
             let cands = sample_candidates(&task, k, &mut rng);
-            (task, cands)
+            (ToyPrompt::plain(task, Style::Plain), cands)
         })
         .collect()
 }
@@ -343,6 +363,24 @@ impl LabelerPool {
         Self::with_temperature((0.5 * (lo + hi)).exp(), cfg.num_labelers, cfg.noise_spread)
     }
 
+    /// The held-out labelers of `cfg` (`heldout_labelers` of them, calibrated to
+    /// `heldout_target_agreement` on `gold_pairs`), with ids after the training pool's so the
+    /// two groups are disjoint.
+    pub fn heldout_on(gold_pairs: &[(f64, f64)], cfg: &LabelerConfig) -> Result<Self> {
+        let mut pool = Self::calibrated_on(
+            gold_pairs,
+            &LabelerConfig {
+                num_labelers: cfg.heldout_labelers,
+                target_agreement: cfg.heldout_target_agreement,
+                ..cfg.clone()
+            },
+        )?;
+        for l in &mut pool.labelers {
+            l.id += cfg.num_labelers;
+        }
+        Ok(pool)
+    }
+
     /// The number of labelers.
     pub fn len(&self) -> usize {
         self.labelers.len()
@@ -372,7 +410,7 @@ impl LabelerPool {
     /// rank the candidates and every pair of candidates is checked for agreement.
     pub fn measure_agreement<R: Rng + ?Sized>(
         &self,
-        samples: &[(ToyTask, Vec<String>)],
+        samples: &[(ToyPrompt, Vec<String>)],
         rng: &mut R,
     ) -> AgreementMeasurement {
         let mut m = AgreementMeasurement {

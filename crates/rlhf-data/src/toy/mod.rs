@@ -26,11 +26,16 @@
 //! assert_eq!(gold_score(&task, &task.canonical_response()), 1.0);
 //! ```
 
+mod conduct;
 mod labeler;
 mod task;
 mod vocab;
 mod world;
 
+pub use conduct::{
+    conduct_words, with_habits, Constraint, Judgement, ToyPrompt, ANSWER_ONLY_PREFIX,
+    BROKEN_CONSTRAINT_PENALTY, FILLERS, FILLER_PENALTY, SIGNOFFS, SIGN_OFF_PENALTY,
+};
 pub use labeler::{
     expected_agreement, gold_pairs, noise_ceiling, reference_samples, AgreementMeasurement,
     Labeler, LabelerConfig, LabelerPool, PAPER_AGREEMENT,
@@ -43,4 +48,4 @@ pub use vocab::{
     save_toy_tokenizer, toy_tokenizer, toy_tokenizer_json, toy_vocab, Pool, WordKind, ANIMALS,
     COLORS, DIGITS, FRUITS, LETTERS, TOY_EOS, TOY_EOS_ID, TOY_UNK, TOY_UNK_ID, VERBS,
 };
-pub use world::{simulate_rankings, StyleWeights, ToyConfig, ToyWorld};
+pub use world::{simulate_rankings, HabitConfig, StyleWeights, ToyConfig, ToyWorld};

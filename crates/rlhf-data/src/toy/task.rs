@@ -750,11 +750,13 @@ impl ToyTask {
     /// Parses a prompt made by the toy world (any style) back into its task and style.
     ///
     /// For few-shot prompts the task is the last query (after the last `;`).
+    /// A leading constraint (`answer only :`, see [`super::ToyPrompt`]) is skipped.
     pub fn parse_prompt(prompt: &str) -> Result<(ToyTask, Style)> {
-        let toks = tokens(prompt);
+        let all = tokens(prompt);
+        let (_, toks) = super::conduct::strip_constraint(&all);
         let (query, style) = match toks.iter().rposition(|&t| t == ";") {
             Some(i) => (&toks[i + 1..], Style::FewShot),
-            None => (&toks[..], Style::Plain),
+            None => (toks, Style::Plain),
         };
         for c in TEMPLATES.iter() {
             let candidates: &[(&[Piece], Style)] = if style == Style::FewShot {

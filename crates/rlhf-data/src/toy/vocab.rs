@@ -242,7 +242,9 @@ pub fn toy_vocab() -> Vec<&'static str> {
         .chain(PLAIN_ADJECTIVES)
         .chain(VERBS)
         // Safety net: any template word missing above (none today) still gets an id.
-        .chain(super::task::template_words());
+        .chain(super::task::template_words())
+        // Last, so the ids above stay those of the correctness-only world's tokenizer.
+        .chain(super::conduct::conduct_words());
     for w in all {
         if seen.insert(w) {
             out.push(w);

@@ -9,6 +9,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::conduct::{with_habits, Constraint, ToyPrompt, FILLERS, SIGNOFFS};
 use super::labeler::LabelerPool;
 use super::task::{
     corrupt_n, random_sentence, sample_candidates, Category, Style, TaskKind, ToyTask,
@@ -37,6 +38,90 @@ impl Default for StyleWeights {
             few_shot: 0.25,
             instruction: 0.40,
         }
+    }
+}
+
+/// The demonstrators' habits and the prompts' explicit constraints (see [`super::ToyPrompt`]
+/// for how labelers judge them). [`HabitConfig::none`] gives the correctness-only world.
+///
+/// Demonstrations are written by `demonstrators` people; demonstrator `j` of `n` has personal
+/// rates `rate * 2j / (n - 1)` (clamped to 1) for each habit, so some never show it and some
+/// always do, and every demonstration is written by one of them drawn at random.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HabitConfig {
+    /// Number of demonstrators. Default: 12.
+    pub demonstrators: usize,
+    /// Mean rate of opening with a filler phrase (`sure`, `okay so`, ...). Default: 0.6.
+    pub filler_rate: f64,
+    /// Mean rate of closing with a sign-off (`hope this helps`, ...). Default: 0.4.
+    pub sign_off_rate: f64,
+    /// Mean rate of ignoring a prompt's `answer only :` constraint (and writing with one's
+    /// habits anyway). Default: 0.3.
+    pub ignore_constraint_rate: f64,
+    /// Fraction of prompts with the `answer only :` constraint. Default: 0.3.
+    pub constraint_rate: f64,
+}
+
+impl Default for HabitConfig {
+    fn default() -> Self {
+        HabitConfig {
+            demonstrators: 12,
+            filler_rate: 0.6,
+            sign_off_rate: 0.4,
+            ignore_constraint_rate: 0.3,
+            constraint_rate: 0.3,
+        }
+    }
+}
+
+impl HabitConfig {
+    /// No habits and no constraints: the correctness-only world (an ablation where RL is not
+    /// expected to beat SFT).
+    pub fn none() -> Self {
+        HabitConfig {
+            filler_rate: 0.0,
+            sign_off_rate: 0.0,
+            ignore_constraint_rate: 0.0,
+            constraint_rate: 0.0,
+            ..HabitConfig::default()
+        }
+    }
+
+    /// True when demonstrations have no habit and prompts no constraint.
+    pub fn is_none(&self) -> bool {
+        self.filler_rate == 0.0 && self.sign_off_rate == 0.0 && self.constraint_rate == 0.0
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.demonstrators == 0 {
+            return Err(Error::Config(
+                "habits.demonstrators is 0: expected at least 1".into(),
+            ));
+        }
+        for (name, v) in [
+            ("filler_rate", self.filler_rate),
+            ("sign_off_rate", self.sign_off_rate),
+            ("ignore_constraint_rate", self.ignore_constraint_rate),
+            ("constraint_rate", self.constraint_rate),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(Error::Config(format!(
+                    "habits.{name} is {v}: expected a value in [0, 1]"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Demonstrator `j`'s personal rate for a habit of mean rate `rate`.
+    fn personal(&self, rate: f64, j: usize) -> f64 {
+        let m = if self.demonstrators == 1 {
+            1.0
+        } else {
+            2.0 * j as f64 / (self.demonstrators - 1) as f64
+        };
+        (rate * m).min(1.0)
     }
 }
 
@@ -75,6 +160,9 @@ pub struct ToyConfig {
     /// Fraction of pretraining segments that are solved plain-style tasks (with the same error
     /// rate as demonstrations). Default: 0.15.
     pub pretrain_task_fraction: f64,
+    /// Demonstrators' habits and prompts' constraints. Default: [`HabitConfig::default`];
+    /// [`ToyConfig::correctness_only`] turns them off.
+    pub habits: HabitConfig,
 }
 
 impl Default for ToyConfig {
@@ -94,11 +182,22 @@ impl Default for ToyConfig {
             pretrain_docs: 4000,
             heldout_pretrain_docs: 400,
             pretrain_task_fraction: 0.15,
+            habits: HabitConfig::default(),
         }
     }
 }
 
 impl ToyConfig {
+    /// The correctness-only world: no demonstrator habits, no constraints, so the gold score
+    /// is correctness alone and rankings of a model's samples teach nothing the demonstrations
+    /// did not (the ablation).
+    pub fn correctness_only() -> Self {
+        ToyConfig {
+            habits: HabitConfig::none(),
+            ..ToyConfig::default()
+        }
+    }
+
     /// The paper's category shares (Table 1) for the categories with a toy counterpart.
     pub fn paper_category_weights() -> BTreeMap<Category, f64> {
         Category::ALL
@@ -109,6 +208,7 @@ impl ToyConfig {
 
     /// Checks the options; the message says what to change.
     pub fn validate(&self) -> Result<()> {
+        self.habits.validate()?;
         let bad = |m: String| Err(Error::Config(m));
         if self.num_users == 0 {
             return bad("num_users is 0: expected at least 1".into());
@@ -184,7 +284,7 @@ pub struct ToyWorld {
     pub pretrain: Vec<PretrainText>,
     /// Held-out pretraining documents.
     pub heldout_pretrain: Vec<PretrainText>,
-    tasks: HashMap<String, (ToyTask, Style)>,
+    tasks: HashMap<String, ToyPrompt>,
 }
 
 fn pareto_count<R: Rng + ?Sized>(rng: &mut R, cfg: &ToyConfig) -> usize {
@@ -195,6 +295,39 @@ fn pareto_count<R: Rng + ?Sized>(rng: &mut R, cfg: &ToyConfig) -> usize {
 
 fn token_count(s: &str) -> usize {
     s.split_whitespace().count()
+}
+
+/// A demonstration written by demonstrator `j` with its habits: the answer of
+/// [`demonstration_text`], with a filler phrase and a sign-off at the demonstrator's rates
+/// (none when the prompt asks for the answer only, unless the demonstrator ignores it).
+fn demonstration_with_habits<R: Rng + ?Sized>(
+    prompt: &ToyPrompt,
+    cfg: &ToyConfig,
+    rng: &mut R,
+) -> String {
+    let answer = demonstration_text(&prompt.task, cfg.demo_error_rate, rng);
+    let h = &cfg.habits;
+    if h.is_none() {
+        return answer;
+    }
+    let j = rng.gen_range(0..h.demonstrators);
+    let obeys =
+        prompt.constraint.is_none() || !rng.gen_bool(h.personal(h.ignore_constraint_rate, j));
+    let filler = rng.gen_bool(h.personal(h.filler_rate, j));
+    let sign_off = rng.gen_bool(h.personal(h.sign_off_rate, j));
+    let (fi, si) = (
+        rng.gen_range(0..FILLERS.len()),
+        rng.gen_range(0..SIGNOFFS.len()),
+    );
+    if prompt.constraint.is_some() && obeys {
+        return answer;
+    }
+    let text = with_habits(&answer, filler.then_some(fi), sign_off.then_some(si));
+    if token_count(&text) <= TOY_MAX_RESPONSE_TOKENS {
+        text
+    } else {
+        answer
+    }
 }
 
 /// A demonstration for a task: a reference answer, corrupted once with probability
@@ -265,9 +398,19 @@ impl ToyWorld {
                 } else {
                     Vec::new()
                 };
-                let prompt = task.render(style, &examples);
+                let mut toy_prompt = ToyPrompt::plain(task, style);
+                if config.habits.constraint_rate > 0.0
+                    && rng.gen_bool(config.habits.constraint_rate)
+                {
+                    toy_prompt.constraint = Some(Constraint::AnswerOnly);
+                    if token_count(&toy_prompt.render(&examples)) > TOY_MAX_PROMPT_TOKENS {
+                        toy_prompt.constraint = None;
+                    }
+                }
+                let prompt = toy_prompt.render(&examples);
                 debug_assert!(token_count(&prompt) <= TOY_MAX_PROMPT_TOKENS, "{prompt}");
-                let response = demonstration_text(&task, config.demo_error_rate, &mut rng);
+                let response = demonstration_with_habits(&toy_prompt, config, &mut rng);
+                let task = toy_prompt.task.clone();
                 let id = format!("prompt-{next_id:06}");
                 let rec = PromptRecord {
                     id: id.clone(),
@@ -283,7 +426,7 @@ impl ToyWorld {
                     response,
                 };
                 next_id += 1;
-                world.tasks.insert(id, (task, style));
+                world.tasks.insert(id, toy_prompt);
                 if heldout {
                     world.heldout_prompts.push(rec);
                     world.heldout_demonstrations.push(demo);
@@ -315,14 +458,19 @@ impl ToyWorld {
         Ok(world)
     }
 
-    /// The task (and style) of a prompt the world made, by prompt id.
+    /// The task of a prompt the world made, by prompt id.
     pub fn task(&self, prompt_id: &str) -> Option<&ToyTask> {
-        self.tasks.get(prompt_id).map(|(t, _)| t)
+        self.tasks.get(prompt_id).map(|p| &p.task)
     }
 
     /// The style of a prompt the world made, by prompt id.
     pub fn style(&self, prompt_id: &str) -> Option<Style> {
-        self.tasks.get(prompt_id).map(|(_, s)| *s)
+        self.tasks.get(prompt_id).map(|p| p.style)
+    }
+
+    /// Task, style and constraint of a prompt the world made, by prompt id.
+    pub fn prompt(&self, prompt_id: &str) -> Option<&ToyPrompt> {
+        self.tasks.get(prompt_id)
     }
 
     /// Every text the world contains (prompts, demonstrations, pretraining documents).
@@ -448,10 +596,10 @@ pub fn simulate_rankings(
     prompts
         .iter()
         .map(|p| {
-            let task = ToyTask::from_prompt(&p.prompt)?;
+            let prompt = ToyPrompt::parse(&p.prompt)?;
             let k = rng.gen_range(min_k..=max_k);
-            let responses = sample_candidates(&task, k, &mut rng);
-            let ranking = pool.choose(&mut rng).rank(&task, &responses, &mut rng);
+            let responses = sample_candidates(&prompt.task, k, &mut rng);
+            let ranking = pool.choose(&mut rng).rank(&prompt, &responses, &mut rng);
             Ok(Ranking {
                 id: format!("ranking-{}", p.id),
                 user_id: p.user_id.clone(),

@@ -10,7 +10,7 @@
 use anyhow::Context;
 use clap::Parser;
 use rlhf_data::records::PromptRecord;
-use rlhf_data::toy::{LabelerConfig, LabelerPool, ToyTask};
+use rlhf_data::toy::{LabelerConfig, LabelerPool, ToyPrompt};
 use rlhf_examples::data::read_records;
 use rlhf_examples::stage::{check_same_vocab, collator, load_lm, load_reward};
 use rlhf_examples::toy_eval::{answers, mean_gold, win_rate};
@@ -146,9 +146,9 @@ fn main() -> anyhow::Result<()> {
                    "mean_reward_b": sb.iter().sum::<f64>() / sb.len() as f64, "prompts": prompts.len()})
         }
         None => {
-            let tasks: Vec<ToyTask> = prompts
+            let tasks: Vec<ToyPrompt> = prompts
                 .iter()
-                .map(|p| ToyTask::from_prompt(&p.prompt).with_context(|| format!(
+                .map(|p| ToyPrompt::parse(&p.prompt).with_context(|| format!(
                     "prompt {} is not a toy-world prompt: the simulated labelers cannot judge it; pass --reward RM_DIR", p.id)))
                 .collect::<anyhow::Result<_>>()?;
             let pool = LabelerPool::calibrated(&LabelerConfig::default(), args.seed)?;

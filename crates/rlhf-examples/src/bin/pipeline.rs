@@ -28,12 +28,35 @@ struct Args {
     /// train a new PPO-ptx policy); the same as `--set rounds=N`.
     #[arg(long)]
     rounds: Option<u64>,
+    /// The toy world: `preferences` (default: demonstrators with habits labelers dislike,
+    /// prompts with explicit constraints) or `correctness` (the ablation without habits or
+    /// constraints, where the gold score is correctness alone and RL is not expected to help).
+    #[arg(long, value_enum, default_value_t = Preset::Preferences)]
+    preset: Preset,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Preset {
+    Preferences,
+    Correctness,
 }
 
 fn main() -> anyhow::Result<()> {
     rlhf_examples::init_runtime();
     let args = Args::parse();
-    let mut overrides = args.overrides.clone();
+    let mut overrides = Vec::new();
+    if args.preset == Preset::Correctness {
+        // Before the user's --set, which may still change any of these keys.
+        for key in [
+            "filler_rate",
+            "sign_off_rate",
+            "ignore_constraint_rate",
+            "constraint_rate",
+        ] {
+            overrides.push(format!("world.habits.{key}=0.0"));
+        }
+    }
+    overrides.extend(args.overrides.iter().cloned());
     if let Some(n) = args.rounds {
         if n == 0 {
             anyhow::bail!(
@@ -54,18 +77,41 @@ fn main() -> anyhow::Result<()> {
 
 fn print_table(r: &PipelineReport) {
     println!(
-        "{:<10} {:>16} {:>10} {:>14} {:>10} {:>14}",
-        "model", "win rate vs SFT", "gold", "gold (greedy)", "KL to SFT", "pretrain loss"
+        "{:<10} {:>16} {:>7} {:>14} {:>10} {:>14} {:>12} {:>7} {:>9} {:>7}",
+        "model",
+        "win rate vs SFT",
+        "gold",
+        "gold (greedy)",
+        "KL to SFT",
+        "pretrain loss",
+        "correctness",
+        "filler",
+        "sign-off",
+        "broken"
     );
     for name in r.model_names() {
         let name = name.as_str();
         if let Some(g) = r.gold_score.get(name) {
             let greedy = r.gold_score_greedy.get(name).copied().unwrap_or(f64::NAN);
+            let c = r.conduct.get(name).copied().unwrap_or_default();
             println!(
-                "{:<10} {:>16.3} {:>10.3} {:>14.3} {:>10.2} {:>14.3}",
-                name, r.win_rate_vs_sft[name], g, greedy, r.kl_to_sft[name], r.pretrain_loss[name]
+                "{:<10} {:>16.3} {:>7.3} {:>14.3} {:>10.2} {:>14.3} {:>12.3} {:>7.3} {:>9.3} {:>7.3}",
+                name,
+                r.win_rate_vs_sft[name],
+                g,
+                greedy,
+                r.kl_to_sft[name],
+                r.pretrain_loss[name],
+                c.correctness,
+                c.filler,
+                c.sign_off,
+                c.broken_constraint
             );
         }
+    }
+    println!("(win rates judged by held-out labelers on held-out users' prompts; filler, sign-off: share of answers with one; broken: share of `answer only :` prompts answered with either)");
+    if let (Some(a), Some(h)) = (r.labeler_agreement, r.heldout_labeler_agreement) {
+        println!("labeler agreement on SFT samples: training {a:.3}, held-out {h:.3}");
     }
     if let (Some(a), Some(c)) = (r.rm_accuracy, r.rm_accuracy_ceiling) {
         println!("RM held-out accuracy {a:.3} (noise ceiling {c:.3})");

@@ -271,8 +271,8 @@ fn main() -> anyhow::Result<()> {
     } else {
         let n = trainer.normalize(&col.tokenize_demonstrations(&demos)?)?;
         eprintln!(
-            "[reward] normalized on {} demonstrations: bias {:.4} (raw mean {:.4}, std {:.4})",
-            n.demonstrations, n.bias, n.raw_mean, n.raw_std
+            "[reward] normalized on {} demonstrations: gain {:.4}, bias {:.4} (raw mean {:.4}, std {:.4})",
+            n.demonstrations, n.gain, n.bias, n.raw_mean, n.raw_std
         );
         Some(n)
     };
@@ -292,7 +292,7 @@ fn main() -> anyhow::Result<()> {
         "reward_bias": trainer.model().meta().reward_bias,
     });
     if let Some(n) = normalization {
-        report["normalization"] = json!({"demonstrations": n.demonstrations, "raw_mean": n.raw_mean, "raw_std": n.raw_std});
+        report["normalization"] = json!({"demonstrations": n.demonstrations, "raw_mean": n.raw_mean, "raw_std": n.raw_std, "gain": n.gain});
     }
     if let Some(r) = &last {
         report["valid"] = serde_json::Value::Object(r.to_metrics("val"));
