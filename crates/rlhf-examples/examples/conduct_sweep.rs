@@ -12,9 +12,9 @@
 //! habits, which is what matters here) on the validation prompts.
 
 use anyhow::Context;
-use rlhf_data::toy::{Judgement, LabelerPool, ToyPrompt, ToyTask};
+use rlhf_data::toy::{Judgement, LabelerPool, ToyPrompt};
 use rlhf_examples::pipeline::{prepare_data, sample_distinct, PipelineConfig};
-use rlhf_examples::toy_eval::answers;
+use rlhf_examples::toy_eval::{answers, few_shot_prompt, Shot};
 use rlhf_model::CausalLm;
 use std::path::PathBuf;
 
@@ -62,20 +62,15 @@ fn main() -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
 
     // Validation prompts and each model's sampled answers.
-    let shots: Vec<ToyTask> = data
-        .train_prompts
-        .iter()
-        .take(64)
-        .filter_map(|p| ToyTask::from_prompt(&p.prompt).ok())
-        .collect();
+    let shots = Shot::from_demonstrations(&data.sft_train, 64);
     let mut prompts = vec![];
     let (mut ids, mut few) = (vec![], vec![]);
     for (i, d) in data.sft_valid.iter().take(n).enumerate() {
         let p = ToyPrompt::parse(&d.prompt)?;
-        let ex: Vec<ToyTask> = (0..3)
+        let ex: Vec<Shot> = (0..3)
             .map(|j| shots[(i * 3 + j) % shots.len()].clone())
             .collect();
-        few.push(col.encode(&p.task.few_shot_prompt(&ex))?);
+        few.push(col.encode(&few_shot_prompt(&p, &ex))?);
         ids.push(col.encode(&d.prompt)?);
         prompts.push(p);
     }

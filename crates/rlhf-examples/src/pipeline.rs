@@ -15,7 +15,7 @@ use rlhf_data::collate::{CollateConfig, Collator};
 use rlhf_data::hygiene::{cap_per_user, dedup_prompts, split_by_user, DedupConfig, PiiScrubber};
 use rlhf_data::records::{write_jsonl, Demonstration, PromptRecord, Ranking};
 use rlhf_data::toy::{
-    toy_tokenizer, LabelerConfig, LabelerPool, ToyConfig, ToyPrompt, ToyTask, ToyWorld, TOY_EOS_ID,
+    toy_tokenizer, LabelerConfig, LabelerPool, ToyConfig, ToyPrompt, ToyWorld, TOY_EOS_ID,
 };
 use rlhf_model::{CausalLm, Gpt2Config, Policy, Tokenizer};
 use rlhf_sft::{evaluate_loss, LmData, SftConfig};
@@ -1084,12 +1084,10 @@ pub fn evaluate_models(
     report: &mut PipelineReport,
 ) -> anyhow::Result<()> {
     let col = &data.collator;
-    let shots: Vec<ToyTask> = data
-        .train_prompts
-        .iter()
-        .take(64)
-        .filter_map(|p| ToyTask::from_prompt(&p.prompt).ok())
-        .collect();
+    // The base model is prompted with labeler demonstrations (the only answers the pipeline
+    // has), habits included.
+    let shots = crate::toy_eval::Shot::from_demonstrations(&data.sft_train, 64);
+    anyhow::ensure!(!shots.is_empty(), "no demonstration to prompt the base model with");
     let ev = EvalPrompts::new(&data.world.heldout_prompts, &shots, cfg.eval_prompts, col)
         .context("building the evaluation prompts")?;
     let heldout: Vec<&str> = data

@@ -24,12 +24,66 @@ pub struct EvalPrompts {
     pub few_shot: Vec<Vec<u32>>,
 }
 
+/// A few-shot example for the base model: a labeler demonstration, its task written as a
+/// plain query (`reverse : a b c =>`) followed by the demonstrator's response, habits
+/// included: the pipeline has no other answers to prompt with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shot {
+    /// The demonstration's task as a plain query.
+    pub query: String,
+    /// The demonstrator's response.
+    pub response: String,
+}
+
+impl Shot {
+    /// Shots from toy-world demonstrations (the first `n` whose prompt parses).
+    pub fn from_demonstrations(demos: &[rlhf_data::records::Demonstration], n: usize) -> Vec<Shot> {
+        demos
+            .iter()
+            .filter_map(|d| {
+                let task = ToyTask::from_prompt(&d.prompt).ok()?;
+                Some(Shot {
+                    query: task.plain_prompt(),
+                    response: d.response.clone(),
+                })
+            })
+            .take(n)
+            .collect()
+    }
+}
+
+/// The base model's prompt for a task: `examples` as `query response ;` segments, then the
+/// task's plain query, with the prompt's constraint (if any) in front. Examples are dropped
+/// from the front while the prompt is over [`rlhf_data::toy::TOY_MAX_PROMPT_TOKENS`].
+pub fn few_shot_prompt(prompt: &ToyPrompt, examples: &[Shot]) -> String {
+    let head = match prompt.constraint {
+        Some(_) => format!("{} ", rlhf_data::toy::ANSWER_ONLY_PREFIX.join(" ")),
+        None => String::new(),
+    };
+    let query = prompt.task.plain_prompt();
+    let mut start = 0;
+    loop {
+        let body: Vec<String> = examples[start..]
+            .iter()
+            .map(|e| format!("{} {} ;", e.query, e.response))
+            .chain(std::iter::once(query.clone()))
+            .collect();
+        let text = format!("{head}{}", body.join(" "));
+        if text.split_whitespace().count() <= rlhf_data::toy::TOY_MAX_PROMPT_TOKENS
+            || start == examples.len()
+        {
+            return text;
+        }
+        start += 1;
+    }
+}
+
 impl EvalPrompts {
     /// The first `n` of `records` (toy-world prompts), with few-shot versions built from
-    /// `shots` (tasks of training prompts).
+    /// `shots` (three per prompt, in turn; see [`few_shot_prompt`]).
     pub fn new(
         records: &[PromptRecord],
-        shots: &[ToyTask],
+        shots: &[Shot],
         n: usize,
         col: &Collator,
     ) -> anyhow::Result<Self> {
@@ -40,12 +94,11 @@ impl EvalPrompts {
         };
         for (i, r) in records.iter().take(n).enumerate() {
             let prompt = ToyPrompt::parse(&r.prompt).with_context(|| format!("prompt {}", r.id))?;
-            let task = &prompt.task;
-            let examples: Vec<ToyTask> = (0..3)
+            let examples: Vec<Shot> = (0..3)
                 .map(|j| shots[(i * 3 + j) % shots.len()].clone())
                 .collect();
             out.few_shot
-                .push(col.encode(&task.few_shot_prompt(&examples))?);
+                .push(col.encode(&few_shot_prompt(&prompt, &examples))?);
             out.prompts.push(col.encode(&r.prompt)?);
             out.tasks.push(prompt);
         }

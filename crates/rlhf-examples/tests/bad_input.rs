@@ -16,7 +16,7 @@ use tch::Device;
 
 /// The common fixture plus checkpoints over another vocabulary: `byte_sft/` (an LM with the
 /// 257-token byte-level tokenizer), `byte_rm/` (an RM made from it), and `mism/` (the toy SFT
-/// checkpoint, 130 embedding rows, with the byte-level tokenizer.json: a tokenizer that does
+/// checkpoint, 145 embedding rows, with the byte-level tokenizer.json: a tokenizer that does
 /// not belong to the model).
 fn fixture() -> Fixture {
     let f = Fixture::new();
@@ -561,7 +561,7 @@ fn tokenizer_larger_than_the_model_vocab() {
     let f = fixture();
     let mism = f.s("mism");
     let want = [
-        "tokenizer.json has 257 tokens but the model's vocab_size is 130",
+        "tokenizer.json has 257 tokens but the model's vocab_size is 145",
         "does not belong to this model",
     ];
     let demos = f.s("world/demonstrations.jsonl");
@@ -600,7 +600,7 @@ fn reward_model_with_another_tokenizer() {
     fails(
         "ppo",
         &a,
-        &["--reward has vocab_size 130 but the policy 257"],
+        &["--reward has vocab_size 145 but the policy 257"],
     );
     // Two models to compare that do not share a tokenizer.
     let a = evaluate(&f.s("sft"), &f.s("byte_sft"), &prompts, &[]);
