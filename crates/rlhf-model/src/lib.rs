@@ -35,6 +35,7 @@ pub mod cpu;
 pub mod error;
 pub mod flops;
 pub mod generate;
+pub mod gguf;
 pub mod gpt2;
 pub mod llama;
 pub mod llama_config;
