@@ -55,7 +55,7 @@ pub use gpt2::{Gpt2, KvCache};
 pub use llama::Llama;
 pub use llama_config::{LlamaConfig, RopeScaling};
 pub use model::{CausalLm, LoadOptions, ScalarModel};
-pub use model_config::{Dropouts, KvLayout, ModelConfig, SUPPORTED_MODEL_TYPES};
+pub use model_config::{ArchConfig, Dropouts, KvLayout, ModelConfig, SUPPORTED_MODEL_TYPES};
 pub use tokenizer::Tokenizer;
 pub use traits::{Policy, RewardModel, ValueFunction};
 

@@ -9,7 +9,7 @@ use crate::checkpoint::{
 use crate::error::{ModelError, Result};
 use crate::generate::{generate_uncached, generate_with, GenerateConfig, Generation};
 use crate::gpt2::KvCache;
-use crate::model_config::ModelConfig;
+use crate::model_config::{ArchConfig, ModelConfig};
 use crate::ops::{last_token_index, log_probs_of, selected_positions};
 use crate::tokenizer::Tokenizer;
 use crate::traits::{check_last_n, check_target_mask, Policy, RewardModel, ValueFunction};
@@ -81,9 +81,9 @@ pub struct CausalLm {
 impl CausalLm {
     /// A randomly initialized model (Hugging Face's initialization), f32, on `device`, of the
     /// architecture of `config` (a [`crate::Gpt2Config`], [`crate::LlamaConfig`] or
-    /// [`ModelConfig`]).
-    pub fn new(config: impl Into<ModelConfig>, device: Device) -> Result<Self> {
-        let config = config.into();
+    /// [`ModelConfig`]: any [`ArchConfig`]).
+    pub fn new<C: ArchConfig + ?Sized>(config: &C, device: Device) -> Result<Self> {
+        let config = config.to_model_config();
         let vs = nn::VarStore::new(device);
         let root = vs.root();
         let body = Body::new(&root, &config)?;
@@ -351,8 +351,8 @@ pub struct ScalarModel {
 impl ScalarModel {
     /// A randomly initialized model with a `Reward` or `Value` head. The head is
     /// normal(0, 1/sqrt(n_embd + 1)), as in lm-human-preferences.
-    pub fn new(config: impl Into<ModelConfig>, head: HeadKind, device: Device) -> Result<Self> {
-        let config = config.into();
+    pub fn new<C: ArchConfig + ?Sized>(config: &C, head: HeadKind, device: Device) -> Result<Self> {
+        let config = config.to_model_config();
         if head == HeadKind::Lm {
             return Err(ModelError::Input(
                 "ScalarModel takes HeadKind::Reward or HeadKind::Value".into(),

@@ -41,9 +41,28 @@ impl From<&LlamaConfig> for ModelConfig {
     }
 }
 
-impl From<&ModelConfig> for ModelConfig {
-    fn from(c: &ModelConfig) -> Self {
-        c.clone()
+/// A config a model can be built from: [`Gpt2Config`], [`LlamaConfig`] or [`ModelConfig`]
+/// (what [`crate::CausalLm::new`] and [`crate::ScalarModel::new`] take).
+pub trait ArchConfig {
+    /// This config as a [`ModelConfig`].
+    fn to_model_config(&self) -> ModelConfig;
+}
+
+impl ArchConfig for Gpt2Config {
+    fn to_model_config(&self) -> ModelConfig {
+        ModelConfig::Gpt2(self.clone())
+    }
+}
+
+impl ArchConfig for LlamaConfig {
+    fn to_model_config(&self) -> ModelConfig {
+        ModelConfig::Llama(self.clone())
+    }
+}
+
+impl ArchConfig for ModelConfig {
+    fn to_model_config(&self) -> ModelConfig {
+        self.clone()
     }
 }
 
