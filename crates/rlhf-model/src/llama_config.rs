@@ -59,7 +59,9 @@ pub struct LlamaConfig {
     pub tie_word_embeddings: bool,
     /// Beginning-of-sequence token id (default 1).
     pub bos_token_id: Option<i64>,
-    /// End-of-sequence token id (default 2).
+    /// End-of-sequence token id (default 2). Llama 3's list form (`[128001, 128008, 128009]`)
+    /// reads as its first id.
+    #[serde(deserialize_with = "id_or_first")]
     pub eos_token_id: Option<i64>,
     /// Padding token id; `None` means "use eos" (default None).
     pub pad_token_id: Option<i64>,
@@ -108,6 +110,23 @@ impl Default for LlamaConfig {
             extra: Default::default(),
         }
     }
+}
+
+/// A token id given as an integer, null, or a list of ids (the first is taken).
+fn id_or_first<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        One(i64),
+        Many(Vec<i64>),
+    }
+    Ok(match Option::<Id>::deserialize(d)? {
+        None => None,
+        Some(Id::One(i)) => Some(i),
+        Some(Id::Many(v)) => v.first().copied(),
+    })
 }
 
 /// How RoPE frequencies are rescaled (`rope_scaling` / `rope_parameters`' `rope_type`).
@@ -316,6 +335,11 @@ impl LlamaConfig {
             }
         }
         self.rope_scaling()?;
+        if self.extra.get("use_sliding_window") == Some(&serde_json::Value::Bool(true)) {
+            return Err(ModelError::Config(
+                "use_sliding_window is true: sliding-window attention is not supported".into(),
+            ));
+        }
         Ok(())
     }
 }

@@ -346,6 +346,9 @@ fn unknown_model_type_is_a_clear_error() {
         err.contains("\"mistral\"") && err.contains("llama"),
         "{err}"
     );
+    // Llama 3 lists several EOS ids: the first is used.
+    let c = ModelConfig::from_json(r#"{"model_type": "llama", "eos_token_id": [7, 9]}"#).unwrap();
+    assert_eq!(c.eos_token_id(), Some(7));
     let err = ModelConfig::from_json(r#"{"model_type": "llama", "num_attention_heads": 6, "num_key_value_heads": 4, "hidden_size": 48}"#).unwrap_err();
     assert!(err.contains("num_key_value_heads"), "{err}");
 }
