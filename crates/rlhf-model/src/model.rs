@@ -122,8 +122,14 @@ impl CausalLm {
                 ),
             ));
         }
-        let mut model = CausalLm::new(&files.config, opts.device)?;
-        let ignore: &[&str] = if files.config.tie_word_embeddings() {
+        let mut config = files.config.clone();
+        if !files.tensors.contains_key("lm_head.weight") {
+            // No separate unembedding in the file: the head is tied, whatever the config says
+            // (Hugging Face ties it in that case too).
+            config.set_tie_word_embeddings(true);
+        }
+        let mut model = CausalLm::new(&config, opts.device)?;
+        let ignore: &[&str] = if config.tie_word_embeddings() {
             &["lm_head.weight"]
         } else {
             &[]
@@ -133,7 +139,7 @@ impl CausalLm {
             files.tensors,
             &files.dir,
             ignore,
-            files.config.body_prefix(),
+            config.body_prefix(),
         )?;
         model.tokenizer = files.tokenizer;
         model.meta = files.meta;

@@ -208,6 +208,14 @@ impl ModelConfig {
         }
     }
 
+    /// Ties (or unties) the LM head to the token embedding.
+    pub fn set_tie_word_embeddings(&mut self, tied: bool) {
+        match self {
+            ModelConfig::Gpt2(c) => c.tie_word_embeddings = tied,
+            ModelConfig::Llama(c) => c.tie_word_embeddings = tied,
+        }
+    }
+
     /// Std of the normal initialization.
     pub fn initializer_range(&self) -> f64 {
         match self {

@@ -273,6 +273,30 @@ fn save_load_is_exact_and_keeps_hf_names_and_shapes() {
     }
 }
 
+/// A file without `lm_head.weight` is a tied model, even when its config says untied.
+#[test]
+fn missing_lm_head_means_tied() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("qwen2-untied-config");
+    std::fs::create_dir(&dir).unwrap();
+    for f in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(hf_dir("qwen2").join(f), dir.join(f)).unwrap();
+    }
+    let mut cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(hf_dir("qwen2").join("config.json")).unwrap(),
+    )
+    .unwrap();
+    cfg["tie_word_embeddings"] = false.into();
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    let lm = CausalLm::load(&dir, Device::Cpu).unwrap();
+    assert!(lm.config().tie_word_embeddings());
+    let exp = expected("qwen2");
+    let (ids, mask) = row(&exp.sequences[0]);
+    let a = tch::no_grad(|| lm.logits(&ids, &mask, false)).unwrap();
+    let b = tch::no_grad(|| load("qwen2").logits(&ids, &mask, false)).unwrap();
+    assert_eq!(max_abs_diff(&a, &b), 0.0);
+}
+
 #[derive(Deserialize)]
 struct TransformersCheck {
     max_abs_logit_diff: f64,
