@@ -28,13 +28,17 @@ fn string(out: &mut Vec<u8>, s: &str) {
 }
 
 /// A GGUF v3 file: metadata, then tensors `(name, torch shape, ggml type, raw bytes)`.
-fn write_gguf(path: &Path, meta: &[(&str, V)], tensors: &[(String, Vec<i64>, u32, Vec<u8>)]) {
+fn write_gguf<K: AsRef<str>>(
+    path: &Path,
+    meta: &[(K, V)],
+    tensors: &[(String, Vec<i64>, u32, Vec<u8>)],
+) {
     let mut out = b"GGUF".to_vec();
     out.extend(3u32.to_le_bytes());
     out.extend((tensors.len() as u64).to_le_bytes());
     out.extend((meta.len() as u64).to_le_bytes());
     for (k, v) in meta {
-        string(&mut out, k);
+        string(&mut out, k.as_ref());
         match v {
             V::U32(x) => {
                 out.extend(4u32.to_le_bytes());
@@ -128,10 +132,17 @@ fn llama_cpp_name(hf: &str) -> String {
     format!("blk.{i}.{n}.{suffix}")
 }
 
-/// The tiny HF Llama fixture as llama.cpp's convert_hf_to_gguf.py would write it (f16 for the
-/// matrices when `f16`).
+/// The tiny HF Llama fixture (Qwen2 fixture for `arch` "qwen2") as llama.cpp's
+/// convert_hf_to_gguf.py would write it (f16 for the matrices when `f16`; Q/K rows permuted
+/// for "llama" only, as llama.cpp runs Qwen2 with non-interleaved RoPE).
 fn fixture_as_gguf(path: &Path, f16: bool, arch: &str) {
-    let dir = fixtures().join("hf-tiny-llama");
+    let qwen = arch == "qwen2";
+    let dir = fixtures().join(if qwen {
+        "hf-tiny-qwen2"
+    } else {
+        "hf-tiny-llama"
+    });
+    let (kv, theta) = if qwen { (1, 1e6) } else { (2, 1e4) };
     let tensors = read_safetensors(&dir.join("model.safetensors")).unwrap();
     let tok: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("tokenizer.json")).unwrap())
@@ -158,32 +169,37 @@ fn fixture_as_gguf(path: &Path, f16: bool, arch: &str) {
         .iter()
         .map(|t| if t == "<|endoftext|>" { 3 } else { 1 })
         .collect();
+    let key = |k: &str| format!("{arch}.{k}");
+    let k = |k: &str| k.to_string();
     let meta = vec![
-        ("general.architecture", V::Str(arch.into())),
-        ("llama.block_count", V::U32(2)),
-        ("llama.context_length", V::U32(64)),
-        ("llama.embedding_length", V::U32(32)),
-        ("llama.feed_forward_length", V::U32(64)),
-        ("llama.attention.head_count", V::U32(4)),
-        ("llama.attention.head_count_kv", V::U32(2)),
-        ("llama.rope.freq_base", V::F32(10000.0)),
-        ("llama.attention.layer_norm_rms_epsilon", V::F32(1e-5)),
-        ("tokenizer.ggml.model", V::Str("gpt2".into())),
-        ("tokenizer.ggml.pre", V::Str("gpt2".into())),
-        ("tokenizer.ggml.tokens", V::Strs(tokens)),
-        ("tokenizer.ggml.token_type", V::I32s(types)),
-        ("tokenizer.ggml.merges", V::Strs(merges)),
-        ("tokenizer.ggml.bos_token_id", V::U32(0)),
-        ("tokenizer.ggml.eos_token_id", V::U32(0)),
-        ("tokenizer.chat_template", V::Str("{{ messages }}".into())),
+        (k("general.architecture"), V::Str(arch.into())),
+        (key("block_count"), V::U32(2)),
+        (key("context_length"), V::U32(64)),
+        (key("embedding_length"), V::U32(32)),
+        (key("feed_forward_length"), V::U32(64)),
+        (key("attention.head_count"), V::U32(4)),
+        (key("attention.head_count_kv"), V::U32(kv)),
+        (key("rope.freq_base"), V::F32(theta)),
+        (key("attention.layer_norm_rms_epsilon"), V::F32(1e-5)),
+        (k("tokenizer.ggml.model"), V::Str("gpt2".into())),
+        (k("tokenizer.ggml.pre"), V::Str("gpt2".into())),
+        (k("tokenizer.ggml.tokens"), V::Strs(tokens)),
+        (k("tokenizer.ggml.token_type"), V::I32s(types)),
+        (k("tokenizer.ggml.merges"), V::Strs(merges)),
+        (k("tokenizer.ggml.bos_token_id"), V::U32(0)),
+        (k("tokenizer.ggml.eos_token_id"), V::U32(0)),
+        (
+            k("tokenizer.chat_template"),
+            V::Str("{{ messages }}".into()),
+        ),
     ];
     let mut out = vec![];
     for (name, t) in &tensors {
         let mut t = t.shallow_clone();
-        if name.contains("q_proj") {
+        if !qwen && name.contains("q_proj") {
             t = permute_qk(&t, 4);
-        } else if name.contains("k_proj") {
-            t = permute_qk(&t, 2);
+        } else if !qwen && name.contains("k_proj") {
+            t = permute_qk(&t, kv as i64);
         }
         let (ty, raw) = if f16 && t.dim() == 2 {
             (1, f16_bytes(&t))
@@ -282,6 +298,37 @@ fn llama_fixture_round_trips_through_gguf() {
     // f16 weights: close to the f32 import, not equal.
     let d = f64::try_from((&logits[0] - &logits[1]).abs().max()).unwrap();
     assert!(d > 0.0 && d < 0.1, "f16 vs f32: {d}");
+}
+
+#[test]
+fn qwen2_fixture_round_trips_through_gguf() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("qwen.gguf");
+    fixture_as_gguf(&path, false, "qwen2");
+    let out = tmp.path().join("ckpt");
+    import_gguf(&path, &out).unwrap();
+    let lm = CausalLm::load(&out, Device::Cpu).unwrap();
+    let c = lm.config().as_llama().unwrap();
+    assert_eq!((c.model_type.as_str(), c.kv_heads()), ("qwen2", 1));
+    assert!(c.tie_word_embeddings && c.qkv_bias());
+    let ours = read_safetensors(&out.join("model.safetensors")).unwrap();
+    let theirs = read_safetensors(&fixtures().join("hf-tiny-qwen2/model.safetensors")).unwrap();
+    assert_eq!(ours.len(), theirs.len());
+    for (k, v) in &theirs {
+        assert!(v.equal(&ours[k]), "{k}");
+    }
+    // transformers' logits on the same weights.
+    let exp: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("hf-tiny-qwen2/expected.json")).unwrap(),
+    )
+    .unwrap();
+    let seq: Vec<i64> = serde_json::from_value(exp["sequences"][0].clone()).unwrap();
+    let want: Vec<Vec<f32>> = serde_json::from_value(exp["logits"][0].clone()).unwrap();
+    let ids = Tensor::from_slice(&seq).unsqueeze(0);
+    let got = tch::no_grad(|| lm.logits(&ids, &ids.ones_like(), false)).unwrap();
+    let want = Tensor::from_slice(&want.concat()).view_as(&got);
+    let d = f64::try_from((&got - &want).abs().max()).unwrap();
+    assert!(d < 1e-4, "{d}");
 }
 
 #[test]
