@@ -181,6 +181,18 @@ impl LlamaConfig {
         }
     }
 
+    /// SmolLM2-135M's shape (30 layers, 576 wide, 9 heads with 3 key/value heads, MLP 1536,
+    /// vocab 49152, context 8192, rope_theta 1e5, tied head; BOS 1, EOS and pad 2).
+    pub fn smollm2_135m() -> Self {
+        LlamaConfig {
+            rope_theta: Some(100000.0),
+            bos_token_id: Some(1),
+            eos_token_id: Some(2),
+            pad_token_id: Some(2),
+            ..Self::sized(30, 9, 3, 576, 1536, 49152, 8192)
+        }
+    }
+
     /// Key/value heads.
     pub fn kv_heads(&self) -> i64 {
         self.num_key_value_heads.unwrap_or(self.num_attention_heads)
