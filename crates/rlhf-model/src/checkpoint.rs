@@ -4,11 +4,13 @@
 //! place, so a crash never leaves a half-written checkpoint.
 
 use crate::error::{ModelError, Result};
+use crate::model_config::ModelConfig;
+use crate::tokenizer::Tokenizer;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use tch::{Kind, Tensor};
+use tch::{nn, Kind, Tensor};
 
 /// File names inside a checkpoint directory.
 pub const CONFIG_FILE: &str = "config.json";
@@ -32,7 +34,8 @@ pub enum HeadKind {
 }
 
 impl HeadKind {
-    /// The Hugging Face class name written in `config.json`'s `architectures`.
+    /// The GPT-2 Hugging Face class name written in `config.json`'s `architectures` (see
+    /// [`ModelConfig::hf_architecture`] for every architecture's).
     pub fn hf_architecture(self) -> &'static str {
         match self {
             HeadKind::Lm => "GPT2LMHeadModel",
@@ -102,6 +105,103 @@ impl CheckpointMeta {
                 msg: e.to_string(),
             })
     }
+}
+
+/// The files of a checkpoint directory, read and checked.
+pub(crate) struct CheckpointFiles {
+    pub(crate) dir: PathBuf,
+    pub(crate) config: ModelConfig,
+    pub(crate) head: HeadKind,
+    pub(crate) meta: CheckpointMeta,
+    pub(crate) tensors: BTreeMap<String, Tensor>,
+    pub(crate) tokenizer: Option<Tokenizer>,
+}
+
+pub(crate) fn read_checkpoint(dir: &Path) -> Result<CheckpointFiles> {
+    let dir = resolve_dir(dir)?;
+    let config = ModelConfig::from_file(dir.join(CONFIG_FILE))?;
+    let weights = dir.join(WEIGHTS_FILE);
+    if !weights.exists() {
+        return Err(ModelError::ckpt(
+            &dir,
+            format!("no {WEIGHTS_FILE} (only safetensors weights are read)"),
+        ));
+    }
+    let tensors = read_safetensors(&weights)?;
+    let meta = CheckpointMeta::read(&dir)?;
+    let head = match &meta {
+        Some(m) => m.head,
+        None if tensors.contains_key("score.weight") => HeadKind::Reward,
+        None => HeadKind::Lm,
+    };
+    let meta = meta.unwrap_or_else(|| CheckpointMeta::new(head));
+    let tok_path = dir.join(TOKENIZER_FILE);
+    let tokenizer = if tok_path.exists() {
+        let tok = Tokenizer::from_file(&tok_path)?;
+        if tok.vocab_size() as i64 > config.vocab_size() {
+            return Err(ModelError::ckpt(
+                &dir,
+                format!(
+                    "{TOKENIZER_FILE} has {} tokens but the model's vocab_size is {}: the \
+                     tokenizer does not belong to this model",
+                    tok.vocab_size(),
+                    config.vocab_size()
+                ),
+            ));
+        }
+        Some(tok)
+    } else {
+        None
+    };
+    Ok(CheckpointFiles {
+        dir,
+        config,
+        head,
+        meta,
+        tensors,
+        tokenizer,
+    })
+}
+
+pub(crate) fn write_checkpoint(
+    dir: &Path,
+    config: &ModelConfig,
+    vs: &nn::VarStore,
+    tokenizer: Option<&Tokenizer>,
+    meta: &CheckpointMeta,
+) -> Result<()> {
+    write_checkpoint_with(dir, config, vs, tokenizer, meta, vec![])
+}
+
+pub(crate) fn write_checkpoint_with(
+    dir: &Path,
+    config: &ModelConfig,
+    vs: &nn::VarStore,
+    tokenizer: Option<&Tokenizer>,
+    meta: &CheckpointMeta,
+    extra: Vec<(&str, Vec<u8>)>,
+) -> Result<()> {
+    let mut config = config.clone();
+    let arch = config.hf_architecture(meta.head == HeadKind::Lm);
+    config.set_architectures(vec![arch.to_string()]);
+    if meta.head != HeadKind::Lm {
+        let extra = config.extra_mut();
+        extra.insert("id2label".into(), serde_json::json!({"0": "LABEL_0"}));
+        extra.insert("label2id".into(), serde_json::json!({"LABEL_0": 0}));
+        // transformers finds the last non-pad token through pad_token_id.
+        config.ensure_pad_token_id();
+    }
+    let mut files: Vec<(&str, Vec<u8>)> = vec![
+        (CONFIG_FILE, config.to_json().into_bytes()),
+        (WEIGHTS_FILE, safetensors_bytes(&named_variables(vs))?),
+    ];
+    if let Some(tok) = tokenizer {
+        files.push((TOKENIZER_FILE, tok.to_json()?.into_bytes()));
+    }
+    let meta_json = serde_json::to_string_pretty(meta).expect("metadata serializes");
+    files.extend(extra);
+    files.push((META_FILE, meta_json.into_bytes()));
+    write_dir_atomic(dir, &files)
 }
 
 fn kind_to_dtype(kind: Kind) -> Result<safetensors::Dtype> {
@@ -313,6 +413,22 @@ pub fn normalize_hf_name(name: &str) -> Option<String> {
     Some(format!("transformer.{name}"))
 }
 
+/// A Hugging Face parameter name of a Llama-family checkpoint (`body_prefix` "model") as our
+/// variable name, or `None` for buffers that are not parameters (`rotary_emb.inv_freq` of old
+/// checkpoints). Names of the bare body (`layers.0.mlp.up_proj.weight`) gain the prefix.
+pub fn normalize_prefixed_name(body_prefix: &str, name: &str) -> Option<String> {
+    if name.ends_with("rotary_emb.inv_freq") {
+        return None;
+    }
+    if name == "lm_head.weight"
+        || name.starts_with("score.")
+        || name.starts_with(&format!("{body_prefix}."))
+    {
+        return Some(name.to_string());
+    }
+    Some(format!("{body_prefix}.{name}"))
+}
+
 /// Copies `tensors` (HF names) into the variables of `vs`, checking the key sets and shapes.
 ///
 /// `ignore` lists names that may be in the file but are not variables (e.g. `lm_head.weight`
@@ -323,12 +439,17 @@ pub(crate) fn load_into_varstore(
     tensors: BTreeMap<String, Tensor>,
     path: &Path,
     ignore: &[&str],
+    body_prefix: &str,
 ) -> Result<()> {
     let mut vars = vs.variables();
     let mut unexpected = vec![];
     let _guard = tch::no_grad_guard();
     for (name, t) in tensors {
-        let Some(name) = normalize_hf_name(&name) else {
+        let normalized = match body_prefix {
+            "transformer" => normalize_hf_name(&name),
+            prefix => normalize_prefixed_name(prefix, &name),
+        };
+        let Some(name) = normalized else {
             continue;
         };
         if ignore.contains(&name.as_str()) {

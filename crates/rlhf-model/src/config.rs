@@ -223,8 +223,9 @@ impl Gpt2Config {
         }
         if self.model_type != "gpt2" {
             return Err(ModelError::Config(format!(
-                "model_type is {:?}; only \"gpt2\" is supported",
-                self.model_type
+                "model_type is {:?}, not \"gpt2\": read it as a ModelConfig (supported: {})",
+                self.model_type,
+                crate::model_config::SUPPORTED_MODEL_TYPES.join(", ")
             )));
         }
         self.activation()?;

@@ -1,8 +1,9 @@
-//! FLOP counts of GPT-2 forward passes and the measured matmul peak that benchmark FLOP rates
+//! FLOP counts of GPT-2 and Llama-family forward passes and the measured matmul peak that benchmark FLOP rates
 //! are compared with. One implementation, shared by the `bench` binary (`rlhf-examples`) and
 //! the W-PPO workload (`rlhf-ppo`).
 
 use crate::config::Gpt2Config;
+use crate::model_config::ModelConfig;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
@@ -48,6 +49,27 @@ pub fn forward_flops(cfg: &Gpt2Config, n: f64, ctx: f64, lm_rows: f64) -> f64 {
     n * (dense + attn) + lm_rows * 2.0 * e * v
 }
 
+/// [`forward_flops`] for any architecture: GPT-2's, or the Llama family's (q/k/v/o with
+/// grouped-query key/value widths, the three SwiGLU matrices, `QK^T` and `AV` over the query
+/// width).
+pub fn model_forward_flops(cfg: &ModelConfig, n: f64, ctx: f64, lm_rows: f64) -> f64 {
+    let c = match cfg {
+        ModelConfig::Gpt2(c) => return forward_flops(c, n, ctx, lm_rows),
+        ModelConfig::Llama(c) => c,
+    };
+    let (e, l, v) = (
+        c.hidden_size as f64,
+        c.num_hidden_layers as f64,
+        c.vocab_size as f64,
+    );
+    let q = (c.num_attention_heads * c.head_dim()) as f64;
+    let kv = (c.kv_heads() * c.head_dim()) as f64;
+    let inner = c.intermediate_size as f64;
+    let dense = 2.0 * (2.0 * e * q + 2.0 * e * kv + 3.0 * e * inner) * l;
+    let attn = 2.0 * 2.0 * ctx * q * l;
+    n * (dense + attn) + lm_rows * 2.0 * e * v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,6 +85,22 @@ mod tests {
             forward_flops(&cfg, 1.0, 1.0, 3.0),
             body + 3.0 * 2.0 * 4.0 * 10.0
         );
+    }
+
+    #[test]
+    fn llama_flops_count_gqa_and_swiglu() {
+        // e = 8, 2 heads of 4 (q width 8), 1 kv head (kv width 4), inner 16, vocab 10.
+        let cfg = ModelConfig::Llama(crate::LlamaConfig::sized(1, 2, 1, 8, 16, 10, 32));
+        let body = 2.0 * (2.0 * 8.0 * 8.0 + 2.0 * 8.0 * 4.0 + 3.0 * 8.0 * 16.0) + 4.0 * 8.0;
+        assert_eq!(model_forward_flops(&cfg, 1.0, 1.0, 0.0), body);
+        assert_eq!(
+            model_forward_flops(&cfg, 1.0, 1.0, 2.0),
+            body + 2.0 * 2.0 * 8.0 * 10.0
+        );
+        // SmolLM2-135M: about 2 x 135M (minus the embedding) per token.
+        let s = ModelConfig::Llama(crate::LlamaConfig::smollm2_135m());
+        let per_token = model_forward_flops(&s, 1.0, 0.0, 0.0);
+        assert!((per_token / 2.0 - 106.2e6).abs() < 1e6, "{per_token}");
     }
 
     #[test]

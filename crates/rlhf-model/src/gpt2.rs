@@ -8,6 +8,7 @@
 
 use crate::config::{Activation, Gpt2Config};
 use crate::error::{ModelError, Result};
+use crate::model_config::KvLayout;
 use crate::train::{EMBEDDING_GROUP, NO_DECAY_GROUP};
 use tch::{nn, nn::Module, Device, Kind, Tensor};
 
@@ -52,19 +53,27 @@ impl Conv1D {
 
 /// Keys and values of every layer for incremental decoding, preallocated to `capacity` tokens.
 ///
-/// Shapes: each layer holds `k`, `v` of `[B, n_head, capacity, head_dim]`; `len` tokens are filled.
+/// Shapes: each layer holds `k`, `v` of `[B, n_kv_heads, capacity, head_dim]`; `len` tokens are
+/// filled.
 #[derive(Debug)]
 pub struct KvCache {
-    layers: Vec<(Tensor, Tensor)>,
-    len: i64,
-    capacity: i64,
+    pub(crate) layers: Vec<(Tensor, Tensor)>,
+    pub(crate) len: i64,
+    pub(crate) capacity: i64,
 }
 
 impl KvCache {
-    /// An empty cache for `batch` sequences of at most `capacity` tokens.
-    pub fn new(cfg: &Gpt2Config, batch: i64, capacity: i64, kind: Kind, device: Device) -> Self {
-        let shape = [batch, cfg.n_head, capacity, cfg.head_dim()];
-        let layers = (0..cfg.n_layer)
+    /// An empty cache for `batch` sequences of at most `capacity` tokens (any architecture's
+    /// config: [`Gpt2Config`], [`crate::LlamaConfig`], [`crate::ModelConfig`]).
+    pub fn new<C: KvLayout + ?Sized>(
+        cfg: &C,
+        batch: i64,
+        capacity: i64,
+        kind: Kind,
+        device: Device,
+    ) -> Self {
+        let shape = [batch, cfg.cache_heads(), capacity, cfg.cache_head_dim()];
+        let layers = (0..cfg.cache_layers())
             .map(|_| {
                 (
                     Tensor::zeros(shape, (kind, device)),
@@ -135,6 +144,71 @@ impl AttnMask {
                 AttnMask::Bool(mask)
             }
         }
+    }
+}
+
+/// What one forward call derives from its inputs: the number of cached tokens, the position
+/// ids of the new tokens and the attention mask. Shared by every architecture.
+pub(crate) struct Step {
+    /// Tokens already in the cache.
+    pub(crate) past: i64,
+    /// Position ids `[B or 1, T]` of the new tokens (`cumsum(mask) - 1` under padding).
+    pub(crate) positions: Tensor,
+    /// Who may attend to whom.
+    pub(crate) mask: AttnMask,
+}
+
+impl Step {
+    /// Checks shapes and the cache's room; `n_positions` is the model's context.
+    pub(crate) fn new(
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        cache: Option<&KvCache>,
+        n_positions: i64,
+    ) -> Result<Step> {
+        let (b, t) = input_ids.size2().map_err(|_| {
+            ModelError::Input(format!(
+                "input_ids must be [B, T], got {:?}",
+                input_ids.size()
+            ))
+        })?;
+        let past = cache.map_or(0, |c| c.len);
+        if let Some(c) = cache {
+            if past + t > c.capacity {
+                return Err(ModelError::Input(format!(
+                    "KV cache holds {} tokens; {} + {} do not fit",
+                    c.capacity, past, t
+                )));
+            }
+        }
+        if past + t > n_positions {
+            return Err(ModelError::Input(format!(
+                "sequence of {} tokens is longer than the model's context (n_positions / \
+                 max_position_embeddings {n_positions})",
+                past + t,
+            )));
+        }
+        let device = input_ids.device();
+        let positions = match attention_mask {
+            Some(m) => {
+                if m.size() != [b, past + t] {
+                    return Err(ModelError::Input(format!(
+                        "attention_mask must be [{b}, {}], got {:?}",
+                        past + t,
+                        m.size()
+                    )));
+                }
+                let pos = (m.to_kind(Kind::Int64).cumsum(1, Kind::Int64) - 1).clamp_min(0);
+                pos.narrow(1, past, t)
+            }
+            None => Tensor::arange_start(past, past + t, (Kind::Int64, device)).unsqueeze(0),
+        };
+        let mask = AttnMask::build(attention_mask, past, t, device);
+        Ok(Step {
+            past,
+            positions,
+            mask,
+        })
     }
 }
 
@@ -380,44 +454,13 @@ impl Gpt2 {
         mut cache: Option<&mut KvCache>,
         train: bool,
     ) -> Result<Tensor> {
-        let (b, t) = input_ids.size2().map_err(|_| {
-            ModelError::Input(format!(
-                "input_ids must be [B, T], got {:?}",
-                input_ids.size()
-            ))
-        })?;
-        let past = cache.as_ref().map_or(0, |c| c.len);
-        if let Some(c) = cache.as_ref() {
-            if past + t > c.capacity {
-                return Err(ModelError::Input(format!(
-                    "KV cache holds {} tokens; {} + {} do not fit",
-                    c.capacity, past, t
-                )));
-            }
-        }
-        if past + t > self.cfg.n_positions {
-            return Err(ModelError::Input(format!(
-                "sequence of {} tokens is longer than n_positions {}",
-                past + t,
-                self.cfg.n_positions
-            )));
-        }
-        let device = input_ids.device();
-        let positions = match attention_mask {
-            Some(m) => {
-                if m.size() != [b, past + t] {
-                    return Err(ModelError::Input(format!(
-                        "attention_mask must be [{b}, {}], got {:?}",
-                        past + t,
-                        m.size()
-                    )));
-                }
-                let pos = (m.to_kind(Kind::Int64).cumsum(1, Kind::Int64) - 1).clamp_min(0);
-                pos.narrow(1, past, t)
-            }
-            None => Tensor::arange_start(past, past + t, (Kind::Int64, device)).unsqueeze(0),
-        };
-        let mask = AttnMask::build(attention_mask, past, t, device);
+        let step = Step::new(
+            input_ids,
+            attention_mask,
+            cache.as_deref(),
+            self.cfg.n_positions,
+        )?;
+        let (past, positions, mask) = (step.past, step.positions, step.mask);
         let mut x = (Tensor::embedding(&self.wte, input_ids, -1, false, false)
             + Tensor::embedding(&self.wpe, &positions, -1, false, false))
         .dropout(self.cfg.embd_pdrop, train);
@@ -438,7 +481,7 @@ impl Gpt2 {
             x = x.g_add(&m);
         }
         if let Some(c) = cache {
-            c.len = past + t;
+            c.len = past + input_ids.size()[1];
         }
         Ok(self.ln_f.forward(&x))
     }

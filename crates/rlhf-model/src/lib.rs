@@ -1,8 +1,10 @@
 //! # rlhf-model
 //!
-//! The GPT-2 architecture on LibTorch (through `tch`), as InstructGPT's three stages need it:
+//! Transformer language models on LibTorch (through `tch`), as InstructGPT's three stages need
+//! them. Two architectures, chosen by `config.json`'s `model_type` ([`ModelConfig`]): GPT-2
+//! ([`Gpt2`]) and the Llama family ([`Llama`]: Llama 2/3, Qwen2, SmolLM2).
 //!
-//! - [`CausalLm`]: the language model (Hugging Face `GPT2LMHeadModel`, tied unembedding),
+//! - [`CausalLm`]: the language model (Hugging Face `GPT2LMHeadModel` / `LlamaForCausalLM`),
 //!   a [`Policy`] with a KV-cache sampler ([`GenerateConfig`]: greedy, temperature, top-k,
 //!   top-p, EOS stop, seeded).
 //! - [`ScalarModel`]: the body with a scalar head (`GPT2ForSequenceClassification`, one label),
@@ -26,25 +28,34 @@
 //! # Ok::<(), rlhf_model::ModelError>(())
 //! ```
 
+pub mod body;
 pub mod checkpoint;
 pub mod config;
 pub mod cpu;
 pub mod error;
 pub mod flops;
 pub mod generate;
+pub mod gguf;
 pub mod gpt2;
+pub mod llama;
+pub mod llama_config;
 pub mod model;
+pub mod model_config;
 pub mod ops;
 pub mod tokenizer;
 pub mod train;
 pub mod traits;
 
+pub use body::Body;
 pub use checkpoint::{CheckpointMeta, HeadKind};
 pub use config::{Activation, Gpt2Config};
 pub use error::{ModelError, Result};
 pub use generate::{GenerateConfig, Generation};
 pub use gpt2::{Gpt2, KvCache};
+pub use llama::Llama;
+pub use llama_config::{LlamaConfig, RopeScaling};
 pub use model::{CausalLm, LoadOptions, ScalarModel};
+pub use model_config::{ArchConfig, Dropouts, KvLayout, ModelConfig, SUPPORTED_MODEL_TYPES};
 pub use tokenizer::Tokenizer;
 pub use traits::{Policy, RewardModel, ValueFunction};
 

@@ -1,20 +1,19 @@
 //! The two concrete models: [`CausalLm`] (a [`Policy`]) and [`ScalarModel`] (a
 //! [`RewardModel`] and a [`ValueFunction`]), and their checkpoint IO.
 
+use crate::body::Body;
 use crate::checkpoint::{
-    load_into_varstore, named_variables, read_safetensors, resolve_dir, safetensors_bytes,
-    write_dir_atomic, CheckpointMeta, HeadKind, CONFIG_FILE, META_FILE, TOKENIZER_FILE,
-    WEIGHTS_FILE,
+    load_into_varstore, read_checkpoint, write_checkpoint, write_checkpoint_with, CheckpointFiles,
+    CheckpointMeta, HeadKind,
 };
-use crate::config::Gpt2Config;
 use crate::error::{ModelError, Result};
 use crate::generate::{generate_uncached, generate_with, GenerateConfig, Generation};
-use crate::gpt2::{Gpt2, KvCache};
+use crate::gpt2::KvCache;
+use crate::model_config::{ArchConfig, ModelConfig};
 use crate::ops::{last_token_index, log_probs_of, selected_positions};
 use crate::tokenizer::Tokenizer;
 use crate::traits::{check_last_n, check_target_mask, Policy, RewardModel, ValueFunction};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tch::{nn, Device, Kind, Tensor};
 
 /// Where and in which precision to load a checkpoint.
@@ -44,105 +43,6 @@ impl From<Device> for LoadOptions {
     }
 }
 
-/// The files of a checkpoint directory, read and checked.
-struct CheckpointFiles {
-    dir: PathBuf,
-    config: Gpt2Config,
-    head: HeadKind,
-    meta: CheckpointMeta,
-    tensors: BTreeMap<String, Tensor>,
-    tokenizer: Option<Tokenizer>,
-}
-
-fn read_checkpoint(dir: &Path) -> Result<CheckpointFiles> {
-    let dir = resolve_dir(dir)?;
-    let config = Gpt2Config::from_file(dir.join(CONFIG_FILE))?;
-    let weights = dir.join(WEIGHTS_FILE);
-    if !weights.exists() {
-        return Err(ModelError::ckpt(
-            &dir,
-            format!("no {WEIGHTS_FILE} (only safetensors weights are read)"),
-        ));
-    }
-    let tensors = read_safetensors(&weights)?;
-    let meta = CheckpointMeta::read(&dir)?;
-    let head = match &meta {
-        Some(m) => m.head,
-        None if tensors.contains_key("score.weight") => HeadKind::Reward,
-        None => HeadKind::Lm,
-    };
-    let meta = meta.unwrap_or_else(|| CheckpointMeta::new(head));
-    let tok_path = dir.join(TOKENIZER_FILE);
-    let tokenizer = if tok_path.exists() {
-        let tok = Tokenizer::from_file(&tok_path)?;
-        if tok.vocab_size() as i64 > config.vocab_size {
-            return Err(ModelError::ckpt(
-                &dir,
-                format!(
-                    "{TOKENIZER_FILE} has {} tokens but the model's vocab_size is {}: the \
-                     tokenizer does not belong to this model",
-                    tok.vocab_size(),
-                    config.vocab_size
-                ),
-            ));
-        }
-        Some(tok)
-    } else {
-        None
-    };
-    Ok(CheckpointFiles {
-        dir,
-        config,
-        head,
-        meta,
-        tensors,
-        tokenizer,
-    })
-}
-
-fn write_checkpoint(
-    dir: &Path,
-    config: &Gpt2Config,
-    vs: &nn::VarStore,
-    tokenizer: Option<&Tokenizer>,
-    meta: &CheckpointMeta,
-) -> Result<()> {
-    write_checkpoint_with(dir, config, vs, tokenizer, meta, vec![])
-}
-
-fn write_checkpoint_with(
-    dir: &Path,
-    config: &Gpt2Config,
-    vs: &nn::VarStore,
-    tokenizer: Option<&Tokenizer>,
-    meta: &CheckpointMeta,
-    extra: Vec<(&str, Vec<u8>)>,
-) -> Result<()> {
-    let mut config = config.clone();
-    config.architectures = Some(vec![meta.head.hf_architecture().to_string()]);
-    if meta.head != HeadKind::Lm {
-        config
-            .extra
-            .insert("id2label".into(), serde_json::json!({"0": "LABEL_0"}));
-        config
-            .extra
-            .insert("label2id".into(), serde_json::json!({"LABEL_0": 0}));
-        // transformers finds the last non-pad token through pad_token_id.
-        config.pad_token_id.get_or_insert(config.pad_id());
-    }
-    let mut files: Vec<(&str, Vec<u8>)> = vec![
-        (CONFIG_FILE, config.to_json().into_bytes()),
-        (WEIGHTS_FILE, safetensors_bytes(&named_variables(vs))?),
-    ];
-    if let Some(tok) = tokenizer {
-        files.push((TOKENIZER_FILE, tok.to_json()?.into_bytes()));
-    }
-    let meta_json = serde_json::to_string_pretty(meta).expect("metadata serializes");
-    files.extend(extra);
-    files.push((META_FILE, meta_json.into_bytes()));
-    write_dir_atomic(dir, &files)
-}
-
 /// `None` when no row is left-padded: then plain causal attention is exact for every real
 /// token (right padding never affects earlier tokens), and the fast fused kernel applies.
 fn padding_mask(mask: &Tensor) -> Result<Option<&Tensor>> {
@@ -165,31 +65,35 @@ fn check_pair(ids: &Tensor, mask: &Tensor) -> Result<()> {
     Ok(())
 }
 
-/// A GPT-2 causal language model (Hugging Face `GPT2LMHeadModel`), tied unembedding unless the
-/// config unties it. Implements [`Policy`] with a KV-cache sampler.
+/// A causal language model: GPT-2 (Hugging Face `GPT2LMHeadModel`) or the Llama family
+/// (`LlamaForCausalLM`, `Qwen2ForCausalLM`), chosen by the config's `model_type`; tied
+/// unembedding unless the config unties it. Implements [`Policy`] with a KV-cache sampler.
 #[derive(Debug)]
 pub struct CausalLm {
     vs: nn::VarStore,
-    body: Gpt2,
+    body: Body,
     lm_head: Option<Tensor>,
-    config: Gpt2Config,
+    config: ModelConfig,
     tokenizer: Option<Tokenizer>,
     meta: CheckpointMeta,
 }
 
 impl CausalLm {
-    /// A randomly initialized model (Hugging Face's initialization), f32, on `device`.
-    pub fn new(config: &Gpt2Config, device: Device) -> Result<Self> {
+    /// A randomly initialized model (Hugging Face's initialization), f32, on `device`, of the
+    /// architecture of `config` (a [`crate::Gpt2Config`], [`crate::LlamaConfig`] or
+    /// [`ModelConfig`]: any [`ArchConfig`]).
+    pub fn new<C: ArchConfig + ?Sized>(config: &C, device: Device) -> Result<Self> {
+        let config = config.to_model_config();
         let vs = nn::VarStore::new(device);
         let root = vs.root();
-        let body = Gpt2::new(&(&root / "transformer"), config)?;
-        let lm_head = (!config.tie_word_embeddings).then(|| {
+        let body = Body::new(&root, &config)?;
+        let lm_head = (!config.tie_word_embeddings()).then(|| {
             (&root / "lm_head").var(
                 "weight",
-                &[config.vocab_size, config.n_embd],
+                &[config.vocab_size(), config.hidden_size()],
                 nn::Init::Randn {
                     mean: 0.0,
-                    stdev: config.initializer_range,
+                    stdev: config.initializer_range(),
                 },
             )
         });
@@ -197,7 +101,7 @@ impl CausalLm {
             vs,
             body,
             lm_head,
-            config: config.clone(),
+            config,
             tokenizer: None,
             meta: CheckpointMeta::new(HeadKind::Lm),
         })
@@ -218,13 +122,25 @@ impl CausalLm {
                 ),
             ));
         }
-        let mut model = CausalLm::new(&files.config, opts.device)?;
-        let ignore: &[&str] = if files.config.tie_word_embeddings {
+        let mut config = files.config.clone();
+        if !files.tensors.contains_key("lm_head.weight") {
+            // No separate unembedding in the file: the head is tied, whatever the config says
+            // (Hugging Face ties it in that case too).
+            config.set_tie_word_embeddings(true);
+        }
+        let mut model = CausalLm::new(&config, opts.device)?;
+        let ignore: &[&str] = if config.tie_word_embeddings() {
             &["lm_head.weight"]
         } else {
             &[]
         };
-        load_into_varstore(&model.vs, files.tensors, &files.dir, ignore)?;
+        load_into_varstore(
+            &model.vs,
+            files.tensors,
+            &files.dir,
+            ignore,
+            config.body_prefix(),
+        )?;
         model.tokenizer = files.tokenizer;
         model.meta = files.meta;
         model.set_kind(opts.kind);
@@ -244,12 +160,12 @@ impl CausalLm {
     }
 
     /// The Hugging Face config.
-    pub fn config(&self) -> &Gpt2Config {
+    pub fn config(&self) -> &ModelConfig {
         &self.config
     }
 
     /// The transformer body.
-    pub fn body(&self) -> &Gpt2 {
+    pub fn body(&self) -> &Body {
         &self.body
     }
 
@@ -260,11 +176,11 @@ impl CausalLm {
 
     /// Attaches a tokenizer (saved with the model). Errors if it has more tokens than the model.
     pub fn set_tokenizer(&mut self, tokenizer: Tokenizer) -> Result<()> {
-        if tokenizer.vocab_size() as i64 > self.config.vocab_size {
+        if tokenizer.vocab_size() as i64 > self.config.vocab_size() {
             return Err(ModelError::Input(format!(
                 "tokenizer has {} tokens, more than the model's vocab_size {}",
                 tokenizer.vocab_size(),
-                self.config.vocab_size
+                self.config.vocab_size()
             )));
         }
         self.tokenizer = Some(tokenizer);
@@ -318,15 +234,15 @@ impl CausalLm {
         }
     }
 
-    /// Mixed-precision training and inference (see [`Gpt2::set_autocast`]).
+    /// Mixed-precision training and inference (see [`crate::Gpt2::set_autocast`]).
     pub fn set_autocast(&mut self, kind: Option<Kind>) {
         self.body.set_autocast(kind);
     }
 
-    /// Sets the training-mode dropout probabilities (see [`Gpt2::set_dropout`]).
+    /// Sets the training-mode dropout probabilities (see [`crate::Gpt2::set_dropout`]).
     pub fn set_dropout(&mut self, resid: f64, embd: f64, attn: f64) {
         self.body.set_dropout(resid, embd, attn);
-        self.config = self.body.config().clone();
+        self.config = self.body.config();
     }
 
     /// Saves the checkpoint plus extra files (e.g. optimizer state) in the same atomic
@@ -424,16 +340,16 @@ impl Policy for CausalLm {
     }
 }
 
-/// A GPT-2 body with a scalar head (Hugging Face `GPT2ForSequenceClassification` with one
-/// label, weight `score.weight [1, E]`, no bias): a [`RewardModel`] (one score per sequence at
+/// A transformer body with a scalar head (Hugging Face `GPT2ForSequenceClassification` /
+/// `LlamaForSequenceClassification` with one label, weight `score.weight [1, E]`, no bias): a [`RewardModel`] (one score per sequence at
 /// its last non-pad token, plus the checkpoint's normalization bias) and a [`ValueFunction`]
 /// (the head on every token).
 #[derive(Debug)]
 pub struct ScalarModel {
     vs: nn::VarStore,
-    body: Gpt2,
+    body: Body,
     score: Tensor,
-    config: Gpt2Config,
+    config: ModelConfig,
     tokenizer: Option<Tokenizer>,
     meta: CheckpointMeta,
 }
@@ -441,7 +357,8 @@ pub struct ScalarModel {
 impl ScalarModel {
     /// A randomly initialized model with a `Reward` or `Value` head. The head is
     /// normal(0, 1/sqrt(n_embd + 1)), as in lm-human-preferences.
-    pub fn new(config: &Gpt2Config, head: HeadKind, device: Device) -> Result<Self> {
+    pub fn new<C: ArchConfig + ?Sized>(config: &C, head: HeadKind, device: Device) -> Result<Self> {
+        let config = config.to_model_config();
         if head == HeadKind::Lm {
             return Err(ModelError::Input(
                 "ScalarModel takes HeadKind::Reward or HeadKind::Value".into(),
@@ -449,20 +366,21 @@ impl ScalarModel {
         }
         let vs = nn::VarStore::new(device);
         let root = vs.root();
-        let body = Gpt2::new(&(&root / "transformer"), config)?;
+        let body = Body::new(&root, &config)?;
+        let e = config.hidden_size();
         let score = (&root / "score").var(
             "weight",
-            &[1, config.n_embd],
+            &[1, e],
             nn::Init::Randn {
                 mean: 0.0,
-                stdev: 1.0 / ((config.n_embd + 1) as f64).sqrt(),
+                stdev: 1.0 / ((e + 1) as f64).sqrt(),
             },
         );
         Ok(ScalarModel {
             vs,
             body,
             score,
-            config: config.clone(),
+            config,
             tokenizer: None,
             meta: CheckpointMeta::new(head),
         })
@@ -531,7 +449,13 @@ impl ScalarModel {
             // A fresh head: keep the initialization.
             tensors.insert("score.weight".into(), model.score.detach().copy());
         }
-        load_into_varstore(&model.vs, tensors, &files.dir, &[])?;
+        load_into_varstore(
+            &model.vs,
+            tensors,
+            &files.dir,
+            &[],
+            files.config.body_prefix(),
+        )?;
         model.tokenizer = files.tokenizer;
         if files.head != HeadKind::Lm {
             model.meta = files.meta;
@@ -544,7 +468,8 @@ impl ScalarModel {
     }
 
     /// Saves the checkpoint (see [`CausalLm::save`]); `config.json` names
-    /// `GPT2ForSequenceClassification` with one label, so `transformers` loads it too.
+    /// `GPT2ForSequenceClassification` (or the Llama family's) with one label, so
+    /// `transformers` loads it too.
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
         write_checkpoint(
             dir.as_ref(),
@@ -556,7 +481,7 @@ impl ScalarModel {
     }
 
     /// The Hugging Face config.
-    pub fn config(&self) -> &Gpt2Config {
+    pub fn config(&self) -> &ModelConfig {
         &self.config
     }
 

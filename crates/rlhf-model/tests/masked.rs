@@ -180,7 +180,7 @@ fn logits_for_last_equals_the_full_logits_narrowed_in_value_and_gradient() {
     let lm = small_lm(8);
     let (ids, mask, _) = batch();
     let w = Tensor::randn(
-        [4, 6, lm.config().vocab_size],
+        [4, 6, lm.config().vocab_size()],
         (Kind::Float, tch::Device::Cpu),
     );
     for n in [1i64, 3, 6] {
@@ -192,7 +192,7 @@ fn logits_for_last_equals_the_full_logits_narrowed_in_value_and_gradient() {
 
         zero_grads(&lm);
         let got = lm.logits_for_last(&ids, &mask, n, false).unwrap();
-        assert_eq!(got.size(), [4, n, lm.config().vocab_size]);
+        assert_eq!(got.size(), [4, n, lm.config().vocab_size()]);
         let d = max_abs_diff(&got, &full);
         assert!(d < 1e-5, "n={n}: logits differ by {d}");
         (&got * &wn).sum(Kind::Float).backward();

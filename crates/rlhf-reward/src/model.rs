@@ -68,6 +68,9 @@ impl TrainableRewardModel for ScalarModel {
         batch: &SharedPromptBatch,
         train: bool,
     ) -> Option<Result<Tensor>> {
+        // The shared-prompt path is written for GPT-2; other architectures score each
+        // sequence whole (the trainer's fallback).
+        self.config().as_gpt2()?;
         Some(SharedPromptScorer::of(self).and_then(|s| s.scores(batch, train)))
     }
 
@@ -76,8 +79,8 @@ impl TrainableRewardModel for ScalarModel {
     }
 
     fn uses_dropout(&self) -> bool {
-        let c = self.config();
-        c.resid_pdrop > 0.0 || c.embd_pdrop > 0.0 || c.attn_pdrop > 0.0
+        let d = self.config().dropouts();
+        d.resid > 0.0 || d.embd > 0.0 || d.attn > 0.0
     }
 
     fn meta(&self) -> &CheckpointMeta {

@@ -222,7 +222,13 @@ impl SharedPromptScorer {
 
     /// The weights of a [`ScalarModel`].
     pub fn of(model: &ScalarModel) -> Result<Self> {
-        Self::new(rlhf_model::ValueFunction::var_store(model), model.config())
+        let cfg = model.config().as_gpt2().ok_or_else(|| {
+            RewardError::Input(format!(
+                "shared-prompt scoring needs a GPT-2 scalar model, this one is {:?}",
+                model.config().model_type()
+            ))
+        })?;
+        Self::new(rlhf_model::ValueFunction::var_store(model), cfg)
     }
 
     fn ln(&self, x: &Tensor, n: &Norm) -> Tensor {

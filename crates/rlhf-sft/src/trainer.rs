@@ -388,8 +388,8 @@ impl<'a> SftTrainer<'a> {
             rlhf_model::train::retain_freed_memory();
         }
         if let Some(p) = cfg.residual_dropout {
-            let c = model.config().clone();
-            model.set_dropout(p, c.embd_pdrop, c.attn_pdrop);
+            let d = model.config().dropouts();
+            model.set_dropout(p, d.embd, d.attn);
         }
         model.set_autocast(cfg.bf16_autocast.then_some(Kind::BFloat16));
         let micro_per_epoch = train.len().div_ceil(cfg.batch_size);

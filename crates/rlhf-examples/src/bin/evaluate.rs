@@ -81,7 +81,7 @@ fn main() -> anyhow::Result<()> {
     ]
     .into_iter()
     .flatten()
-    .map(|c| c.n_positions)
+    .map(|c| c.n_positions())
     .min()
     .unwrap_or(0);
     let max_prompt = (n_ctx - args.max_new_tokens - 1).min(128);

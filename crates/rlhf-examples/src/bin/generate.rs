@@ -80,7 +80,7 @@ fn main() -> anyhow::Result<()> {
     if ids.is_empty() {
         bail!("the prompt is empty after tokenization");
     }
-    let n_positions = lm.config().n_positions;
+    let n_positions = lm.config().n_positions();
     if ids.len() as i64 >= n_positions {
         bail!(
             "the prompt is {} tokens long but the model's context (n_positions) is {n_positions}: \
@@ -90,7 +90,7 @@ fn main() -> anyhow::Result<()> {
     }
     let eos = lm
         .config()
-        .eos_token_id
+        .eos_token_id()
         .or_else(|| tok.token_id(rlhf_model::tokenizer::ENDOFTEXT));
     let cfg = GenerateConfig {
         max_new_tokens: args.max_new_tokens,

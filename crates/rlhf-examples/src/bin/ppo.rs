@@ -177,20 +177,20 @@ fn main() -> anyhow::Result<()> {
     reference.var_store_mut().freeze();
     let mut reward = load_reward_model(&args.reward, opts)?;
     reward.var_store_mut().freeze();
-    let vocab = reference.config().vocab_size;
-    if reward.config().vocab_size < vocab {
+    let vocab = reference.config().vocab_size();
+    if reward.config().vocab_size() < vocab {
         bail!(
             "--reward has vocab_size {} but the policy {}: the RM cannot read the policy's \
              tokens; use a reward model trained from this policy's SFT checkpoint",
-            reward.config().vocab_size,
+            reward.config().vocab_size(),
             vocab
         );
     }
     check_same_vocab(&reference, &reward, "--reward")?;
     let n_positions = reference
         .config()
-        .n_positions
-        .min(reward.config().n_positions);
+        .n_positions()
+        .min(reward.config().n_positions());
     let max_prompt = if cfg.max_prompt_tokens == 0 {
         (n_positions - cfg.ppo.max_new_tokens).max(0) as usize
     } else {
@@ -505,14 +505,14 @@ fn check_value(policy: &CausalLm, value: &ScalarModel, needed: i64) -> anyhow::R
             );
         }
     }
-    let (v_lm, v_vf) = (policy.config().vocab_size, value.config().vocab_size);
+    let (v_lm, v_vf) = (policy.config().vocab_size(), value.config().vocab_size());
     if v_vf < v_lm {
         bail!(
             "--value: the value function has vocab_size {v_vf} but the policy {v_lm}: it cannot \
              read the policy's tokens; leave out --value to start one from --reward"
         );
     }
-    let n = value.config().n_positions;
+    let n = value.config().n_positions();
     if n < needed {
         bail!(
             "--value: the value function's n_positions ({n}) is less than max_prompt_tokens + \

@@ -141,11 +141,11 @@ fn main() -> anyhow::Result<()> {
         }
         (None, None) => unreachable!("clap requires --tokenizer without --init"),
     };
-    if cfg.block_len as i64 > model.config().n_positions {
+    if cfg.block_len as i64 > model.config().n_positions() {
         anyhow::bail!(
             "block_len {} exceeds the model's n_positions {}",
             cfg.block_len,
-            model.config().n_positions
+            model.config().n_positions()
         );
     }
     let (eos, pad) = special_ids(&model)?;

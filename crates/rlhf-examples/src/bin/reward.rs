@@ -113,13 +113,13 @@ fn collator(model: &ScalarModel, cfg: &RewardRunConfig) -> anyhow::Result<Collat
         .context("the checkpoint has no tokenizer.json: the reward stage needs one to read text")?;
     let eos = model
         .config()
-        .eos_token_id
+        .eos_token_id()
         .or_else(|| tok.token_id(rlhf_model::tokenizer::ENDOFTEXT))
         .context("the model has no eos_token_id and its tokenizer no <|endoftext|>")?;
-    let pad = model.config().pad_token_id.unwrap_or(eos);
+    let pad = model.config().pad_token_id().unwrap_or(eos);
     let collate = CollateConfig::new(eos as u32, pad as u32)
         .with_limits(cfg.max_prompt_tokens, cfg.max_response_tokens);
-    let n_pos = model.config().n_positions as usize;
+    let n_pos = model.config().n_positions() as usize;
     if cfg.max_prompt_tokens + cfg.max_response_tokens > n_pos {
         bail!(
             "max_prompt_tokens + max_response_tokens = {} exceeds the model's n_positions {n_pos}: \

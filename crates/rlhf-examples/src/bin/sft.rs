@@ -114,7 +114,7 @@ fn main() -> anyhow::Result<()> {
         cfg.train.max_prompt_tokens,
         cfg.train.max_response_tokens,
     )?;
-    let n_positions = model.config().n_positions;
+    let n_positions = model.config().n_positions();
     let to_data = |d: &[Demonstration], file: &Path| -> anyhow::Result<LmData> {
         let pairs = col.tokenize_demonstrations(d)?;
         check_fit(&pairs, d, file, col.config(), n_positions)?;
@@ -154,7 +154,7 @@ fn main() -> anyhow::Result<()> {
                 .max()
                 .unwrap_or(0) as i64;
             let answer_len = (longest + cfg.selection_max_new_tokens).min(n_positions);
-            let rm_positions = rm.config().n_positions;
+            let rm_positions = rm.config().n_positions();
             if answer_len > rm_positions {
                 anyhow::bail!(
                     "--reward: prompts plus answers take up to {answer_len} tokens but the reward \

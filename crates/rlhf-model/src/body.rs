@@ -1,0 +1,95 @@
+//! [`Body`]: the transformer of a [`crate::CausalLm`] or [`crate::ScalarModel`], one of the
+//! supported architectures, behind one interface.
+
+use crate::error::Result;
+use crate::gpt2::{Gpt2, KvCache};
+use crate::llama::Llama;
+use crate::model_config::ModelConfig;
+use tch::{nn, Kind, Tensor};
+
+/// The transformer body, chosen by the config's `model_type`.
+#[derive(Debug)]
+pub enum Body {
+    /// GPT-2 (`transformer.*` variables).
+    Gpt2(Gpt2),
+    /// Llama / Qwen2 / SmolLM2 (`model.*` variables).
+    Llama(Llama),
+}
+
+impl Body {
+    /// Creates the body's variables under `root / cfg.body_prefix()`.
+    pub fn new(root: &nn::Path, cfg: &ModelConfig) -> Result<Self> {
+        let p = root / cfg.body_prefix();
+        Ok(match cfg {
+            ModelConfig::Gpt2(c) => Body::Gpt2(Gpt2::new(&p, c)?),
+            ModelConfig::Llama(c) => Body::Llama(Llama::new(&p, c)?),
+        })
+    }
+
+    /// Runs the transformer.
+    ///
+    /// Shapes: `input_ids [B, T]` (int64) and `attention_mask [B, past + T]` (1 = real token,
+    /// 0 = pad; `None` = no padding) -> hidden states `[B, T, E]` after the final norm.
+    /// Position ids come from the attention mask, so left-padded rows start at position 0.
+    /// With a cache, the `T` new tokens are appended to it.
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        cache: Option<&mut KvCache>,
+        train: bool,
+    ) -> Result<Tensor> {
+        match self {
+            Body::Gpt2(b) => b.forward(input_ids, attention_mask, cache, train),
+            Body::Llama(b) => b.forward(input_ids, attention_mask, cache, train),
+        }
+    }
+
+    /// The config the body was built with (dropouts as last set).
+    pub fn config(&self) -> ModelConfig {
+        match self {
+            Body::Gpt2(b) => ModelConfig::Gpt2(b.config().clone()),
+            Body::Llama(b) => ModelConfig::Llama(b.config().clone()),
+        }
+    }
+
+    /// The token embedding `[V, E]` (also the tied unembedding).
+    pub fn token_embedding(&self) -> &Tensor {
+        match self {
+            Body::Gpt2(b) => b.token_embedding(),
+            Body::Llama(b) => b.token_embedding(),
+        }
+    }
+
+    /// The autocast precision, if any.
+    pub fn autocast(&self) -> Option<Kind> {
+        match self {
+            Body::Gpt2(b) => b.autocast(),
+            Body::Llama(b) => b.autocast(),
+        }
+    }
+
+    /// Mixed precision (see [`Gpt2::set_autocast`]).
+    pub fn set_autocast(&mut self, kind: Option<Kind>) {
+        match self {
+            Body::Gpt2(b) => b.set_autocast(kind),
+            Body::Llama(b) => b.set_autocast(kind),
+        }
+    }
+
+    /// The dtype activations are computed in.
+    pub fn compute_kind(&self) -> Kind {
+        match self {
+            Body::Gpt2(b) => b.compute_kind(),
+            Body::Llama(b) => b.compute_kind(),
+        }
+    }
+
+    /// Sets the training-mode dropout probabilities.
+    pub fn set_dropout(&mut self, resid: f64, embd: f64, attn: f64) {
+        match self {
+            Body::Gpt2(b) => b.set_dropout(resid, embd, attn),
+            Body::Llama(b) => b.set_dropout(resid, embd, attn),
+        }
+    }
+}

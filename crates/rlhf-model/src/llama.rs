@@ -1,0 +1,396 @@
+//! The Llama-family decoder body (Hugging Face `LlamaModel` / `Qwen2Model`): token embedding,
+//! pre-RMSNorm layers with rotary grouped-query self-attention and a SwiGLU MLP, final RMSNorm.
+//!
+//! Variable names mirror Hugging Face (`embed_tokens`, `layers.{i}.self_attn.q_proj`,
+//! `layers.{i}.mlp.gate_proj`, `norm`, ...) and linear weights are stored `[out, in]` as
+//! `nn.Linear` stores them, so a `model.safetensors` written by `transformers` loads without
+//! renaming. RoPE is the non-interleaved `rotate_half` form of Hugging Face, with `rope_theta`
+//! and Llama 3's `rope_scaling`.
+
+use crate::error::Result;
+use crate::gpt2::{AttnMask, KvCache, Step};
+use crate::llama_config::{LlamaConfig, RopeScaling};
+use crate::train::{EMBEDDING_GROUP, NO_DECAY_GROUP};
+use tch::{nn, Kind, Tensor};
+
+/// `nn.Linear`: weight `[out, in]`, optional bias `[out]`.
+#[derive(Debug)]
+struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    fn new(p: nn::Path, n_in: i64, n_out: i64, bias: bool, std: f64) -> Self {
+        let weight = p.var(
+            "weight",
+            &[n_out, n_in],
+            nn::Init::Randn {
+                mean: 0.0,
+                stdev: std,
+            },
+        );
+        let bias = bias.then(|| p.set_group(NO_DECAY_GROUP).zeros("bias", &[n_out]));
+        Linear { weight, bias }
+    }
+
+    /// Shapes: `[.., in] -> [.., out]`, in the autocast kind when given.
+    fn forward(&self, x: &Tensor, autocast: Option<Kind>) -> Tensor {
+        match autocast {
+            Some(k) => x.to_kind(k).linear(
+                &self.weight.to_kind(k),
+                self.bias.as_ref().map(|b| b.to_kind(k)),
+            ),
+            None => x.linear(&self.weight, self.bias.as_ref()),
+        }
+    }
+}
+
+/// Hugging Face's `LlamaRMSNorm`: normalize in f32, cast back, then scale.
+#[derive(Debug)]
+struct RmsNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    fn new(p: nn::Path, dim: i64, eps: f64) -> Self {
+        RmsNorm {
+            weight: p.set_group(NO_DECAY_GROUP).ones("weight", &[dim]),
+            eps,
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let kind = x.kind();
+        let xf = x.to_kind(Kind::Float);
+        let var = xf.square().mean_dim(-1, true, Kind::Float);
+        let normed = (xf * (var + self.eps).rsqrt()).to_kind(kind);
+        &self.weight * normed
+    }
+}
+
+/// The rotary embedding's inverse frequencies `[head_dim / 2]` (f32), as Hugging Face's
+/// `ROPE_INIT_FUNCTIONS` compute them for "default", "linear" and "llama3".
+fn inv_freq(cfg: &LlamaConfig) -> Result<Tensor> {
+    let dim = cfg.head_dim();
+    let exponent = Tensor::arange_start_step(0, dim, 2, (Kind::Int64, tch::Device::Cpu))
+        .to_kind(Kind::Float)
+        / dim as f64;
+    let base = Tensor::from(cfg.rope_base() as f32);
+    let inv = base.pow(&exponent).reciprocal();
+    Ok(match cfg.rope_scaling()? {
+        RopeScaling::None => inv,
+        RopeScaling::Linear { factor } => inv / factor,
+        RopeScaling::Llama3 {
+            factor,
+            low_freq_factor,
+            high_freq_factor,
+            original_max_position_embeddings: old,
+        } => {
+            let low_wavelen = old / low_freq_factor;
+            let high_wavelen = old / high_freq_factor;
+            let freqs = Vec::<f32>::try_from(&inv)?;
+            let scaled: Vec<f32> = freqs
+                .iter()
+                .map(|&f| {
+                    let f = f as f64;
+                    let wavelen = 2.0 * std::f64::consts::PI / f;
+                    let r = if wavelen < high_wavelen {
+                        f
+                    } else if wavelen > low_wavelen {
+                        f / factor
+                    } else {
+                        let smooth = (old / wavelen - low_freq_factor)
+                            / (high_freq_factor - low_freq_factor);
+                        (1.0 - smooth) * f / factor + smooth * f
+                    };
+                    r as f32
+                })
+                .collect();
+            Tensor::from_slice(&scaled)
+        }
+    })
+}
+
+/// `rotate_half`: `[x1, x2] -> [-x2, x1]` on the last dim.
+fn rotate_half(x: &Tensor) -> Tensor {
+    let half = x
+        .size()
+        .last()
+        .copied()
+        .expect("rotary input has a last dim")
+        / 2;
+    let x1 = x.narrow(-1, 0, half);
+    let x2 = x.narrow(-1, half, half);
+    Tensor::cat(&[x2.neg(), x1], -1)
+}
+
+#[derive(Debug)]
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    n_head: i64,
+    n_kv: i64,
+    head_dim: i64,
+    attn_pdrop: f64,
+    resid_pdrop: f64,
+}
+
+impl Attention {
+    fn new(p: nn::Path, cfg: &LlamaConfig) -> Self {
+        let (e, d, std) = (cfg.hidden_size, cfg.head_dim(), cfg.initializer_range);
+        let (h, kv) = (cfg.num_attention_heads, cfg.kv_heads());
+        Attention {
+            q_proj: Linear::new(&p / "q_proj", e, h * d, cfg.qkv_bias(), std),
+            k_proj: Linear::new(&p / "k_proj", e, kv * d, cfg.qkv_bias(), std),
+            v_proj: Linear::new(&p / "v_proj", e, kv * d, cfg.qkv_bias(), std),
+            o_proj: Linear::new(&p / "o_proj", h * d, e, cfg.o_bias(), std),
+            n_head: h,
+            n_kv: kv,
+            head_dim: d,
+            attn_pdrop: cfg.attention_dropout,
+            resid_pdrop: cfg.resid_pdrop,
+        }
+    }
+
+    /// Shapes: `x [B, T, E]`, `cos`/`sin` `[B or 1, 1, T, D]` -> `[B, T, E]`.
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &self,
+        x: &Tensor,
+        (cos, sin): (&Tensor, &Tensor),
+        mask: &AttnMask,
+        cache: Option<(&mut (Tensor, Tensor), i64)>,
+        train: bool,
+        autocast: Option<Kind>,
+    ) -> Tensor {
+        let (b, t, _) = x.size3().expect("attention input is [B, T, E]");
+        let heads = |y: Tensor, n: i64| y.view([b, t, n, self.head_dim]).transpose(1, 2);
+        let rope = |y: Tensor| &y * cos + rotate_half(&y) * sin;
+        let q = rope(heads(self.q_proj.forward(x, autocast), self.n_head));
+        let k = rope(heads(self.k_proj.forward(x, autocast), self.n_kv));
+        let v = heads(self.v_proj.forward(x, autocast), self.n_kv);
+        let (k, v) = match cache {
+            None => (k, v),
+            Some(((kc, vc), past)) => {
+                kc.narrow(2, past, t).copy_(&k);
+                vc.narrow(2, past, t).copy_(&v);
+                (kc.narrow(2, 0, past + t), vc.narrow(2, 0, past + t))
+            }
+        };
+        // Grouped-query attention: query head h reads key/value head h / (H / KV), as
+        // Hugging Face's `repeat_kv` arranges them.
+        let rep = self.n_head / self.n_kv;
+        let repeat = |y: Tensor| {
+            if rep == 1 {
+                return y;
+            }
+            let (_, _, s, d) = y.size4().expect("keys are [B, KV, S, D]");
+            y.unsqueeze(2)
+                .expand([b, self.n_kv, rep, s, d], false)
+                .reshape([b, self.n_head, s, d])
+        };
+        let (k, v) = (repeat(k), repeat(v));
+        let dropout = if train { self.attn_pdrop } else { 0.0 };
+        let sdpa = |m: Option<&Tensor>, causal: bool| {
+            Tensor::scaled_dot_product_attention(&q, &k, &v, m, dropout, causal, None, false)
+        };
+        let y = match mask {
+            AttnMask::Causal => sdpa(None, true),
+            AttnMask::All => sdpa(None, false),
+            AttnMask::Bool(m) => sdpa(Some(m), false),
+        };
+        let y = y
+            .transpose(1, 2)
+            .reshape([b, t, self.n_head * self.head_dim]);
+        self.o_proj
+            .forward(&y, autocast)
+            .dropout(self.resid_pdrop, train)
+    }
+}
+
+#[derive(Debug)]
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+    resid_pdrop: f64,
+}
+
+impl Mlp {
+    fn new(p: nn::Path, cfg: &LlamaConfig) -> Self {
+        let (e, i, std, bias) = (
+            cfg.hidden_size,
+            cfg.intermediate_size,
+            cfg.initializer_range,
+            cfg.mlp_bias,
+        );
+        Mlp {
+            gate_proj: Linear::new(&p / "gate_proj", e, i, bias, std),
+            up_proj: Linear::new(&p / "up_proj", e, i, bias, std),
+            down_proj: Linear::new(&p / "down_proj", i, e, bias, std),
+            resid_pdrop: cfg.resid_pdrop,
+        }
+    }
+
+    /// SwiGLU: `down(silu(gate(x)) * up(x))`.
+    fn forward(&self, x: &Tensor, train: bool, autocast: Option<Kind>) -> Tensor {
+        let h = self.gate_proj.forward(x, autocast).silu() * self.up_proj.forward(x, autocast);
+        self.down_proj
+            .forward(&h, autocast)
+            .dropout(self.resid_pdrop, train)
+    }
+}
+
+#[derive(Debug)]
+struct Layer {
+    input_layernorm: RmsNorm,
+    self_attn: Attention,
+    post_attention_layernorm: RmsNorm,
+    mlp: Mlp,
+}
+
+/// The Llama-family decoder (Hugging Face's `LlamaModel` / `Qwen2Model`).
+#[derive(Debug)]
+pub struct Llama {
+    embed_tokens: Tensor,
+    layers: Vec<Layer>,
+    norm: RmsNorm,
+    inv_freq: Tensor,
+    cfg: LlamaConfig,
+    autocast: Option<Kind>,
+}
+
+impl Llama {
+    /// Creates the variables under `p` (conventionally `root / "model"`), initialized as
+    /// Hugging Face does (normal(0, initializer_range) weights, zero biases, unit RMSNorm).
+    /// Weight matrices are in [`crate::train::DECAY_GROUP`], biases and norms in
+    /// `NO_DECAY_GROUP`, the token embedding in `EMBEDDING_GROUP`.
+    pub fn new(p: &nn::Path, cfg: &LlamaConfig) -> Result<Self> {
+        cfg.validate()?;
+        let init = nn::Init::Randn {
+            mean: 0.0,
+            stdev: cfg.initializer_range,
+        };
+        let embed_tokens = (&p.set_group(EMBEDDING_GROUP) / "embed_tokens").var(
+            "weight",
+            &[cfg.vocab_size, cfg.hidden_size],
+            init,
+        );
+        let (e, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| {
+                let l = p / "layers" / i;
+                Layer {
+                    input_layernorm: RmsNorm::new(&l / "input_layernorm", e, eps),
+                    self_attn: Attention::new(&l / "self_attn", cfg),
+                    post_attention_layernorm: RmsNorm::new(&l / "post_attention_layernorm", e, eps),
+                    mlp: Mlp::new(&l / "mlp", cfg),
+                }
+            })
+            .collect();
+        Ok(Llama {
+            embed_tokens,
+            layers,
+            norm: RmsNorm::new(p / "norm", e, eps),
+            inv_freq: inv_freq(cfg)?.to_device(p.device()),
+            cfg: cfg.clone(),
+            autocast: None,
+        })
+    }
+
+    /// Mixed precision, as [`crate::Gpt2::set_autocast`]: matmuls and attention in `kind`,
+    /// norms and the residual stream in the weights' dtype.
+    pub fn set_autocast(&mut self, kind: Option<Kind>) {
+        if kind == Some(Kind::BFloat16) {
+            crate::cpu::ensure_usable_cpu_isa();
+        }
+        self.autocast = kind;
+    }
+
+    /// Sets the training-mode dropout probabilities (residual and embedding dropout are ours,
+    /// not Hugging Face's, and are not saved; `attn` is `attention_dropout`).
+    pub fn set_dropout(&mut self, resid: f64, embd: f64, attn: f64) {
+        self.cfg.resid_pdrop = resid;
+        self.cfg.embd_pdrop = embd;
+        self.cfg.attention_dropout = attn;
+        for l in &mut self.layers {
+            l.self_attn.resid_pdrop = resid;
+            l.self_attn.attn_pdrop = attn;
+            l.mlp.resid_pdrop = resid;
+        }
+    }
+
+    /// The autocast precision, if any.
+    pub fn autocast(&self) -> Option<Kind> {
+        self.autocast
+    }
+
+    /// The dtype activations are computed in: the autocast kind, else the weights'.
+    pub fn compute_kind(&self) -> Kind {
+        self.autocast.unwrap_or(self.embed_tokens.kind())
+    }
+
+    /// The config this body was built with.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.cfg
+    }
+
+    /// The token embedding `[V, E]` (also the tied unembedding).
+    pub fn token_embedding(&self) -> &Tensor {
+        &self.embed_tokens
+    }
+
+    /// `cos`, `sin` of shape `[B or 1, 1, T, D]` for position ids `[B or 1, T]`, in `kind`
+    /// (Hugging Face computes them in f32 and casts to the activations' dtype).
+    fn rotary(&self, positions: &Tensor, kind: Kind) -> (Tensor, Tensor) {
+        let freqs = positions.to_kind(Kind::Float).unsqueeze(-1) * &self.inv_freq; // [B, T, D/2]
+        let emb = Tensor::cat(&[&freqs, &freqs], -1).unsqueeze(1);
+        (emb.cos().to_kind(kind), emb.sin().to_kind(kind))
+    }
+
+    /// Runs the decoder; the same contract as [`crate::Gpt2::forward`].
+    ///
+    /// Shapes: `input_ids [B, T]` and `attention_mask [B, past + T]` (`None` = no padding) ->
+    /// hidden states `[B, T, E]` after the final RMSNorm. Position ids come from the mask.
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        mut cache: Option<&mut KvCache>,
+        train: bool,
+    ) -> Result<Tensor> {
+        let n_ctx = self.cfg.max_position_embeddings;
+        let step = Step::new(input_ids, attention_mask, cache.as_deref(), n_ctx)?;
+        let past = step.past;
+        let mut x = Tensor::embedding(&self.embed_tokens, input_ids, -1, false, false)
+            .dropout(self.cfg.embd_pdrop, train);
+        let rope_kind = self.autocast.unwrap_or(x.kind());
+        let (cos, sin) = self.rotary(&step.positions, rope_kind);
+        for (i, layer) in self.layers.iter().enumerate() {
+            let layer_cache = cache.as_mut().map(|c| (&mut c.layers[i], past));
+            let a = layer.self_attn.forward(
+                &layer.input_layernorm.forward(&x),
+                (&cos, &sin),
+                &step.mask,
+                layer_cache,
+                train,
+                self.autocast,
+            );
+            x = x.g_add(&a.to_kind(x.kind()));
+            let m = layer.mlp.forward(
+                &layer.post_attention_layernorm.forward(&x),
+                train,
+                self.autocast,
+            );
+            x = x.g_add(&m.to_kind(x.kind()));
+        }
+        if let Some(c) = cache {
+            c.len = past + input_ids.size()[1];
+        }
+        Ok(self.norm.forward(&x))
+    }
+}

@@ -1,0 +1,378 @@
+//! The Llama family against Hugging Face `transformers`: a tiny random Llama (grouped-query
+//! attention, untied head, Llama 3 rope_scaling) and a tiny random Qwen2 (q/k/v bias, tied
+//! head), both made by tests/fixtures/make_llama_fixture.py. Logits, greedy generation (alone and
+//! left-padded), the scalar head, KV cache == full forward, and checkpoint round trips.
+
+mod common;
+use common::{left_pad, max_abs_diff, rows};
+use rlhf_model::checkpoint::read_safetensors;
+use rlhf_model::{
+    CausalLm, GenerateConfig, HeadKind, KvCache, LlamaConfig, ModelConfig, Policy, ScalarModel,
+    ValueFunction,
+};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use tch::{Device, Kind, Tensor};
+
+const KINDS: [&str; 2] = ["llama", "qwen2"];
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn hf_dir(kind: &str) -> PathBuf {
+    fixtures().join(format!("hf-tiny-{kind}"))
+}
+
+#[derive(Deserialize)]
+struct Expected {
+    sequences: Vec<Vec<i64>>,
+    logits: Vec<Vec<Vec<f32>>>,
+    prompts: Vec<Vec<i64>>,
+    greedy_max_new_tokens: i64,
+    greedy_alone: Vec<Vec<i64>>,
+    greedy_left_padded_batch: Vec<Vec<i64>>,
+    score_weight: Vec<f32>,
+    scores_right_padded: Vec<f32>,
+    parameter_shapes: BTreeMap<String, Vec<i64>>,
+}
+
+fn expected(kind: &str) -> Expected {
+    let text = std::fs::read_to_string(hf_dir(kind).join("expected.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn load(kind: &str) -> CausalLm {
+    CausalLm::load(hf_dir(kind), Device::Cpu).unwrap()
+}
+
+fn row(ids: &[i64]) -> (Tensor, Tensor) {
+    let t = Tensor::from_slice(ids).unsqueeze(0);
+    let m = t.ones_like();
+    (t, m)
+}
+
+#[test]
+fn configs_parse_as_their_architecture() {
+    let lm = load("llama");
+    let c = lm.config().as_llama().expect("a Llama config");
+    assert_eq!(
+        (c.model_type.as_str(), c.kv_heads(), c.head_dim()),
+        ("llama", 2, 8)
+    );
+    assert!(!c.tie_word_embeddings && !c.qkv_bias());
+    assert!(matches!(
+        c.rope_scaling().unwrap(),
+        rlhf_model::RopeScaling::Llama3 { factor, .. } if factor == 8.0
+    ));
+    assert!(lm.var_store().variables().contains_key("lm_head.weight"));
+    let qwen = load("qwen2");
+    let c = qwen.config().as_llama().unwrap();
+    assert_eq!((c.model_type.as_str(), c.kv_heads()), ("qwen2", 1));
+    assert!(c.qkv_bias() && !c.o_bias() && c.tie_word_embeddings);
+    assert_eq!(c.rope_base(), 1e6);
+    let vars = qwen.var_store().variables();
+    assert!(vars.contains_key("model.layers.0.self_attn.q_proj.bias"));
+    assert!(!vars.contains_key("model.layers.0.self_attn.o_proj.bias"));
+    assert!(!vars.contains_key("lm_head.weight"));
+}
+
+#[test]
+fn logits_match_transformers() {
+    for kind in KINDS {
+        let (lm, exp) = (load(kind), expected(kind));
+        let mut worst = 0.0f64;
+        for (seq, want) in exp.sequences.iter().zip(&exp.logits) {
+            let (ids, mask) = row(seq);
+            let got = tch::no_grad(|| lm.logits(&ids, &mask, false))
+                .unwrap()
+                .get(0);
+            let flat: Vec<f32> = want.iter().flatten().copied().collect();
+            let want = Tensor::from_slice(&flat).view([want.len() as i64, -1]);
+            assert_eq!(got.size(), want.size());
+            worst = worst.max(max_abs_diff(&got, &want));
+            // The logits are far from uniform: a broken model would not match by accident.
+            assert!(f64::try_from(want.std(false)).unwrap() > 0.5);
+        }
+        println!("{kind}: max |logit diff| vs transformers = {worst:e}");
+        assert!(worst <= 1e-4, "{kind}: max |logit diff| = {worst}");
+    }
+}
+
+#[test]
+fn greedy_generation_matches_transformers() {
+    for kind in KINDS {
+        let (lm, exp) = (load(kind), expected(kind));
+        let cfg = GenerateConfig::greedy(exp.greedy_max_new_tokens);
+        for (p, want) in exp.prompts.iter().zip(&exp.greedy_alone) {
+            let (ids, mask) = row(p);
+            let out = lm.generate(&ids, &mask, &cfg).unwrap();
+            assert_eq!(rows(&out.tokens)[0], *want, "{kind} cached");
+            let out = lm.generate_uncached(&ids, &mask, &cfg).unwrap();
+            assert_eq!(rows(&out.tokens)[0], *want, "{kind} uncached");
+        }
+    }
+}
+
+#[test]
+fn left_padded_batch_greedy_matches_transformers() {
+    for kind in KINDS {
+        let (lm, exp) = (load(kind), expected(kind));
+        let (ids, mask) = left_pad(&exp.prompts, lm.config().pad_id());
+        let cfg = GenerateConfig::greedy(exp.greedy_max_new_tokens);
+        let got = rows(&lm.generate(&ids, &mask, &cfg).unwrap().tokens);
+        assert_eq!(got, exp.greedy_left_padded_batch, "{kind}");
+        assert_eq!(got, exp.greedy_alone, "{kind}: padded decodes as alone");
+        let got = rows(&lm.generate_uncached(&ids, &mask, &cfg).unwrap().tokens);
+        assert_eq!(got, exp.greedy_alone, "{kind}: uncached");
+    }
+}
+
+#[test]
+fn scalar_head_matches_transformers_sequence_classification() {
+    for kind in KINDS {
+        let exp = expected(kind);
+        let rm = ScalarModel::reward_from_lm(hf_dir(kind), Device::Cpu).unwrap();
+        tch::no_grad(|| {
+            let mut w = rm.var_store().variables()["score.weight"].shallow_clone();
+            w.copy_(&Tensor::from_slice(&exp.score_weight).unsqueeze(0));
+        });
+        let (ids, mask) = common::right_pad(&exp.sequences, rm.config().pad_id());
+        let got = tch::no_grad(|| rm.score_raw(&ids, &mask, false)).unwrap();
+        let d = max_abs_diff(&got, &Tensor::from_slice(&exp.scores_right_padded));
+        println!("{kind}: max |score diff| vs transformers = {d:e}");
+        assert!(d <= 1e-4, "{kind}: max |score diff| = {d}");
+    }
+}
+
+#[test]
+fn incremental_logits_equal_full_forward_with_left_padding() {
+    for kind in KINDS {
+        let lm = load(kind);
+        let pad = lm.config().pad_id();
+        let (ids, mask) = left_pad(
+            &[
+                vec![5, 6, 7, 8, 9, 10, 11, 12, 13, 14],
+                vec![1, 2, 3, 4],
+                vec![40, 41, 42, 43, 44, 45, 46],
+            ],
+            pad,
+        );
+        let full = tch::no_grad(|| lm.logits(&ids, &mask, false)).unwrap();
+        let mut cache = KvCache::new(lm.config(), 3, 10, Kind::Float, Device::Cpu);
+        let got = tch::no_grad(|| {
+            let h = lm
+                .body()
+                .forward(
+                    &ids.narrow(1, 0, 6),
+                    Some(&mask.narrow(1, 0, 6)),
+                    Some(&mut cache),
+                    false,
+                )
+                .unwrap();
+            let mut got = vec![lm.lm_logits(&h)];
+            for t in 6..10 {
+                let h = lm
+                    .body()
+                    .forward(
+                        &ids.narrow(1, t, 1),
+                        Some(&mask.narrow(1, 0, t + 1)),
+                        Some(&mut cache),
+                        false,
+                    )
+                    .unwrap();
+                got.push(lm.lm_logits(&h));
+            }
+            Tensor::cat(&got, 1)
+        });
+        let pad_rows = mask.to_kind(Kind::Bool).logical_not().unsqueeze(-1);
+        let d = max_abs_diff(
+            &got.masked_fill(&pad_rows, 0.0),
+            &full.masked_fill(&pad_rows, 0.0),
+        );
+        // Logits here are of order 10: 1e-4 is float rounding.
+        assert!(d <= 1e-4, "{kind}: cached vs full {d}");
+        // Left padding changes nothing for a row: its logits alone equal its padded ones.
+        let alone = tch::no_grad(|| {
+            let (i, m) = row(&[1, 2, 3, 4]);
+            lm.logits(&i, &m, false)
+        })
+        .unwrap();
+        let d = max_abs_diff(&full.get(1).narrow(0, 6, 4), &alone.get(0));
+        assert!(d <= 1e-4, "{kind}: padded vs alone {d}");
+    }
+}
+
+#[test]
+fn save_load_is_exact_and_keeps_hf_names_and_shapes() {
+    for kind in KINDS {
+        let lm = load(kind);
+        let exp = expected(kind);
+        let tmp = tempfile::tempdir().unwrap();
+        lm.save(tmp.path().join("ckpt")).unwrap();
+        let saved = read_safetensors(&tmp.path().join("ckpt/model.safetensors")).unwrap();
+        let shapes = |m: &BTreeMap<String, Tensor>| -> BTreeMap<String, Vec<i64>> {
+            m.iter().map(|(k, v)| (k.clone(), v.size())).collect()
+        };
+        // The same names and shapes as the file transformers wrote (a tied lm_head is not
+        // stored), each a parameter of transformers' model.
+        let hf = read_safetensors(&hf_dir(kind).join("model.safetensors")).unwrap();
+        assert_eq!(
+            shapes(&saved),
+            shapes(&hf),
+            "{kind}: names and shapes as transformers"
+        );
+        for (name, shape) in shapes(&saved) {
+            assert_eq!(
+                exp.parameter_shapes.get(&name),
+                Some(&shape),
+                "{kind}: {name}"
+            );
+        }
+        for (name, t) in &hf {
+            assert!(
+                t.equal(&saved[name]),
+                "{kind}: {name} changed in the round trip"
+            );
+        }
+        let back = CausalLm::load(tmp.path().join("ckpt"), Device::Cpu).unwrap();
+        assert_eq!(
+            back.config().as_llama(),
+            lm.config()
+                .as_llama()
+                .map(|c| {
+                    let mut c = c.clone();
+                    c.architectures = Some(vec![lm.config().hf_architecture(true).into()]);
+                    c
+                })
+                .as_ref()
+        );
+        let ids = Tensor::from_slice(&exp.sequences[1]).unsqueeze(0);
+        let a = tch::no_grad(|| lm.logits(&ids, &ids.ones_like(), false)).unwrap();
+        let b = tch::no_grad(|| back.logits(&ids, &ids.ones_like(), false)).unwrap();
+        assert_eq!(max_abs_diff(&a, &b), 0.0);
+        // The reward model made from it saves as a sequence classifier of the same family.
+        let rm = ScalarModel::reward_from_lm(tmp.path().join("ckpt"), Device::Cpu).unwrap();
+        rm.save(tmp.path().join("rm")).unwrap();
+        let cfg: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(tmp.path().join("rm/config.json")).unwrap(),
+        )
+        .unwrap();
+        let want = if kind == "llama" {
+            "LlamaForSequenceClassification"
+        } else {
+            "Qwen2ForSequenceClassification"
+        };
+        assert_eq!(cfg["architectures"][0], want);
+        let rm = ScalarModel::load(tmp.path().join("rm"), Device::Cpu).unwrap();
+        assert_eq!(rm.head_kind(), HeadKind::Reward);
+        let v = ScalarModel::value_from_reward(tmp.path().join("rm"), Device::Cpu).unwrap();
+        let vals = tch::no_grad(|| v.values(&ids, &ids.ones_like(), false)).unwrap();
+        assert_eq!(vals.size(), ids.size());
+    }
+}
+
+/// A file without `lm_head.weight` is a tied model, even when its config says untied.
+#[test]
+fn missing_lm_head_means_tied() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("qwen2-untied-config");
+    std::fs::create_dir(&dir).unwrap();
+    for f in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(hf_dir("qwen2").join(f), dir.join(f)).unwrap();
+    }
+    let mut cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(hf_dir("qwen2").join("config.json")).unwrap(),
+    )
+    .unwrap();
+    cfg["tie_word_embeddings"] = false.into();
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    let lm = CausalLm::load(&dir, Device::Cpu).unwrap();
+    assert!(lm.config().tie_word_embeddings());
+    let exp = expected("qwen2");
+    let (ids, mask) = row(&exp.sequences[0]);
+    let a = tch::no_grad(|| lm.logits(&ids, &mask, false)).unwrap();
+    let b = tch::no_grad(|| load("qwen2").logits(&ids, &mask, false)).unwrap();
+    assert_eq!(max_abs_diff(&a, &b), 0.0);
+}
+
+#[derive(Deserialize)]
+struct TransformersCheck {
+    max_abs_logit_diff: f64,
+}
+
+/// Checkpoints saved by our code load in `transformers` with the same logits:
+/// make_llama_fixture.py `check-rust` recorded the difference; the committed files are what the
+/// current code writes, byte for byte.
+#[test]
+fn our_checkpoints_load_in_transformers() {
+    for kind in KINDS {
+        let dir = fixtures().join(format!("rust-saved-{kind}"));
+        let check: TransformersCheck = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("transformers_check.json")).unwrap(),
+        )
+        .unwrap();
+        println!(
+            "{kind}: transformers on our checkpoint: {:e}",
+            check.max_abs_logit_diff
+        );
+        assert!(check.max_abs_logit_diff < 1e-4, "{kind}");
+        let lm = CausalLm::load(&dir, Device::Cpu).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        lm.save(tmp.path().join("lm")).unwrap();
+        for file in ["model.safetensors", "config.json"] {
+            let a = std::fs::read(tmp.path().join("lm").join(file)).unwrap();
+            let b = std::fs::read(dir.join(file)).unwrap();
+            assert!(
+                a == b,
+                "{kind}: {file} differs from what transformers checked"
+            );
+        }
+    }
+}
+
+#[test]
+fn random_llama_gets_gradients_and_generates() {
+    let mut cfg = LlamaConfig::sized(2, 4, 2, 32, 48, 50, 32);
+    cfg.initializer_range = 0.2;
+    let lm = CausalLm::new(&cfg, Device::Cpu).unwrap();
+    let ids = Tensor::randint(50, [2, 9], (Kind::Int64, Device::Cpu));
+    // Gradients reach every variable.
+    let logits = lm.logits(&ids, &ids.ones_like(), true).unwrap();
+    logits.square().mean(Kind::Float).backward();
+    for (name, v) in lm.var_store().variables() {
+        assert!(v.grad().defined(), "{name} has no gradient");
+    }
+    let out = lm
+        .generate(&ids, &ids.ones_like(), &GenerateConfig::greedy(4))
+        .unwrap();
+    assert_eq!(out.tokens.size(), [2, 4]);
+    let unc = lm
+        .generate_uncached(&ids, &ids.ones_like(), &GenerateConfig::greedy(4))
+        .unwrap();
+    assert_eq!(rows(&out.tokens), rows(&unc.tokens));
+}
+
+#[test]
+fn unknown_model_type_is_a_clear_error() {
+    let err = ModelConfig::from_json(r#"{"model_type": "mamba"}"#).unwrap_err();
+    assert!(
+        err.contains("\"mamba\"") && err.contains("gpt2, llama, qwen2"),
+        "{err}"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("m");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("config.json"), r#"{"model_type": "mistral"}"#).unwrap();
+    let err = CausalLm::load(&dir, Device::Cpu).unwrap_err().to_string();
+    assert!(
+        err.contains("\"mistral\"") && err.contains("llama"),
+        "{err}"
+    );
+    // Llama 3 lists several EOS ids: the first is used.
+    let c = ModelConfig::from_json(r#"{"model_type": "llama", "eos_token_id": [7, 9]}"#).unwrap();
+    assert_eq!(c.eos_token_id(), Some(7));
+    let err = ModelConfig::from_json(r#"{"model_type": "llama", "num_attention_heads": 6, "num_key_value_heads": 4, "hidden_size": 48}"#).unwrap_err();
+    assert!(err.contains("num_key_value_heads"), "{err}");
+}
