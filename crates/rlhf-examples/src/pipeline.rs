@@ -1087,7 +1087,10 @@ pub fn evaluate_models(
     // The base model is prompted with labeler demonstrations (the only answers the pipeline
     // has), habits included.
     let shots = crate::toy_eval::Shot::from_demonstrations(&data.sft_train, 64);
-    anyhow::ensure!(!shots.is_empty(), "no demonstration to prompt the base model with");
+    anyhow::ensure!(
+        !shots.is_empty(),
+        "no demonstration to prompt the base model with"
+    );
     let ev = EvalPrompts::new(&data.world.heldout_prompts, &shots, cfg.eval_prompts, col)
         .context("building the evaluation prompts")?;
     let heldout: Vec<&str> = data
