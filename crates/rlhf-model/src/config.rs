@@ -191,17 +191,11 @@ impl Gpt2Config {
                 self.n_embd, self.n_head
             )));
         }
-        for (name, p) in [
+        check_dropouts(&[
             ("resid_pdrop", self.resid_pdrop),
             ("embd_pdrop", self.embd_pdrop),
             ("attn_pdrop", self.attn_pdrop),
-        ] {
-            if !(0.0..1.0).contains(&p) {
-                return Err(ModelError::Config(format!(
-                    "{name} must be in [0, 1), got {p}"
-                )));
-            }
-        }
+        ])?;
         if self.layer_norm_epsilon <= 0.0 {
             return Err(ModelError::Config(
                 "layer_norm_epsilon must be positive".into(),
@@ -249,4 +243,16 @@ impl Gpt2Config {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a Gpt2Config always serializes")
     }
+}
+
+/// Checks that every named dropout probability is in `[0, 1)` (shared by the config types).
+pub(crate) fn check_dropouts(named: &[(&str, f64)]) -> Result<()> {
+    for &(name, p) in named {
+        if !(0.0..1.0).contains(&p) {
+            return Err(ModelError::Config(format!(
+                "{name} must be in [0, 1), got {p}"
+            )));
+        }
+    }
+    Ok(())
 }

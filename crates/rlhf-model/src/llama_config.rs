@@ -318,17 +318,11 @@ impl LlamaConfig {
                 self.model_type
             )));
         }
-        for (name, p) in [
+        crate::config::check_dropouts(&[
             ("attention_dropout", self.attention_dropout),
             ("resid_pdrop", self.resid_pdrop),
             ("embd_pdrop", self.embd_pdrop),
-        ] {
-            if !(0.0..1.0).contains(&p) {
-                return Err(ModelError::Config(format!(
-                    "{name} must be in [0, 1), got {p}"
-                )));
-            }
-        }
+        ])?;
         if self.rms_norm_eps <= 0.0 {
             return Err(ModelError::Config("rms_norm_eps must be positive".into()));
         }
