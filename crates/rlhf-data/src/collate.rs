@@ -26,6 +26,7 @@ use std::path::Path;
 use rayon::prelude::*;
 use tokenizers::Tokenizer;
 
+use crate::chat::ChatTemplate;
 use crate::error::{Error, Result};
 use crate::records::{Demonstration, Ranking};
 
@@ -714,10 +715,15 @@ pub fn special_token_id(tokenizer: &Tokenizer, token: &str) -> Result<u32> {
 /// Text is encoded without the tokenizer's own special tokens or post-processing; the prompt
 /// and the response are encoded separately and concatenated, and the EOS is added by the
 /// collation rules of [`CollateConfig`].
+///
+/// With a chat template ([`Collator::with_chat_template`]), every prompt (of demonstrations,
+/// rankings and prompt batches, and [`Collator::encode_prompt`]) is first rendered as one user
+/// message followed by the template's generation prompt; responses are encoded as they are.
 #[derive(Clone)]
 pub struct Collator {
     tokenizer: Tokenizer,
     config: CollateConfig,
+    chat: Option<ChatTemplate>,
 }
 
 impl std::fmt::Debug for Collator {
@@ -725,6 +731,7 @@ impl std::fmt::Debug for Collator {
         f.debug_struct("Collator")
             .field("vocab_size", &self.tokenizer.get_vocab_size(true))
             .field("config", &self.config)
+            .field("chat_template", &self.chat.is_some())
             .finish()
     }
 }
@@ -733,7 +740,31 @@ impl Collator {
     /// A collator with explicit ids in `config`.
     pub fn new(tokenizer: Tokenizer, config: CollateConfig) -> Result<Self> {
         config.validate()?;
-        Ok(Collator { tokenizer, config })
+        Ok(Collator {
+            tokenizer,
+            config,
+            chat: None,
+        })
+    }
+
+    /// Renders prompts through `template` (or, with `None`, encodes them as they are).
+    pub fn with_chat_template(mut self, template: Option<ChatTemplate>) -> Self {
+        self.chat = template;
+        self
+    }
+
+    /// The chat template prompts are rendered with, if any.
+    pub fn chat_template(&self) -> Option<&ChatTemplate> {
+        self.chat.as_ref()
+    }
+
+    /// Encodes a prompt: rendered through the chat template when there is one, else as
+    /// [`Collator::encode`].
+    pub fn encode_prompt(&self, prompt: &str) -> Result<Vec<u32>> {
+        match &self.chat {
+            Some(t) => self.encode(&t.render_prompt(prompt)?),
+            None => self.encode(prompt),
+        }
     }
 
     /// A collator whose EOS and pad tokens are looked up by name (often both `<|endoftext|>`),
@@ -790,7 +821,7 @@ impl Collator {
     /// Tokenizes a demonstration.
     pub fn tokenize_demonstration(&self, d: &Demonstration) -> Result<TokenizedPair> {
         Ok(TokenizedPair {
-            prompt: self.encode(&d.prompt)?,
+            prompt: self.encode_prompt(&d.prompt)?,
             response: self.encode(&d.response)?,
         })
     }
@@ -798,7 +829,7 @@ impl Collator {
     /// Tokenizes a ranking.
     pub fn tokenize_ranking(&self, r: &Ranking) -> Result<TokenizedRanking> {
         Ok(TokenizedRanking {
-            prompt: self.encode(&r.prompt)?,
+            prompt: self.encode_prompt(&r.prompt)?,
             responses: r
                 .responses
                 .iter()
@@ -839,11 +870,12 @@ impl Collator {
         collate_sft(&pairs, &self.config)
     }
 
-    /// Tokenizes and collates prompts into a left-padded [`PromptBatch`].
+    /// Tokenizes (through the chat template, if any) and collates prompts into a left-padded
+    /// [`PromptBatch`].
     pub fn prompt_batch<S: AsRef<str>>(&self, prompts: &[S]) -> Result<PromptBatch> {
         let ids = prompts
             .iter()
-            .map(|p| self.encode(p.as_ref()))
+            .map(|p| self.encode_prompt(p.as_ref()))
             .collect::<Result<Vec<_>>>()?;
         collate_prompts(&ids, &self.config)
     }

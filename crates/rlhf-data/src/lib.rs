@@ -11,6 +11,9 @@
 //! * [`collate`] — tokenization with an HF `tokenizer.json`, truncation, padding, attention
 //!   and loss masks, reward-model grouping and pretraining packing, as plain row-major
 //!   buffers (`Vec<i64>` / `Vec<f32>` with explicit shapes) that trainers turn into tensors.
+//! * [`chat`] — chat templates (the Jinja `chat_template` of Hugging Face checkpoints),
+//!   rendered as `transformers`' `apply_chat_template` does; a [`collate::Collator`] can render
+//!   every prompt through one.
 //! * [`toy`] — the seeded synthetic "toy world": tasks a tiny model can learn, users,
 //!   demonstrations, a pretraining corpus, a gold score, simulated labelers calibrated to the
 //!   paper's 73% inter-labeler agreement, and a word-level tokenizer.
@@ -20,6 +23,7 @@
 
 #![warn(missing_docs)]
 
+pub mod chat;
 pub mod collate;
 pub mod error;
 pub mod hygiene;

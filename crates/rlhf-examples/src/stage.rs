@@ -26,6 +26,10 @@ pub struct CommonArgs {
     /// auto (CUDA when available), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Encode prompts as they are, even when the checkpoint has a chat template (by default
+    /// the stages that read prompts render each one through it as a user message).
+    #[arg(long)]
+    pub no_chat_template: bool,
 }
 
 impl CommonArgs {
@@ -235,11 +239,14 @@ pub fn special_ids(model: &CausalLm) -> anyhow::Result<(u32, u32)> {
     Ok((eos as u32, pad as u32))
 }
 
-/// The checkpoint's tokenizer as a data collator with the model's special tokens and limits.
+/// The checkpoint's tokenizer as a data collator with the model's special tokens and limits;
+/// with `chat`, prompts are rendered through the checkpoint's chat template when it has one
+/// (see [`chat_template`]).
 pub fn collator(
     model: &CausalLm,
     max_prompt: usize,
     max_response: usize,
+    chat: bool,
 ) -> anyhow::Result<rlhf_data::collate::Collator> {
     let tok = model
         .tokenizer()
@@ -247,5 +254,39 @@ pub fn collator(
     let (eos, pad) = special_ids(model)?;
     let cfg =
         rlhf_data::collate::CollateConfig::new(eos, pad).with_limits(max_prompt, max_response);
-    Ok(rlhf_data::collate::Collator::new(tok.inner().clone(), cfg)?)
+    Ok(rlhf_data::collate::Collator::new(tok.inner().clone(), cfg)?
+        .with_chat_template(chat_template(tok, chat)?))
+}
+
+/// The chat template of a checkpoint's tokenizer (from its `tokenizer_config.json` or
+/// `chat_template.jinja`), or `None` when it has none or `enabled` is false (the stages'
+/// `--no-chat-template`). Says on stderr which one applies, since it changes every prompt.
+pub fn chat_template(
+    tok: &rlhf_model::tokenizer::Tokenizer,
+    enabled: bool,
+) -> anyhow::Result<Option<rlhf_data::chat::ChatTemplate>> {
+    let Some(config) = tok.tokenizer_config() else {
+        return Ok(None);
+    };
+    let template =
+        rlhf_data::chat::ChatTemplate::from_tokenizer_config(config).with_context(|| {
+            format!(
+                "the tokenizer_config.json beside {}",
+                tok.source().display()
+            )
+        })?;
+    match (template, enabled) {
+        (Some(t), true) => {
+            eprintln!(
+                "[chat] prompts are rendered through the checkpoint's chat template \
+                 (--no-chat-template encodes them as they are)"
+            );
+            Ok(Some(t))
+        }
+        (Some(_), false) => {
+            eprintln!("[chat] --no-chat-template: prompts are encoded as they are");
+            Ok(None)
+        }
+        (None, _) => Ok(None),
+    }
 }

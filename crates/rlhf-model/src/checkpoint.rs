@@ -20,6 +20,10 @@ pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 /// Our own metadata.
 pub const META_FILE: &str = "rlhf.json";
+/// Hugging Face's tokenizer settings (special tokens, `chat_template`), kept with the tokenizer.
+pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
+/// The chat template as its own file (newer `transformers` write it so).
+pub const CHAT_TEMPLATE_FILE: &str = "chat_template.jinja";
 
 /// What head a checkpoint carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,7 +141,8 @@ pub(crate) fn read_checkpoint(dir: &Path) -> Result<CheckpointFiles> {
     let meta = meta.unwrap_or_else(|| CheckpointMeta::new(head));
     let tok_path = dir.join(TOKENIZER_FILE);
     let tokenizer = if tok_path.exists() {
-        let tok = Tokenizer::from_file(&tok_path)?;
+        let mut tok = Tokenizer::from_file(&tok_path)?;
+        tok.set_tokenizer_config(read_tokenizer_config(&dir)?);
         if tok.vocab_size() as i64 > config.vocab_size() {
             return Err(ModelError::ckpt(
                 &dir,
@@ -161,6 +166,39 @@ pub(crate) fn read_checkpoint(dir: &Path) -> Result<CheckpointFiles> {
         tensors,
         tokenizer,
     })
+}
+
+/// `tokenizer_config.json`, with the template of `chat_template.jinja` (which wins, as in
+/// `transformers`) as its `chat_template`; `None` when the checkpoint has neither.
+fn read_tokenizer_config(dir: &Path) -> Result<Option<serde_json::Value>> {
+    let path = dir.join(TOKENIZER_CONFIG_FILE);
+    let mut config = if path.exists() {
+        let text = std::fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| ModelError::Json {
+                path: path.clone(),
+                msg: e.to_string(),
+            })?;
+        if !value.is_object() {
+            return Err(ModelError::Json {
+                path,
+                msg: "expected a JSON object".into(),
+            });
+        }
+        Some(value)
+    } else {
+        None
+    };
+    let jinja = dir.join(CHAT_TEMPLATE_FILE);
+    if jinja.exists() {
+        let text = std::fs::read_to_string(&jinja).map_err(|e| ModelError::io(&jinja, e))?;
+        config
+            .get_or_insert_with(|| serde_json::json!({}))
+            .as_object_mut()
+            .expect("checked above")
+            .insert("chat_template".into(), text.into());
+    }
+    Ok(config)
 }
 
 pub(crate) fn write_checkpoint(
@@ -197,6 +235,10 @@ pub(crate) fn write_checkpoint_with(
     ];
     if let Some(tok) = tokenizer {
         files.push((TOKENIZER_FILE, tok.to_json()?.into_bytes()));
+        if let Some(tc) = tok.tokenizer_config() {
+            let text = serde_json::to_string_pretty(tc).expect("JSON serializes");
+            files.push((TOKENIZER_CONFIG_FILE, text.into_bytes()));
+        }
     }
     let meta_json = serde_json::to_string_pretty(meta).expect("metadata serializes");
     files.extend(extra);

@@ -3,11 +3,14 @@
 use crate::error::{ModelError, Result};
 use std::path::{Path, PathBuf};
 
-/// A `tokenizer.json` tokenizer (any model the `tokenizers` crate knows: BPE, WordLevel, ...).
+/// A `tokenizer.json` tokenizer (any model the `tokenizers` crate knows: BPE, WordLevel, ...),
+/// with the checkpoint's `tokenizer_config.json` when it has one (special tokens, chat
+/// template), which is kept as read and written back when the checkpoint is saved.
 #[derive(Clone)]
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     source: PathBuf,
+    config: Option<serde_json::Value>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -33,6 +36,7 @@ impl Tokenizer {
         Ok(Tokenizer {
             inner,
             source: path.to_path_buf(),
+            config: None,
         })
     }
 
@@ -41,6 +45,7 @@ impl Tokenizer {
         Tokenizer {
             inner,
             source: PathBuf::from("<memory>"),
+            config: None,
         }
     }
 
@@ -86,6 +91,22 @@ impl Tokenizer {
     /// The wrapped `tokenizers::Tokenizer`.
     pub fn inner(&self) -> &tokenizers::Tokenizer {
         &self.inner
+    }
+
+    /// The checkpoint's `tokenizer_config.json` (with `chat_template` filled in from
+    /// `chat_template.jinja` when the checkpoint has that file instead).
+    pub fn tokenizer_config(&self) -> Option<&serde_json::Value> {
+        self.config.as_ref()
+    }
+
+    /// Sets the `tokenizer_config.json` saved with the tokenizer.
+    pub fn set_tokenizer_config(&mut self, config: Option<serde_json::Value>) {
+        self.config = config;
+    }
+
+    /// The chat template's source (`chat_template` of `tokenizer_config.json`), if a string.
+    pub fn chat_template(&self) -> Option<&str> {
+        self.config.as_ref()?.get("chat_template")?.as_str()
     }
 
     /// Where it was loaded from.

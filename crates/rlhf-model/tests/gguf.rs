@@ -293,7 +293,18 @@ fn llama_fixture_round_trips_through_gguf() {
         .unwrap();
         assert_eq!(tc["chat_template"], "{{ messages }}");
         assert_eq!(tc["eos_token"], "<|endoftext|>");
-        assert_eq!(lm.meta().extra["chat_template"], "{{ messages }}");
+        assert_eq!(
+            lm.tokenizer().unwrap().chat_template(),
+            Some("{{ messages }}")
+        );
+        // The template travels with the tokenizer through a later save.
+        let again = out.with_extension("resaved");
+        lm.save(&again).unwrap();
+        let back = CausalLm::load(&again, Device::Cpu).unwrap();
+        assert_eq!(
+            back.tokenizer().unwrap().chat_template(),
+            Some("{{ messages }}")
+        );
     }
     // f16 weights: close to the f32 import, not equal.
     let d = f64::try_from((&logits[0] - &logits[1]).abs().max()).unwrap();

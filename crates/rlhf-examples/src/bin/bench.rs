@@ -1,17 +1,14 @@
 //! The workloads of WORKLOAD.md; prints one JSON line per run.
 //!
-//! `bench --workload gen|matmul --size tiny|gpt2-small [--device cpu|cuda] [--dtype f32|bf16]`
-//! (`--workload gen` also takes `--size smollm2`: SmolLM2-135M's Llama shape).
+//! `bench --workload gen|sft|rm|ppo|matmul --size tiny|gpt2-small [--device cpu|cuda]
+//! [--dtype f32|bf16]` (`gen` and `sft` also take `--size smollm2`: SmolLM2-135M's Llama shape).
 
 use clap::Parser;
 use rlhf_examples::{
-    device_name, gen_flops, kind_name, matmul_peak_gflops, time_median, train_flops,
-    workload_config,
+    bench_model_config, device_name, gen_flops, kind_name, matmul_peak_gflops, time_median,
+    train_flops,
 };
-use rlhf_model::flops::model_forward_flops;
-use rlhf_model::{
-    parse_device, parse_kind, CausalLm, GenerateConfig, LlamaConfig, ModelConfig, Policy,
-};
+use rlhf_model::{parse_device, parse_kind, CausalLm, GenerateConfig, Policy};
 use serde_json::json;
 use tch::{Kind, Tensor};
 
@@ -24,7 +21,8 @@ struct Args {
     /// device and dtype). With --dtype bf16, sft uses bf16 autocast over f32 weights.
     #[arg(long)]
     workload: String,
-    /// tiny or gpt2-small; for gen also smollm2 (SmolLM2-135M's Llama shape, random weights).
+    /// tiny or gpt2-small; for gen and sft also smollm2 (SmolLM2-135M-Instruct's Llama shape,
+    /// random weights: the timings depend on the shape only).
     #[arg(long, default_value = "tiny")]
     size: String,
     /// cpu, cuda, cuda:N or auto.
@@ -41,16 +39,6 @@ struct Args {
     warmup: usize,
 }
 
-/// The model of `--workload gen`: a WORKLOAD.md size, or `smollm2`.
-fn gen_model_config(size: &str) -> anyhow::Result<ModelConfig> {
-    Ok(match size {
-        "smollm2" => LlamaConfig::smollm2_135m().into(),
-        other => workload_config(other)
-            .map_err(|e| anyhow::anyhow!("{e} (or smollm2 for --workload gen)"))?
-            .into(),
-    })
-}
-
 fn main() -> anyhow::Result<()> {
     rlhf_examples::init_runtime();
     let args = Args::parse();
@@ -64,7 +52,7 @@ fn main() -> anyhow::Result<()> {
     let line = match args.workload.as_str() {
         "matmul" => json!({"workload": "matmul", "matmul_peak_gflops": peak}),
         "gen" => {
-            let cfg = gen_model_config(&args.size)?;
+            let cfg = bench_model_config(&args.size)?;
             tch::manual_seed(0);
             let mut lm = CausalLm::new(&cfg, device)?;
             lm.set_kind(kind);
@@ -80,18 +68,7 @@ fn main() -> anyhow::Result<()> {
                 let out = lm.generate(&prompts, &mask, &gen).expect("generation");
                 assert_eq!(out.tokens.size(), [b, n]);
             });
-            let flops = match cfg.as_gpt2() {
-                Some(c) => gen_flops(c, b, p, n),
-                None => {
-                    // Prefill (causal: (p + 1) / 2 keys on average, head on the last position),
-                    // then one token per row per step.
-                    let (b, p) = (b as f64, p as f64);
-                    (0..n).fold(
-                        model_forward_flops(&cfg, b * p, (p + 1.0) / 2.0, b),
-                        |f, i| f + model_forward_flops(&cfg, b, p + i as f64 + 1.0, b),
-                    )
-                }
-            };
+            let flops = gen_flops(&cfg, b, p, n);
             json!({
                 "workload": "gen",
                 "tokens_per_s": (b * n) as f64 / secs,
@@ -102,7 +79,7 @@ fn main() -> anyhow::Result<()> {
             })
         }
         "sft" => {
-            let cfg = workload_config(&args.size)?;
+            let cfg = bench_model_config(&args.size)?;
             // As SftTrainer does on the CPU: reuse freed memory instead of faulting fresh pages
             // in every step.
             let retained = device == tch::Device::Cpu && rlhf_model::train::retain_freed_memory();
@@ -112,7 +89,7 @@ fn main() -> anyhow::Result<()> {
                 lm.set_autocast(Some(Kind::BFloat16));
             }
             let (b, t) = (8i64, 256i64);
-            let ids = Tensor::randint(cfg.vocab_size, [b, t], (Kind::Int64, device));
+            let ids = Tensor::randint(cfg.vocab_size(), [b, t], (Kind::Int64, device));
             let mask = ids.ones_like();
             let loss_mask = Tensor::cat(
                 &[

@@ -48,6 +48,9 @@ struct Args {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
+    /// Encode prompts as they are, even when --a has a chat template.
+    #[arg(long)]
+    no_chat_template: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -94,14 +97,17 @@ fn main() -> anyhow::Result<()> {
     }
     let prompts: Vec<PromptRecord> = read_records(&args.prompts, false)?;
     let prompts = &prompts[..prompts.len().min(args.max_prompts)];
-    let col = collator(&a, max_prompt as usize, args.max_new_tokens as usize)?;
-    let col_b = collator(&b, max_prompt as usize, args.max_new_tokens as usize)?;
-    if col.tokenizer().get_vocab(true) != col_b.tokenizer().get_vocab(true) {
+    let chat = !args.no_chat_template;
+    let col = collator(&a, max_prompt as usize, args.max_new_tokens as usize, chat)?;
+    let tok_b = b
+        .tokenizer()
+        .context("--b has no tokenizer.json: evaluate needs one to read its answers")?;
+    if col.tokenizer().get_vocab(true) != tok_b.inner().get_vocab(true) {
         anyhow::bail!("--a and --b use different tokenizers: compare models that share one");
     }
     let ids: Vec<Vec<u32>> = prompts
         .iter()
-        .map(|p| col.encode(&p.prompt))
+        .map(|p| col.encode_prompt(&p.prompt))
         .collect::<Result<_, _>>()?;
     let ans_a = answers(&a, &ids, &col, args.max_new_tokens, None, 64)?;
     let ans_b = answers(&b, &ids, &col, args.max_new_tokens, None, 64)?;
@@ -111,7 +117,7 @@ fn main() -> anyhow::Result<()> {
             let score = |ans: &[String]| -> anyhow::Result<Vec<f64>> {
                 let mut out = vec![];
                 for (p, r) in prompts.iter().zip(ans) {
-                    let mut t = cc.truncate_prompt(&col.encode(&p.prompt)?).to_vec();
+                    let mut t = cc.truncate_prompt(&col.encode_prompt(&p.prompt)?).to_vec();
                     let r = col.encode(r)?;
                     t.extend(&r[..r.len().min(args.max_new_tokens as usize)]);
                     t.push(col.config().eos_id);

@@ -5,7 +5,7 @@
 
 use anyhow::bail;
 use clap::Parser;
-use rlhf_examples::stage::load_lm;
+use rlhf_examples::stage::{chat_template, load_lm};
 use rlhf_model::{parse_device, parse_kind, GenerateConfig, LoadOptions, Policy};
 use tch::Tensor;
 
@@ -42,6 +42,10 @@ struct Args {
     /// f32 or bf16.
     #[arg(long, default_value = "f32")]
     dtype: String,
+    /// Encode the prompt as it is, even when the checkpoint has a chat template (by default it
+    /// is rendered through the template as one user message).
+    #[arg(long)]
+    no_chat_template: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -76,7 +80,10 @@ fn main() -> anyhow::Result<()> {
             args.model.display()
         );
     };
-    let ids = tok.encode(&args.prompt)?;
+    let ids = match chat_template(tok, !args.no_chat_template)? {
+        Some(t) => tok.encode(&t.render_prompt(&args.prompt)?)?,
+        None => tok.encode(&args.prompt)?,
+    };
     if ids.is_empty() {
         bail!("the prompt is empty after tokenization");
     }

@@ -45,7 +45,7 @@ use rlhf_data::collate::pack_documents;
 use rlhf_data::records::PromptRecord;
 use rlhf_examples::data::{read_records, read_texts};
 use rlhf_examples::run::{load_config, Progress, RunDir};
-use rlhf_examples::stage::{check_same_vocab, load_reward, special_ids, CommonArgs};
+use rlhf_examples::stage::{chat_template, check_same_vocab, load_reward, special_ids, CommonArgs};
 use rlhf_model::{
     parse_kind, CausalLm, CheckpointMeta, HeadKind, LoadOptions, Policy, ScalarModel,
 };
@@ -220,6 +220,7 @@ fn main() -> anyhow::Result<()> {
         .context("--policy has no tokenizer.json: ppo needs it to read the prompts")?
         .clone();
     let (eos, pad) = special_ids(&reference)?;
+    let chat = chat_template(&tok, !args.common.no_chat_template)?;
 
     // A run resumed from a checkpoint takes its policy and value function from there; else
     // they start from --policy and --value (or --reward).
@@ -247,9 +248,14 @@ fn main() -> anyhow::Result<()> {
     let records: Vec<PromptRecord> = read_records(&args.prompts, cfg.lenient)?;
     let mut prompts: Vec<Vec<i64>> = Vec::with_capacity(records.len());
     for r in &records {
-        let ids = tok
-            .encode(&r.prompt)
-            .with_context(|| format!("{}: prompt {}", args.prompts.display(), r.id))?;
+        let ids = match &chat {
+            Some(t) => t
+                .render_prompt(&r.prompt)
+                .map_err(anyhow::Error::from)
+                .and_then(|text| Ok(tok.encode(&text)?)),
+            None => tok.encode(&r.prompt).map_err(anyhow::Error::from),
+        }
+        .with_context(|| format!("{}: prompt {}", args.prompts.display(), r.id))?;
         if ids.is_empty() {
             bail!(
                 "{}: prompt {} has no tokens after tokenization",

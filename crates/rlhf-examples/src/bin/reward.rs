@@ -23,7 +23,7 @@ use rlhf_data::hygiene::split_by_user;
 use rlhf_data::records::{Demonstration, Ranking};
 use rlhf_examples::data::read_records;
 use rlhf_examples::run::{load_config, Progress};
-use rlhf_examples::stage::CommonArgs;
+use rlhf_examples::stage::{chat_template, CommonArgs};
 use rlhf_model::{CheckpointMeta, HeadKind, LoadOptions, ScalarModel};
 use rlhf_reward::toy::gold_scores;
 use rlhf_reward::trainer::{latest_checkpoint, RankingData, RewardTrainConfig, RewardTrainer};
@@ -107,7 +107,7 @@ fn init_model(dir: &Path, opts: LoadOptions) -> anyhow::Result<ScalarModel> {
     Ok(model)
 }
 
-fn collator(model: &ScalarModel, cfg: &RewardRunConfig) -> anyhow::Result<Collator> {
+fn collator(model: &ScalarModel, cfg: &RewardRunConfig, chat: bool) -> anyhow::Result<Collator> {
     let tok = model
         .tokenizer()
         .context("the checkpoint has no tokenizer.json: the reward stage needs one to read text")?;
@@ -127,7 +127,7 @@ fn collator(model: &ScalarModel, cfg: &RewardRunConfig) -> anyhow::Result<Collat
             cfg.max_prompt_tokens + cfg.max_response_tokens
         );
     }
-    Ok(Collator::new(tok.inner().clone(), collate)?)
+    Ok(Collator::new(tok.inner().clone(), collate)?.with_chat_template(chat_template(tok, chat)?))
 }
 
 fn read_rankings(paths: &[PathBuf], lenient: bool) -> anyhow::Result<Vec<Ranking>> {
@@ -188,7 +188,7 @@ fn main() -> anyhow::Result<()> {
     tch::manual_seed(cfg.train.seed as i64);
     let model =
         init_model(&args.init, opts).with_context(|| format!("--init {}", args.init.display()))?;
-    let col = collator(&model, &cfg)?;
+    let col = collator(&model, &cfg, !args.common.no_chat_template)?;
     let train_tok = col.tokenize_rankings(&train)?;
     let valid_data = if valid.is_empty() {
         None

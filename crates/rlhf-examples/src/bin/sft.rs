@@ -113,6 +113,7 @@ fn main() -> anyhow::Result<()> {
         &model,
         cfg.train.max_prompt_tokens,
         cfg.train.max_response_tokens,
+        !args.common.no_chat_template,
     )?;
     let n_positions = model.config().n_positions();
     let to_data = |d: &[Demonstration], file: &Path| -> anyhow::Result<LmData> {
@@ -134,7 +135,7 @@ fn main() -> anyhow::Result<()> {
             let prompts: Vec<Vec<u32>> = valid
                 .iter()
                 .take(cfg.selection_prompts)
-                .map(|d| col.encode(&d.prompt))
+                .map(|d| col.encode_prompt(&d.prompt))
                 .collect::<Result<_, _>>()?;
             if prompts.is_empty() {
                 anyhow::bail!(

@@ -98,6 +98,7 @@ pub fn bin(name: &str) -> &'static str {
         "evaluate" => env!("CARGO_BIN_EXE_evaluate"),
         "generate" => env!("CARGO_BIN_EXE_generate"),
         "init-model" => env!("CARGO_BIN_EXE_init-model"),
+        "import-gguf" => env!("CARGO_BIN_EXE_import-gguf"),
         "pipeline" => env!("CARGO_BIN_EXE_pipeline"),
         other => panic!("no binary {other}"),
     }

@@ -1,8 +1,8 @@
 //! A Llama-family GGUF (llama.cpp) as an ordinary checkpoint directory: `config.json`
 //! (`model_type` llama or qwen2), `model.safetensors` with Hugging Face names (dequantized to
 //! f32; llama.cpp's Q/K row permutation undone), `tokenizer.json` built from the metadata
-//! (byte-level BPE), `tokenizer_config.json` with the chat template, and our `rlhf.json` (which
-//! keeps the chat template too, as `chat_template`).
+//! (byte-level BPE), `tokenizer_config.json` with the special tokens and the chat template
+//! (which travels with the tokenizer through every later save), and our `rlhf.json`.
 
 use super::{GgufFile, GgufValue};
 use crate::checkpoint::load_into_varstore;
@@ -340,18 +340,10 @@ pub fn import_gguf(gguf: impl AsRef<Path>, out: impl AsRef<Path>) -> Result<Impo
     let mut lm = CausalLm::new(&cfg, Device::Cpu)?;
     let n_tensors = tensors.len();
     load_into_varstore(lm.var_store(), tensors, &g.path, &[], "model")?;
-    lm.set_tokenizer(tokenizer)?;
     let template = meta_str(&g, "tokenizer.chat_template").map(str::to_string);
-    let meta = lm.meta_mut();
-    meta.extra
-        .insert("source".into(), json!(g.path.display().to_string()));
-    if let Some(t) = &template {
-        meta.extra.insert("chat_template".into(), json!(t));
-    }
     let token = |key: &str| -> Value {
         let id = g.get(key).and_then(GgufValue::as_u64);
-        let tok = lm.tokenizer().expect("set above").inner();
-        match id.and_then(|i| tok.id_to_token(i as u32)) {
+        match id.and_then(|i| tokenizer.inner().id_to_token(i as u32)) {
             Some(s) => json!(s),
             None => Value::Null,
         }
@@ -366,16 +358,13 @@ pub fn import_gguf(gguf: impl AsRef<Path>, out: impl AsRef<Path>) -> Result<Impo
         "chat_template": template,
         "model_max_length": cfg.max_position_embeddings,
     });
-    let out = out.as_ref();
-    lm.save_with(
-        out,
-        vec![(
-            "tokenizer_config.json",
-            serde_json::to_string_pretty(&tok_config)
-                .expect("JSON serializes")
-                .into_bytes(),
-        )],
-    )?;
+    let mut tokenizer = tokenizer;
+    tokenizer.set_tokenizer_config(Some(tok_config));
+    lm.set_tokenizer(tokenizer)?;
+    let meta = lm.meta_mut();
+    meta.extra
+        .insert("source".into(), json!(g.path.display().to_string()));
+    lm.save(out.as_ref())?;
     Ok(ImportReport {
         config: cfg,
         n_tensors,

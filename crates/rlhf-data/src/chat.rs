@@ -1,0 +1,243 @@
+//! Chat templates: rendering prompts the way an instruction-tuned model was trained to read them.
+//!
+//! Hugging Face checkpoints of chat models carry a Jinja template (`chat_template` in
+//! `tokenizer_config.json`, or a `chat_template.jinja` file) that turns a list of messages into
+//! the model's prompt text, for SmolLM2 for example
+//!
+//! ```text
+//! <|im_start|>system
+//! You are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>
+//! <|im_start|>user
+//! What is 2+2?<|im_end|>
+//! <|im_start|>assistant
+//! ```
+//!
+//! [`ChatTemplate`] renders such templates with [minijinja](https://docs.rs/minijinja) the way
+//! `transformers`' `apply_chat_template` does: the variables `messages`, `add_generation_prompt`,
+//! `bos_token` and `eos_token`, the function `raise_exception`, and Python's string and dict
+//! methods (`.strip()`, `.startswith()`, `.items()`, ...) through `minijinja-contrib`'s pycompat.
+//! The rendered text holds the special tokens as text (`<|im_start|>`); the tokenizer maps them
+//! to their ids because they are added tokens, so it is encoded without adding special tokens, as
+//! `apply_chat_template(..., tokenize=True)` does.
+//!
+//! The stages render a record's prompt as one user message followed by the generation prompt
+//! ([`ChatTemplate::render_prompt`]); the response is what the model writes after it.
+
+use crate::error::{Error, Result};
+use minijinja::{context, Environment, ErrorKind};
+use serde::Serialize;
+use std::sync::Arc;
+
+const NAME: &str = "chat_template";
+
+/// One message of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChatMessage {
+    /// `system`, `user` or `assistant` (templates may know others).
+    pub role: String,
+    /// The text.
+    pub content: String,
+}
+
+impl ChatMessage {
+    /// A message from `role`.
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+
+    /// A user message.
+    pub fn user(content: impl Into<String>) -> Self {
+        Self::new("user", content)
+    }
+}
+
+/// A compiled chat template with the special tokens it may refer to. Cheap to clone.
+#[derive(Clone)]
+pub struct ChatTemplate {
+    env: Arc<Environment<'static>>,
+    source: Arc<str>,
+    bos_token: String,
+    eos_token: String,
+}
+
+impl std::fmt::Debug for ChatTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatTemplate")
+            .field("bytes", &self.source.len())
+            .field("bos_token", &self.bos_token)
+            .field("eos_token", &self.eos_token)
+            .finish()
+    }
+}
+
+impl ChatTemplate {
+    /// Compiles `source`; `bos_token` and `eos_token` are the texts the template's variables of
+    /// those names hold (empty when the tokenizer has none). A syntax error is reported with its
+    /// line.
+    pub fn new(
+        source: impl Into<String>,
+        bos_token: impl Into<String>,
+        eos_token: impl Into<String>,
+    ) -> Result<Self> {
+        let source: String = source.into();
+        let mut env = Environment::new();
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        // Templates strip the template's own newlines the way transformers configures Jinja.
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
+        env.add_function("raise_exception", |msg: String| -> Result<String, _> {
+            Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
+        });
+        env.add_template_owned(NAME, source.clone())
+            .map_err(|e| Error::Config(format!("chat template: {}", describe(&e))))?;
+        Ok(ChatTemplate {
+            env: Arc::new(env),
+            source: source.into(),
+            bos_token: bos_token.into(),
+            eos_token: eos_token.into(),
+        })
+    }
+
+    /// Reads the template from a Hugging Face `tokenizer_config.json` value: `chat_template` as
+    /// a string, or as a list of `{"name", "template"}` (the one named `default`), with
+    /// `bos_token` / `eos_token` as strings or `{"content": ...}` objects. `None` when it has
+    /// no template.
+    pub fn from_tokenizer_config(config: &serde_json::Value) -> Result<Option<Self>> {
+        let source = match config.get("chat_template") {
+            None | Some(serde_json::Value::Null) => return Ok(None),
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Array(list)) => {
+                let named = |want: &str| {
+                    list.iter().find_map(|t| {
+                        (t.get("name")?.as_str()? == want)
+                            .then(|| t.get("template")?.as_str().map(str::to_string))
+                            .flatten()
+                    })
+                };
+                named("default").ok_or_else(|| {
+                    Error::Config(
+                        "chat_template is a list of named templates without one named \
+                         \"default\""
+                            .into(),
+                    )
+                })?
+            }
+            Some(other) => {
+                return Err(Error::Config(format!(
+                    "chat_template: expected a string or a list of {{\"name\", \"template\"}}, \
+                     found {other}"
+                )))
+            }
+        };
+        let token = |key: &str| -> String {
+            match config.get(key) {
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(serde_json::Value::Object(o)) => o
+                    .get("content")
+                    .and_then(|c| c.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+                _ => String::new(),
+            }
+        };
+        Self::new(source, token("bos_token"), token("eos_token")).map(Some)
+    }
+
+    /// The template's source.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Renders a conversation; `add_generation_prompt` appends what opens the assistant's turn.
+    pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
+        let tmpl = self.env.get_template(NAME).expect("added in new()");
+        tmpl.render(context! {
+            messages => messages,
+            add_generation_prompt => add_generation_prompt,
+            bos_token => &self.bos_token,
+            eos_token => &self.eos_token,
+        })
+        .map_err(|e| Error::Config(format!("chat template: {}", describe(&e))))
+    }
+
+    /// A prompt as the model reads it: one user message, then the generation prompt.
+    pub fn render_prompt(&self, user: &str) -> Result<String> {
+        self.render(&[ChatMessage::user(user)], true)
+    }
+}
+
+/// minijinja's message with the line it points at.
+fn describe(e: &minijinja::Error) -> String {
+    match e.line() {
+        Some(line) => format!("{e} (template line {line})"),
+        None => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SmolLM2-135M-Instruct's template (from its GGUF metadata).
+    const SMOLLM2: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+    #[test]
+    fn renders_smollm2_as_transformers_does() {
+        let t = ChatTemplate::new(SMOLLM2, "<|im_start|>", "<|im_end|>").unwrap();
+        assert_eq!(
+            t.render_prompt("What is 2+2?").unwrap(),
+            "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging \
+             Face<|im_end|>\n<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n"
+        );
+        let no_gen = t.render(&[ChatMessage::user("hi")], false).unwrap();
+        assert!(
+            no_gen.ends_with("<|im_start|>user\nhi<|im_end|>\n"),
+            "{no_gen}"
+        );
+    }
+
+    #[test]
+    fn python_methods_bos_and_raise_exception() {
+        let src = "{{ bos_token }}{% for m in messages %}{% if m.role not in ['user'] %}\
+                   {{ raise_exception('only user messages: ' + m.role) }}{% endif %}\
+                   [{{ m.content.strip().upper() }}]{% endfor %}{{ eos_token }}";
+        let t = ChatTemplate::new(src, "<s>", "</s>").unwrap();
+        assert_eq!(t.render_prompt("  hi ").unwrap(), "<s>[HI]</s>");
+        let err = t
+            .render(&[ChatMessage::new("system", "x")], true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("only user messages: system"), "{err}");
+    }
+
+    #[test]
+    fn reads_tokenizer_config_forms() {
+        let cfg = serde_json::json!({
+            "chat_template": [{"name": "tool_use", "template": "T"},
+                              {"name": "default", "template": "{{ bos_token }}D"}],
+            "bos_token": {"content": "<s>", "lstrip": false},
+        });
+        let t = ChatTemplate::from_tokenizer_config(&cfg).unwrap().unwrap();
+        assert_eq!(t.render_prompt("x").unwrap(), "<s>D");
+        let none = serde_json::json!({"bos_token": "<s>"});
+        assert!(ChatTemplate::from_tokenizer_config(&none)
+            .unwrap()
+            .is_none());
+        let bad = serde_json::json!({"chat_template": 3});
+        assert!(ChatTemplate::from_tokenizer_config(&bad).is_err());
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        let err = ChatTemplate::new("ok\n{% for m in messages %}\n{{ m.content ", "", "")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("chat template") && err.contains("line"),
+            "{err}"
+        );
+    }
+}
