@@ -18,7 +18,7 @@ use rlhf_data::toy::{
     toy_tokenizer, LabelerConfig, LabelerPool, ToyConfig, ToyPrompt, ToyWorld, TOY_EOS_ID,
 };
 use rlhf_model::{CausalLm, Gpt2Config, Policy, Tokenizer};
-use rlhf_sft::{evaluate_loss, LmData, SftConfig};
+use rlhf_sft::{evaluate_loss, LmData, ResidualDropout, SftConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -137,7 +137,7 @@ impl Default for PipelineConfig {
                 epochs: 3,
                 batch_size: 32,
                 warmup_steps: 20,
-                residual_dropout: None,
+                residual_dropout: ResidualDropout::Off,
                 optimizer: rlhf_model::train::AdamWConfig {
                     lr: 3e-3,
                     weight_decay: 0.01,
@@ -149,7 +149,7 @@ impl Default for PipelineConfig {
                 epochs: 4,
                 batch_size: 32,
                 warmup_steps: 10,
-                residual_dropout: Some(0.1),
+                residual_dropout: ResidualDropout::Rate(0.1),
                 max_prompt_tokens: 64,
                 max_response_tokens: 32,
                 optimizer: rlhf_model::train::AdamWConfig {

@@ -3,6 +3,7 @@
 
 use rlhf_examples::pipeline::PipelineConfig;
 use rlhf_examples::run::load_config;
+use rlhf_sft::ResidualDropout;
 
 #[test]
 fn an_override_changes_only_its_key() {
@@ -13,7 +14,7 @@ fn an_override_changes_only_its_key() {
     };
     assert_eq!(cfg, want);
     // The pipeline pretrains without dropout; the round trip must not turn it on.
-    assert_eq!(cfg.pretrain.residual_dropout, None);
+    assert_eq!(cfg.pretrain.residual_dropout, ResidualDropout::Off);
 }
 
 #[test]
@@ -22,10 +23,10 @@ fn options_can_be_switched_off_and_back_on() {
         load_config(None, &s.iter().map(|x| x.to_string()).collect::<Vec<_>>()).unwrap()
     };
     let cfg = sets(&["sft.residual_dropout=\"off\"", "sft.max_grad_norm=\"off\""]);
-    assert_eq!(cfg.sft.residual_dropout, None);
+    assert_eq!(cfg.sft.residual_dropout, ResidualDropout::Off);
     assert_eq!(cfg.sft.max_grad_norm, None);
     let cfg = sets(&["pretrain.residual_dropout=0.3", "sft.max_grad_norm=2"]);
-    assert_eq!(cfg.pretrain.residual_dropout, Some(0.3));
+    assert_eq!(cfg.pretrain.residual_dropout, ResidualDropout::Rate(0.3));
     assert_eq!(cfg.sft.max_grad_norm, Some(2.0));
     let err = load_config::<PipelineConfig>(None, &["sft.max_grad_norm=\"big\"".to_string()])
         .unwrap_err();

@@ -12,5 +12,6 @@ pub mod trainer;
 pub use eval::{answer, mean_greedy_reward};
 pub use loss::{masked_lm_loss, masked_lm_loss_from_logits};
 pub use trainer::{
-    batch_tensors, evaluate_loss, EpochReport, LmData, SftConfig, SftError, SftReport, SftTrainer,
+    batch_tensors, evaluate_loss, EpochReport, LmData, ResidualDropout, SftConfig, SftError,
+    SftReport, SftTrainer,
 };

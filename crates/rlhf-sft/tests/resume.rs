@@ -5,14 +5,14 @@ mod common;
 use common::*;
 use rlhf_model::train::{AdamWConfig, MemoryMetrics};
 use rlhf_model::{CausalLm, Policy};
-use rlhf_sft::{SftConfig, SftTrainer};
+use rlhf_sft::{ResidualDropout, SftConfig, SftTrainer};
 
 fn cfg() -> SftConfig {
     SftConfig {
         epochs: 3,
         batch_size: 8,
         grad_accum_steps: 2,
-        residual_dropout: Some(0.2),
+        residual_dropout: ResidualDropout::Rate(0.2),
         optimizer: AdamWConfig {
             lr: 2e-3,
             weight_decay: 0.1,

@@ -6,7 +6,9 @@ use proptest::prelude::*;
 use rlhf_data::collate::pack_documents;
 use rlhf_model::train::MemoryMetrics;
 use rlhf_model::Policy;
-use rlhf_sft::{evaluate_loss, masked_lm_loss_from_logits, LmData, SftConfig, SftTrainer};
+use rlhf_sft::{
+    evaluate_loss, masked_lm_loss_from_logits, LmData, ResidualDropout, SftConfig, SftTrainer,
+};
 use tch::{Device, Kind, Tensor};
 
 fn loop_loss(logits: &[f32], ids: &[i64], mask: &[f32], b: usize, t: usize, v: usize) -> f64 {
@@ -86,7 +88,7 @@ fn sft_learns_the_task_and_changes_the_weights() {
     let cfg = SftConfig {
         epochs: 15,
         batch_size: 16,
-        residual_dropout: Some(0.0),
+        residual_dropout: ResidualDropout::Rate(0.0),
         optimizer: rlhf_model::train::AdamWConfig {
             lr: 5e-3,
             ..Default::default()
@@ -172,7 +174,7 @@ fn pretraining_blocks_train_on_every_real_token() {
     let cfg = SftConfig {
         epochs: 4,
         batch_size: 4,
-        residual_dropout: None,
+        residual_dropout: ResidualDropout::Off,
         optimizer: rlhf_model::train::AdamWConfig {
             lr: 3e-3,
             ..Default::default()
@@ -216,7 +218,7 @@ fn bad_settings_are_errors_that_name_the_key() {
         ),
         (
             SftConfig {
-                residual_dropout: Some(1.5),
+                residual_dropout: ResidualDropout::Rate(1.5),
                 ..Default::default()
             },
             "residual_dropout",

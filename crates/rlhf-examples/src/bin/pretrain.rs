@@ -13,7 +13,7 @@ use rlhf_data::collate::{CollateConfig, Collator};
 use rlhf_examples::data::read_texts;
 use rlhf_examples::stage::{load_lm, special_ids, train_lm, CommonArgs};
 use rlhf_model::{CausalLm, Gpt2Config, Tokenizer};
-use rlhf_sft::{LmData, SftConfig};
+use rlhf_sft::{LmData, ResidualDropout, SftConfig};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -65,7 +65,7 @@ impl Default for PretrainRunConfig {
         PretrainRunConfig {
             train: SftConfig {
                 epochs: 4,
-                residual_dropout: None,
+                residual_dropout: ResidualDropout::Off,
                 optimizer: rlhf_model::train::AdamWConfig {
                     lr: 1e-3,
                     weight_decay: 0.01,
