@@ -53,6 +53,31 @@ impl Body {
         }
     }
 
+    /// Adds LoRA adapters (see [`crate::lora`]) under `root / cfg.body_prefix()`; returns how
+    /// many projections were adapted.
+    pub(crate) fn attach_lora(
+        &mut self,
+        root: &nn::Path,
+        prefix: &str,
+        cfg: &crate::lora::LoraConfig,
+        targets: &[String],
+        enabled: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> usize {
+        let p = root / prefix;
+        match self {
+            Body::Gpt2(b) => b.attach_lora(&p, cfg, targets, enabled),
+            Body::Llama(b) => b.attach_lora(&p, cfg, targets, enabled),
+        }
+    }
+
+    /// `(weight name under the body, merged weight)` of every adapted projection.
+    pub(crate) fn merged_weights(&mut self) -> Vec<(String, Tensor)> {
+        match self {
+            Body::Gpt2(b) => b.merged_weights(),
+            Body::Llama(b) => b.merged_weights(),
+        }
+    }
+
     /// The token embedding `[V, E]` (also the tied unembedding).
     pub fn token_embedding(&self) -> &Tensor {
         match self {

@@ -219,6 +219,19 @@ pub(crate) fn write_checkpoint_with(
     meta: &CheckpointMeta,
     extra: Vec<(&str, Vec<u8>)>,
 ) -> Result<()> {
+    write_checkpoint_tensors(dir, config, &named_variables(vs), tokenizer, meta, extra)
+}
+
+/// [`write_checkpoint_with`] from named tensors (the model's variables, perhaps with some
+/// replaced, as a merged LoRA export does).
+pub(crate) fn write_checkpoint_tensors(
+    dir: &Path,
+    config: &ModelConfig,
+    tensors: &[(String, Tensor)],
+    tokenizer: Option<&Tokenizer>,
+    meta: &CheckpointMeta,
+    extra: Vec<(&str, Vec<u8>)>,
+) -> Result<()> {
     let mut config = config.clone();
     let arch = config.hf_architecture(meta.head == HeadKind::Lm);
     config.set_architectures(vec![arch.to_string()]);
@@ -231,7 +244,7 @@ pub(crate) fn write_checkpoint_with(
     }
     let mut files: Vec<(&str, Vec<u8>)> = vec![
         (CONFIG_FILE, config.to_json().into_bytes()),
-        (WEIGHTS_FILE, safetensors_bytes(&named_variables(vs))?),
+        (WEIGHTS_FILE, safetensors_bytes(tensors)?),
     ];
     if let Some(tok) = tokenizer {
         files.push((TOKENIZER_FILE, tok.to_json()?.into_bytes()));
@@ -532,8 +545,14 @@ pub(crate) fn load_into_varstore(
 }
 
 /// The variables of `vs`, sorted by name, for saving (HF names already).
+/// The model's own variables by name, sorted; LoRA adapters (see [`crate::lora`]) are not
+/// among them: they are saved in PEFT's files.
 pub(crate) fn named_variables(vs: &tch::nn::VarStore) -> Vec<(String, Tensor)> {
-    let mut v: Vec<_> = vs.variables().into_iter().collect();
+    let mut v: Vec<_> = vs
+        .variables()
+        .into_iter()
+        .filter(|(n, _)| !crate::lora::is_adapter_variable(n))
+        .collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v
 }

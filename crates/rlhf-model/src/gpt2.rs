@@ -8,8 +8,11 @@
 
 use crate::config::{Activation, Gpt2Config};
 use crate::error::{ModelError, Result};
+use crate::lora::{Adapter, LoraConfig};
 use crate::model_config::KvLayout;
 use crate::train::{EMBEDDING_GROUP, NO_DECAY_GROUP};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use tch::{nn, nn::Module, Device, Kind, Tensor};
 
 /// Hugging Face's `Conv1D`: a linear layer whose weight is stored `[in, out]`.
@@ -17,6 +20,7 @@ use tch::{nn, nn::Module, Device, Kind, Tensor};
 pub(crate) struct Conv1D {
     pub(crate) weight: Tensor,
     pub(crate) bias: Tensor,
+    lora: Option<Adapter>,
 }
 
 impl Conv1D {
@@ -30,12 +34,25 @@ impl Conv1D {
             },
         );
         let bias = p.set_group(NO_DECAY_GROUP).zeros("bias", &[n_out]);
-        Conv1D { weight, bias }
+        Conv1D {
+            weight,
+            bias,
+            lora: None,
+        }
     }
 
     /// Shapes: `[.., in] -> [.., out]`. With `autocast`, computes in that precision from the
-    /// f32 master weights (gradients flow back to them through the cast).
-    fn forward(&self, x: &Tensor, autocast: Option<Kind>) -> Tensor {
+    /// f32 master weights (gradients flow back to them through the cast). Plus the LoRA update
+    /// when adapted and enabled.
+    fn forward(&self, x: &Tensor, train: bool, autocast: Option<Kind>) -> Tensor {
+        let y = self.forward_base(x, autocast);
+        match &self.lora {
+            Some(a) => a.apply(x, y, train, autocast),
+            None => y,
+        }
+    }
+
+    fn forward_base(&self, x: &Tensor, autocast: Option<Kind>) -> Tensor {
         let mut shape = x.size();
         let n_in = *shape.last().expect("Conv1D input has at least one dim");
         let n_out = self.weight.size()[1];
@@ -259,7 +276,7 @@ impl Attention {
         let heads = |y: &Tensor| {
             y.view([b, t, self.n_head, self.head_dim]).transpose(1, 2) // [B, H, T, D]
         };
-        let qkv = self.c_attn.forward(x, autocast).split(e, -1);
+        let qkv = self.c_attn.forward(x, train, autocast).split(e, -1);
         let q = heads(&qkv[0]);
         let (k, v) = match cache {
             None => (heads(&qkv[1]), heads(&qkv[2])),
@@ -290,7 +307,7 @@ impl Attention {
         };
         let y = y.transpose(1, 2).reshape([b, t, e]);
         self.c_proj
-            .forward(&y, autocast)
+            .forward(&y, train, autocast)
             .dropout(self.resid_pdrop, train)
     }
 }
@@ -316,14 +333,14 @@ impl Mlp {
     }
 
     fn forward(&self, x: &Tensor, train: bool, autocast: Option<Kind>) -> Tensor {
-        let h = self.c_fc.forward(x, autocast);
+        let h = self.c_fc.forward(x, train, autocast);
         let h = match self.act {
             Activation::GeluTanh => h.gelu("tanh"),
             Activation::Gelu => h.gelu("none"),
             Activation::Relu => h.relu(),
         };
         self.c_proj
-            .forward(&h, autocast)
+            .forward(&h, train, autocast)
             .dropout(self.resid_pdrop, train)
     }
 }
@@ -433,6 +450,60 @@ impl Gpt2 {
     /// The config this body was built with.
     pub fn config(&self) -> &Gpt2Config {
         &self.cfg
+    }
+
+    /// The projections by module path under the body (`h.{i}.attn.c_attn`, ...).
+    fn projections(&mut self) -> Vec<(String, &mut Conv1D)> {
+        let mut out = Vec::new();
+        for (i, b) in self.h.iter_mut().enumerate() {
+            for (name, c) in [
+                ("attn.c_attn", &mut b.attn.c_attn),
+                ("attn.c_proj", &mut b.attn.c_proj),
+                ("mlp.c_fc", &mut b.mlp.c_fc),
+                ("mlp.c_proj", &mut b.mlp.c_proj),
+            ] {
+                out.push((format!("h.{i}.{name}"), c));
+            }
+        }
+        out
+    }
+
+    /// Adds LoRA adapters under `p` (the body's path) to the projections named in `targets`
+    /// (`c_proj` adapts both the attention's and the MLP's, as PEFT matches names); returns how
+    /// many.
+    pub(crate) fn attach_lora(
+        &mut self,
+        p: &nn::Path,
+        cfg: &LoraConfig,
+        targets: &[String],
+        enabled: &Arc<AtomicBool>,
+    ) -> usize {
+        let mut n = 0;
+        for (path, c) in self.projections() {
+            let module = path.rsplit('.').next().expect("a module name");
+            if c.lora.is_none() && targets.iter().any(|t| t == module) {
+                let (n_in, n_out) = c.weight.size2().expect("an [in, out] weight");
+                let mut q = p.clone();
+                for part in path.split('.') {
+                    q = &q / part;
+                }
+                c.lora = Some(Adapter::new(&q, n_in, n_out, cfg, enabled));
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// `(weight's name under the body, W + (scale B A)^T)` of every adapted projection (Conv1D
+    /// weights are `[in, out]`).
+    pub(crate) fn merged_weights(&mut self) -> Vec<(String, Tensor)> {
+        self.projections()
+            .into_iter()
+            .filter_map(|(path, c)| {
+                let a = c.lora.as_ref()?;
+                Some((format!("{path}.weight"), &c.weight + a.delta().tr()))
+            })
+            .collect()
     }
 
     /// The token embedding `[V, E]` (also the tied unembedding).

@@ -10,7 +10,10 @@
 use crate::error::Result;
 use crate::gpt2::{AttnMask, KvCache, Step};
 use crate::llama_config::{LlamaConfig, RopeScaling};
+use crate::lora::{Adapter, LoraConfig};
 use crate::train::{EMBEDDING_GROUP, NO_DECAY_GROUP};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use tch::{nn, Kind, Tensor};
 
 /// `nn.Linear`: weight `[out, in]`, optional bias `[out]`.
@@ -18,6 +21,7 @@ use tch::{nn, Kind, Tensor};
 struct Linear {
     weight: Tensor,
     bias: Option<Tensor>,
+    lora: Option<Adapter>,
 }
 
 impl Linear {
@@ -31,11 +35,24 @@ impl Linear {
             },
         );
         let bias = bias.then(|| p.set_group(NO_DECAY_GROUP).zeros("bias", &[n_out]));
-        Linear { weight, bias }
+        Linear {
+            weight,
+            bias,
+            lora: None,
+        }
     }
 
-    /// Shapes: `[.., in] -> [.., out]`, in the autocast kind when given.
-    fn forward(&self, x: &Tensor, autocast: Option<Kind>) -> Tensor {
+    /// Shapes: `[.., in] -> [.., out]`, in the autocast kind when given; plus the LoRA update
+    /// when adapted and enabled.
+    fn forward(&self, x: &Tensor, train: bool, autocast: Option<Kind>) -> Tensor {
+        let y = self.forward_base(x, autocast);
+        match &self.lora {
+            Some(a) => a.apply(x, y, train, autocast),
+            None => y,
+        }
+    }
+
+    fn forward_base(&self, x: &Tensor, autocast: Option<Kind>) -> Tensor {
         match autocast {
             Some(k) => x.to_kind(k).linear(
                 &self.weight.to_kind(k),
@@ -170,9 +187,9 @@ impl Attention {
         let (b, t, _) = x.size3().expect("attention input is [B, T, E]");
         let heads = |y: Tensor, n: i64| y.view([b, t, n, self.head_dim]).transpose(1, 2);
         let rope = |y: Tensor| &y * cos + rotate_half(&y) * sin;
-        let q = rope(heads(self.q_proj.forward(x, autocast), self.n_head));
-        let k = rope(heads(self.k_proj.forward(x, autocast), self.n_kv));
-        let v = heads(self.v_proj.forward(x, autocast), self.n_kv);
+        let q = rope(heads(self.q_proj.forward(x, train, autocast), self.n_head));
+        let k = rope(heads(self.k_proj.forward(x, train, autocast), self.n_kv));
+        let v = heads(self.v_proj.forward(x, train, autocast), self.n_kv);
         let (k, v) = match cache {
             None => (k, v),
             Some(((kc, vc), past)) => {
@@ -207,7 +224,7 @@ impl Attention {
             .transpose(1, 2)
             .reshape([b, t, self.n_head * self.head_dim]);
         self.o_proj
-            .forward(&y, autocast)
+            .forward(&y, train, autocast)
             .dropout(self.resid_pdrop, train)
     }
 }
@@ -238,9 +255,10 @@ impl Mlp {
 
     /// SwiGLU: `down(silu(gate(x)) * up(x))`.
     fn forward(&self, x: &Tensor, train: bool, autocast: Option<Kind>) -> Tensor {
-        let h = self.gate_proj.forward(x, autocast).silu() * self.up_proj.forward(x, autocast);
+        let h = self.gate_proj.forward(x, train, autocast).silu()
+            * self.up_proj.forward(x, train, autocast);
         self.down_proj
-            .forward(&h, autocast)
+            .forward(&h, train, autocast)
             .dropout(self.resid_pdrop, train)
     }
 }
@@ -337,6 +355,63 @@ impl Llama {
     /// The config this body was built with.
     pub fn config(&self) -> &LlamaConfig {
         &self.cfg
+    }
+
+    /// The projections by module path under the body (`layers.{i}.self_attn.q_proj`, ...).
+    fn projections(&mut self) -> Vec<(String, &mut Linear)> {
+        let mut out = Vec::new();
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            let a = &mut l.self_attn;
+            let m = &mut l.mlp;
+            for (name, lin) in [
+                ("self_attn.q_proj", &mut a.q_proj),
+                ("self_attn.k_proj", &mut a.k_proj),
+                ("self_attn.v_proj", &mut a.v_proj),
+                ("self_attn.o_proj", &mut a.o_proj),
+                ("mlp.gate_proj", &mut m.gate_proj),
+                ("mlp.up_proj", &mut m.up_proj),
+                ("mlp.down_proj", &mut m.down_proj),
+            ] {
+                out.push((format!("layers.{i}.{name}"), lin));
+            }
+        }
+        out
+    }
+
+    /// Adds LoRA adapters under `p` (the body's path) to the projections named in `targets`;
+    /// returns how many.
+    pub(crate) fn attach_lora(
+        &mut self,
+        p: &nn::Path,
+        cfg: &LoraConfig,
+        targets: &[String],
+        enabled: &Arc<AtomicBool>,
+    ) -> usize {
+        let mut n = 0;
+        for (path, lin) in self.projections() {
+            let module = path.rsplit('.').next().expect("a module name");
+            if lin.lora.is_none() && targets.iter().any(|t| t == module) {
+                let (n_out, n_in) = lin.weight.size2().expect("a [out, in] weight");
+                let mut q = p.clone();
+                for part in path.split('.') {
+                    q = &q / part;
+                }
+                lin.lora = Some(Adapter::new(&q, n_in, n_out, cfg, enabled));
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// `(weight's name under the body, W + scale B A)` of every adapted projection.
+    pub(crate) fn merged_weights(&mut self) -> Vec<(String, Tensor)> {
+        self.projections()
+            .into_iter()
+            .filter_map(|(path, lin)| {
+                let a = lin.lora.as_ref()?;
+                Some((format!("{path}.weight"), &lin.weight + a.delta()))
+            })
+            .collect()
     }
 
     /// The token embedding `[V, E]` (also the tied unembedding).
