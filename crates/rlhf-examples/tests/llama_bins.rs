@@ -136,3 +136,85 @@ fn sft_reward_ppo_and_generate_take_a_llama() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `sft` with a `[lora]` table trains adapters only: `best/` holds the unchanged base weights
+/// plus PEFT's adapter files, and `generate --model BASE --adapter best/` equals
+/// `generate --model best/`.
+#[test]
+fn sft_with_lora_trains_adapters_and_generate_applies_them() {
+    let f = Fixture::new();
+    let tok = toy_tokenizer();
+    let eos = TOY_EOS_ID as i64;
+    let mut cfg = LlamaConfig::sized(1, 2, 1, 32, 64, tok.get_vocab_size(true) as i64, 128);
+    cfg.bos_token_id = Some(eos);
+    cfg.eos_token_id = Some(eos);
+    cfg.pad_token_id = Some(eos);
+    tch::manual_seed(0);
+    let mut lm = CausalLm::new(&cfg, Device::Cpu).unwrap();
+    lm.set_tokenizer(Tokenizer::from_inner(tok)).unwrap();
+    lm.save(f.p("llama")).unwrap();
+    let mut a = args(&[
+        "--init",
+        &f.s("llama"),
+        "--data",
+        &f.s("world/demonstrations.jsonl"),
+        "--out",
+        &f.s("sft"),
+        "--device",
+        "cpu",
+    ]);
+    a.extend(sets(&[
+        "train.epochs=1",
+        "train.batch_size=16",
+        "train.max_prompt_tokens=48",
+        "train.max_response_tokens=32",
+        "train.optimizer.lr=1e-2",
+        "lora.r=4",
+        "lora.target_modules=[\"q_proj\", \"v_proj\", \"down_proj\"]",
+    ]));
+    let err = run_ok("sft", &a);
+    assert!(err.contains("LoRA r = 4 on 3 projections"), "{err}");
+    let best = f.p("sft/best");
+    assert!(best.join("adapter_config.json").exists());
+    assert!(best.join("adapter_model.safetensors").exists());
+    // The base weights did not move.
+    let (w0, w1) = (weights(&f.p("llama")), weights(&best));
+    assert_eq!(w0.len(), w1.len());
+    for (k, v) in &w0 {
+        assert!(v.equal(&w1[k]), "{k} changed");
+    }
+    // The adapters trained: every B moved off zero.
+    let peft =
+        rlhf_model::checkpoint::read_safetensors(&best.join("adapter_model.safetensors")).unwrap();
+    assert_eq!(peft.len(), 6);
+    for (k, t) in &peft {
+        if k.contains("lora_B") {
+            assert!(t.abs().max().double_value(&[]) > 0.0, "{k} is still zero");
+        }
+    }
+    let gen = |extra: &[&str]| {
+        let mut a = vec![
+            "--prompt",
+            "sort these numbers",
+            "--greedy",
+            "--max-new-tokens",
+            "6",
+        ];
+        a.extend(extra);
+        let out = run("generate", &args(&a));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let adapted = gen(&["--model", best.to_str().unwrap()]);
+    let applied = gen(&[
+        "--model",
+        &f.s("llama"),
+        "--adapter",
+        best.to_str().unwrap(),
+    ]);
+    assert_eq!(adapted, applied);
+}

@@ -1,9 +1,10 @@
 //! Prints a model's continuation of a prompt (only the continuation, on stdout).
 //!
 //! `generate --model DIR --prompt TEXT --max-new-tokens N [--greedy | --temperature T --top-k K
-//! --top-p P] [--seed S] [--device auto|cpu|cuda] [--dtype f32|bf16]`
+//! --top-p P] [--seed S] [--device auto|cpu|cuda] [--dtype f32|bf16] [--adapter PEFT_DIR]
+//! [--no-chat-template]`
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use clap::Parser;
 use rlhf_examples::stage::{chat_template, load_lm};
 use rlhf_model::{parse_device, parse_kind, GenerateConfig, LoadOptions, Policy};
@@ -42,6 +43,10 @@ struct Args {
     /// f32 or bf16.
     #[arg(long, default_value = "f32")]
     dtype: String,
+    /// A LoRA adapter directory in PEFT's layout (`adapter_config.json`,
+    /// `adapter_model.safetensors`) to apply to --model.
+    #[arg(long)]
+    adapter: Option<std::path::PathBuf>,
     /// Encode the prompt as it is, even when the checkpoint has a chat template (by default it
     /// is rendered through the template as one user message).
     #[arg(long)]
@@ -73,7 +78,11 @@ fn main() -> anyhow::Result<()> {
     }
     let device = parse_device(&args.device)?;
     let kind = parse_kind(&args.dtype)?;
-    let lm = load_lm(&args.model, LoadOptions { device, kind }, "--model")?;
+    let mut lm = load_lm(&args.model, LoadOptions { device, kind }, "--model")?;
+    if let Some(dir) = &args.adapter {
+        lm.load_adapter(dir)
+            .with_context(|| format!("--adapter {}", dir.display()))?;
+    }
     let Some(tok) = lm.tokenizer() else {
         bail!(
             "{} has no tokenizer.json: generate needs one to read the prompt",

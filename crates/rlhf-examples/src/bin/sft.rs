@@ -15,7 +15,7 @@ use rlhf_examples::data::read_records;
 use rlhf_examples::stage::{
     check_same_vocab, collator, load_lm, load_reward, train_lm, CommonArgs,
 };
-use rlhf_model::CausalLm;
+use rlhf_model::{CausalLm, Policy};
 use rlhf_sft::{mean_greedy_reward, LmData, SftConfig};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -36,6 +36,11 @@ struct SftRunConfig {
     selection_prompts: usize,
     /// With --reward: tokens generated per answer when scoring.
     selection_max_new_tokens: i64,
+    /// Train LoRA adapters instead of every weight (`[lora]`: r, lora_alpha, lora_dropout,
+    /// target_modules); absent = full fine-tuning. Checkpoints then hold the base weights and
+    /// PEFT's adapter files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lora: Option<rlhf_model::LoraConfig>,
 }
 
 impl Default for SftRunConfig {
@@ -47,6 +52,7 @@ impl Default for SftRunConfig {
             lenient: false,
             selection_prompts: 64,
             selection_max_new_tokens: 32,
+            lora: None,
         }
     }
 }
@@ -86,6 +92,22 @@ fn main() -> anyhow::Result<()> {
     let run_path = args.common.run_path("sft")?;
     let device = args.common.device()?;
     let mut model = load_lm(&args.init, device, "--init")?;
+    if let Some(lora) = &cfg.lora {
+        if model.lora().is_some() {
+            anyhow::bail!(
+                "[lora]: --init {} has LoRA adapters already; merge them first or drop [lora]",
+                args.init.display()
+            );
+        }
+        let n = model.attach_lora(lora)?;
+        let count = |vars: Vec<tch::Tensor>| vars.iter().map(|t| t.numel()).sum::<usize>();
+        eprintln!(
+            "[sft] LoRA r = {} on {n} projections: {} trainable parameters of {}",
+            lora.r,
+            count(model.var_store().trainable_variables()),
+            count(model.var_store().variables().into_values().collect())
+        );
+    }
     let reward = args
         .reward
         .as_ref()
