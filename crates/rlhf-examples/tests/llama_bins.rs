@@ -218,3 +218,71 @@ fn sft_with_lora_trains_adapters_and_generate_applies_them() {
     ]);
     assert_eq!(adapted, applied);
 }
+
+/// `ppo` with a `[lora]` table: the policy trains adapters against itself with adapters off
+/// (the base weights never move), checkpoints hold PEFT files, and a run stopped after
+/// iteration 1 and resumed ends with the same adapters as an uninterrupted one.
+#[test]
+fn ppo_with_lora_trains_adapters_against_the_base_and_resumes_exactly() {
+    let f = Fixture::new();
+    let tok = toy_tokenizer();
+    let eos = TOY_EOS_ID as i64;
+    let mut cfg = LlamaConfig::sized(1, 2, 1, 32, 64, tok.get_vocab_size(true) as i64, 128);
+    cfg.bos_token_id = Some(eos);
+    cfg.eos_token_id = Some(eos);
+    cfg.pad_token_id = Some(eos);
+    tch::manual_seed(0);
+    let mut lm = CausalLm::new(&cfg, Device::Cpu).unwrap();
+    lm.set_tokenizer(Tokenizer::from_inner(tok)).unwrap();
+    lm.save(f.p("llama")).unwrap();
+    let rm = rlhf_model::ScalarModel::reward_from_lm(f.p("llama"), Device::Cpu).unwrap();
+    rm.save(f.p("llama-rm")).unwrap();
+    let ppo = |out: &str, extra: &[&str]| {
+        let mut a = args(&[
+            "--policy",
+            &f.s("llama"),
+            "--reward",
+            &f.s("llama-rm"),
+            "--prompts",
+            &f.s("world/prompts.jsonl"),
+            "--out",
+            &f.s(out),
+            "--device",
+            "cpu",
+        ]);
+        a.extend(args(extra));
+        a.extend(sets(&[
+            "iterations=2",
+            "save_every=1",
+            "ppo.batch_size=8",
+            "ppo.minibatch_size=4",
+            "ppo.ppo_epochs=1",
+            "ppo.max_new_tokens=6",
+            "ppo.policy_optimizer.lr=1e-2",
+            "lora.r=4",
+            "lora.target_modules=[\"q_proj\", \"v_proj\"]",
+        ]));
+        run_ok("ppo", &a)
+    };
+    let err = ppo("whole", &[]);
+    assert!(err.contains("adapters off"), "{err}");
+    let policy = f.p("whole/checkpoints/iter-000002/policy");
+    assert!(policy.join("adapter_config.json").exists());
+    let (w0, w1) = (weights(&f.p("llama")), weights(&policy));
+    for (k, v) in &w0 {
+        assert!(v.equal(&w1[k]), "{k}: PPO with LoRA moved a base weight");
+    }
+    let adapters = |dir: &std::path::Path| {
+        rlhf_model::checkpoint::read_safetensors(&dir.join("adapter_model.safetensors")).unwrap()
+    };
+    let whole = adapters(&policy);
+    assert!(whole
+        .iter()
+        .any(|(k, t)| k.contains("lora_B") && t.abs().max().double_value(&[]) > 0.0));
+    ppo("split", &["--stop-after", "1"]);
+    ppo("split", &["--resume"]);
+    let split = adapters(&f.p("split/checkpoints/iter-000002/policy"));
+    for (k, t) in &whole {
+        assert!(t.equal(&split[k]), "{k}: resumed run differs");
+    }
+}

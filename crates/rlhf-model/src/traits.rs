@@ -5,6 +5,7 @@
 use crate::error::{ModelError, Result};
 use crate::generate::{GenerateConfig, Generation};
 use crate::ops::token_log_probs;
+use std::rc::Rc;
 use tch::{nn, Device, Tensor};
 
 /// Checks that `target_mask` has the shape of `input_ids` and that there is a token to predict.
@@ -151,58 +152,78 @@ pub trait ValueFunction {
     }
 }
 
-/// A shared policy is a policy: PPO can own an `Rc` of the model whose adapters-off view
-/// ([`crate::AdaptersOff`]) is the reference (tch models are not `Sync`, hence `Rc`).
-impl<T: Policy + ?Sized> Policy for std::rc::Rc<T> {
-    fn logits(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
-        (**self).logits(input_ids, attention_mask, train)
-    }
+/// Forwards every [`Policy`] method through a smart pointer.
+macro_rules! policy_through_pointer {
+    ($ptr:ident) => {
+        impl<T: Policy + ?Sized> Policy for $ptr<T> {
+            fn logits(
+                &self,
+                input_ids: &Tensor,
+                attention_mask: &Tensor,
+                train: bool,
+            ) -> Result<Tensor> {
+                (**self).logits(input_ids, attention_mask, train)
+            }
 
-    fn var_store(&self) -> &nn::VarStore {
-        (**self).var_store()
-    }
+            fn var_store(&self) -> &nn::VarStore {
+                (**self).var_store()
+            }
 
-    fn device(&self) -> Device {
-        (**self).device()
-    }
+            fn device(&self) -> Device {
+                (**self).device()
+            }
 
-    fn token_log_probs(
-        &self,
-        input_ids: &Tensor,
-        attention_mask: &Tensor,
-        temperature: f64,
-        train: bool,
-    ) -> Result<Tensor> {
-        (**self).token_log_probs(input_ids, attention_mask, temperature, train)
-    }
+            fn token_log_probs(
+                &self,
+                input_ids: &Tensor,
+                attention_mask: &Tensor,
+                temperature: f64,
+                train: bool,
+            ) -> Result<Tensor> {
+                (**self).token_log_probs(input_ids, attention_mask, temperature, train)
+            }
 
-    fn masked_token_log_probs(
-        &self,
-        input_ids: &Tensor,
-        attention_mask: &Tensor,
-        target_mask: &Tensor,
-        temperature: f64,
-        train: bool,
-    ) -> Result<Tensor> {
-        (**self).masked_token_log_probs(input_ids, attention_mask, target_mask, temperature, train)
-    }
+            fn masked_token_log_probs(
+                &self,
+                input_ids: &Tensor,
+                attention_mask: &Tensor,
+                target_mask: &Tensor,
+                temperature: f64,
+                train: bool,
+            ) -> Result<Tensor> {
+                (**self).masked_token_log_probs(
+                    input_ids,
+                    attention_mask,
+                    target_mask,
+                    temperature,
+                    train,
+                )
+            }
 
-    fn logits_for_last(
-        &self,
-        input_ids: &Tensor,
-        attention_mask: &Tensor,
-        n: i64,
-        train: bool,
-    ) -> Result<Tensor> {
-        (**self).logits_for_last(input_ids, attention_mask, n, train)
-    }
+            fn logits_for_last(
+                &self,
+                input_ids: &Tensor,
+                attention_mask: &Tensor,
+                n: i64,
+                train: bool,
+            ) -> Result<Tensor> {
+                (**self).logits_for_last(input_ids, attention_mask, n, train)
+            }
 
-    fn generate(
-        &self,
-        prompt_ids: &Tensor,
-        prompt_mask: &Tensor,
-        cfg: &GenerateConfig,
-    ) -> Result<Generation> {
-        (**self).generate(prompt_ids, prompt_mask, cfg)
-    }
+            fn generate(
+                &self,
+                prompt_ids: &Tensor,
+                prompt_mask: &Tensor,
+                cfg: &GenerateConfig,
+            ) -> Result<Generation> {
+                (**self).generate(prompt_ids, prompt_mask, cfg)
+            }
+        }
+    };
 }
+
+// A shared policy is a policy: PPO can own an `Rc` of the model whose adapters-off view
+// ([`crate::AdaptersOff`]) is the reference (tch models are not `Sync`, hence `Rc`).
+policy_through_pointer!(Rc);
+// A boxed policy is a policy: choose the reference (or the policy) at run time.
+policy_through_pointer!(Box);

@@ -47,12 +47,13 @@ use rlhf_examples::data::{read_records, read_texts};
 use rlhf_examples::run::{load_config, Progress, RunDir};
 use rlhf_examples::stage::{chat_template, check_same_vocab, load_reward, special_ids, CommonArgs};
 use rlhf_model::{
-    parse_kind, CausalLm, CheckpointMeta, HeadKind, LoadOptions, Policy, ScalarModel,
+    parse_kind, AdaptersOff, CausalLm, CheckpointMeta, HeadKind, LoadOptions, Policy, ScalarModel,
 };
 use rlhf_ppo::data::{left_pad, prompt_indices};
 use rlhf_ppo::{PackedPtx, PpoConfig, PpoModels, PpoTrainer, PtxSource, SpecialTokens};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 /// The `ppo` config (TOML). See configs/ppo.toml for every key with its default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,6 +82,11 @@ struct PpoRunConfig {
     lenient: bool,
     /// Trainer settings (see `rlhf_ppo::PpoConfig`).
     ppo: PpoConfig,
+    /// Train LoRA adapters on the policy instead of every weight (`[lora]`: r, lora_alpha,
+    /// lora_dropout, target_modules). The reference is then the policy itself with its
+    /// adapters off: one copy of the weights, and AdamW state for the adapters only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lora: Option<rlhf_model::LoraConfig>,
 }
 
 impl Default for PpoRunConfig {
@@ -96,6 +102,7 @@ impl Default for PpoRunConfig {
             ptx_batch_size: 0,
             lenient: false,
             ppo: PpoConfig::default(),
+            lora: None,
         }
     }
 }
@@ -228,8 +235,14 @@ fn main() -> anyhow::Result<()> {
     let fresh = match &latest {
         Some(_) => None,
         None => {
-            let policy = CausalLm::load(&args.policy, opts)
-                .with_context(|| format!("--policy {}", args.policy.display()))?;
+            // With [lora] the policy is the loaded --policy itself (taken below), adapted.
+            let policy = match cfg.lora {
+                Some(_) => None,
+                None => Some(
+                    CausalLm::load(&args.policy, opts)
+                        .with_context(|| format!("--policy {}", args.policy.display()))?,
+                ),
+            };
             let value = match &args.value {
                 Some(v) => {
                     let value = load_value(v, opts)?;
@@ -311,26 +324,67 @@ fn main() -> anyhow::Result<()> {
     let resume_dir = latest
         .as_ref()
         .map(|l| run.join("checkpoints").join(&l.dir));
-    let (mut policy, value, state) = match (fresh, &resume_dir) {
-        (Some((policy, value)), _) => (policy, value, None),
-        (None, Some(dir)) => {
-            let policy = CausalLm::load(dir.join("policy"), opts)
-                .with_context(|| format!("resuming from {}", dir.display()))?;
-            let value = ScalarModel::load(dir.join("value"), opts)
-                .with_context(|| format!("resuming from {}", dir.display()))?;
-            let text = std::fs::read_to_string(dir.join("state.json"))
-                .with_context(|| format!("resuming from {}", dir.display()))?;
-            let state: TrainerState = serde_json::from_str(&text)
-                .with_context(|| format!("{}", dir.join("state.json").display()))?;
-            eprintln!(
-                "[ppo] resuming at iteration {} from {}",
-                state.iteration,
-                dir.display()
-            );
-            (policy, value, Some(state))
-        }
-        (None, None) => unreachable!("models are loaded fresh when there is no checkpoint"),
-    };
+    let mut reference = Some(reference);
+    let (mut policy, value, state) =
+        match (fresh, &resume_dir) {
+            (Some((policy, value)), _) => {
+                let policy = match (policy, &cfg.lora) {
+                    (Some(p), _) => p,
+                    (None, Some(lora)) => {
+                        let mut p = reference.take().expect("the loaded --policy");
+                        if p.lora().is_some() {
+                            bail!(
+                            "[lora]: --policy {} has LoRA adapters already (a LoRA SFT run); the \
+                             reference must be that SFT model, so export it merged first \
+                             (CausalLm::save_merged) or drop [lora] to go on training its \
+                             adapters against a full copy",
+                            args.policy.display()
+                        );
+                        }
+                        // The adapters' A is random: draw it from the run's seed.
+                        tch::manual_seed(cfg.ppo.seed as i64);
+                        let n = p.attach_lora(lora)?;
+                        eprintln!(
+                        "[ppo] LoRA r = {} on {n} projections; the reference is the policy with \
+                         its adapters off",
+                        lora.r
+                    );
+                        p
+                    }
+                    (None, None) => unreachable!("the policy is loaded without [lora]"),
+                };
+                (policy, value, None)
+            }
+            (None, Some(dir)) => {
+                let policy = CausalLm::load(dir.join("policy"), opts)
+                    .with_context(|| format!("resuming from {}", dir.display()))?;
+                if cfg.lora.is_some() != policy.lora().is_some() {
+                    bail!(
+                    "resuming from {}: the checkpoint's policy {} LoRA adapters but the config \
+                     {} a [lora] table",
+                    dir.display(),
+                    if policy.lora().is_some() { "has" } else { "has no" },
+                    if cfg.lora.is_some() { "has" } else { "has no" }
+                );
+                }
+                if cfg.lora.is_some() {
+                    reference = None;
+                }
+                let value = ScalarModel::load(dir.join("value"), opts)
+                    .with_context(|| format!("resuming from {}", dir.display()))?;
+                let text = std::fs::read_to_string(dir.join("state.json"))
+                    .with_context(|| format!("resuming from {}", dir.display()))?;
+                let state: TrainerState = serde_json::from_str(&text)
+                    .with_context(|| format!("{}", dir.join("state.json").display()))?;
+                eprintln!(
+                    "[ppo] resuming at iteration {} from {}",
+                    state.iteration,
+                    dir.display()
+                );
+                (policy, value, Some(state))
+            }
+            (None, None) => unreachable!("models are loaded fresh when there is no checkpoint"),
+        };
     if let (Some(src), Some(s)) = (ptx.as_mut(), &state) {
         src.set_position(s.ptx_position);
     }
@@ -347,6 +401,11 @@ fn main() -> anyhow::Result<()> {
     truncate_metrics(&run.join("metrics.jsonl"), start)?;
     run.write_config(&cfg)?;
 
+    let policy = Rc::new(policy);
+    let reference: Box<dyn Policy> = match reference {
+        Some(r) => Box::new(r),
+        None => Box::new(AdaptersOff(policy.clone())),
+    };
     let models = PpoModels {
         policy,
         reference,
@@ -550,7 +609,7 @@ fn read_latest(run: &Path) -> anyhow::Result<Option<Latest>> {
 /// then points `latest.json` at it (atomically) and deletes the oldest beyond `keep`.
 fn save<R, M>(
     run: &RunDir,
-    trainer: &PpoTrainer<CausalLm, R, M, ScalarModel>,
+    trainer: &PpoTrainer<Rc<CausalLm>, R, M, ScalarModel>,
     ptx: Option<&PackedPtx>,
     keep: usize,
 ) -> anyhow::Result<()>

@@ -99,6 +99,8 @@ fn main() -> anyhow::Result<()> {
                 args.init.display()
             );
         }
+        // The adapters' A is random: draw it from the run's seed.
+        tch::manual_seed(cfg.train.seed as i64);
         let n = model.attach_lora(lora)?;
         let count = |vars: Vec<tch::Tensor>| vars.iter().map(|t| t.numel()).sum::<usize>();
         eprintln!(
