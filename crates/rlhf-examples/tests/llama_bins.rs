@@ -286,3 +286,45 @@ fn ppo_with_lora_trains_adapters_against_the_base_and_resumes_exactly() {
         assert!(t.equal(&split[k]), "{k}: resumed run differs");
     }
 }
+
+/// `generate --model BASE --adapter DIR --greedy` with adapters made by `peft` prints what
+/// `transformers` + `peft` print (rlhf-model's tests/fixtures/make_lora_fixture.py).
+#[test]
+fn generate_applies_a_peft_adapter_as_peft_does() {
+    let fx = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../rlhf-model/tests/fixtures");
+    for kind in ["llama", "gpt2"] {
+        let adapter = fx.join(format!("peft-lora-{kind}"));
+        let exp: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(adapter.join("expected.json")).unwrap())
+                .unwrap();
+        let base = fx.join(format!("hf-tiny-{kind}"));
+        let n = exp["greedy_max_new_tokens"].to_string();
+        let out = run(
+            "generate",
+            &args(&[
+                "--model",
+                base.to_str().unwrap(),
+                "--adapter",
+                adapter.to_str().unwrap(),
+                "--prompt",
+                exp["prompt"].as_str().unwrap(),
+                "--greedy",
+                "--max-new-tokens",
+                &n,
+                "--device",
+                "cpu",
+            ]),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            text.strip_suffix('\n').unwrap(),
+            exp["greedy_text"].as_str().unwrap(),
+            "{kind}"
+        );
+    }
+}
