@@ -18,9 +18,8 @@ fn changed(a: &Path, b: &Path, name: &str) -> f64 {
     (&wa[name] - &wb[name]).abs().max().double_value(&[])
 }
 
-#[test]
-fn sft_reward_ppo_and_generate_take_a_llama() {
-    let f = Fixture::new();
+/// A tiny random Llama (grouped-query attention) with the toy tokenizer, saved as `llama/`.
+fn save_tiny_llama(f: &Fixture) {
     let tok = toy_tokenizer();
     let eos = TOY_EOS_ID as i64;
     let mut cfg = LlamaConfig::sized(1, 2, 1, 32, 64, tok.get_vocab_size(true) as i64, 128);
@@ -31,6 +30,12 @@ fn sft_reward_ppo_and_generate_take_a_llama() {
     let mut lm = CausalLm::new(&cfg, Device::Cpu).unwrap();
     lm.set_tokenizer(Tokenizer::from_inner(tok)).unwrap();
     lm.save(f.p("llama")).unwrap();
+}
+
+#[test]
+fn sft_reward_ppo_and_generate_take_a_llama() {
+    let f = Fixture::new();
+    save_tiny_llama(&f);
     let q = "model.layers.0.self_attn.q_proj.weight";
 
     let mut a = args(&[
@@ -143,16 +148,7 @@ fn sft_reward_ppo_and_generate_take_a_llama() {
 #[test]
 fn sft_with_lora_trains_adapters_and_generate_applies_them() {
     let f = Fixture::new();
-    let tok = toy_tokenizer();
-    let eos = TOY_EOS_ID as i64;
-    let mut cfg = LlamaConfig::sized(1, 2, 1, 32, 64, tok.get_vocab_size(true) as i64, 128);
-    cfg.bos_token_id = Some(eos);
-    cfg.eos_token_id = Some(eos);
-    cfg.pad_token_id = Some(eos);
-    tch::manual_seed(0);
-    let mut lm = CausalLm::new(&cfg, Device::Cpu).unwrap();
-    lm.set_tokenizer(Tokenizer::from_inner(tok)).unwrap();
-    lm.save(f.p("llama")).unwrap();
+    save_tiny_llama(&f);
     let mut a = args(&[
         "--init",
         &f.s("llama"),
@@ -225,16 +221,7 @@ fn sft_with_lora_trains_adapters_and_generate_applies_them() {
 #[test]
 fn ppo_with_lora_trains_adapters_against_the_base_and_resumes_exactly() {
     let f = Fixture::new();
-    let tok = toy_tokenizer();
-    let eos = TOY_EOS_ID as i64;
-    let mut cfg = LlamaConfig::sized(1, 2, 1, 32, 64, tok.get_vocab_size(true) as i64, 128);
-    cfg.bos_token_id = Some(eos);
-    cfg.eos_token_id = Some(eos);
-    cfg.pad_token_id = Some(eos);
-    tch::manual_seed(0);
-    let mut lm = CausalLm::new(&cfg, Device::Cpu).unwrap();
-    lm.set_tokenizer(Tokenizer::from_inner(tok)).unwrap();
-    lm.save(f.p("llama")).unwrap();
+    save_tiny_llama(&f);
     let rm = rlhf_model::ScalarModel::reward_from_lm(f.p("llama"), Device::Cpu).unwrap();
     rm.save(f.p("llama-rm")).unwrap();
     let ppo = |out: &str, extra: &[&str]| {

@@ -8,7 +8,7 @@
 
 use crate::config::{Activation, Gpt2Config};
 use crate::error::{ModelError, Result};
-use crate::lora::{Adapter, LoraConfig};
+use crate::lora::{Adapter, LoraConfig, Projection};
 use crate::model_config::KvLayout;
 use crate::train::{EMBEDDING_GROUP, NO_DECAY_GROUP};
 use std::sync::atomic::AtomicBool;
@@ -65,6 +65,20 @@ impl Conv1D {
         };
         *shape.last_mut().unwrap() = n_out;
         y.view(shape.as_slice())
+    }
+}
+
+impl Projection for Conv1D {
+    fn features(&self) -> (i64, i64) {
+        self.weight.size2().expect("an [in, out] weight")
+    }
+
+    fn adapter(&mut self) -> &mut Option<Adapter> {
+        &mut self.lora
+    }
+
+    fn merged_weight(&mut self) -> Option<Tensor> {
+        Some(&self.weight + self.lora.as_ref()?.delta().tr())
     }
 }
 
@@ -453,7 +467,7 @@ impl Gpt2 {
     }
 
     /// The projections by module path under the body (`h.{i}.attn.c_attn`, ...).
-    fn projections(&mut self) -> Vec<(String, &mut Conv1D)> {
+    fn projections(&mut self) -> Vec<(String, &mut dyn Projection)> {
         let mut out = Vec::new();
         for (i, b) in self.h.iter_mut().enumerate() {
             for (name, c) in [
@@ -462,7 +476,7 @@ impl Gpt2 {
                 ("mlp.c_fc", &mut b.mlp.c_fc),
                 ("mlp.c_proj", &mut b.mlp.c_proj),
             ] {
-                out.push((format!("h.{i}.{name}"), c));
+                out.push((format!("h.{i}.{name}"), c as &mut dyn Projection));
             }
         }
         out
@@ -478,32 +492,13 @@ impl Gpt2 {
         targets: &[String],
         enabled: &Arc<AtomicBool>,
     ) -> usize {
-        let mut n = 0;
-        for (path, c) in self.projections() {
-            let module = path.rsplit('.').next().expect("a module name");
-            if c.lora.is_none() && targets.iter().any(|t| t == module) {
-                let (n_in, n_out) = c.weight.size2().expect("an [in, out] weight");
-                let mut q = p.clone();
-                for part in path.split('.') {
-                    q = &q / part;
-                }
-                c.lora = Some(Adapter::new(&q, n_in, n_out, cfg, enabled));
-                n += 1;
-            }
-        }
-        n
+        crate::lora::attach(p, self.projections(), cfg, targets, enabled)
     }
 
     /// `(weight's name under the body, W + (scale B A)^T)` of every adapted projection (Conv1D
     /// weights are `[in, out]`).
     pub(crate) fn merged_weights(&mut self) -> Vec<(String, Tensor)> {
-        self.projections()
-            .into_iter()
-            .filter_map(|(path, c)| {
-                let a = c.lora.as_ref()?;
-                Some((format!("{path}.weight"), &c.weight + a.delta().tr()))
-            })
-            .collect()
+        crate::lora::merged(self.projections())
     }
 
     /// The token embedding `[V, E]` (also the tied unembedding).

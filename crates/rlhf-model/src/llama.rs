@@ -10,7 +10,7 @@
 use crate::error::Result;
 use crate::gpt2::{AttnMask, KvCache, Step};
 use crate::llama_config::{LlamaConfig, RopeScaling};
-use crate::lora::{Adapter, LoraConfig};
+use crate::lora::{Adapter, LoraConfig, Projection};
 use crate::train::{EMBEDDING_GROUP, NO_DECAY_GROUP};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -60,6 +60,21 @@ impl Linear {
             ),
             None => x.linear(&self.weight, self.bias.as_ref()),
         }
+    }
+}
+
+impl Projection for Linear {
+    fn features(&self) -> (i64, i64) {
+        let (n_out, n_in) = self.weight.size2().expect("a [out, in] weight");
+        (n_in, n_out)
+    }
+
+    fn adapter(&mut self) -> &mut Option<Adapter> {
+        &mut self.lora
+    }
+
+    fn merged_weight(&mut self) -> Option<Tensor> {
+        Some(&self.weight + self.lora.as_ref()?.delta())
     }
 }
 
@@ -358,7 +373,7 @@ impl Llama {
     }
 
     /// The projections by module path under the body (`layers.{i}.self_attn.q_proj`, ...).
-    fn projections(&mut self) -> Vec<(String, &mut Linear)> {
+    fn projections(&mut self) -> Vec<(String, &mut dyn Projection)> {
         let mut out = Vec::new();
         for (i, l) in self.layers.iter_mut().enumerate() {
             let a = &mut l.self_attn;
@@ -372,7 +387,7 @@ impl Llama {
                 ("mlp.up_proj", &mut m.up_proj),
                 ("mlp.down_proj", &mut m.down_proj),
             ] {
-                out.push((format!("layers.{i}.{name}"), lin));
+                out.push((format!("layers.{i}.{name}"), lin as &mut dyn Projection));
             }
         }
         out
@@ -387,31 +402,12 @@ impl Llama {
         targets: &[String],
         enabled: &Arc<AtomicBool>,
     ) -> usize {
-        let mut n = 0;
-        for (path, lin) in self.projections() {
-            let module = path.rsplit('.').next().expect("a module name");
-            if lin.lora.is_none() && targets.iter().any(|t| t == module) {
-                let (n_out, n_in) = lin.weight.size2().expect("a [out, in] weight");
-                let mut q = p.clone();
-                for part in path.split('.') {
-                    q = &q / part;
-                }
-                lin.lora = Some(Adapter::new(&q, n_in, n_out, cfg, enabled));
-                n += 1;
-            }
-        }
-        n
+        crate::lora::attach(p, self.projections(), cfg, targets, enabled)
     }
 
     /// `(weight's name under the body, W + scale B A)` of every adapted projection.
     pub(crate) fn merged_weights(&mut self) -> Vec<(String, Tensor)> {
-        self.projections()
-            .into_iter()
-            .filter_map(|(path, lin)| {
-                let a = lin.lora.as_ref()?;
-                Some((format!("{path}.weight"), &lin.weight + a.delta()))
-            })
-            .collect()
+        crate::lora::merged(self.projections())
     }
 
     /// The token embedding `[V, E]` (also the tied unembedding).

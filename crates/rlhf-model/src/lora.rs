@@ -268,6 +268,47 @@ impl Adapter {
     }
 }
 
+/// A projection that can carry an adapter: `nn.Linear` (weight `[out, in]`) or GPT-2's Conv1D
+/// (weight `[in, out]`).
+pub(crate) trait Projection {
+    /// `(in, out)` features.
+    fn features(&self) -> (i64, i64);
+    /// The adapter slot.
+    fn adapter(&mut self) -> &mut Option<Adapter>;
+    /// The weight with the adapter's update folded in, in the weight's own layout.
+    fn merged_weight(&mut self) -> Option<Tensor>;
+}
+
+/// Adds adapters under `p` to the projections (named by their path under `p`, e.g.
+/// `layers.0.self_attn.q_proj`) whose last name is in `targets`; returns how many.
+pub(crate) fn attach(
+    p: &nn::Path,
+    projections: Vec<(String, &mut dyn Projection)>,
+    cfg: &LoraConfig,
+    targets: &[String],
+    enabled: &Arc<AtomicBool>,
+) -> usize {
+    let mut n = 0;
+    for (path, proj) in projections {
+        let module = path.rsplit('.').next().expect("a module name");
+        if proj.adapter().is_none() && targets.iter().any(|t| t == module) {
+            let (n_in, n_out) = proj.features();
+            let q = path.split('.').fold(p.clone(), |q, part| &q / part);
+            *proj.adapter() = Some(Adapter::new(&q, n_in, n_out, cfg, enabled));
+            n += 1;
+        }
+    }
+    n
+}
+
+/// `(weight's name under the body, merged weight)` of every adapted projection.
+pub(crate) fn merged(projections: Vec<(String, &mut dyn Projection)>) -> Vec<(String, Tensor)> {
+    projections
+        .into_iter()
+        .filter_map(|(path, proj)| Some((format!("{path}.weight"), proj.merged_weight()?)))
+        .collect()
+}
+
 /// Whether a variable name is an adapter's (`...lora_A.weight` / `...lora_B.weight`).
 pub fn is_adapter_variable(name: &str) -> bool {
     name.contains(".lora_A.") || name.contains(".lora_B.")

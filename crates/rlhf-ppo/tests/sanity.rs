@@ -37,6 +37,23 @@ impl RewardModel for TargetShare {
 
 type Trainer = PpoTrainer<CausalLm, CausalLm, TargetShare, ScalarModel>;
 
+/// The run's settings; the value function's lr is 3e-3.
+fn ppo_config(seed: i64, policy_lr: f64) -> PpoConfig {
+    let mut ppo = PpoConfig {
+        batch_size: BATCH,
+        minibatch_size: 8,
+        ppo_epochs: 4,
+        max_new_tokens: 8,
+        kl_coef: 0.02,
+        lr_warmup_iterations: 0,
+        seed: seed as u64,
+        ..PpoConfig::default()
+    };
+    ppo.policy_optimizer.lr = policy_lr;
+    ppo.value_optimizer.lr = 3e-3;
+    ppo
+}
+
 fn trainer(seed: i64) -> Trainer {
     let cfg = Gpt2Config::sized(2, 2, 32, VOCAB, 32).with_dropout(0.0);
     tch::manual_seed(seed);
@@ -54,18 +71,7 @@ fn trainer(seed: i64) -> Trainer {
         },
         value,
     };
-    let mut ppo = PpoConfig {
-        batch_size: BATCH,
-        minibatch_size: 8,
-        ppo_epochs: 4,
-        max_new_tokens: 8,
-        kl_coef: 0.02,
-        lr_warmup_iterations: 0,
-        seed: seed as u64,
-        ..PpoConfig::default()
-    };
-    ppo.policy_optimizer.lr = 3e-3;
-    ppo.value_optimizer.lr = 3e-3;
+    let ppo = ppo_config(seed, 3e-3);
     let tokens = SpecialTokens {
         eos: cfg.eos_token_id,
         pad: 0,
@@ -182,18 +188,7 @@ fn run_lora(seed: i64) -> (Vec<IterationStats>, bool) {
         },
         value,
     };
-    let mut ppo = PpoConfig {
-        batch_size: BATCH,
-        minibatch_size: 8,
-        ppo_epochs: 4,
-        max_new_tokens: 8,
-        kl_coef: 0.02,
-        lr_warmup_iterations: 0,
-        seed: seed as u64,
-        ..PpoConfig::default()
-    };
-    ppo.policy_optimizer.lr = 1e-2;
-    ppo.value_optimizer.lr = 3e-3;
+    let ppo = ppo_config(seed, 1e-2);
     let tokens = SpecialTokens {
         eos: cfg.eos_token_id,
         pad: 0,
