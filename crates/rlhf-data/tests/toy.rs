@@ -733,3 +733,54 @@ fn held_out_labelers_are_a_disjoint_calibrated_group() {
     assert!((train.expected_agreement(&pairs) - 0.73).abs() < 1e-6);
     assert!((heldout.expected_agreement(&pairs) - 0.77).abs() < 1e-6);
 }
+
+#[test]
+fn pretraining_tasks_are_written_with_the_demonstrators_habits() {
+    // Segments `query answer ;` with a plain query (one `=>` each); habit words occur nowhere
+    // else in the corpus.
+    let stats = |cfg: &ToyConfig| {
+        let w = ToyWorld::generate(cfg).unwrap();
+        let (mut tasks, mut filler, mut sign_off, mut constrained) = (0usize, 0, 0, 0);
+        for d in &w.pretrain {
+            let toks: Vec<&str> = d.text.split_whitespace().collect();
+            tasks += toks.iter().filter(|t| **t == "=>").count();
+            filler += toks
+                .iter()
+                .filter(|t| FILLERS.iter().any(|p| p[0] == **t))
+                .count();
+            sign_off += toks
+                .iter()
+                .filter(|t| SIGNOFFS.iter().any(|p| p[0] == **t))
+                .count();
+            constrained += toks
+                .windows(ANSWER_ONLY_PREFIX.len())
+                .filter(|t| *t == ANSWER_ONLY_PREFIX)
+                .count();
+        }
+        let n = tasks as f64;
+        (
+            tasks,
+            filler as f64 / n,
+            sign_off as f64 / n,
+            constrained as f64 / n,
+        )
+    };
+    let h = HabitConfig::default();
+    let (tasks, filler, sign_off, constrained) = stats(&ToyConfig::default());
+    assert!(tasks > 500, "{tasks}");
+    // As in the demonstrations: habits at about the configured rates outside constrained
+    // queries (70% of them), fewer inside.
+    assert!((0.3..0.5).contains(&filler), "filler {filler}");
+    assert!((0.2..0.35).contains(&sign_off), "sign-off {sign_off}");
+    assert!(
+        (constrained - h.constraint_rate).abs() < 0.05,
+        "constrained {constrained}"
+    );
+    // The ablation corpus: plain answers only.
+    let (tasks, filler, sign_off, constrained) = stats(&ToyConfig {
+        pretrain_habits: false,
+        ..ToyConfig::default()
+    });
+    assert!(tasks > 500, "{tasks}");
+    assert_eq!((filler, sign_off, constrained), (0.0, 0.0, 0.0));
+}

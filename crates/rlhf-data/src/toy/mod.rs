@@ -13,7 +13,8 @@
 //!   ([`ToyTask::from_prompt`]).
 //! * [`ToyWorld::generate`] makes users with a heavy-tailed number of prompts, demonstrations
 //!   (mostly right: a fraction `demo_error_rate` carries one mistake), held-out users, and a
-//!   pretraining corpus in the same language.
+//!   pretraining corpus in the same language, whose solved tasks are written by the same kind
+//!   of people as the demonstrations, habits included ([`ToyConfig::pretrain_habits`]).
 //! * [`LabelerPool`] simulates labelers calibrated to the paper's ~73% agreement.
 //! * [`toy_tokenizer`] is the HF tokenizer of the language; `<|endoftext|>` is EOS and pad.
 //!

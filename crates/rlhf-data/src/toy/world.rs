@@ -160,6 +160,16 @@ pub struct ToyConfig {
     /// Fraction of pretraining segments that are solved plain-style tasks (with the same error
     /// rate as demonstrations). Default: 0.15.
     pub pretrain_task_fraction: f64,
+    /// Whether the solved tasks of the pretraining corpus are written by the same kind of people
+    /// as the demonstrations: with their habits (the same [`HabitConfig`] writers, fillers and
+    /// sign-offs at the same rates) and, for a share `habits.constraint_rate` of them, an
+    /// `answer only :` request that the writer ignores at the same rate. Default: true.
+    ///
+    /// InstructGPT's base model was pretrained on the internet, written by people like its
+    /// demonstrators; a base model that never saw a habit writes none and beats the SFT model
+    /// on conduct alone. `false` gives the corpus of plain answers (an ablation). No effect
+    /// without habits ([`HabitConfig::is_none`]).
+    pub pretrain_habits: bool,
     /// Demonstrators' habits and prompts' constraints. Default: [`HabitConfig::default`];
     /// [`ToyConfig::correctness_only`] turns them off.
     pub habits: HabitConfig,
@@ -182,6 +192,7 @@ impl Default for ToyConfig {
             pretrain_docs: 4000,
             heldout_pretrain_docs: 400,
             pretrain_task_fraction: 0.15,
+            pretrain_habits: true,
             habits: HabitConfig::default(),
         }
     }
@@ -523,12 +534,30 @@ fn shuffle_pairs<A, B, R: Rng + ?Sized>(a: &mut Vec<A>, b: &mut Vec<B>, rng: &mu
     }
 }
 
-fn pretrain_segment<R: Rng + ?Sized>(cfg: &ToyConfig, rng: &mut R) -> String {
-    if rng.gen_bool(cfg.pretrain_task_fraction) {
-        let kind = *TaskKind::ALL.choose(rng).expect("non-empty");
-        let task = ToyTask::random(kind, rng, cfg.max_items);
+/// A solved task of the pretraining corpus: a plain-style query and its answer, `query answer ;`.
+///
+/// With [`ToyConfig::pretrain_habits`] it is written like a demonstration (the same writers,
+/// habits and error rate, [`demonstration_with_habits`]), and a share `habits.constraint_rate`
+/// of the queries carry the `answer only :` prefix: the internet the base model learns from is
+/// written by the same kind of people as the demonstrations. Otherwise the answer is plain.
+fn pretrain_task_segment<R: Rng + ?Sized>(cfg: &ToyConfig, rng: &mut R) -> String {
+    let kind = *TaskKind::ALL.choose(rng).expect("non-empty");
+    let task = ToyTask::random(kind, rng, cfg.max_items);
+    if !cfg.pretrain_habits || cfg.habits.is_none() {
         let answer = demonstration_text(&task, cfg.demo_error_rate, rng);
         return format!("{} {} ;", task.plain_prompt(), answer);
+    }
+    let mut prompt = ToyPrompt::plain(task, Style::Plain);
+    if cfg.habits.constraint_rate > 0.0 && rng.gen_bool(cfg.habits.constraint_rate) {
+        prompt.constraint = Some(Constraint::AnswerOnly);
+    }
+    let answer = demonstration_with_habits(&prompt, cfg, rng);
+    format!("{} {} ;", prompt.render(&[]), answer)
+}
+
+fn pretrain_segment<R: Rng + ?Sized>(cfg: &ToyConfig, rng: &mut R) -> String {
+    if rng.gen_bool(cfg.pretrain_task_fraction) {
+        return pretrain_task_segment(cfg, rng);
     }
     match rng.gen_range(0..10) {
         0..=5 => random_sentence(rng, None),
