@@ -32,12 +32,8 @@ fn save_tiny_llama(f: &Fixture) {
     lm.save(f.p("llama")).unwrap();
 }
 
-#[test]
-fn sft_reward_ppo_and_generate_take_a_llama() {
-    let f = Fixture::new();
-    save_tiny_llama(&f);
-    let q = "model.layers.0.self_attn.q_proj.weight";
-
+/// One epoch of `sft` from `llama/` into `sft/` with these extra `--set`s; returns stderr.
+fn run_sft(f: &Fixture, extra: &[&str]) -> String {
     let mut a = args(&[
         "--init",
         &f.s("llama"),
@@ -53,10 +49,18 @@ fn sft_reward_ppo_and_generate_take_a_llama() {
         "train.batch_size=16",
         "train.max_prompt_tokens=48",
         "train.max_response_tokens=32",
-        "train.optimizer.lr=1e-3",
-        "valid_fraction=0.1",
     ]));
-    run_ok("sft", &a);
+    a.extend(sets(extra));
+    run_ok("sft", &a)
+}
+
+#[test]
+fn sft_reward_ppo_and_generate_take_a_llama() {
+    let f = Fixture::new();
+    save_tiny_llama(&f);
+    let q = "model.layers.0.self_attn.q_proj.weight";
+
+    run_sft(&f, &["train.optimizer.lr=1e-3", "valid_fraction=0.1"]);
     let sft = f.p("sft/best");
     assert_eq!(config(&sft)["model_type"], "llama");
     assert_eq!(config(&sft)["architectures"][0], "LlamaForCausalLM");
@@ -149,26 +153,14 @@ fn sft_reward_ppo_and_generate_take_a_llama() {
 fn sft_with_lora_trains_adapters_and_generate_applies_them() {
     let f = Fixture::new();
     save_tiny_llama(&f);
-    let mut a = args(&[
-        "--init",
-        &f.s("llama"),
-        "--data",
-        &f.s("world/demonstrations.jsonl"),
-        "--out",
-        &f.s("sft"),
-        "--device",
-        "cpu",
-    ]);
-    a.extend(sets(&[
-        "train.epochs=1",
-        "train.batch_size=16",
-        "train.max_prompt_tokens=48",
-        "train.max_response_tokens=32",
-        "train.optimizer.lr=1e-2",
-        "lora.r=4",
-        "lora.target_modules=[\"q_proj\", \"v_proj\", \"down_proj\"]",
-    ]));
-    let err = run_ok("sft", &a);
+    let err = run_sft(
+        &f,
+        &[
+            "train.optimizer.lr=1e-2",
+            "lora.r=4",
+            "lora.target_modules=[\"q_proj\", \"v_proj\", \"down_proj\"]",
+        ],
+    );
     assert!(err.contains("LoRA r = 4 on 3 projections"), "{err}");
     let best = f.p("sft/best");
     assert!(best.join("adapter_config.json").exists());
