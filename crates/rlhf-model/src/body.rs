@@ -63,19 +63,20 @@ impl Body {
         targets: &[String],
         enabled: &std::sync::Arc<std::sync::atomic::AtomicBool>,
     ) -> usize {
-        let p = root / prefix;
-        match self {
-            Body::Gpt2(b) => b.attach_lora(&p, cfg, targets, enabled),
-            Body::Llama(b) => b.attach_lora(&p, cfg, targets, enabled),
-        }
+        let projections = match self {
+            Body::Gpt2(b) => b.projections(),
+            Body::Llama(b) => b.projections(),
+        };
+        crate::lora::attach(&(root / prefix), projections, cfg, targets, enabled)
     }
 
     /// `(weight name under the body, merged weight)` of every adapted projection.
     pub(crate) fn merged_weights(&mut self) -> Vec<(String, Tensor)> {
-        match self {
-            Body::Gpt2(b) => b.merged_weights(),
-            Body::Llama(b) => b.merged_weights(),
-        }
+        let projections = match self {
+            Body::Gpt2(b) => b.projections(),
+            Body::Llama(b) => b.projections(),
+        };
+        crate::lora::merged(projections)
     }
 
     /// The token embedding `[V, E]` (also the tied unembedding).

@@ -8,11 +8,9 @@
 
 use crate::config::{Activation, Gpt2Config};
 use crate::error::{ModelError, Result};
-use crate::lora::{Adapter, LoraConfig, Projection};
+use crate::lora::{Adapter, Projection};
 use crate::model_config::KvLayout;
 use crate::train::{EMBEDDING_GROUP, NO_DECAY_GROUP};
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use tch::{nn, nn::Module, Device, Kind, Tensor};
 
 /// Hugging Face's `Conv1D`: a linear layer whose weight is stored `[in, out]`.
@@ -467,7 +465,7 @@ impl Gpt2 {
     }
 
     /// The projections by module path under the body (`h.{i}.attn.c_attn`, ...).
-    fn projections(&mut self) -> Vec<(String, &mut dyn Projection)> {
+    pub(crate) fn projections(&mut self) -> Vec<(String, &mut dyn Projection)> {
         let mut out = Vec::new();
         for (i, b) in self.h.iter_mut().enumerate() {
             for (name, c) in [
@@ -480,25 +478,6 @@ impl Gpt2 {
             }
         }
         out
-    }
-
-    /// Adds LoRA adapters under `p` (the body's path) to the projections named in `targets`
-    /// (`c_proj` adapts both the attention's and the MLP's, as PEFT matches names); returns how
-    /// many.
-    pub(crate) fn attach_lora(
-        &mut self,
-        p: &nn::Path,
-        cfg: &LoraConfig,
-        targets: &[String],
-        enabled: &Arc<AtomicBool>,
-    ) -> usize {
-        crate::lora::attach(p, self.projections(), cfg, targets, enabled)
-    }
-
-    /// `(weight's name under the body, W + (scale B A)^T)` of every adapted projection (Conv1D
-    /// weights are `[in, out]`).
-    pub(crate) fn merged_weights(&mut self) -> Vec<(String, Tensor)> {
-        crate::lora::merged(self.projections())
     }
 
     /// The token embedding `[V, E]` (also the tied unembedding).

@@ -10,10 +10,8 @@
 use crate::error::Result;
 use crate::gpt2::{AttnMask, KvCache, Step};
 use crate::llama_config::{LlamaConfig, RopeScaling};
-use crate::lora::{Adapter, LoraConfig, Projection};
+use crate::lora::{Adapter, Projection};
 use crate::train::{EMBEDDING_GROUP, NO_DECAY_GROUP};
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use tch::{nn, Kind, Tensor};
 
 /// `nn.Linear`: weight `[out, in]`, optional bias `[out]`.
@@ -373,7 +371,7 @@ impl Llama {
     }
 
     /// The projections by module path under the body (`layers.{i}.self_attn.q_proj`, ...).
-    fn projections(&mut self) -> Vec<(String, &mut dyn Projection)> {
+    pub(crate) fn projections(&mut self) -> Vec<(String, &mut dyn Projection)> {
         let mut out = Vec::new();
         for (i, l) in self.layers.iter_mut().enumerate() {
             let a = &mut l.self_attn;
@@ -391,23 +389,6 @@ impl Llama {
             }
         }
         out
-    }
-
-    /// Adds LoRA adapters under `p` (the body's path) to the projections named in `targets`;
-    /// returns how many.
-    pub(crate) fn attach_lora(
-        &mut self,
-        p: &nn::Path,
-        cfg: &LoraConfig,
-        targets: &[String],
-        enabled: &Arc<AtomicBool>,
-    ) -> usize {
-        crate::lora::attach(p, self.projections(), cfg, targets, enabled)
-    }
-
-    /// `(weight's name under the body, W + scale B A)` of every adapted projection.
-    pub(crate) fn merged_weights(&mut self) -> Vec<(String, Tensor)> {
-        crate::lora::merged(self.projections())
     }
 
     /// The token embedding `[V, E]` (also the tied unembedding).
