@@ -113,6 +113,13 @@ pub struct PipelineConfig {
     pub max_new_tokens: i64,
     /// Prompts per generation batch.
     pub gen_batch: usize,
+    /// LoRA adapters instead of full fine-tuning in SFT, the RM and PPO (`[lora]`: r,
+    /// lora_alpha, lora_dropout, target_modules; absent by default). SFT trains adapters on the
+    /// pretrained model and exports the merged SFT model (`sft/merged/`), which every later
+    /// stage starts from; the RM trains adapters and its head on it; PPO trains adapters on the
+    /// policy (its reference is the same weights with adapters off) and on the value function.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lora: Option<rlhf_model::LoraConfig>,
 }
 
 impl Default for PipelineConfig {
@@ -203,6 +210,7 @@ impl Default for PipelineConfig {
             eval_greedy: false,
             max_new_tokens: 24,
             gen_batch: 64,
+            lora: None,
         }
     }
 }
@@ -517,10 +525,17 @@ pub fn sft_stage(
 ) -> anyhow::Result<PathBuf> {
     let dir = out.join("sft");
     let best = dir.join("best");
+    let merged = dir.join("merged");
     if stage_done(&dir) {
-        return Ok(best);
+        return Ok(if cfg.lora.is_some() { merged } else { best });
     }
     let mut lm = CausalLm::load(base, crate::stage_device())?;
+    if let (Some(lora), None) = (&cfg.lora, lm.lora()) {
+        // A resumed SFT stage reloads its adapters with the checkpoint; a fresh one draws A
+        // from the run's seed.
+        tch::manual_seed(cfg.seed as i64 + 7);
+        lm.attach_lora(lora)?;
+    }
     let col = &data.collator;
     let to_data = |d: &[Demonstration]| -> anyhow::Result<LmData> {
         Ok(LmData::Demonstrations {
@@ -533,6 +548,12 @@ pub fn sft_stage(
     run.recover("sft")?;
     run.write_config(&cfg.sft)?;
     train_lm("sft", &mut lm, &train, Some(&valid), &cfg.sft, &run, None)?;
+    if cfg.lora.is_some() {
+        // Later stages start from plain weights: the best adapters folded in.
+        CausalLm::load(&best, crate::stage_device())?.save_merged(&merged)?;
+        mark_done(&dir, serde_json::json!({"best": merged}))?;
+        return Ok(merged);
+    }
     mark_done(&dir, serde_json::json!({"best": best}))?;
     Ok(best)
 }
@@ -587,7 +608,7 @@ pub fn ppo_stage_with<M: rlhf_model::RewardModel>(
             }
             Err(_) => None,
         };
-    let (policy, value) = match &resume {
+    let (mut policy, mut value) = match &resume {
         Some((ck, _)) => (
             CausalLm::load(ck.join("policy"), device)?,
             rlhf_model::ScalarModel::load(ck.join("value"), device)?,
@@ -597,8 +618,22 @@ pub fn ppo_stage_with<M: rlhf_model::RewardModel>(
             rlhf_model::ScalarModel::value_from_reward(value_init, device)?,
         ),
     };
-    let mut reference = CausalLm::load(sft_dir, device)?;
-    reference.var_store_mut().freeze();
+    if let (Some(lora), None) = (&cfg.lora, &resume) {
+        tch::manual_seed(cfg.seed as i64 + 11);
+        policy.attach_lora(lora)?;
+        if value.lora().is_none() {
+            value.attach_lora(lora)?;
+        }
+    }
+    // With adapters, the reference is the policy itself with them off: no second copy.
+    let policy = std::rc::Rc::new(policy);
+    let reference: Box<dyn rlhf_model::Policy> = if policy.lora().is_some() {
+        Box::new(rlhf_model::AdaptersOff(policy.clone()))
+    } else {
+        let mut r = CausalLm::load(sft_dir, device)?;
+        r.var_store_mut().freeze();
+        Box::new(r)
+    };
     let ppo_cfg = rlhf_ppo::PpoConfig {
         ptx_coef,
         seed: cfg.seed,
@@ -734,7 +769,10 @@ pub fn ppo_stage_with<M: rlhf_model::RewardModel>(
             save_ppo_checkpoint(&dir, &trainer, &ptx, done)?;
         }
     }
-    let mut policy = trainer.into_models().policy;
+    let models = trainer.into_models();
+    drop(models.reference);
+    let mut policy = std::rc::Rc::try_unwrap(models.policy)
+        .map_err(|_| anyhow::anyhow!("the PPO policy is still shared after training"))?;
     policy
         .meta_mut()
         .extra
@@ -760,7 +798,12 @@ struct PpoCheckpoint {
 /// checkpoints: a kill at any point leaves a complete checkpoint named by `latest.json`.
 fn save_ppo_checkpoint<M: rlhf_model::RewardModel>(
     dir: &Path,
-    trainer: &rlhf_ppo::PpoTrainer<CausalLm, CausalLm, M, rlhf_model::ScalarModel>,
+    trainer: &rlhf_ppo::PpoTrainer<
+        std::rc::Rc<CausalLm>,
+        Box<dyn rlhf_model::Policy>,
+        M,
+        rlhf_model::ScalarModel,
+    >,
     ptx: &rlhf_ppo::PackedPtx,
     iteration: u64,
 ) -> anyhow::Result<()> {
@@ -941,7 +984,10 @@ pub fn rm_stage_in(
     let mut trainer = if rlhf_model::checkpoint::resolve_dir(&latest).is_ok() {
         rlhf_reward::RewardTrainer::resume(&latest, device, cfg.rm.clone(), collate, train.len())?
     } else {
-        let model = rlhf_model::ScalarModel::reward_from_lm(sft_dir, device)?;
+        let mut model = rlhf_model::ScalarModel::reward_from_lm(sft_dir, device)?;
+        if let Some(lora) = &cfg.lora {
+            model.attach_lora(lora)?;
+        }
         rlhf_reward::RewardTrainer::new(model, cfg.rm.clone(), collate, train.len())?
     };
     let mut metrics = run.metrics()?;

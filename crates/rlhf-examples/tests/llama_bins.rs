@@ -258,12 +258,79 @@ fn ppo_with_lora_trains_adapters_against_the_base_and_resumes_exactly() {
     assert!(whole
         .iter()
         .any(|(k, t)| k.contains("lora_B") && t.abs().max().double_value(&[]) > 0.0));
+    // The value function (from the plain RM) trains adapters and its head, not its body.
+    assert!(err.contains("LoRA on the value function too"), "{err}");
+    let value = f.p("whole/checkpoints/iter-000002/value");
+    let whole_value = adapters(&value);
+    assert!(whole_value.contains_key("base_model.model.score.weight"));
+    let (r0, r1) = (weights(&f.p("llama-rm")), weights(&value));
+    for (k, v) in &r0 {
+        if k != "score.weight" {
+            assert!(v.equal(&r1[k]), "{k}: the value's base weight moved");
+        }
+    }
     ppo("split", &["--stop-after", "1"]);
     ppo("split", &["--resume"]);
     let split = adapters(&f.p("split/checkpoints/iter-000002/policy"));
     for (k, t) in &whole {
         assert!(t.equal(&split[k]), "{k}: resumed run differs");
     }
+    let split = adapters(&f.p("split/checkpoints/iter-000002/value"));
+    for (k, t) in &whole_value {
+        assert!(t.equal(&split[k]), "value {k}: resumed run differs");
+    }
+}
+
+/// `reward` with a `[lora]` table trains the body's adapters and the score head only;
+/// `final/` holds the base body unchanged plus PEFT's files (task `SEQ_CLS`, the head as
+/// `modules_to_save`), and loads back as a reward model with its adapters.
+#[test]
+fn reward_with_lora_trains_adapters_and_the_head() {
+    let f = Fixture::new();
+    save_tiny_llama(&f);
+    let mut a = args(&[
+        "--init",
+        &f.s("llama"),
+        "--data",
+        &f.s("rankings.jsonl"),
+        "--out",
+        &f.s("rm"),
+        "--device",
+        "cpu",
+    ]);
+    a.extend(sets(&[
+        "train.epochs=1",
+        "train.batch_prompts=16",
+        "max_prompt_tokens=48",
+        "max_response_tokens=25",
+        "train.lr=3e-3",
+        "lora.r=4",
+        "lora.target_modules=[\"q_proj\", \"v_proj\", \"up_proj\"]",
+    ]));
+    let err = run_ok("reward", &a);
+    assert!(err.contains("LoRA r = 4 on 3 projections"), "{err}");
+    let rm = f.p("rm/final");
+    let peft: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(rm.join("adapter_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(peft["task_type"], "SEQ_CLS");
+    let (w0, w1) = (weights(&f.p("llama")), weights(&rm));
+    for (k, v) in &w0 {
+        if k != "lm_head.weight" {
+            assert!(v.equal(&w1[k]), "{k}: a base weight moved");
+        }
+    }
+    let loaded = rlhf_model::ScalarModel::load(&rm, Device::Cpu).unwrap();
+    assert_eq!(loaded.lora().unwrap().r, 4);
+    // Asking for adapters on a reward model that has them is refused, with the reason.
+    let mut again = a.clone();
+    let i = again.iter().position(|x| x == "--init").unwrap();
+    again[i + 1] = rm.to_str().unwrap().into();
+    let j = again.iter().position(|x| x == "--out").unwrap();
+    again[j + 1] = f.s("rm2");
+    let out = run("reward", &again);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("LoRA adapters already"));
 }
 
 /// `generate --model BASE --adapter DIR --greedy` with adapters made by `peft` prints what

@@ -296,3 +296,32 @@ fn ppo_raises_the_gold_score_over_sft_where_the_rm_can_learn() {
     let tax = |m: &str| r["pretrain_loss"][m].as_f64().unwrap();
     assert!(tax("ppo_ptx") < tax("ppo"), "{r}");
 }
+
+/// `[lora]` in the pipeline: SFT trains adapters and exports the merged SFT model that the
+/// later stages start from; the RM and the PPO policies and value functions train adapters
+/// (their checkpoints carry PEFT files); the table is complete.
+#[test]
+fn lora_pipeline_trains_adapters_in_every_stage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let (ok, _, stderr) = run_with(&out, &["lora.r=4", "ppo_iterations=1"]);
+    assert!(ok, "{stderr}");
+    for dir in ["sft/best", "rm/final", "ppo/final", "ppo_ptx/final"] {
+        assert!(
+            out.join(dir).join("adapter_config.json").exists(),
+            "{dir} has no adapters"
+        );
+    }
+    assert!(out.join("sft/merged/model.safetensors").exists());
+    assert!(!out.join("sft/merged/adapter_config.json").exists());
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    for model in ["sft", "ppo", "ppo_ptx"] {
+        assert!(report["win_rate_vs_sft"][model]
+            .as_f64()
+            .unwrap()
+            .is_finite());
+    }
+    // The merged SFT model is the SFT model: against itself its KL is 0.
+    assert!(report["kl_to_sft"]["sft"].as_f64().unwrap().abs() < 1e-9);
+}

@@ -201,16 +201,6 @@ fn read_tokenizer_config(dir: &Path) -> Result<Option<serde_json::Value>> {
     Ok(config)
 }
 
-pub(crate) fn write_checkpoint(
-    dir: &Path,
-    config: &ModelConfig,
-    vs: &nn::VarStore,
-    tokenizer: Option<&Tokenizer>,
-    meta: &CheckpointMeta,
-) -> Result<()> {
-    write_checkpoint_with(dir, config, vs, tokenizer, meta, vec![])
-}
-
 pub(crate) fn write_checkpoint_with(
     dir: &Path,
     config: &ModelConfig,

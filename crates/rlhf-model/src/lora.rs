@@ -21,8 +21,12 @@
 //! [`crate::CausalLm::save_merged`] writes an ordinary checkpoint with `W + (alpha / r) B A`
 //! folded in.
 
+use crate::body::Body;
+use crate::checkpoint::{named_variables, read_safetensors, safetensors_bytes};
 use crate::error::{ModelError, Result};
+use crate::model_config::ModelConfig;
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tch::{nn, Kind, Tensor};
@@ -122,18 +126,30 @@ impl LoraConfig {
         Ok(self.target_modules.clone())
     }
 
-    /// PEFT's `adapter_config.json` for these settings (`fan_in_fan_out` for GPT-2's Conv1D).
-    pub fn to_peft_json(&self, gpt2: bool, targets: &[String]) -> serde_json::Value {
+    /// PEFT's `adapter_config.json` for these settings (`fan_in_fan_out` for GPT-2's Conv1D;
+    /// `task_type` `CAUSAL_LM` or `SEQ_CLS`; `modules_to_save`: whole modules trained beside
+    /// the adapters, e.g. a scalar head's `score`).
+    pub fn to_peft_json(
+        &self,
+        gpt2: bool,
+        targets: &[String],
+        task_type: &str,
+        modules_to_save: &[&str],
+    ) -> serde_json::Value {
         serde_json::json!({
             "peft_type": "LORA",
-            "task_type": "CAUSAL_LM",
+            "task_type": task_type,
             "r": self.r,
             "lora_alpha": self.lora_alpha,
             "lora_dropout": self.lora_dropout,
             "target_modules": targets,
             "fan_in_fan_out": gpt2,
             "bias": "none",
-            "modules_to_save": null,
+            "modules_to_save": if modules_to_save.is_empty() {
+                serde_json::Value::Null
+            } else {
+                serde_json::json!(modules_to_save)
+            },
             "init_lora_weights": true,
             "use_rslora": false,
             "use_dora": false,
@@ -143,7 +159,8 @@ impl LoraConfig {
     }
 
     /// Reads PEFT's `adapter_config.json`; settings we do not implement (rsLoRA, DoRA, biases,
-    /// per-module ranks, ...) are errors that name the field.
+    /// per-module ranks, ...) are errors that name the field. `modules_to_save` is read by
+    /// [`modules_to_save`], as what it may name depends on the model.
     pub fn from_peft_json(v: &serde_json::Value) -> std::result::Result<Self, String> {
         if let Some(t) = v.get("peft_type").and_then(|t| t.as_str()) {
             if t != "LORA" {
@@ -162,7 +179,6 @@ impl LoraConfig {
             "use_rslora",
             "use_dora",
             "bias",
-            "modules_to_save",
             "rank_pattern",
             "alpha_pattern",
             "layers_to_transform",
@@ -314,12 +330,282 @@ pub fn is_adapter_variable(name: &str) -> bool {
     name.contains(".lora_A.") || name.contains(".lora_B.")
 }
 
-/// Freezes every variable now in `vs` and drops it from the trainable set (before adapters are
-/// created in it, so that they alone train).
-pub(crate) fn freeze_base(vs: &nn::VarStore) {
+/// Freezes every variable now in `vs` but those whose storage is at `keep` and drops them from
+/// the trainable set (before adapters are created in it, so that they and `keep` alone train).
+fn freeze_base(vs: &nn::VarStore, keep: &[*mut std::ffi::c_void]) {
     let mut vars = vs.variables_.lock().expect("var store lock");
-    for v in vars.trainable_variables.iter_mut() {
-        let _ = v.tensor.set_requires_grad(false);
+    vars.trainable_variables.retain_mut(|v| {
+        let k = keep.contains(&v.tensor.data_ptr());
+        if !k {
+            let _ = v.tensor.set_requires_grad(false);
+        }
+        k
+    });
+}
+
+/// The `modules_to_save` of PEFT's `adapter_config.json` (none when null or absent).
+pub fn modules_to_save(v: &serde_json::Value) -> std::result::Result<Vec<String>, String> {
+    match v.get("modules_to_save") {
+        None | Some(serde_json::Value::Null) => Ok(vec![]),
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .map(|m| {
+                m.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| "modules_to_save: expected module names".to_string())
+            })
+            .collect(),
+        Some(other) => Err(format!(
+            "modules_to_save = {other}: expected a list of module names"
+        )),
     }
-    vars.trainable_variables.clear();
+}
+
+/// A module trained whole beside the adapters (PEFT's `modules_to_save`): its name, as PEFT
+/// and `config.json` know it, and its weight.
+pub(crate) struct SavedModule<'a> {
+    /// Module name (`score`).
+    pub(crate) name: &'static str,
+    /// Other names PEFT may list for the same role (`classifier`, in its default for `SEQ_CLS`).
+    pub(crate) aliases: &'static [&'static str],
+    /// The module's `weight`.
+    pub(crate) weight: &'a Tensor,
+}
+
+/// The LoRA side of a model ([`crate::CausalLm`] or [`crate::ScalarModel`]): the settings and
+/// adapted module names once adapters are attached, and the on/off switch all of its adapters
+/// share.
+#[derive(Debug)]
+pub(crate) struct LoraState {
+    attached: Option<(LoraConfig, Vec<String>)>,
+    enabled: Arc<AtomicBool>,
+}
+
+impl Default for LoraState {
+    fn default() -> Self {
+        LoraState {
+            attached: None,
+            enabled: Arc::new(AtomicBool::new(true)),
+        }
+    }
+}
+
+impl LoraState {
+    pub(crate) fn config(&self) -> Option<&LoraConfig> {
+        self.attached.as_ref().map(|(c, _)| c)
+    }
+
+    pub(crate) fn set_enabled(&self, on: bool) {
+        self.enabled.store(on, Ordering::Relaxed);
+    }
+
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn with_disabled<T>(&self, f: impl FnOnce() -> T) -> T {
+        let was = self.enabled.swap(false, Ordering::Relaxed);
+        let out = f();
+        self.enabled.store(was, Ordering::Relaxed);
+        out
+    }
+
+    /// Freezes every variable of `vs` except the `keep` modules' weights (trained whole), then
+    /// adds adapters to `body`'s projections named by `cfg`; returns how many.
+    pub(crate) fn attach(
+        &mut self,
+        vs: &nn::VarStore,
+        body: &mut Body,
+        config: &ModelConfig,
+        cfg: &LoraConfig,
+        keep: &[SavedModule],
+    ) -> Result<usize> {
+        if let Some((have, _)) = &self.attached {
+            return Err(ModelError::Input(format!(
+                "the model has LoRA adapters already (r = {}): attach them once",
+                have.r
+            )));
+        }
+        let targets = cfg.targets(config.as_gpt2().is_some())?;
+        let keep: Vec<_> = keep.iter().map(|k| k.weight.data_ptr()).collect();
+        freeze_base(vs, &keep);
+        let n = body.attach_lora(
+            &vs.root(),
+            config.body_prefix(),
+            cfg,
+            &targets,
+            &self.enabled,
+        );
+        self.attached = Some((cfg.clone(), targets));
+        Ok(n)
+    }
+
+    /// Attaches the PEFT adapter in `dir` and loads its weights (and the `keep` modules', which
+    /// it carries when its config lists them in `modules_to_save`).
+    pub(crate) fn load(
+        &mut self,
+        vs: &nn::VarStore,
+        body: &mut Body,
+        config: &ModelConfig,
+        dir: &Path,
+        keep: &[SavedModule],
+    ) -> Result<()> {
+        let cfg_path = dir.join(ADAPTER_CONFIG_FILE);
+        let text = std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::io(&cfg_path, e))?;
+        let json_err = |msg: String| ModelError::Json {
+            path: cfg_path.clone(),
+            msg,
+        };
+        let json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| json_err(e.to_string()))?;
+        let cfg = LoraConfig::from_peft_json(&json).map_err(json_err)?;
+        let saved = modules_to_save(&json).map_err(json_err)?;
+        for m in &saved {
+            if !keep
+                .iter()
+                .any(|k| k.name == m || k.aliases.contains(&m.as_str()))
+            {
+                return Err(json_err(format!(
+                    "modules_to_save names {m:?}, which this model does not train whole \
+                     (it can: {})",
+                    if keep.is_empty() {
+                        "none".to_string()
+                    } else {
+                        keep.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
+                    }
+                )));
+            }
+        }
+        let gpt2 = config.as_gpt2().is_some();
+        let fan_in_fan_out = json
+            .get("fan_in_fan_out")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
+        if fan_in_fan_out != gpt2 {
+            return Err(ModelError::ckpt(
+                dir,
+                format!(
+                    "{ADAPTER_CONFIG_FILE}: fan_in_fan_out is {fan_in_fan_out}, but this is a {} \
+                     model: the adapter was made for another architecture",
+                    if gpt2 {
+                        "GPT-2 (Conv1D)"
+                    } else {
+                        "Llama-family (Linear)"
+                    }
+                ),
+            ));
+        }
+        // The whole modules train only when the adapter saved them: otherwise they are base.
+        let trained: &[SavedModule] = if saved.is_empty() { &[] } else { keep };
+        self.attach(vs, body, config, &cfg, trained)
+            .map_err(|e| ModelError::ckpt(dir, e.to_string()))?;
+        let weights = dir.join(ADAPTER_WEIGHTS_FILE);
+        let mut tensors = read_safetensors(&weights)?;
+        let _g = tch::no_grad_guard();
+        let mut wanted: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .filter(|(n, _)| is_adapter_variable(n))
+            .map(|(n, t)| (format!("{PEFT_PREFIX}{n}"), t))
+            .collect();
+        for k in trained {
+            wanted.push((
+                format!("{PEFT_PREFIX}{}.weight", k.name),
+                k.weight.shallow_clone(),
+            ));
+        }
+        for (key, mut var) in wanted {
+            let t = tensors.remove(&key).ok_or_else(|| {
+                ModelError::ckpt(
+                    dir,
+                    format!(
+                        "{ADAPTER_WEIGHTS_FILE} has no {key}: the adapter does not match \
+                         {ADAPTER_CONFIG_FILE}'s target_modules or this model"
+                    ),
+                )
+            })?;
+            if t.size() != var.size() {
+                return Err(ModelError::ckpt(
+                    dir,
+                    format!(
+                        "{ADAPTER_WEIGHTS_FILE}: {key} is {:?} but this model needs {:?}",
+                        t.size(),
+                        var.size()
+                    ),
+                ));
+            }
+            var.copy_(&t);
+        }
+        if let Some(extra) = tensors.keys().next() {
+            return Err(ModelError::ckpt(
+                dir,
+                format!(
+                    "{ADAPTER_WEIGHTS_FILE} has {extra}, which no adapted module of this model \
+                     takes ({} unused tensors)",
+                    tensors.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// PEFT's two files for the attached adapters and the `keep` modules (none without
+    /// adapters).
+    pub(crate) fn files(
+        &self,
+        vs: &nn::VarStore,
+        config: &ModelConfig,
+        task_type: &str,
+        keep: &[SavedModule],
+    ) -> Result<Vec<(&'static str, Vec<u8>)>> {
+        let Some((cfg, targets)) = &self.attached else {
+            return Ok(vec![]);
+        };
+        let gpt2 = config.as_gpt2().is_some();
+        let names: Vec<&str> = keep.iter().map(|k| k.name).collect();
+        let json =
+            serde_json::to_string_pretty(&cfg.to_peft_json(gpt2, targets, task_type, &names))
+                .expect("JSON serializes");
+        let mut named: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .filter(|(n, _)| is_adapter_variable(n))
+            .map(|(n, t)| (format!("{PEFT_PREFIX}{n}"), t))
+            .chain(keep.iter().map(|k| {
+                (
+                    format!("{PEFT_PREFIX}{}.weight", k.name),
+                    k.weight.shallow_clone(),
+                )
+            }))
+            .collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(vec![
+            (ADAPTER_CONFIG_FILE, json.into_bytes()),
+            (ADAPTER_WEIGHTS_FILE, safetensors_bytes(&named)?),
+        ])
+    }
+
+    /// Every base variable under its checkpoint name, with the adapted projections' weights
+    /// replaced by `W + (alpha / r) B A`.
+    pub(crate) fn merged_tensors(
+        &self,
+        vs: &nn::VarStore,
+        body: &mut Body,
+        config: &ModelConfig,
+    ) -> Vec<(String, Tensor)> {
+        let _g = tch::no_grad_guard();
+        let prefix = config.body_prefix();
+        let merged: std::collections::BTreeMap<String, Tensor> = body
+            .merged_weights()
+            .into_iter()
+            .map(|(n, t)| (format!("{prefix}.{n}"), t))
+            .collect();
+        named_variables(vs)
+            .into_iter()
+            .map(|(n, t)| match merged.get(&n) {
+                Some(m) => (n, m.shallow_clone()),
+                None => (n, t),
+            })
+            .collect()
+    }
 }

@@ -3,21 +3,18 @@
 
 use crate::body::Body;
 use crate::checkpoint::{
-    load_into_varstore, named_variables, read_checkpoint, read_safetensors, safetensors_bytes,
-    write_checkpoint, write_checkpoint_tensors, write_checkpoint_with, CheckpointFiles,
-    CheckpointMeta, HeadKind,
+    load_into_varstore, read_checkpoint, write_checkpoint_tensors, write_checkpoint_with,
+    CheckpointFiles, CheckpointMeta, HeadKind,
 };
 use crate::error::{ModelError, Result};
 use crate::generate::{generate_uncached, generate_with, GenerateConfig, Generation};
 use crate::gpt2::KvCache;
-use crate::lora::{LoraConfig, ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, PEFT_PREFIX};
+use crate::lora::{LoraConfig, LoraState, SavedModule, ADAPTER_CONFIG_FILE};
 use crate::model_config::{ArchConfig, ModelConfig};
 use crate::ops::{last_token_index, log_probs_of, selected_positions};
 use crate::tokenizer::Tokenizer;
 use crate::traits::{check_last_n, check_target_mask, Policy, RewardModel, ValueFunction};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use tch::{nn, Device, Kind, Tensor};
 
 /// Where and in which precision to load a checkpoint.
@@ -80,9 +77,7 @@ pub struct CausalLm {
     config: ModelConfig,
     tokenizer: Option<Tokenizer>,
     meta: CheckpointMeta,
-    /// The LoRA settings and the adapted module names, once adapters are attached.
-    lora: Option<(LoraConfig, Vec<String>)>,
-    adapters_enabled: Arc<AtomicBool>,
+    lora: LoraState,
 }
 
 impl CausalLm {
@@ -111,8 +106,7 @@ impl CausalLm {
             config,
             tokenizer: None,
             meta: CheckpointMeta::new(HeadKind::Lm),
-            lora: None,
-            adapters_enabled: Arc::new(AtomicBool::new(true)),
+            lora: LoraState::default(),
         })
     }
 
@@ -165,155 +159,48 @@ impl CausalLm {
     /// Returns how many projections were adapted. Errors if adapters are attached already or a
     /// target is not a projection of this architecture.
     pub fn attach_lora(&mut self, cfg: &LoraConfig) -> Result<usize> {
-        if let Some((have, _)) = &self.lora {
-            return Err(ModelError::Input(format!(
-                "the model has LoRA adapters already (r = {}): attach them once",
-                have.r
-            )));
-        }
-        let gpt2 = self.config.as_gpt2().is_some();
-        let targets = cfg.targets(gpt2)?;
-        crate::lora::freeze_base(&self.vs);
-        let n = self.body.attach_lora(
-            &self.vs.root(),
-            self.config.body_prefix(),
-            cfg,
-            &targets,
-            &self.adapters_enabled,
-        );
-        self.lora = Some((cfg.clone(), targets));
-        Ok(n)
+        self.lora
+            .attach(&self.vs, &mut self.body, &self.config, cfg, &[])
     }
 
     /// The LoRA settings, when adapters are attached.
     pub fn lora(&self) -> Option<&LoraConfig> {
-        self.lora.as_ref().map(|(c, _)| c)
+        self.lora.config()
     }
 
     /// Switches the adapters on or off for later forward passes (no-op without adapters). Off,
     /// the model computes exactly its base model: PPO's reference policy without a second copy
     /// of the weights.
     pub fn set_adapters_enabled(&self, on: bool) {
-        self.adapters_enabled.store(on, Ordering::Relaxed);
+        self.lora.set_enabled(on)
     }
 
     /// Whether the adapters (if any) take part in forward passes.
     pub fn adapters_enabled(&self) -> bool {
-        self.adapters_enabled.load(Ordering::Relaxed)
+        self.lora.enabled()
     }
 
     /// Runs `f` with the adapters switched off, then restores the previous state.
     pub fn with_adapters_disabled<T>(&self, f: impl FnOnce() -> T) -> T {
-        let was = self.adapters_enabled.swap(false, Ordering::Relaxed);
-        let out = f();
-        self.adapters_enabled.store(was, Ordering::Relaxed);
-        out
+        self.lora.with_disabled(f)
     }
 
     /// Attaches the PEFT LoRA adapter in `dir` (`adapter_config.json` and
     /// `adapter_model.safetensors`, as `peft`'s `save_pretrained` writes them).
     pub fn load_adapter(&mut self, dir: impl AsRef<Path>) -> Result<()> {
-        let dir = dir.as_ref();
-        let cfg_path = dir.join(ADAPTER_CONFIG_FILE);
-        let text = std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::io(&cfg_path, e))?;
-        let json: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| ModelError::Json {
-                path: cfg_path.clone(),
-                msg: e.to_string(),
-            })?;
-        let cfg = LoraConfig::from_peft_json(&json).map_err(|msg| ModelError::Json {
-            path: cfg_path.clone(),
-            msg,
-        })?;
-        let gpt2 = self.config.as_gpt2().is_some();
-        let fan_in_fan_out = json
-            .get("fan_in_fan_out")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false);
-        if fan_in_fan_out != gpt2 {
-            return Err(ModelError::ckpt(
-                dir,
-                format!(
-                    "{ADAPTER_CONFIG_FILE}: fan_in_fan_out is {fan_in_fan_out}, but this is a {} \
-                     model: the adapter was made for another architecture",
-                    if gpt2 {
-                        "GPT-2 (Conv1D)"
-                    } else {
-                        "Llama-family (Linear)"
-                    }
-                ),
-            ));
-        }
-        self.attach_lora(&cfg)
-            .map_err(|e| ModelError::ckpt(dir, e.to_string()))?;
-        let weights = dir.join(ADAPTER_WEIGHTS_FILE);
-        let mut tensors = read_safetensors(&weights)?;
-        let _g = tch::no_grad_guard();
-        for (name, mut var) in self.vs.variables() {
-            if !crate::lora::is_adapter_variable(&name) {
-                continue;
-            }
-            let key = format!("{PEFT_PREFIX}{name}");
-            let t = tensors.remove(&key).ok_or_else(|| {
-                ModelError::ckpt(
-                    dir,
-                    format!(
-                        "{ADAPTER_WEIGHTS_FILE} has no {key}: the adapter does not match \
-                             {ADAPTER_CONFIG_FILE}'s target_modules or this model"
-                    ),
-                )
-            })?;
-            if t.size() != var.size() {
-                return Err(ModelError::ckpt(
-                    dir,
-                    format!(
-                        "{ADAPTER_WEIGHTS_FILE}: {key} is {:?} but this model needs {:?}",
-                        t.size(),
-                        var.size()
-                    ),
-                ));
-            }
-            var.copy_(&t);
-        }
-        if let Some(extra) = tensors.keys().next() {
-            return Err(ModelError::ckpt(
-                dir,
-                format!(
-                    "{ADAPTER_WEIGHTS_FILE} has {extra}, which no adapted module of this model \
-                     takes ({} unused tensors)",
-                    tensors.len()
-                ),
-            ));
-        }
-        Ok(())
+        self.lora
+            .load(&self.vs, &mut self.body, &self.config, dir.as_ref(), &[])
     }
 
     /// The adapter as PEFT's files: `adapter_config.json` and `adapter_model.safetensors`.
     fn adapter_files(&self) -> Result<Vec<(&'static str, Vec<u8>)>> {
-        let Some((cfg, targets)) = &self.lora else {
-            return Ok(vec![]);
-        };
-        let gpt2 = self.config.as_gpt2().is_some();
-        let config = serde_json::to_string_pretty(&cfg.to_peft_json(gpt2, targets))
-            .expect("JSON serializes");
-        let mut named: Vec<(String, Tensor)> = self
-            .vs
-            .variables()
-            .into_iter()
-            .filter(|(n, _)| crate::lora::is_adapter_variable(n))
-            .map(|(n, t)| (format!("{PEFT_PREFIX}{n}"), t))
-            .collect();
-        named.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(vec![
-            (ADAPTER_CONFIG_FILE, config.into_bytes()),
-            (ADAPTER_WEIGHTS_FILE, safetensors_bytes(&named)?),
-        ])
+        self.lora.files(&self.vs, &self.config, "CAUSAL_LM", &[])
     }
 
     /// Saves only the adapter, in PEFT's layout (what `peft`'s `save_pretrained` writes);
     /// errors without adapters.
     pub fn save_adapter(&self, dir: impl AsRef<Path>) -> Result<()> {
-        if self.lora.is_none() {
+        if self.lora().is_none() {
             return Err(ModelError::Input(
                 "save_adapter: the model has no LoRA adapters".into(),
             ));
@@ -324,21 +211,9 @@ impl CausalLm {
     /// Saves an ordinary checkpoint with the adapters folded into the weights
     /// (`W + (alpha / r) B A`): it loads anywhere, with no adapter files.
     pub fn save_merged(&mut self, dir: impl AsRef<Path>) -> Result<()> {
-        let _g = tch::no_grad_guard();
-        let prefix = self.config.body_prefix().to_string();
-        let merged: std::collections::BTreeMap<String, Tensor> = self
-            .body
-            .merged_weights()
-            .into_iter()
-            .map(|(n, t)| (format!("{prefix}.{n}"), t))
-            .collect();
-        let tensors: Vec<(String, Tensor)> = named_variables(&self.vs)
-            .into_iter()
-            .map(|(n, t)| match merged.get(&n) {
-                Some(m) => (n, m.shallow_clone()),
-                None => (n, t),
-            })
-            .collect();
+        let tensors = self
+            .lora
+            .merged_tensors(&self.vs, &mut self.body, &self.config);
         write_checkpoint_tensors(
             dir.as_ref(),
             &self.config,
@@ -552,6 +427,7 @@ pub struct ScalarModel {
     config: ModelConfig,
     tokenizer: Option<Tokenizer>,
     meta: CheckpointMeta,
+    lora: LoraState,
 }
 
 /// The base model of a [`CausalLm`] with LoRA adapters: the same model, shared and not copied,
@@ -640,6 +516,7 @@ impl ScalarModel {
             config,
             tokenizer: None,
             meta: CheckpointMeta::new(head),
+            lora: LoraState::default(),
         })
     }
 
@@ -714,6 +591,16 @@ impl ScalarModel {
             files.config.body_prefix(),
         )?;
         model.tokenizer = files.tokenizer;
+        if files.dir.join(ADAPTER_CONFIG_FILE).exists() {
+            if files.head == HeadKind::Lm {
+                return Err(ModelError::ckpt(
+                    &files.dir,
+                    "this language model has LoRA adapters: a reward model is built from plain \
+                     weights, so merge them into the checkpoint first (CausalLm::save_merged)",
+                ));
+            }
+            model.load_adapter(&files.dir)?;
+        }
         if files.head != HeadKind::Lm {
             model.meta = files.meta;
             model.meta.head = new_head;
@@ -724,16 +611,71 @@ impl ScalarModel {
         Ok(model)
     }
 
+    /// Attaches LoRA adapters to the body (see [`CausalLm::attach_lora`]); the scalar head
+    /// keeps training whole, as PEFT's `modules_to_save` does for sequence classification.
+    pub fn attach_lora(&mut self, cfg: &LoraConfig) -> Result<usize> {
+        self.lora.attach(
+            &self.vs,
+            &mut self.body,
+            &self.config,
+            cfg,
+            &head_module(&self.score),
+        )
+    }
+
+    /// The LoRA settings, when adapters are attached.
+    pub fn lora(&self) -> Option<&LoraConfig> {
+        self.lora.config()
+    }
+
+    /// Switches the adapters on or off for later forward passes (see
+    /// [`CausalLm::set_adapters_enabled`]); the head is used either way.
+    pub fn set_adapters_enabled(&self, on: bool) {
+        self.lora.set_enabled(on)
+    }
+
+    /// Attaches the PEFT adapter in `dir` (task type `SEQ_CLS`; the head as
+    /// `modules_to_save`).
+    pub fn load_adapter(&mut self, dir: impl AsRef<Path>) -> Result<()> {
+        self.lora.load(
+            &self.vs,
+            &mut self.body,
+            &self.config,
+            dir.as_ref(),
+            &head_module(&self.score),
+        )
+    }
+
+    /// Saves an ordinary checkpoint with the adapters folded into the weights.
+    pub fn save_merged(&mut self, dir: impl AsRef<Path>) -> Result<()> {
+        let tensors = self
+            .lora
+            .merged_tensors(&self.vs, &mut self.body, &self.config);
+        write_checkpoint_tensors(
+            dir.as_ref(),
+            &self.config,
+            &tensors,
+            self.tokenizer.as_ref(),
+            &self.meta,
+            vec![],
+        )
+    }
+
     /// Saves the checkpoint (see [`CausalLm::save`]); `config.json` names
     /// `GPT2ForSequenceClassification` (or the Llama family's) with one label, so
-    /// `transformers` loads it too.
+    /// `transformers` loads it too. With adapters, PEFT's files are written beside the base
+    /// (the head in them as `modules_to_save`).
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
-        write_checkpoint(
+        let files =
+            self.lora
+                .files(&self.vs, &self.config, "SEQ_CLS", &head_module(&self.score))?;
+        write_checkpoint_with(
             dir.as_ref(),
             &self.config,
             &self.vs,
             self.tokenizer.as_ref(),
             &self.meta,
+            files,
         )
     }
 
@@ -820,6 +762,16 @@ impl ScalarModel {
             .squeeze_dim(-1)
             .to_kind(Kind::Float))
     }
+}
+
+/// A scalar model's head, trained whole beside its adapters (PEFT's `modules_to_save`, as
+/// for a `SEQ_CLS` task).
+fn head_module(score: &Tensor) -> [SavedModule<'_>; 1] {
+    [SavedModule {
+        name: "score",
+        aliases: &["classifier"],
+        weight: score,
+    }]
 }
 
 fn files_head_keep(h: HeadKind) -> HeadKind {

@@ -8,6 +8,9 @@ use rlhf_model::{CausalLm, Gpt2Config, LlamaConfig, LoraConfig, ModelConfig, Pol
 use std::collections::BTreeMap;
 use tch::{Device, Kind, Tensor};
 
+/// libtorch's generator is global: the tests that seed it and draw from it take turns.
+static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn models() -> Vec<(&'static str, ModelConfig, Vec<&'static str>)> {
     vec![
         (
@@ -77,6 +80,7 @@ fn train(lm: &CausalLm, steps: usize) {
 
 #[test]
 fn adapters_start_at_the_base_train_alone_switch_off_merge_and_round_trip() {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
     for (arch, cfg, all) in models() {
         tch::manual_seed(0);
         let mut lm = CausalLm::new(&cfg, Device::Cpu).unwrap();
@@ -158,6 +162,7 @@ fn adapters_start_at_the_base_train_alone_switch_off_merge_and_round_trip() {
 
 #[test]
 fn lora_settings_are_checked() {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
     let cfg: ModelConfig = LlamaConfig::sized(1, 2, 1, 8, 16, 20, 16).into();
     let mut lm = CausalLm::new(&cfg, Device::Cpu).unwrap();
     let bad = LoraConfig {
@@ -189,4 +194,127 @@ fn lora_settings_are_checked() {
     let mut l = CausalLm::new(&cfg, Device::Cpu).unwrap();
     let err = l.load_adapter(tmp.path()).unwrap_err().to_string();
     assert!(err.contains("fan_in_fan_out"), "{err}");
+}
+
+/// Reward and value models with adapters: the body's adapters and the whole scalar head train
+/// (PEFT's `modules_to_save`), nothing else; fresh adapters change no score; the checkpoint
+/// (base + PEFT files with the head) loads back equal; a value function made from it keeps the
+/// adapters; the merged export scores the same without them.
+#[test]
+fn scalar_models_train_adapters_and_their_head() {
+    use rlhf_model::{HeadKind, RewardModel, ScalarModel, ValueFunction};
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    for (arch, cfg, all) in models() {
+        tch::manual_seed(3);
+        let mut rm = ScalarModel::new(&cfg, HeadKind::Reward, Device::Cpu).unwrap();
+        let (ids, mask) = batch();
+        let score = |m: &ScalarModel| tch::no_grad(|| m.score(&ids, &mask, false)).unwrap();
+        let before = score(&rm);
+        let base = snapshot_vs(rm.var_store_mut());
+        let lora = LoraConfig {
+            r: 2,
+            target_modules: all.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        assert!(rm.attach_lora(&lora).unwrap() > 0, "{arch}");
+        assert_eq!(max_diff(&before, &score(&rm)), 0.0, "{arch}");
+        let trainable: Vec<String> = {
+            let vs = rm.var_store_mut();
+            let vars = vs.variables();
+            let ptrs: Vec<_> = vs
+                .trainable_variables()
+                .iter()
+                .map(|t| t.data_ptr())
+                .collect();
+            vars.into_iter()
+                .filter(|(_, t)| ptrs.contains(&t.data_ptr()))
+                .map(|(n, _)| n)
+                .collect()
+        };
+        assert!(trainable.contains(&"score.weight".to_string()), "{arch}");
+        assert!(
+            trainable
+                .iter()
+                .all(|n| n == "score.weight" || is_adapter_variable(n)),
+            "{arch}: {trainable:?}"
+        );
+        // Train toward a high score for row 0.
+        let mut opt = AdamW::new(
+            rm.var_store_mut(),
+            &AdamWConfig {
+                lr: 0.05,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        for _ in 0..4 {
+            let loss = -rm.score(&ids, &mask, true).unwrap().select(0, 0);
+            opt.zero_grad_backward(&loss).unwrap();
+            opt.step();
+        }
+        let after = score(&rm);
+        assert!(max_diff(&before, &after) > 1e-3, "{arch}: nothing trained");
+        for (n, t) in snapshot_vs(rm.var_store_mut()) {
+            if let Some(b) = base.get(&n) {
+                let moved = max_diff(b, &t) > 0.0;
+                assert_eq!(moved, n == "score.weight", "{arch}: {n}");
+            }
+        }
+        rm.set_adapters_enabled(false);
+        let off = score(&rm);
+        rm.set_adapters_enabled(true);
+        assert!(
+            max_diff(&off, &after) > 0.0,
+            "{arch}: adapters off changed nothing"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        rm.save(dir.path().join("rm")).unwrap();
+        let peft: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("rm").join(ADAPTER_CONFIG_FILE)).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(peft["task_type"], "SEQ_CLS");
+        assert_eq!(peft["modules_to_save"], serde_json::json!(["score"]));
+        let back = ScalarModel::load(dir.path().join("rm"), Device::Cpu).unwrap();
+        assert_eq!(back.lora().unwrap().r, 2);
+        assert!(max_diff(&after, &score(&back)) < 1e-6, "{arch}: round trip");
+
+        let value = ScalarModel::value_from_reward(dir.path().join("rm"), Device::Cpu).unwrap();
+        assert!(value.lora().is_some(), "{arch}");
+        let v = tch::no_grad(|| value.values(&ids, &mask, false)).unwrap();
+        assert_eq!(v.size(), vec![2, 8]);
+
+        rm.save_merged(dir.path().join("merged")).unwrap();
+        assert!(!dir
+            .path()
+            .join("merged")
+            .join(ADAPTER_WEIGHTS_FILE)
+            .exists());
+        let merged = ScalarModel::load(dir.path().join("merged"), Device::Cpu).unwrap();
+        assert!(merged.lora().is_none());
+        assert!(max_diff(&after, &score(&merged)) < 1e-4, "{arch}: merged");
+    }
+}
+
+/// A reward model is not built from an LM whose adapters it would silently drop.
+#[test]
+fn reward_from_an_adapted_lm_asks_for_a_merge() {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let (_, cfg, _) = models().remove(1);
+    let mut lm = CausalLm::new(&cfg, Device::Cpu).unwrap();
+    lm.attach_lora(&LoraConfig::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    lm.save(dir.path()).unwrap();
+    let err = rlhf_model::ScalarModel::reward_from_lm(dir.path(), Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("merge"), "{err}");
+}
+
+fn snapshot_vs(vs: &mut tch::nn::VarStore) -> BTreeMap<String, Tensor> {
+    vs.variables()
+        .into_iter()
+        .map(|(n, t)| (n, t.detach().copy()))
+        .collect()
 }

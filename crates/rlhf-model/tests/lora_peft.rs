@@ -3,7 +3,7 @@
 //! and adapters saved by us load in `peft` with our logits (`peft_check.json`, recorded by the
 //! script's `check-rust` step on the committed `rust-saved-lora-*` adapters).
 
-use rlhf_model::{CausalLm, Policy};
+use rlhf_model::{CausalLm, Policy, ScalarModel};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use tch::{Device, Tensor};
@@ -140,4 +140,69 @@ fn write_rust_saved_lora() {
         std::fs::write(dir.join("rust_outputs.json"), rec.to_string()).unwrap();
         println!("wrote {}", dir.display());
     }
+    // A reward model (SEQ_CLS: the head saved whole as `modules_to_save`).
+    tch::manual_seed(2);
+    let mut rm =
+        ScalarModel::reward_from_lm(fixtures().join("hf-tiny-llama"), Device::Cpu).unwrap();
+    rm.attach_lora(&rlhf_model::LoraConfig {
+        r: 2,
+        lora_alpha: 4.0,
+        lora_dropout: 0.0,
+        target_modules: vec!["q_proj".into(), "down_proj".into()],
+    })
+    .unwrap();
+    tch::no_grad(|| {
+        for (name, mut v) in rm.var_store_mut().variables() {
+            if name.contains("lora_B") {
+                v.copy_(&(Tensor::randn(v.size(), (v.kind(), v.device())) * 0.2));
+            }
+        }
+    });
+    let dir = fixtures().join("rust-saved-lora-rm-llama");
+    let tmp = tempfile::tempdir().unwrap();
+    rm.save(tmp.path()).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in ["adapter_model.safetensors", "adapter_config.json"] {
+        std::fs::copy(tmp.path().join(file), dir.join(file)).unwrap();
+    }
+    let (ids, mask) = rm_inputs();
+    let scores = tch::no_grad(|| rm.score_raw(&tensor2(&ids), &tensor2(&mask), false)).unwrap();
+    let rec = serde_json::json!({
+        "input_ids": ids, "attention_mask": mask, "scores": Vec::<f32>::try_from(scores).unwrap(),
+    });
+    std::fs::write(dir.join("rust_outputs.json"), rec.to_string()).unwrap();
+    println!("wrote {}", dir.display());
+}
+
+fn rm_inputs() -> (Vec<Vec<i64>>, Vec<Vec<i64>>) {
+    (
+        vec![vec![0i64, 0, 5, 6, 7, 8], vec![40, 41, 42, 43, 44, 45]],
+        vec![vec![0i64, 0, 1, 1, 1, 1], vec![1, 1, 1, 1, 1, 1]],
+    )
+}
+
+/// A reward model's adapter (task `SEQ_CLS`, the score head as `modules_to_save`) loads in
+/// `peft` on `LlamaForSequenceClassification` with our scores, and reads back here equal.
+#[test]
+fn our_reward_adapter_loads_in_peft() {
+    let dir = fixtures().join("rust-saved-lora-rm-llama");
+    let check: PeftCheck =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("peft_check.json")).unwrap())
+            .unwrap();
+    println!("peft on our reward adapter: {:e}", check.max_abs_logit_diff);
+    assert!(check.max_abs_logit_diff < 1e-4);
+    let mut rm =
+        ScalarModel::reward_from_lm(fixtures().join("hf-tiny-llama"), Device::Cpu).unwrap();
+    rm.load_adapter(&dir).unwrap();
+    let rec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("rust_outputs.json")).unwrap())
+            .unwrap();
+    let (ids, mask) = rm_inputs();
+    let got = tch::no_grad(|| rm.score_raw(&tensor2(&ids), &tensor2(&mask), false)).unwrap();
+    let want: Vec<f32> = serde_json::from_value(rec["scores"].clone()).unwrap();
+    let d = (got - Tensor::from_slice(&want))
+        .abs()
+        .max()
+        .double_value(&[]);
+    assert!(d < 1e-5, "{d}");
 }

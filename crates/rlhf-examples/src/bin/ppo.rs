@@ -82,9 +82,11 @@ struct PpoRunConfig {
     lenient: bool,
     /// Trainer settings (see `rlhf_ppo::PpoConfig`).
     ppo: PpoConfig,
-    /// Train LoRA adapters on the policy instead of every weight (`[lora]`: r, lora_alpha,
-    /// lora_dropout, target_modules). The reference is then the policy itself with its
-    /// adapters off: one copy of the weights, and AdamW state for the adapters only.
+    /// Train LoRA adapters on the policy and the value function instead of every weight
+    /// (`[lora]`: r, lora_alpha, lora_dropout, target_modules). The reference is then the
+    /// policy itself with its adapters off: one copy of the weights, and AdamW state for the
+    /// adapters (and the value head) only. A value function that has adapters already (made
+    /// from a LoRA reward model) trains those.
     #[serde(skip_serializing_if = "Option::is_none")]
     lora: Option<rlhf_model::LoraConfig>,
 }
@@ -353,6 +355,11 @@ fn main() -> anyhow::Result<()> {
                     }
                     (None, None) => unreachable!("the policy is loaded without [lora]"),
                 };
+                let mut value = value;
+                if let (Some(lora), None) = (&cfg.lora, value.lora()) {
+                    let n = value.attach_lora(lora)?;
+                    eprintln!("[ppo] LoRA on the value function too: {n} projections and its head");
+                }
                 (policy, value, None)
             }
             (None, Some(dir)) => {

@@ -50,6 +50,12 @@ struct RewardRunConfig {
     /// When every validation prompt is a toy-world prompt, also report the accuracy against
     /// the gold order.
     toy_gold: bool,
+    /// Train LoRA adapters on the body and the scalar head whole (`[lora]`: r, lora_alpha,
+    /// lora_dropout, target_modules) instead of every weight. The checkpoints then hold the
+    /// base weights plus PEFT's adapter files (task type `SEQ_CLS`, the head as
+    /// `modules_to_save`), and `ppo` starts its value function with the same adapters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lora: Option<rlhf_model::LoraConfig>,
 }
 
 impl Default for RewardRunConfig {
@@ -62,6 +68,7 @@ impl Default for RewardRunConfig {
             max_prompt_tokens: 128,
             max_response_tokens: 128,
             toy_gold: true,
+            lora: None,
         }
     }
 }
@@ -186,8 +193,27 @@ fn main() -> anyhow::Result<()> {
     // so that the same command gives the same RM (and a run killed before its first checkpoint
     // resumes to the same result).
     tch::manual_seed(cfg.train.seed as i64);
-    let model =
+    let mut model =
         init_model(&args.init, opts).with_context(|| format!("--init {}", args.init.display()))?;
+    if let Some(lora) = &cfg.lora {
+        if model.lora().is_some() {
+            bail!(
+                "[lora]: --init {} has LoRA adapters already (a LoRA reward run): drop [lora] to \
+                 go on training them",
+                args.init.display()
+            );
+        }
+        // The adapters' A is random: drawn after the head, from the run's seed too.
+        let n = model.attach_lora(lora)?;
+        let count = |vars: Vec<tch::Tensor>| vars.iter().map(|t| t.numel()).sum::<usize>();
+        eprintln!(
+            "[reward] LoRA r = {} on {n} projections, the score head whole: {} trainable \
+             parameters of {}",
+            lora.r,
+            count(model.var_store_mut().trainable_variables()),
+            count(model.var_store_mut().variables().into_values().collect())
+        );
+    }
     let col = collator(&model, &cfg, !args.common.no_chat_template)?;
     let train_tok = col.tokenize_rankings(&train)?;
     let valid_data = if valid.is_empty() {
@@ -229,6 +255,18 @@ fn main() -> anyhow::Result<()> {
     } else {
         RewardTrainer::new(model, cfg.train.clone(), col.config().clone(), train.len())?
     };
+    if cfg.lora.is_some() != trainer.model().lora().is_some() {
+        bail!(
+            "the checkpoint {} LoRA adapters but the config {} a [lora] table: resume with the \
+             run's own config",
+            if trainer.model().lora().is_some() {
+                "has"
+            } else {
+                "has no"
+            },
+            if cfg.lora.is_some() { "has" } else { "has no" }
+        );
+    }
     if args.common.resume {
         // The steps after the checkpoint are redone: drop their metric lines.
         run.truncate_metrics(trainer.state().step)?;
