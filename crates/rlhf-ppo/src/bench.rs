@@ -7,8 +7,11 @@ use crate::rollout::SpecialTokens;
 use crate::trainer::{PpoModels, PpoTrainer};
 use rlhf_model::checkpoint::HeadKind;
 use rlhf_model::train::{AdamWConfig, NoMetrics};
-use rlhf_model::{CausalLm, Gpt2Config, ScalarModel};
+use rlhf_model::{
+    AdaptersOff, CausalLm, Gpt2Config, LoraConfig, ModelConfig, Policy, ScalarModel, ValueFunction,
+};
 use serde_json::json;
+use std::rc::Rc;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
@@ -61,17 +64,18 @@ pub fn w_ppo_config() -> PpoConfig {
     }
 }
 
-/// Forward FLOPs of GPT-2 (the one count, in `rlhf_model::flops`).
-pub use rlhf_model::flops::forward_flops;
 /// The measured matmul peak (the one timer, in `rlhf_model::flops`).
 pub use rlhf_model::flops::matmul_peak_gflops;
+/// Forward FLOPs (the one count, in `rlhf_model::flops`).
+pub use rlhf_model::flops::{forward_flops, model_forward_flops};
 
 /// FLOPs of one W-PPO iteration by phase: `(generation, scoring, training_executed,
 /// training_model)`. Training counts forward + backward as 3 forwards. Scoring and training
 /// apply the unembedding at the response positions only (`Policy::logits_for_last`), so the
 /// executed and the model count of training are equal; both are kept for comparison with
 /// earlier runs, where "executed" also counted the prompt positions' unembedding.
-pub fn w_ppo_flops(cfg: &Gpt2Config, ppo: &PpoConfig, b: i64, p: i64, n: i64) -> [f64; 4] {
+pub fn w_ppo_flops(cfg: &ModelConfig, ppo: &PpoConfig, b: i64, p: i64, n: i64) -> [f64; 4] {
+    let forward_flops = model_forward_flops;
     let (bf, pf, nf) = (b as f64, p as f64, n as f64);
     let t = pf + nf;
     let ctx = (t + 1.0) / 2.0;
@@ -93,6 +97,23 @@ pub fn w_ppo_flops(cfg: &Gpt2Config, ppo: &PpoConfig, b: i64, p: i64, n: i64) ->
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
+}
+
+/// What [`bench_w_ppo_on`] runs: the models' architecture, the batch shape, and whether the
+/// policy and the value function train LoRA adapters.
+#[derive(Debug, Clone)]
+pub struct WPpoSpec {
+    /// The architecture of all four models (random weights, dropout as the config says).
+    pub model: ModelConfig,
+    /// Prompts per iteration (W-PPO: 64).
+    pub prompts: i64,
+    /// Tokens per prompt (W-PPO: 64).
+    pub prompt_len: i64,
+    /// Sampled tokens per response (W-PPO: 64).
+    pub new_tokens: i64,
+    /// LoRA on the policy (the reference is then the policy with its adapters off, no second
+    /// copy) and on the value function (its head trained whole); `None`: full fine-tuning.
+    pub lora: Option<LoraConfig>,
 }
 
 /// Runs W-PPO (WORKLOAD.md): policy, frozen reference (same init), frozen reward model and a
@@ -118,29 +139,79 @@ pub fn bench_w_ppo(
     kind: Kind,
     iters: usize,
 ) -> Result<serde_json::Value> {
-    let cfg = workload_model(size)?;
-    let ppo = w_ppo_config();
+    let spec = WPpoSpec {
+        model: workload_model(size)?.into(),
+        prompts: W_PPO_PROMPTS,
+        prompt_len: W_PPO_PROMPT_LEN,
+        new_tokens: W_PPO_NEW_TOKENS,
+        lora: None,
+    };
+    let mut v = bench_w_ppo_on(&spec, device, kind, iters)?;
+    v["size"] = json!(size);
+    Ok(v)
+}
+
+/// [`bench_w_ppo`] on any architecture and batch shape, with or without LoRA (the W-PPO
+/// settings of [`w_ppo_config`] otherwise). The JSON adds `lora` (the rank or null),
+/// `trainable_parameters` (policy + value) and `model_parameters` (one model); with LoRA the
+/// training FLOPs are still counted as forward + full backward, though the frozen weights get
+/// no gradient (about 2/3 of that backward).
+pub fn bench_w_ppo_on(
+    spec: &WPpoSpec,
+    device: Device,
+    kind: Kind,
+    iters: usize,
+) -> Result<serde_json::Value> {
+    let cfg = &spec.model;
+    let (b, p, n) = (spec.prompts, spec.prompt_len, spec.new_tokens);
+    if b < 1 || p < 1 || n < 1 || p + n > cfg.n_positions() {
+        return Err(input_err(format!(
+            "W-PPO shape {b} prompts x {p} tokens + {n} new: every number must be at least 1 \
+             and {p} + {n} at most the model's {} positions",
+            cfg.n_positions()
+        )));
+    }
+    let ppo = PpoConfig {
+        batch_size: b as usize,
+        minibatch_size: (b as usize / 4).max(1),
+        max_new_tokens: n,
+        ..w_ppo_config()
+    };
     let peak_n = if device.is_cuda() { 8192 } else { 2048 };
     let peak_before = matmul_peak_gflops(device, kind, peak_n);
     tch::manual_seed(0);
-    let mut policy = CausalLm::new(&cfg, device)?;
-    let mut reference = CausalLm::new(&cfg, device)?;
-    reference
-        .var_store_mut()
-        .copy(rlhf_model::Policy::var_store(&policy))?;
-    reference.var_store_mut().freeze();
-    let mut reward = ScalarModel::new(&cfg, HeadKind::Reward, device)?;
-    let mut value = ScalarModel::new(&cfg, HeadKind::Value, device)?;
-    value
-        .var_store_mut()
-        .copy(rlhf_model::ValueFunction::var_store(&reward))?;
-    reward.var_store_mut().freeze();
+    let mut policy = CausalLm::new(cfg, device)?;
     policy.set_kind(kind);
-    reference.set_kind(kind);
+    let mut reward = ScalarModel::new(cfg, HeadKind::Reward, device)?;
+    let mut value = ScalarModel::new(cfg, HeadKind::Value, device)?;
+    value.var_store_mut().copy(reward.var_store())?;
+    reward.var_store_mut().freeze();
     reward.set_kind(kind);
     value.set_kind(kind);
-    let (b, p, n) = (W_PPO_PROMPTS, W_PPO_PROMPT_LEN, W_PPO_NEW_TOKENS);
-    let prompts = Tensor::randint(cfg.vocab_size, [b, p], (Kind::Int64, device));
+    let reference: Option<CausalLm> = match &spec.lora {
+        Some(lora) => {
+            policy.attach_lora(lora)?;
+            value.attach_lora(lora)?;
+            None
+        }
+        None => {
+            let mut r = CausalLm::new(cfg, device)?;
+            r.set_kind(kind);
+            r.var_store_mut().copy(policy.var_store())?;
+            r.var_store_mut().freeze();
+            Some(r)
+        }
+    };
+    let count = |ts: Vec<Tensor>| ts.iter().map(|t| t.numel()).sum::<usize>();
+    let trainable = count(policy.var_store().trainable_variables())
+        + count(value.var_store().trainable_variables());
+    let model_params = count(policy.var_store().variables().into_values().collect());
+    let policy = Rc::new(policy);
+    let reference: Box<dyn Policy> = match reference {
+        Some(r) => Box::new(r),
+        None => Box::new(AdaptersOff(policy.clone())),
+    };
+    let prompts = Tensor::randint(cfg.vocab_size(), [b, p], (Kind::Int64, device));
     let mask = prompts.ones_like();
     let models = PpoModels {
         policy,
@@ -150,7 +221,7 @@ pub fn bench_w_ppo(
     };
     let tokens = SpecialTokens {
         eos: None,
-        pad: cfg.pad_id(),
+        pad: cfg.pad_token_id().or(cfg.eos_token_id()).unwrap_or(0),
     };
     let mut trainer = PpoTrainer::new(ppo.clone(), models, tokens)?;
     let warmup = usize::from(iters >= 2);
@@ -171,13 +242,17 @@ pub fn bench_w_ppo(
     // moment of contention on a shared machine does not inflate the fractions.
     let peak_after = matmul_peak_gflops(device, kind, peak_n);
     let peak = peak_before.max(peak_after);
-    let [gen_f, score_f, exec_f, model_f] = w_ppo_flops(&cfg, &ppo, b, p, n);
+    let [gen_f, score_f, exec_f, model_f] = w_ppo_flops(cfg, &ppo, b, p, n);
     let (secs, gen_s, score_s, train_s) =
         (median(total), median(gen), median(score), median(train));
     let gf = |flops: f64, s: f64| flops / s / 1e9;
     Ok(json!({
         "workload": "ppo",
-        "size": size,
+        "size": match cfg { ModelConfig::Gpt2(_) => "gpt2", ModelConfig::Llama(_) => "llama" },
+        "shape": [b, p, n],
+        "lora": spec.lora.as_ref().map(|l| l.r),
+        "trainable_parameters": trainable,
+        "model_parameters": model_params,
         "device": format!("{device:?}").to_lowercase(),
         "dtype": match kind { Kind::BFloat16 => "bf16", Kind::Half => "f16", _ => "f32" },
         "threads": tch::get_num_threads(),

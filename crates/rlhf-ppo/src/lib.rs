@@ -64,7 +64,7 @@ pub mod rollout;
 pub mod state;
 pub mod trainer;
 
-pub use bench::bench_w_ppo;
+pub use bench::{bench_w_ppo, bench_w_ppo_on, WPpoSpec};
 pub use config::PpoConfig;
 pub use error::{PpoError, Result};
 pub use kl::{AdaptiveKlConfig, AdaptiveKlController, FixedKlController, KlController};

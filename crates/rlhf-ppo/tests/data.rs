@@ -117,7 +117,7 @@ fn flop_counts_by_hand() {
     assert_eq!(forward_flops(&cfg, 1.0, 5.0, 1.0), 96.0 + 40.0 + 12.0);
     assert_eq!(forward_flops(&cfg, 2.0, 5.0, 0.0), 2.0 * 136.0);
     let [gen, scoring, executed, model] =
-        w_ppo_flops(&Gpt2Config::tiny(), &w_ppo_config(), 64, 64, 64);
+        w_ppo_flops(&Gpt2Config::tiny().into(), &w_ppo_config(), 64, 64, 64);
     assert!(gen > 0.0 && scoring > 0.0);
     assert_eq!(
         executed, model,

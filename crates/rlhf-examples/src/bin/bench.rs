@@ -1,7 +1,11 @@
 //! The workloads of WORKLOAD.md; prints one JSON line per run.
 //!
 //! `bench --workload gen|sft|rm|ppo|matmul --size tiny|gpt2-small [--device cpu|cuda]
-//! [--dtype f32|bf16]` (`gen` and `sft` also take `--size smollm2`: SmolLM2-135M's Llama shape).
+//! [--dtype f32|bf16]` (`gen`, `sft` and `ppo` also take `--size smollm2`: SmolLM2-135M's
+//! Llama shape). `ppo` also takes `--lora R` (adapters of rank R, alpha 2R, on q/k/v/o (GPT-2:
+//! c_attn, c_proj) of the policy and the value function, the reference being the policy with
+//! its adapters off) and `--shape B,P,N` (prompts, prompt tokens, new tokens; W-PPO's is
+//! 64,64,64).
 
 use clap::Parser;
 use rlhf_examples::{
@@ -21,8 +25,8 @@ struct Args {
     /// device and dtype). With --dtype bf16, sft uses bf16 autocast over f32 weights.
     #[arg(long)]
     workload: String,
-    /// tiny or gpt2-small; for gen and sft also smollm2 (SmolLM2-135M-Instruct's Llama shape,
-    /// random weights: the timings depend on the shape only).
+    /// tiny or gpt2-small; for gen, sft and ppo also smollm2 (SmolLM2-135M-Instruct's Llama
+    /// shape, random weights: the timings depend on the shape only).
     #[arg(long, default_value = "tiny")]
     size: String,
     /// cpu, cuda, cuda:N or auto.
@@ -37,6 +41,12 @@ struct Args {
     /// Untimed warm-up repetitions.
     #[arg(long, default_value_t = 1)]
     warmup: usize,
+    /// ppo: train LoRA adapters of this rank instead of every weight.
+    #[arg(long, value_name = "R")]
+    lora: Option<i64>,
+    /// ppo: prompts, prompt tokens and new tokens per iteration (default W-PPO's 64,64,64).
+    #[arg(long, value_name = "B,P,N", value_delimiter = ',')]
+    shape: Option<Vec<i64>>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -136,7 +146,43 @@ fn main() -> anyhow::Result<()> {
                 "conventional_fraction_of_peak": gflops(conventional) / peak,
             })
         }
-        "ppo" => rlhf_ppo::bench_w_ppo(&args.size, device, kind, args.iters)?,
+        "ppo" => {
+            let model = bench_model_config(&args.size)?;
+            let [prompts, prompt_len, new_tokens] = match args.shape.as_deref() {
+                Some(&[b, p, n]) => [b, p, n],
+                Some(other) => anyhow::bail!(
+                    "--shape takes three numbers B,P,N (prompts, prompt tokens, new tokens); \
+                     got {other:?}"
+                ),
+                None => [
+                    rlhf_ppo::bench::W_PPO_PROMPTS,
+                    rlhf_ppo::bench::W_PPO_PROMPT_LEN,
+                    rlhf_ppo::bench::W_PPO_NEW_TOKENS,
+                ],
+            };
+            let lora = args.lora.map(|r| rlhf_model::LoraConfig {
+                r,
+                lora_alpha: 2.0 * r as f64,
+                lora_dropout: 0.0,
+                target_modules: if model.as_gpt2().is_some() {
+                    vec!["c_attn".into(), "c_proj".into()]
+                } else {
+                    ["q_proj", "k_proj", "v_proj", "o_proj"]
+                        .map(String::from)
+                        .to_vec()
+                },
+            });
+            let spec = rlhf_ppo::WPpoSpec {
+                model,
+                prompts,
+                prompt_len,
+                new_tokens,
+                lora,
+            };
+            let mut v = rlhf_ppo::bench_w_ppo_on(&spec, device, kind, args.iters)?;
+            v["size"] = json!(args.size);
+            v
+        }
         "rm" => {
             let mut v = rlhf_reward::bench_w_rm(&args.size, device, kind, args.warmup, args.iters)?;
             v["matmul_peak_gflops"] = peak.into();
