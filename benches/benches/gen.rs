@@ -1,4 +1,4 @@
-//! W-GEN tiny (WORKLOAD.md): 64 prompts x 64 tokens, 64 sampled tokens, fp32 CPU.
+//! W-GEN tiny (benches/WORKLOAD.md): 64 prompts x 64 tokens, 64 sampled tokens, fp32 CPU.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rlhf_model::{CausalLm, GenerateConfig, Gpt2Config, Policy};

@@ -1,4 +1,4 @@
-//! W-SFT tiny (WORKLOAD.md) loss, forward + backward, fp32 CPU: every logit then the masked
+//! W-SFT tiny (benches/WORKLOAD.md) loss, forward + backward, fp32 CPU: every logit then the masked
 //! cross-entropy, against `masked_lm_loss` (LM head and log-softmax at the loss positions only).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};

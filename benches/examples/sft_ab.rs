@@ -1,4 +1,4 @@
-//! Interleaved A/B timings of the W-SFT step's pieces (WORKLOAD.md), for a shared, noisy
+//! Interleaved A/B timings of the W-SFT step's pieces (benches/WORKLOAD.md), for a shared, noisy
 //! machine: each round runs every variant once, in turn, and the report gives per-variant
 //! medians and the median over rounds of each variant's time divided by the baseline's in the
 //! same round.

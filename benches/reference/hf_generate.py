@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""W-GEN (WORKLOAD.md) with Hugging Face transformers, for comparison with `bench --workload gen`.
+"""W-GEN (benches/WORKLOAD.md) with Hugging Face transformers, for comparison with `bench --workload gen`.
 
 64 prompts x 64 random tokens, 64 sampled tokens each (temperature 1, no top-k/top-p, no EOS),
 KV cache on, random-init GPT-2 of the given size, torch threads = all cores. Prints one JSON line.

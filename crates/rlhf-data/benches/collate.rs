@@ -1,4 +1,4 @@
-//! Collation cost of the shared workloads (WORKLOAD.md): a W-SFT batch (8 sequences x 256
+//! Collation cost of the shared workloads (benches/WORKLOAD.md): a W-SFT batch (8 sequences x 256
 //! tokens, half prompt) and a W-RM batch (8 prompts x K = 4 responses, 64 + 64 tokens), from
 //! pre-tokenized ids; plus tokenize-and-collate of 8 toy demonstrations and packing.
 //!

@@ -40,7 +40,7 @@ fn main() -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let data = prepare_data(&cfg, tmp.path())?;
     let col = &data.collator;
-    let device = rlhf_examples::stage_device();
+    let device = rlhf_examples::stage_device()?;
     let base = CausalLm::load(run.join("pretrain/best"), device)?;
     let sft = CausalLm::load(run.join("sft/best"), device)?;
     // PPO-ptx's column is left out (NaN) while the run has none yet.

@@ -47,7 +47,7 @@ fn main() -> anyhow::Result<()> {
         cfg.ptx_coef,
     )?;
     eprintln!("[gold_ppo] PPO took {:.1}s", t.elapsed().as_secs_f64());
-    let device = rlhf_examples::stage_device();
+    let device = rlhf_examples::stage_device()?;
     let sft = CausalLm::load(&sft_dir, device)?;
     let policy = CausalLm::load(&dir, device)?;
     let mut report = Default::default();

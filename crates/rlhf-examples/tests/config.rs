@@ -36,3 +36,15 @@ fn options_can_be_switched_off_and_back_on() {
     let back: PipelineConfig = toml::from_str(&text).unwrap();
     assert_eq!(back, cfg);
 }
+
+/// The README's `build.rs` for downstream crates is the build script our crates use.
+#[test]
+fn readme_build_script_is_ours() {
+    let ours = include_str!("../../../build-support/libtorch_rpath.rs");
+    let readme = include_str!("../../../README.md");
+    let main = &ours[ours.find("fn main()").unwrap()..];
+    assert!(
+        readme.contains(main.trim_end()),
+        "README.md's build.rs differs from build-support/libtorch_rpath.rs: update one or the other"
+    );
+}

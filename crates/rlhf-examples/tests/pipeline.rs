@@ -173,7 +173,7 @@ fn killed_during_ppo_resumes_from_its_checkpoint_to_the_same_report() {
         .spawn()
         .unwrap();
     let t0 = std::time::Instant::now();
-    while !b.join("ppo/latest.json").exists() {
+    while !b.join("ppo/checkpoints/latest.json").exists() {
         assert!(
             child.try_wait().unwrap().is_none(),
             "finished before the checkpoint"
@@ -324,4 +324,18 @@ fn lora_pipeline_trains_adapters_in_every_stage() {
     }
     // The merged SFT model is the SFT model: against itself its KL is 0.
     assert!(report["kl_to_sft"]["sft"].as_f64().unwrap().abs() < 1e-9);
+}
+
+/// An `RLHF_DEVICE` that names no device stops the run with the variable's name, instead of
+/// silently running elsewhere.
+#[test]
+fn a_bad_rlhf_device_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = command(&tmp.path().join("run"), &[])
+        .env("RLHF_DEVICE", "tpu")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("RLHF_DEVICE=\"tpu\""), "{err}");
 }

@@ -128,7 +128,7 @@ impl Gpt2Config {
         }
     }
 
-    /// The `tiny` size of WORKLOAD.md: 4 layers, 4 heads, 256 wide, vocab 8192, context 256.
+    /// The `tiny` size of benches/WORKLOAD.md: 4 layers, 4 heads, 256 wide, vocab 8192, context 256.
     pub fn tiny() -> Self {
         Self::sized(4, 4, 256, 8192, 256)
     }

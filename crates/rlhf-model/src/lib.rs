@@ -59,7 +59,7 @@ pub use lora::LoraConfig;
 pub use model::{AdaptersOff, CausalLm, LoadOptions, ScalarModel};
 pub use model_config::{ArchConfig, Dropouts, KvLayout, ModelConfig, SUPPORTED_MODEL_TYPES};
 pub use tokenizer::Tokenizer;
-pub use traits::{Policy, RewardModel, ValueFunction};
+pub use traits::{Policy, RewardModel, SaveDir, ValueFunction};
 
 /// CUDA device 0 when libtorch sees a GPU, else the CPU.
 pub fn default_device() -> tch::Device {

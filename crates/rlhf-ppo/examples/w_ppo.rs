@@ -1,4 +1,4 @@
-//! Prints one JSON line of the W-PPO workload (WORKLOAD.md): seconds per iteration with its
+//! Prints one JSON line of the W-PPO workload (benches/WORKLOAD.md): seconds per iteration with its
 //! generation / scoring / training split, FLOPs, the fraction of the measured matmul peak and
 //! the peak resident memory.
 //!

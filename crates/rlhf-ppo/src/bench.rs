@@ -1,4 +1,4 @@
-//! W-PPO of WORKLOAD.md: one full PPO iteration with four GPT-2 models, timed with its split
+//! W-PPO of benches/WORKLOAD.md: one full PPO iteration with four GPT-2 models, timed with its split
 //! and compared with the device's measured matmul peak.
 
 use crate::config::PpoConfig;
@@ -22,7 +22,7 @@ pub const W_PPO_PROMPT_LEN: i64 = 64;
 /// Response length of W-PPO.
 pub const W_PPO_NEW_TOKENS: i64 = 64;
 
-/// The model sizes of WORKLOAD.md (`tiny`, `gpt2-small`), dropout off.
+/// The model sizes of benches/WORKLOAD.md (`tiny`, `gpt2-small`), dropout off.
 pub fn workload_model(size: &str) -> Result<Gpt2Config> {
     let cfg = match size {
         "tiny" => Gpt2Config::tiny(),
@@ -116,7 +116,7 @@ pub struct WPpoSpec {
     pub lora: Option<LoraConfig>,
 }
 
-/// Runs W-PPO (WORKLOAD.md): policy, frozen reference (same init), frozen reward model and a
+/// Runs W-PPO (benches/WORKLOAD.md): policy, frozen reference (same init), frozen reward model and a
 /// separate value model initialized from it, random GPT-2 weights of `size` (`tiny` or
 /// `gpt2-small`) in `kind` on `device`, 64 random prompts of 64 tokens, 64 sampled tokens.
 ///

@@ -21,7 +21,7 @@
 //! * [`PpoState`] ([`state`]): what a resumed run needs besides the weights (iteration, KL
 //!   coefficient, both AdamW states); [`PpoTrainer::save_state`] / [`PpoTrainer::load_state`]
 //!   (or [`PpoTrainer::state`] / [`PpoTrainer::restore`]) make resumption exact.
-//! * [`bench_w_ppo`]: the W-PPO workload of WORKLOAD.md (time split, FLOPs, fraction of the
+//! * [`bench_w_ppo`]: the W-PPO workload of benches/WORKLOAD.md (time split, FLOPs, fraction of the
 //!   matmul peak, peak resident memory); [`memory`]: peak resident memory.
 //!
 //! Memory: the reference and the reward model are only forwarded under `tch::no_grad` and get
@@ -53,6 +53,7 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod error;
@@ -65,6 +66,7 @@ pub mod state;
 pub mod trainer;
 
 pub use bench::{bench_w_ppo, bench_w_ppo_on, WPpoSpec};
+pub use checkpoint::{Checkpoint, CheckpointState, PpoCheckpoints};
 pub use config::PpoConfig;
 pub use error::{PpoError, Result};
 pub use kl::{AdaptiveKlConfig, AdaptiveKlController, FixedKlController, KlController};

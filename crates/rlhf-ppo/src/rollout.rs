@@ -206,7 +206,12 @@ where
                 .to_device(device),
         );
         let rm_dev = reward.device();
-        let s = reward.score(&ids_c.to_device(rm_dev), &mask_c.to_device(rm_dev), false)?;
+        let s = reward.score_responses(
+            &ids_c.to_device(rm_dev),
+            &mask_c.to_device(rm_dev),
+            p,
+            false,
+        )?;
         scores.push(s.to_kind(Kind::Float).to_device(device));
         start += len;
     }

@@ -544,8 +544,6 @@ where
         let device = self.models.policy.device();
         let ids = rollout.input_ids();
         let mask = rollout.attention_mask();
-        let p = rollout.prompt_len();
-        let n_resp = rollout.response_len();
         let b = rollout.batch_size() as usize;
         let (mb, micro) = (cfg.minibatch_size, cfg.micro_batch());
         if b == 0 || b % mb != 0 {
@@ -564,11 +562,8 @@ where
         self.policy_opt.set_lr(policy_lr);
         self.value_opt.set_lr(value_lr);
 
-        // Sums of per-micro-batch statistics stay on the device (no sync per micro-batch):
-        // approx-KL, clip fraction, policy loss, value loss, value clip fraction (each weighted
-        // by 1 / micro-batches), entropy, ptx loss.
-        let zero = || Tensor::zeros([], (Kind::Float, device));
-        let mut sums: [Tensor; 7] = std::array::from_fn(|_| zero());
+        // Sums of per-micro-batch statistics stay on the device (no sync per micro-batch).
+        let mut sums = StatSums::new(device);
         let mut st = UpdateStats::default();
         let (mut n_steps, mut n_ent, mut n_ptx) = (0.0f64, 0.0f64, 0.0f64);
         'epochs: for epoch in 0..cfg.ppo_epochs {
@@ -579,74 +574,22 @@ where
             for chunk in order.chunks(mb) {
                 self.policy_opt.zero_grad();
                 self.value_opt.zero_grad();
-                let mut step_kl = zero();
+                let mut step_kl = Tensor::zeros([], (Kind::Float, device));
                 for micro_idx in chunk.chunks(micro) {
                     let idx = Tensor::from_slice(micro_idx).to_device(device);
-                    let pick = |t: &Tensor| t.index_select(0, &idx);
-                    let (ids_m, mask_m) = (pick(&ids), pick(&mask));
-                    let resp_mask = pick(&rollout.response_mask);
-                    // Logits at the response positions only: the prompt's are never used.
-                    let logits = {
-                        let _frozen = (!train_policy).then(tch::no_grad_guard);
-                        self.models
-                            .policy
-                            .logits_for_last(&ids_m, &mask_m, n_resp, false)?
-                    };
-                    let logp = log_probs_of(&logits, &ids_m.narrow(1, p, n_resp), cfg.temperature);
-                    let want_entropy = cfg.entropy_coef > 0.0 && train_policy;
-                    let log_entropy = want_entropy || epoch == 0;
-                    let entropy = if want_entropy {
-                        masked_entropy(&logits, &resp_mask, cfg.temperature)
-                    } else if log_entropy {
-                        tch::no_grad(|| {
-                            masked_entropy(&logits.detach(), &resp_mask, cfg.temperature)
-                        })
-                    } else {
-                        zero()
-                    };
-                    drop(logits);
-                    let vdev = self.models.value.device();
-                    let vpred = response_values(
-                        &self.models.value.values(
-                            &ids_m.to_device(vdev),
-                            &mask_m.to_device(vdev),
-                            false,
-                        )?,
-                        p,
-                    )
-                    .to_kind(Kind::Float)
-                    .to_device(device);
-                    let pg = clipped_surrogate(
-                        &logp,
-                        &pick(&rollout.logprobs),
-                        &pick(&adv.advantages),
-                        &resp_mask,
-                        cfg.clip_range,
-                    );
-                    let vf = clipped_value_loss(
-                        &vpred,
-                        &pick(&rollout.values),
-                        &pick(&adv.returns),
-                        &resp_mask,
-                        cfg.value_clip_range,
-                    );
-                    let loss =
-                        ppo_loss(&pg.loss, &vf.loss, &entropy, cfg.vf_coef, cfg.entropy_coef);
-                    (loss * scale).backward();
+                    let log_entropy = (cfg.entropy_coef > 0.0 && train_policy) || epoch == 0;
+                    let parts = self.micro_batch_loss(
+                        rollout,
+                        adv,
+                        (&ids, &mask),
+                        &idx,
+                        train_policy,
+                        log_entropy,
+                    )?;
+                    (&parts.loss * scale).backward();
                     tch::no_grad(|| {
-                        step_kl += &pg.approx_kl * scale;
-                        for (acc, x) in sums.iter_mut().zip([
-                            &pg.approx_kl,
-                            &pg.clipfrac,
-                            &pg.loss,
-                            &vf.loss,
-                            &vf.clipfrac,
-                        ]) {
-                            *acc += x.detach() * scale;
-                        }
-                        if log_entropy {
-                            sums[5] += entropy.detach();
-                        }
+                        step_kl += &parts.approx_kl * scale;
+                        sums.add(&parts, scale);
                     });
                     if log_entropy {
                         n_ent += 1.0;
@@ -656,7 +599,7 @@ where
                         let batch = src.next_batch()?.to_device(device);
                         let l = ptx_loss(&self.models.policy, &batch, cfg.ptx_coef)?;
                         (&l * scale).backward();
-                        tch::no_grad(|| sums[6] += l.detach() / cfg.ptx_coef);
+                        tch::no_grad(|| sums.ptx_loss += l.detach() / cfg.ptx_coef);
                         n_ptx += 1.0;
                     }
                 }
@@ -686,17 +629,99 @@ where
         self.policy_opt.zero_grad();
         self.value_opt.zero_grad();
         let steps: f64 = n_steps.max(1.0);
-        let v: Vec<f64> = sums.iter().map(|t| t.double_value(&[])).collect();
-        st.approx_kl = v[0] / steps;
-        st.clipfrac = v[1] / steps;
-        st.policy_loss = v[2] / steps;
-        st.value_loss = v[3] / steps;
-        st.value_clipfrac = v[4] / steps;
-        st.policy_entropy = v[5] / n_ent.max(1.0);
-        st.ptx_loss = v[6] / n_ptx.max(1.0);
+        let mean = |t: &Tensor, n: f64| t.double_value(&[]) / n;
+        st.approx_kl = mean(&sums.approx_kl, steps);
+        st.clipfrac = mean(&sums.clipfrac, steps);
+        st.policy_loss = mean(&sums.policy_loss, steps);
+        st.value_loss = mean(&sums.value_loss, steps);
+        st.value_clipfrac = mean(&sums.value_clipfrac, steps);
+        st.policy_entropy = mean(&sums.entropy, n_ent.max(1.0));
+        st.ptx_loss = mean(&sums.ptx_loss, n_ptx.max(1.0));
         st.policy_grad_norm /= steps;
         st.value_grad_norm /= steps;
         Ok(st)
+    }
+
+    /// The PPO loss of the episodes `idx` of a rollout (whose `[prompt | response]` ids and
+    /// mask are given) and its parts: the clipped surrogate
+    /// on the policy's log-probabilities (with a graph only when `train_policy`), the clipped
+    /// value loss, and the entropy (in the loss when `entropy_coef > 0`, else computed without
+    /// a graph when `log_entropy`, for the metrics).
+    fn micro_batch_loss(
+        &self,
+        rollout: &Rollout,
+        adv: &Advantages,
+        (ids, mask): (&Tensor, &Tensor),
+        idx: &Tensor,
+        train_policy: bool,
+        log_entropy: bool,
+    ) -> Result<LossParts> {
+        let cfg = &self.config;
+        let device = self.models.policy.device();
+        let (p, n_resp) = (rollout.prompt_len(), rollout.response_len());
+        let pick = |t: &Tensor| t.index_select(0, idx);
+        let (ids_m, mask_m) = (pick(ids), pick(mask));
+        let resp_mask = pick(&rollout.response_mask);
+        // Logits at the response positions only: the prompt's are never used.
+        let logits = {
+            let _frozen = (!train_policy).then(tch::no_grad_guard);
+            self.models
+                .policy
+                .logits_for_last(&ids_m, &mask_m, n_resp, false)?
+        };
+        let logp = log_probs_of(&logits, &ids_m.narrow(1, p, n_resp), cfg.temperature);
+        let want_entropy = cfg.entropy_coef > 0.0 && train_policy;
+        let entropy = if want_entropy {
+            Some(masked_entropy(&logits, &resp_mask, cfg.temperature))
+        } else if log_entropy {
+            Some(tch::no_grad(|| {
+                masked_entropy(&logits.detach(), &resp_mask, cfg.temperature)
+            }))
+        } else {
+            None
+        };
+        drop(logits);
+        let vdev = self.models.value.device();
+        let vpred = response_values(
+            &self
+                .models
+                .value
+                .values(&ids_m.to_device(vdev), &mask_m.to_device(vdev), false)?,
+            p,
+        )
+        .to_kind(Kind::Float)
+        .to_device(device);
+        let pg = clipped_surrogate(
+            &logp,
+            &pick(&rollout.logprobs),
+            &pick(&adv.advantages),
+            &resp_mask,
+            cfg.clip_range,
+        );
+        let vf = clipped_value_loss(
+            &vpred,
+            &pick(&rollout.values),
+            &pick(&adv.returns),
+            &resp_mask,
+            cfg.value_clip_range,
+        );
+        let zero = Tensor::zeros([], (Kind::Float, device));
+        let loss = ppo_loss(
+            &pg.loss,
+            &vf.loss,
+            entropy.as_ref().unwrap_or(&zero),
+            cfg.vf_coef,
+            cfg.entropy_coef,
+        );
+        Ok(LossParts {
+            loss,
+            approx_kl: pg.approx_kl,
+            clipfrac: pg.clipfrac,
+            policy_loss: pg.loss,
+            value_loss: vf.loss,
+            value_clipfrac: vf.clipfrac,
+            entropy,
+        })
     }
 
     /// One PPO iteration on `batch_size` left-padded prompts: rollout, rewards and advantages,
@@ -714,40 +739,20 @@ where
         let t0 = Instant::now();
         let beta = self.kl_ctl.value();
         let adv = self.advantages(&rollout);
-        let (kl, scores, entropy, non_score, rlhf, resp_len, no_eos, ev, vmean) =
-            tch::no_grad(|| {
-                let mask = &rollout.response_mask;
-                let mean = |t: Tensor| t.mean(Kind::Float).double_value(&[]);
-                let kl = mean(masked_sum_rows(&adv.shaped.kl, mask));
-                let non_score = mean(masked_sum_rows(&adv.shaped.non_score_reward, mask));
-                (
-                    kl,
-                    mean(rollout.scores.shallow_clone()),
-                    mean(masked_sum_rows(&(-&rollout.logprobs), mask)),
-                    non_score,
-                    mean(adv.shaped.scores.shallow_clone()) + non_score,
-                    mean(mask.sum_dim_intlist(-1, false, Kind::Float)),
-                    rollout
-                        .has_eos
-                        .as_ref()
-                        .map_or(0.0, |e| mean(e.logical_not().to_kind(Kind::Float))),
-                    explained_variance(&rollout.values, &adv.returns, mask),
-                    masked_mean(&rollout.values, mask).double_value(&[]),
-                )
-            });
+        let sum = RolloutSummary::of(&rollout, &adv);
         let upd = self.update(&rollout, &adv, ptx)?;
         let (lr, _) = self.config.lr_now(self.iteration);
-        self.kl_ctl.update(kl, self.config.batch_size as u64);
+        self.kl_ctl.update(sum.kl, self.config.batch_size as u64);
         sync(device);
         let time_training = t0.elapsed().as_secs_f64();
         self.iteration += 1;
         let stats = IterationStats {
             iteration: self.iteration,
-            kl,
-            scores,
-            entropy,
-            non_score_reward: non_score,
-            rlhf_reward: rlhf,
+            kl: sum.kl,
+            scores: sum.scores,
+            entropy: sum.entropy,
+            non_score_reward: sum.non_score_reward,
+            rlhf_reward: sum.rlhf_reward,
             kl_coef: beta,
             approx_kl: upd.approx_kl,
             clipfrac: upd.clipfrac,
@@ -756,20 +761,109 @@ where
             value_loss: upd.value_loss,
             ptx_loss: upd.ptx_loss,
             value_clipfrac: upd.value_clipfrac,
-            explained_variance: ev,
-            value_mean: vmean,
+            explained_variance: sum.explained_variance,
+            value_mean: sum.value_mean,
             policy_grad_norm: upd.policy_grad_norm,
             value_grad_norm: upd.value_grad_norm,
             lr,
             optimizer_steps: upd.optimizer_steps,
             early_stopped: upd.early_stopped,
-            response_length: resp_len,
-            no_eos_fraction: no_eos,
+            response_length: sum.response_length,
+            no_eos_fraction: sum.no_eos_fraction,
             time_generation: rollout.generation_s,
             time_scoring: rollout.scoring_s,
             time_training,
         };
         metrics.log(self.iteration, &stats.to_metrics())?;
         Ok(stats)
+    }
+}
+
+/// One micro-batch's PPO loss and its parts ([`PpoTrainer::update`]).
+struct LossParts {
+    /// `policy + vf_coef * value - entropy_coef * entropy`: what is backpropagated.
+    loss: Tensor,
+    approx_kl: Tensor,
+    clipfrac: Tensor,
+    policy_loss: Tensor,
+    value_loss: Tensor,
+    value_clipfrac: Tensor,
+    /// The mean entropy, when computed.
+    entropy: Option<Tensor>,
+}
+
+/// Sums of the micro-batches' statistics over an update, on the device (read once at the end,
+/// no host sync per micro-batch). The loss parts are weighted by 1 / micro-batches per step;
+/// entropy and the ptx loss are plain sums.
+struct StatSums {
+    approx_kl: Tensor,
+    clipfrac: Tensor,
+    policy_loss: Tensor,
+    value_loss: Tensor,
+    value_clipfrac: Tensor,
+    entropy: Tensor,
+    ptx_loss: Tensor,
+}
+
+impl StatSums {
+    fn new(device: tch::Device) -> Self {
+        let z = || Tensor::zeros([], (Kind::Float, device));
+        StatSums {
+            approx_kl: z(),
+            clipfrac: z(),
+            policy_loss: z(),
+            value_loss: z(),
+            value_clipfrac: z(),
+            entropy: z(),
+            ptx_loss: z(),
+        }
+    }
+
+    /// Adds a micro-batch's parts (no grad).
+    fn add(&mut self, parts: &LossParts, scale: f64) {
+        self.approx_kl += parts.approx_kl.detach() * scale;
+        self.clipfrac += parts.clipfrac.detach() * scale;
+        self.policy_loss += parts.policy_loss.detach() * scale;
+        self.value_loss += parts.value_loss.detach() * scale;
+        self.value_clipfrac += parts.value_clipfrac.detach() * scale;
+        if let Some(e) = &parts.entropy {
+            self.entropy += e.detach();
+        }
+    }
+}
+
+/// The rollout's statistics for the metrics (means over episodes; no grad).
+struct RolloutSummary {
+    kl: f64,
+    scores: f64,
+    entropy: f64,
+    non_score_reward: f64,
+    rlhf_reward: f64,
+    response_length: f64,
+    no_eos_fraction: f64,
+    explained_variance: f64,
+    value_mean: f64,
+}
+
+impl RolloutSummary {
+    fn of(rollout: &Rollout, adv: &Advantages) -> Self {
+        let _g = tch::no_grad_guard();
+        let mask = &rollout.response_mask;
+        let mean = |t: Tensor| t.mean(Kind::Float).double_value(&[]);
+        let non_score_reward = mean(masked_sum_rows(&adv.shaped.non_score_reward, mask));
+        RolloutSummary {
+            kl: mean(masked_sum_rows(&adv.shaped.kl, mask)),
+            scores: mean(rollout.scores.shallow_clone()),
+            entropy: mean(masked_sum_rows(&(-&rollout.logprobs), mask)),
+            non_score_reward,
+            rlhf_reward: mean(adv.shaped.scores.shallow_clone()) + non_score_reward,
+            response_length: mean(mask.sum_dim_intlist(-1, false, Kind::Float)),
+            no_eos_fraction: rollout
+                .has_eos
+                .as_ref()
+                .map_or(0.0, |e| mean(e.logical_not().to_kind(Kind::Float))),
+            explained_variance: explained_variance(&rollout.values, &adv.returns, mask),
+            value_mean: masked_mean(&rollout.values, mask).double_value(&[]),
+        }
     }
 }

@@ -504,15 +504,29 @@ fn frozen_models_are_refused_as_trainable() {
 }
 
 /// Rewards responses whose first token is `target` (the toy world's layout: EOS = pad = 0, so
-/// responses end early and the score sits on a last real token that moves).
+/// responses end early and the score sits on a last real token that moves). It reads the
+/// response where PPO says it starts (`score_responses`), and refuses to guess otherwise.
 struct FirstTokenReward {
     target: i64,
 }
 
 impl rlhf_model::RewardModel for FirstTokenReward {
-    fn score(&self, ids: &Tensor, _mask: &Tensor, _train: bool) -> rlhf_model::Result<Tensor> {
+    fn score(&self, _ids: &Tensor, _mask: &Tensor, _train: bool) -> rlhf_model::Result<Tensor> {
+        Err(rlhf_model::ModelError::Input(
+            "needs the response start".into(),
+        ))
+    }
+
+    fn score_responses(
+        &self,
+        ids: &Tensor,
+        _mask: &Tensor,
+        response_start: i64,
+        _train: bool,
+    ) -> rlhf_model::Result<Tensor> {
+        assert_eq!(response_start, PROMPT_LEN, "PPO passes the prompt width");
         Ok(ids
-            .select(1, PROMPT_LEN)
+            .select(1, response_start)
             .eq(self.target)
             .to_kind(Kind::Float))
     }

@@ -1,4 +1,4 @@
-//! W-RM of WORKLOAD.md: K-wise (shared prompt, full rows) vs pairwise comparisons per second.
+//! W-RM of benches/WORKLOAD.md: K-wise (shared prompt, full rows) vs pairwise comparisons per second.
 //!
 //! `cargo run --release -p rlhf-reward --example w_rm -- [tiny|gpt2-small] [iters] [threads]`
 //! (the `bench --workload rm` binary of rlhf-examples calls the same function).

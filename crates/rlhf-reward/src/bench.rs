@@ -1,4 +1,4 @@
-//! The W-RM workload of WORKLOAD.md: one reward-model optimizer step on 8 prompts x K = 4
+//! The W-RM workload of benches/WORKLOAD.md: one reward-model optimizer step on 8 prompts x K = 4
 //! responses (64 prompt + 64 response tokens each, random ids), a random-init GPT-2 with a
 //! scalar head, AdamW. Three ways to do the same step:
 //!
@@ -31,7 +31,7 @@ pub const W_RM_PROMPT_TOKENS: usize = 64;
 /// Response tokens.
 pub const W_RM_RESPONSE_TOKENS: usize = 64;
 
-/// The model sizes of WORKLOAD.md (`tiny`, `gpt2-small`), without dropout.
+/// The model sizes of benches/WORKLOAD.md (`tiny`, `gpt2-small`), without dropout.
 pub fn workload_model_config(size: &str) -> Result<Gpt2Config> {
     let cfg = match size {
         "tiny" => Gpt2Config::tiny(),

@@ -1,4 +1,4 @@
-//! The workloads of WORKLOAD.md; prints one JSON line per run.
+//! The workloads of benches/WORKLOAD.md; prints one JSON line per run.
 //!
 //! `bench --workload gen|sft|rm|ppo|matmul --size tiny|gpt2-small [--device cpu|cuda]
 //! [--dtype f32|bf16]` (`gen`, `sft` and `ppo` also take `--size smollm2`: SmolLM2-135M's
@@ -17,7 +17,7 @@ use serde_json::json;
 use tch::{Kind, Tensor};
 
 #[derive(Parser, Debug)]
-#[command(about = "Benchmark workloads of WORKLOAD.md (one JSON line each)")]
+#[command(about = "Benchmark workloads of benches/WORKLOAD.md (one JSON line each)")]
 struct Args {
     /// gen (W-GEN: 64 prompts x 64 tokens, 64 sampled tokens each), rm (W-RM: K-wise vs pairwise
     /// comparisons/s), ppo (W-PPO: seconds per iteration), sft (W-SFT: one AdamW step

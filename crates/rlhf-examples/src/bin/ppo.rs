@@ -44,13 +44,15 @@ use clap::Parser;
 use rlhf_data::collate::pack_documents;
 use rlhf_data::records::PromptRecord;
 use rlhf_examples::data::{read_records, read_texts};
-use rlhf_examples::run::{load_config, Progress, RunDir};
+use rlhf_examples::run::{load_config, Progress};
 use rlhf_examples::stage::{chat_template, check_same_vocab, load_reward, special_ids, CommonArgs};
 use rlhf_model::{
     parse_kind, AdaptersOff, CausalLm, CheckpointMeta, HeadKind, LoadOptions, Policy, ScalarModel,
 };
 use rlhf_ppo::data::{left_pad, prompt_indices};
-use rlhf_ppo::{PackedPtx, PpoConfig, PpoModels, PpoTrainer, PtxSource, SpecialTokens};
+use rlhf_ppo::{
+    PackedPtx, PpoCheckpoints, PpoConfig, PpoModels, PpoTrainer, PtxSource, SpecialTokens,
+};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -138,25 +140,6 @@ struct Args {
     common: CommonArgs,
 }
 
-/// `state.json`: what a checkpoint remembers beyond the weights and the trainer's own state
-/// (`trainer/`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct TrainerState {
-    iteration: u64,
-    kl_coef: f64,
-    ptx_position: u64,
-}
-
-/// The trainer's state inside a checkpoint (`PpoTrainer::save_state`).
-const TRAINER_DIR: &str = "trainer";
-
-/// `checkpoints/latest.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Latest {
-    iteration: u64,
-    dir: String,
-}
-
 fn main() -> anyhow::Result<()> {
     rlhf_examples::init_runtime();
     let args = Args::parse();
@@ -233,7 +216,8 @@ fn main() -> anyhow::Result<()> {
 
     // A run resumed from a checkpoint takes its policy and value function from there; else
     // they start from --policy and --value (or --reward).
-    let latest = read_latest(&run_path)?;
+    let checkpoints = PpoCheckpoints::new(&run_path);
+    let latest = checkpoints.latest()?;
     let fresh = match &latest {
         Some(_) => None,
         None => {
@@ -323,9 +307,7 @@ fn main() -> anyhow::Result<()> {
 
     // All input is good: make (or, with --resume, reopen and tidy) the run directory.
     let run = args.common.open_run(run_path, "ppo")?;
-    let resume_dir = latest
-        .as_ref()
-        .map(|l| run.join("checkpoints").join(&l.dir));
+    let resume_dir = latest.as_ref().map(|c| c.dir.clone());
     let mut reference = Some(reference);
     let (mut policy, value, state) =
         match (fresh, &resume_dir) {
@@ -379,13 +361,10 @@ fn main() -> anyhow::Result<()> {
                 }
                 let value = ScalarModel::load(dir.join("value"), opts)
                     .with_context(|| format!("resuming from {}", dir.display()))?;
-                let text = std::fs::read_to_string(dir.join("state.json"))
-                    .with_context(|| format!("resuming from {}", dir.display()))?;
-                let state: TrainerState = serde_json::from_str(&text)
-                    .with_context(|| format!("{}", dir.join("state.json").display()))?;
+                let state = latest.clone().expect("a checkpoint to resume from");
                 eprintln!(
                     "[ppo] resuming at iteration {} from {}",
-                    state.iteration,
+                    state.state.iteration,
                     dir.display()
                 );
                 (policy, value, Some(state))
@@ -393,10 +372,10 @@ fn main() -> anyhow::Result<()> {
             (None, None) => unreachable!("models are loaded fresh when there is no checkpoint"),
         };
     if let (Some(src), Some(s)) = (ptx.as_mut(), &state) {
-        src.set_position(s.ptx_position);
+        src.set_position(s.state.ptx_position);
     }
     policy.meta_mut().extra.insert("stage".into(), "ppo".into());
-    let start = state.as_ref().map_or(0, |s| s.iteration);
+    let start = state.as_ref().map_or(0, |c| c.state.iteration);
     if let Some(k) = args.stop_after.filter(|&k| k <= start) {
         bail!(
             "--stop-after {k}: the run in {} is already at iteration {start}; give K > {start} \
@@ -424,29 +403,12 @@ fn main() -> anyhow::Result<()> {
         pad: pad as i64,
     };
     let mut trainer = PpoTrainer::new(cfg.ppo.clone(), models, tokens)?;
-    if let (Some(s), Some(dir)) = (&state, &resume_dir) {
-        let trainer_dir = dir.join(TRAINER_DIR);
-        if trainer_dir.exists() {
-            trainer
-                .load_state(&trainer_dir)
-                .with_context(|| format!("resuming from {}", dir.display()))?;
-            if trainer.iteration() != s.iteration {
-                bail!(
-                    "{}: state.json says iteration {} but {TRAINER_DIR}/ says {}: the checkpoint \
-                     is damaged; delete it (and point checkpoints/latest.json at an older one)",
-                    dir.display(),
-                    s.iteration,
-                    trainer.iteration()
-                );
-            }
-        } else {
-            eprintln!(
-                "[ppo] warning: {} has no {TRAINER_DIR}/ (written by an older version): the \
-                 AdamW moments start afresh, so the run will not match an uninterrupted one",
-                dir.display()
-            );
-            trainer.set_iteration(s.iteration);
-            trainer.set_kl_coef(s.kl_coef);
+    if let Some(c) = &state {
+        if let Some(warning) = c
+            .restore(&mut trainer)
+            .with_context(|| format!("resuming from {}", c.dir.display()))?
+        {
+            eprintln!("[ppo] warning: {warning}");
         }
     }
     eprintln!(
@@ -478,7 +440,11 @@ fn main() -> anyhow::Result<()> {
         let done = s.iteration;
         last = Some(s);
         if done % cfg.save_every == 0 || done == end {
-            save(&run, &trainer, ptx.as_ref(), cfg.keep_checkpoints)?;
+            checkpoints.save(
+                &trainer,
+                ptx.as_ref().map_or(0, |p| p.position()),
+                cfg.keep_checkpoints,
+            )?;
         }
     }
     if end < cfg.iterations {
@@ -487,26 +453,20 @@ fn main() -> anyhow::Result<()> {
             cfg.iterations
         );
     }
-    if let Some(l) = read_latest(&run.path)? {
+    if let Some(c) = checkpoints.latest()? {
         let report = serde_json::json!({
             "iterations": trainer.iteration(),
             "kl_coef": trainer.kl_coef(),
-            "checkpoint": run.join("checkpoints").join(&l.dir),
-            "policy": run.join("checkpoints").join(&l.dir).join("policy"),
-            "value": run.join("checkpoints").join(&l.dir).join("value"),
+            "checkpoint": c.dir,
+            "policy": c.policy(),
+            "value": c.value(),
             "last_metrics": last.map(|s| serde_json::Value::Object(s.to_metrics())),
         });
         rlhf_model::checkpoint::write_atomic(
             &run.join("report.json"),
             serde_json::to_string_pretty(&report)?.as_bytes(),
         )?;
-        eprintln!(
-            "[ppo] done: policy in {}",
-            run.join("checkpoints")
-                .join(&l.dir)
-                .join("policy")
-                .display()
-        );
+        eprintln!("[ppo] done: policy in {}", c.policy().display());
     }
     if let Err(e) = rlhf_examples::plot::plot_run_dir(&run.path) {
         eprintln!("[ppo] warning: plots not written: {e:#}");
@@ -599,71 +559,6 @@ fn check_value(policy: &CausalLm, value: &ScalarModel, needed: i64) -> anyhow::R
 fn checkpoint_head(path: &Path) -> Option<HeadKind> {
     let dir = rlhf_model::checkpoint::resolve_dir(path).ok()?;
     Some(CheckpointMeta::read(&dir).ok()??.head)
-}
-
-fn read_latest(run: &Path) -> anyhow::Result<Option<Latest>> {
-    let path = run.join("checkpoints").join("latest.json");
-    if !path.exists() {
-        return Ok(None);
-    }
-    let text = std::fs::read_to_string(&path)?;
-    Ok(Some(
-        serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?,
-    ))
-}
-
-/// Saves policy, value and trainer state as `checkpoints/iter-NNNNNN/` (each part atomically),
-/// then points `latest.json` at it (atomically) and deletes the oldest beyond `keep`.
-fn save<R, M>(
-    run: &RunDir,
-    trainer: &PpoTrainer<Rc<CausalLm>, R, M, ScalarModel>,
-    ptx: Option<&PackedPtx>,
-    keep: usize,
-) -> anyhow::Result<()>
-where
-    R: Policy,
-    M: rlhf_model::RewardModel,
-{
-    let it = trainer.iteration();
-    let name = format!("iter-{it:06}");
-    let dir = run.join("checkpoints").join(&name);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let models = trainer.models();
-    models.policy.save(dir.join("policy"))?;
-    models.value.save(dir.join("value"))?;
-    trainer.save_state(dir.join(TRAINER_DIR))?;
-    let state = TrainerState {
-        iteration: it,
-        kl_coef: trainer.kl_coef(),
-        ptx_position: ptx.map_or(0, |p| p.position()),
-    };
-    rlhf_model::checkpoint::write_atomic(
-        &dir.join("state.json"),
-        serde_json::to_string_pretty(&state)?.as_bytes(),
-    )?;
-    let latest = Latest {
-        iteration: it,
-        dir: name,
-    };
-    rlhf_model::checkpoint::write_atomic(
-        &run.join("checkpoints").join("latest.json"),
-        serde_json::to_string_pretty(&latest)?.as_bytes(),
-    )?;
-    let mut olds: Vec<PathBuf> = std::fs::read_dir(run.join("checkpoints"))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_dir()
-                && p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("iter-"))
-        })
-        .collect();
-    olds.sort();
-    while olds.len() > keep {
-        let p = olds.remove(0);
-        std::fs::remove_dir_all(&p).with_context(|| format!("removing {}", p.display()))?;
-    }
-    Ok(())
 }
 
 /// Drops metric lines of iterations after `keep` (left by an interrupted run), so a resumed
