@@ -65,7 +65,15 @@ impl Error {
             source,
         }
     }
+}
 
+impl From<rlhf_io::Error> for Error {
+    fn from(e: rlhf_io::Error) -> Self {
+        Error::io(e.path, e.source)
+    }
+}
+
+impl Error {
     pub(crate) fn tokenizer(e: impl fmt::Display) -> Self {
         Error::Tokenizer(e.to_string())
     }

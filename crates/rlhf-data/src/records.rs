@@ -28,10 +28,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::marker::PhantomData;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
@@ -1068,90 +1067,12 @@ fn collect_reader<R: Record, B: BufRead>(
 // Writing
 // ---------------------------------------------------------------------------------------------
 
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+use rlhf_io::AtomicFile;
 
-/// A temporary file next to `target`, renamed over it by [`AtomicFile::commit`] and removed
-/// if dropped before that.
-pub(crate) struct AtomicFile {
-    target: PathBuf,
-    tmp: PathBuf,
-    file: Option<BufWriter<File>>,
-}
-
-impl AtomicFile {
-    pub(crate) fn create(target: &Path) -> Result<Self> {
-        let name = target.file_name().ok_or_else(|| {
-            Error::Config(format!(
-                "cannot write to {}: expected a path that names a file",
-                target.display()
-            ))
-        })?;
-        let dir = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = dir.join(format!(
-            ".{}.tmp-{}-{}",
-            name.to_string_lossy(),
-            std::process::id(),
-            n
-        ));
-        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        Ok(AtomicFile {
-            target: target.to_path_buf(),
-            tmp,
-            file: Some(BufWriter::with_capacity(1 << 16, file)),
-        })
-    }
-
-    pub(crate) fn writer(&mut self) -> &mut BufWriter<File> {
-        self.file.as_mut().expect("AtomicFile used after commit")
-    }
-
-    pub(crate) fn tmp_path(&self) -> &Path {
-        &self.tmp
-    }
-
-    pub(crate) fn commit(mut self) -> Result<()> {
-        let writer = self.file.take().expect("AtomicFile committed twice");
-        let file = writer
-            .into_inner()
-            .map_err(|e| Error::io(&self.tmp, e.into_error()))?;
-        file.sync_all().map_err(|e| Error::io(&self.tmp, e))?;
-        drop(file);
-        std::fs::rename(&self.tmp, &self.target).map_err(|e| Error::io(&self.target, e))?;
-        // Best effort: make the rename durable.
-        if let Some(dir) = self.target.parent() {
-            let dir = if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            };
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Drop for AtomicFile {
-    fn drop(&mut self) {
-        if self.file.take().is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
-    }
-}
-
-/// Writes `bytes` to `path` atomically (temp file in the same directory + rename).
+/// Writes `bytes` to `path` atomically (temp file in the same directory + rename; see
+/// `rlhf_io`).
 pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
-    let mut f = AtomicFile::create(path.as_ref())?;
-    let tmp = f.tmp_path().to_path_buf();
-    f.writer()
-        .write_all(bytes)
-        .map_err(|e| Error::io(&tmp, e))?;
-    f.commit()
+    Ok(rlhf_io::write_atomic(path.as_ref(), bytes)?)
 }
 
 /// A streaming, atomic JSONL writer: records go to a temporary file that replaces the target

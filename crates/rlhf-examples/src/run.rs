@@ -115,80 +115,12 @@ impl RunDir {
     }
 }
 
-/// The kinds of temporary names that atomic writes use: `.NAME.tmp-PID` (files and
-/// directories of `rlhf_model::checkpoint`), `.NAME.building-PID` (directories being built)
-/// and `.NAME.old-PID` (the previous copy of a directory, moved aside while it is replaced).
-fn temp_name(name: &str) -> Option<(&str, &str)> {
-    let rest = name.strip_prefix('.')?;
-    let (head, pid) = rest.rsplit_once('-')?;
-    if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    for kind in ["tmp", "building", "old"] {
-        if let Some(orig) = head.strip_suffix(&format!(".{kind}")) {
-            if !orig.is_empty() {
-                return Some((orig, kind));
-            }
-        }
-    }
-    None
-}
-
-/// Repairs a directory tree after a process writing into it was killed (SIGKILL, power loss)
-/// in the middle of an atomic write: removes temporary files and half-built directories, and
-/// for a directory that was moved aside while being replaced, puts it back when the new copy
-/// never arrived (else removes it). Returns the paths it removed or restored. Only for a run
-/// directory that no other process is writing to.
+/// Repairs a directory tree after a process writing into it was killed in the middle of an
+/// atomic write (see `rlhf_io::recover_interrupted_writes`, which knows the temporary names of
+/// every writer). Returns the paths it removed or restored.
 pub fn recover_interrupted_writes(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut fixed = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(fixed);
-    };
-    let mut entries: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    entries.sort();
-    let remove = |p: &Path| -> anyhow::Result<()> {
-        if p.is_dir() {
-            std::fs::remove_dir_all(p)
-        } else {
-            std::fs::remove_file(p)
-        }
-        .with_context(|| format!("removing {} (left by an interrupted run)", p.display()))
-    };
-    // Temporaries first, so that a moved-aside copy is judged against what is really there.
-    let mut olds = Vec::new();
-    for p in &entries {
-        let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
-        match name.as_deref().and_then(temp_name) {
-            Some((_, "old")) => olds.push(p.clone()),
-            Some(_) => {
-                remove(p)?;
-                fixed.push(p.clone());
-            }
-            None => {}
-        }
-    }
-    for p in olds {
-        let name = p.file_name().unwrap().to_string_lossy().into_owned();
-        let (orig, _) = temp_name(&name).expect("an old-copy name");
-        let target = dir.join(orig);
-        if target.exists() {
-            remove(&p)?;
-        } else {
-            std::fs::rename(&p, &target)
-                .with_context(|| format!("restoring {} from {}", target.display(), p.display()))?;
-        }
-        fixed.push(p);
-    }
-    for p in entries {
-        if p.is_dir()
-            && !p
-                .symlink_metadata()
-                .is_ok_and(|m| m.file_type().is_symlink())
-        {
-            fixed.extend(recover_interrupted_writes(&p)?);
-        }
-    }
-    Ok(fixed)
+    rlhf_io::recover_interrupted_writes(dir)
+        .map_err(|e| anyhow::anyhow!("cleaning up after an interrupted run: {e}"))
 }
 
 /// Keeps the lines of a metrics file whose `step` is at most `keep` (every line of a finished
@@ -264,35 +196,6 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn temp_names() {
-        assert_eq!(temp_name(".state.tmp-123"), Some(("state", "tmp")));
-        assert_eq!(
-            temp_name(".metrics.jsonl.tmp-9"),
-            Some(("metrics.jsonl", "tmp"))
-        );
-        assert_eq!(
-            temp_name(".latest.building-42"),
-            Some(("latest", "building"))
-        );
-        assert_eq!(
-            temp_name("..latest.building-42.tmp-42"),
-            Some((".latest.building-42", "tmp"))
-        );
-        assert_eq!(temp_name(".epoch-1.old-7"), Some(("epoch-1", "old")));
-        for keep in [
-            "state",
-            "epoch-1",
-            ".hidden",
-            ".x.tmp-",
-            ".x.tmp-1a",
-            "..tmp-1",
-            ".tmp-1",
-        ] {
-            assert_eq!(temp_name(keep), None, "{keep}");
-        }
-    }
 
     #[test]
     fn recovers_what_a_killed_writer_left() {

@@ -8,7 +8,6 @@ use crate::model_config::ModelConfig;
 use crate::tokenizer::Tokenizer;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use tch::{nn, Kind, Tensor};
 
@@ -348,62 +347,17 @@ pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, Tensor>> {
     Ok(out)
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename.
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename
+/// (`rlhf_io::write_atomic`, the one implementation every crate uses).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        ModelError::io(path, e)
-    })
+    Ok(rlhf_io::write_atomic(path, bytes)?)
 }
 
 /// Writes a whole directory atomically: the files go into a temporary sibling directory, which
-/// then replaces `dir` (an existing `dir` is moved aside and removed after the swap).
+/// then replaces `dir` (an existing `dir` is moved aside and removed after the swap;
+/// `rlhf_io::write_files_atomic`).
 pub fn write_dir_atomic(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
-    let parent = dir
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| ModelError::io(parent, e))?;
-    let name = dir
-        .file_name()
-        .ok_or_else(|| ModelError::ckpt(dir, "checkpoint path has no directory name"))?
-        .to_string_lossy()
-        .to_string();
-    let pid = std::process::id();
-    let tmp = parent.join(format!(".{name}.tmp-{pid}"));
-    let old = parent.join(format!(".{name}.old-{pid}"));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| ModelError::io(&tmp, e))?;
-    for (file, bytes) in files {
-        let path = tmp.join(file);
-        let mut f = std::fs::File::create(&path).map_err(|e| ModelError::io(&path, e))?;
-        f.write_all(bytes).map_err(|e| ModelError::io(&path, e))?;
-        f.sync_all().map_err(|e| ModelError::io(&path, e))?;
-    }
-    let had_old = dir.exists();
-    if had_old {
-        std::fs::rename(dir, &old).map_err(|e| ModelError::io(dir, e))?;
-    }
-    std::fs::rename(&tmp, dir).map_err(|e| ModelError::io(dir, e))?;
-    if had_old {
-        let _ = std::fs::remove_dir_all(&old);
-    }
-    Ok(())
+    Ok(rlhf_io::write_files_atomic(dir, files)?)
 }
 
 /// Resolves a checkpoint path: `dir` itself, or (after a crash between the two renames of
@@ -412,22 +366,8 @@ pub fn resolve_dir(dir: &Path) -> Result<PathBuf> {
     if dir.join(CONFIG_FILE).exists() {
         return Ok(dir.to_path_buf());
     }
-    if let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) {
-        let prefix = format!(".{}.old-", name.to_string_lossy());
-        let parent = if parent.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            parent
-        };
-        if let Ok(entries) = std::fs::read_dir(parent) {
-            for e in entries.flatten() {
-                if e.file_name().to_string_lossy().starts_with(&prefix)
-                    && e.path().join(CONFIG_FILE).exists()
-                {
-                    return Ok(e.path());
-                }
-            }
-        }
+    if let Some(aside) = rlhf_io::moved_aside(dir, |c| c.join(CONFIG_FILE).exists()) {
+        return Ok(aside);
     }
     if !dir.exists() {
         return Err(ModelError::ckpt(dir, "no such directory"));

@@ -66,3 +66,9 @@ impl ModelError {
         }
     }
 }
+
+impl From<rlhf_io::Error> for ModelError {
+    fn from(e: rlhf_io::Error) -> Self {
+        ModelError::io(e.path, e.source)
+    }
+}

@@ -41,3 +41,9 @@ impl RewardError {
         }
     }
 }
+
+impl From<rlhf_io::Error> for RewardError {
+    fn from(e: rlhf_io::Error) -> Self {
+        RewardError::state(e.path, e.source)
+    }
+}

@@ -739,33 +739,7 @@ pub fn latest_checkpoint(run_dir: &Path) -> Result<Option<PathBuf>> {
 /// replaces `dir` (an existing `dir` is moved aside first and removed after the swap; see
 /// `rlhf_model::checkpoint::resolve_dir` for the crash window).
 pub fn write_dir_with(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let parent = dir
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| RewardError::state(parent, e))?;
-    let name = dir
-        .file_name()
-        .ok_or_else(|| RewardError::state(dir, "checkpoint path has no directory name"))?
-        .to_string_lossy()
-        .to_string();
-    let pid = std::process::id();
-    let tmp = parent.join(format!(".{name}.building-{pid}"));
-    let old = parent.join(format!(".{name}.old-{pid}"));
-    let _ = std::fs::remove_dir_all(&tmp);
-    if let Err(e) = fill(&tmp) {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    let had_old = dir.exists();
-    if had_old {
-        std::fs::rename(dir, &old).map_err(|e| RewardError::state(dir, e))?;
-    }
-    std::fs::rename(&tmp, dir).map_err(|e| RewardError::state(dir, e))?;
-    if had_old {
-        let _ = std::fs::remove_dir_all(&old);
-    }
-    Ok(())
+    rlhf_io::write_dir_atomic(dir, fill)
 }
 
 /// [`RewardTrainer::evaluate`] for any model.

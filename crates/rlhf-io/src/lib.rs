@@ -1,0 +1,424 @@
+//! Atomic writes, the one implementation every rlhf crate uses, and the recovery of a
+//! directory tree after a process writing into it was killed.
+//!
+//! Every temporary name has one shape, `.NAME.KIND-PID-N` beside the target `NAME` (`KIND`:
+//! `tmp` for a file or directory being written, `old` for a directory moved aside while it is
+//! replaced), so [`recover_interrupted_writes`] knows every temporary any writer can leave.
+//! Names of earlier versions (`.NAME.tmp-PID`, `.NAME.building-PID`, `.NAME.old-PID`) are
+//! recognized too.
+//!
+//! * [`AtomicFile`]: a streaming writer to a temporary file, renamed over the target on
+//!   [`AtomicFile::commit`] (after an fsync) and removed if dropped before;
+//! * [`write_atomic`]: a whole file at once;
+//! * [`write_dir_atomic`]: a directory filled in a temporary sibling, then swapped in (the
+//!   previous copy is moved aside first; [`moved_aside`] finds it after a crash between the
+//!   two renames).
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// An IO error with the path it happened on.
+#[derive(Debug)]
+pub struct Error {
+    /// The file or directory.
+    pub path: PathBuf,
+    /// What went wrong.
+    pub source: std::io::Error,
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.source)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// Results of this crate.
+pub type Result<T> = std::result::Result<T, Error>;
+
+fn err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// The folder of `target` (`.` for a bare name) and its file name.
+fn split(target: &Path) -> Result<(PathBuf, String)> {
+    let name = target.file_name().ok_or_else(|| Error {
+        path: target.to_path_buf(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "expected a path that names a file or directory",
+        ),
+    })?;
+    let dir = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Ok((dir, name.to_string_lossy().into_owned()))
+}
+
+/// A fresh temporary name of `kind` beside `target`: `.NAME.KIND-PID-N`.
+pub fn temp_path(target: &Path, kind: TempKind) -> Result<PathBuf> {
+    let (dir, name) = split(target)?;
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    Ok(dir.join(format!(
+        ".{name}.{}-{}-{n}",
+        kind.as_str(),
+        std::process::id()
+    )))
+}
+
+/// What a temporary name is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TempKind {
+    /// A file or directory being written: garbage after a crash.
+    Tmp,
+    /// A directory's previous copy, moved aside while the new one is renamed in: the copy to
+    /// restore if the new one never arrived.
+    Old,
+}
+
+impl TempKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            TempKind::Tmp => "tmp",
+            TempKind::Old => "old",
+        }
+    }
+}
+
+/// Whether `name` is a temporary name, and of what (`NAME`, kind). Accepts this crate's
+/// `.NAME.KIND-PID-N` and the older `.NAME.KIND-PID` (with `building` as an older `tmp`).
+pub fn temp_name(name: &str) -> Option<(&str, TempKind)> {
+    let rest = name.strip_prefix('.')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let (mut head, last) = rest.rsplit_once('-')?;
+    if !digits(last) {
+        return None;
+    }
+    // `.NAME.KIND-PID-N`: drop the PID too when the part before it ends in `-DIGITS`.
+    if let Some((h, pid)) = head.rsplit_once('-') {
+        if digits(pid) && [".tmp", ".old", ".building"].iter().any(|k| h.ends_with(k)) {
+            head = h;
+        }
+    }
+    for (kind, k) in [
+        ("tmp", TempKind::Tmp),
+        ("building", TempKind::Tmp),
+        ("old", TempKind::Old),
+    ] {
+        if let Some(orig) = head.strip_suffix(&format!(".{kind}")) {
+            if !orig.is_empty() {
+                return Some((orig, k));
+            }
+        }
+    }
+    None
+}
+
+/// A temporary file next to `target`, renamed over it by [`AtomicFile::commit`] and removed
+/// if dropped before that.
+#[derive(Debug)]
+pub struct AtomicFile {
+    target: PathBuf,
+    tmp: PathBuf,
+    file: Option<BufWriter<File>>,
+}
+
+impl AtomicFile {
+    /// Starts writing `target` (its folder must exist).
+    pub fn create(target: &Path) -> Result<Self> {
+        let tmp = temp_path(target, TempKind::Tmp)?;
+        let file = File::create(&tmp).map_err(err(&tmp))?;
+        Ok(AtomicFile {
+            target: target.to_path_buf(),
+            tmp,
+            file: Some(BufWriter::with_capacity(1 << 16, file)),
+        })
+    }
+
+    /// Where the bytes go until the commit.
+    pub fn writer(&mut self) -> &mut BufWriter<File> {
+        self.file.as_mut().expect("AtomicFile used after commit")
+    }
+
+    /// The temporary file's path (for error messages).
+    pub fn tmp_path(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Flushes, fsyncs and renames the file into place (and fsyncs the folder, best effort).
+    pub fn commit(mut self) -> Result<()> {
+        let writer = self.file.take().expect("AtomicFile committed twice");
+        let file = writer
+            .into_inner()
+            .map_err(|e| err(&self.tmp)(e.into_error()))?;
+        file.sync_all().map_err(err(&self.tmp))?;
+        drop(file);
+        std::fs::rename(&self.tmp, &self.target).map_err(err(&self.target))?;
+        sync_parent(&self.target);
+        Ok(())
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+fn sync_parent(target: &Path) {
+    if let Ok((dir, _)) = split(target) {
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+}
+
+/// Writes `bytes` to `path` atomically, creating its folder if needed.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let (dir, _) = split(path)?;
+    std::fs::create_dir_all(&dir).map_err(err(&dir))?;
+    let mut f = AtomicFile::create(path)?;
+    let tmp = f.tmp_path().to_path_buf();
+    f.writer().write_all(bytes).map_err(err(&tmp))?;
+    f.commit()
+}
+
+/// Builds the directory `dir` atomically: `fill` writes into a fresh temporary sibling, which
+/// then replaces `dir` (an existing `dir` is moved aside first and removed after the swap).
+/// If `fill` fails, the temporary is removed and `dir` is untouched.
+pub fn write_dir_atomic<E: From<Error>>(
+    dir: &Path,
+    fill: impl FnOnce(&Path) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    let (parent, _) = split(dir)?;
+    std::fs::create_dir_all(&parent).map_err(err(&parent))?;
+    let tmp = temp_path(dir, TempKind::Tmp)?;
+    std::fs::create_dir_all(&tmp).map_err(err(&tmp))?;
+    if let Err(e) = fill(&tmp) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    let old = temp_path(dir, TempKind::Old)?;
+    let had_old = dir.exists();
+    if had_old {
+        std::fs::rename(dir, &old).map_err(err(dir))?;
+    }
+    std::fs::rename(&tmp, dir).map_err(err(dir))?;
+    sync_parent(dir);
+    if had_old {
+        let _ = std::fs::remove_dir_all(&old);
+    }
+    Ok(())
+}
+
+/// The files `(name, bytes)` as the directory `dir`, atomically (see [`write_dir_atomic`]).
+pub fn write_files_atomic(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
+    write_dir_atomic(dir, |tmp| {
+        for (name, bytes) in files {
+            let path = tmp.join(name);
+            let mut f = File::create(&path).map_err(err(&path))?;
+            f.write_all(bytes).map_err(err(&path))?;
+            f.sync_all().map_err(err(&path))?;
+        }
+        Ok::<(), Error>(())
+    })
+}
+
+/// The previous copy of `dir` that [`write_dir_atomic`] moved aside, when a crash came
+/// between its two renames (`dir` is then missing). `complete` says whether a candidate is a
+/// whole copy (e.g. has its config file).
+pub fn moved_aside(dir: &Path, complete: impl Fn(&Path) -> bool) -> Option<PathBuf> {
+    let (parent, name) = split(dir).ok()?;
+    let mut found: Vec<PathBuf> = std::fs::read_dir(parent)
+        .ok()?
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            temp_name(&n) == Some((name.as_str(), TempKind::Old))
+        })
+        .map(|e| e.path())
+        .filter(|p| complete(p))
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+/// Repairs a directory tree after a process writing into it was killed (SIGKILL, power loss)
+/// in the middle of an atomic write: removes temporary files and half-built directories, and
+/// puts back a directory that was moved aside while being replaced when the new copy never
+/// arrived (else removes it). Returns the paths it removed or restored. Only for a tree that
+/// no other process is writing to.
+pub fn recover_interrupted_writes(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut fixed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(fixed);
+    };
+    let mut entries: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    entries.sort();
+    let remove = |p: &Path| -> Result<()> {
+        if p.is_dir() {
+            std::fs::remove_dir_all(p)
+        } else {
+            std::fs::remove_file(p)
+        }
+        .map_err(err(p))
+    };
+    // Temporaries first, so that a moved-aside copy is judged against what is really there.
+    let mut olds = Vec::new();
+    for p in &entries {
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+        match name.as_deref().and_then(temp_name) {
+            Some((_, TempKind::Old)) => olds.push(p.clone()),
+            Some((_, TempKind::Tmp)) => {
+                remove(p)?;
+                fixed.push(p.clone());
+            }
+            None => {}
+        }
+    }
+    for p in olds {
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        let (orig, _) = temp_name(&name).expect("an old-copy name");
+        let target = dir.join(orig);
+        if target.exists() {
+            remove(&p)?;
+        } else {
+            std::fs::rename(&p, &target).map_err(err(&target))?;
+        }
+        fixed.push(p);
+    }
+    for p in entries {
+        if p.is_dir()
+            && !p
+                .symlink_metadata()
+                .is_ok_and(|m| m.file_type().is_symlink())
+        {
+            fixed.extend(recover_interrupted_writes(&p)?);
+        }
+    }
+    Ok(fixed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names_old_and_new() {
+        assert_eq!(temp_name(".state.tmp-123"), Some(("state", TempKind::Tmp)));
+        assert_eq!(
+            temp_name(".metrics.jsonl.tmp-9-4"),
+            Some(("metrics.jsonl", TempKind::Tmp))
+        );
+        assert_eq!(
+            temp_name("..latest.building-42"),
+            Some((".latest", TempKind::Tmp))
+        );
+        assert_eq!(
+            temp_name(".policy.old-7-0"),
+            Some(("policy", TempKind::Old))
+        );
+        assert_eq!(temp_name(".policy.old-7"), Some(("policy", TempKind::Old)));
+        assert_eq!(
+            temp_name(".epoch-1.old-7"),
+            Some(("epoch-1", TempKind::Old))
+        );
+        assert_eq!(
+            temp_name("..latest.building-42.tmp-42"),
+            Some((".latest.building-42", TempKind::Tmp))
+        );
+        for bad in [
+            "state",
+            "epoch-1",
+            ".hidden",
+            ".x.tmp-",
+            ".x.tmp-1a",
+            "..tmp-1",
+            ".tmp-1",
+            "x.tmp-1",
+            ".notes-2024",
+            ".a.b-1-2",
+        ] {
+            assert_eq!(temp_name(bad), None, "{bad}");
+        }
+        let p = temp_path(Path::new("run/rankings.jsonl"), TempKind::Tmp).unwrap();
+        let n = p.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(
+            temp_name(&n),
+            Some(("rankings.jsonl", TempKind::Tmp)),
+            "{n}"
+        );
+    }
+
+    #[test]
+    fn files_and_dirs_are_written_whole_or_not_at_all() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("sub/a.json");
+        write_atomic(&f, b"1").unwrap();
+        write_atomic(&f, b"2").unwrap();
+        assert_eq!(std::fs::read(&f).unwrap(), b"2");
+        // A dropped AtomicFile leaves the target and no temporary.
+        let mut w = AtomicFile::create(&f).unwrap();
+        w.writer().write_all(b"3").unwrap();
+        drop(w);
+        assert_eq!(std::fs::read(&f).unwrap(), b"2");
+        assert_eq!(std::fs::read_dir(d.path().join("sub")).unwrap().count(), 1);
+        let dir = d.path().join("ckpt");
+        write_files_atomic(&dir, &[("x", b"1".to_vec())]).unwrap();
+        let failed: std::result::Result<(), Error> = write_dir_atomic(&dir, |tmp| {
+            std::fs::write(tmp.join("x"), "half").unwrap();
+            Err(err(tmp)(std::io::Error::other("boom")))
+        });
+        assert!(failed.is_err());
+        assert_eq!(std::fs::read(dir.join("x")).unwrap(), b"1");
+        write_files_atomic(&dir, &[("x", b"2".to_vec())]).unwrap();
+        assert_eq!(std::fs::read(dir.join("x")).unwrap(), b"2");
+        assert_eq!(
+            std::fs::read_dir(d.path()).unwrap().count(),
+            2,
+            "no temporaries left"
+        );
+    }
+
+    #[test]
+    fn recovery_removes_temporaries_and_restores_moved_aside_copies() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        std::fs::create_dir_all(p.join("ckpt/.value.tmp-3-1")).unwrap();
+        std::fs::write(p.join(".rankings.jsonl.tmp-11-0"), "x").unwrap();
+        std::fs::write(p.join(".metrics.jsonl.tmp-11"), "x").unwrap();
+        std::fs::create_dir_all(p.join(".policy.old-5-2")).unwrap();
+        std::fs::write(p.join(".policy.old-5-2/config.json"), "{}").unwrap();
+        std::fs::create_dir_all(p.join("value")).unwrap();
+        std::fs::create_dir_all(p.join(".value.old-5-3")).unwrap();
+        std::fs::write(p.join(".keep-me"), "x").unwrap();
+        assert_eq!(
+            moved_aside(&p.join("policy"), |c| c.join("config.json").exists()),
+            Some(p.join(".policy.old-5-2"))
+        );
+        let fixed = recover_interrupted_writes(p).unwrap();
+        assert_eq!(fixed.len(), 5, "{fixed:?}");
+        assert!(p.join("policy/config.json").exists(), "restored");
+        assert!(
+            !p.join(".value.old-5-3").exists(),
+            "the new copy exists: removed"
+        );
+        assert!(p.join(".keep-me").exists());
+        assert!(!p.join(".rankings.jsonl.tmp-11-0").exists());
+    }
+}
