@@ -78,7 +78,7 @@ impl CommonArgs {
 }
 
 /// What a checkpoint directory holds, from its `rlhf.json` (`None` for a plain HF checkpoint).
-fn checkpoint_head(path: &Path, flag: &str) -> anyhow::Result<Option<HeadKind>> {
+pub fn checkpoint_head(path: &Path, flag: &str) -> anyhow::Result<Option<HeadKind>> {
     let dir = rlhf_model::checkpoint::resolve_dir(path)
         .with_context(|| format!("{flag} {}", path.display()))?;
     Ok(CheckpointMeta::read(&dir)

@@ -44,11 +44,11 @@ use clap::Parser;
 use rlhf_data::collate::pack_documents;
 use rlhf_data::records::PromptRecord;
 use rlhf_examples::data::{read_records, read_texts};
-use rlhf_examples::run::{load_config, Progress};
-use rlhf_examples::stage::{chat_template, check_same_vocab, load_reward, special_ids, CommonArgs};
-use rlhf_model::{
-    parse_kind, AdaptersOff, CausalLm, CheckpointMeta, HeadKind, LoadOptions, Policy, ScalarModel,
+use rlhf_examples::run::{load_config, truncate_metrics, Progress};
+use rlhf_examples::stage::{
+    chat_template, check_same_vocab, checkpoint_head, load_reward, special_ids, CommonArgs,
 };
+use rlhf_model::{parse_kind, AdaptersOff, CausalLm, HeadKind, LoadOptions, Policy, ScalarModel};
 use rlhf_ppo::data::{left_pad, prompt_indices};
 use rlhf_ppo::{
     PackedPtx, PpoCheckpoints, PpoConfig, PpoModels, PpoTrainer, PtxSource, SpecialTokens,
@@ -493,7 +493,7 @@ fn validate(cfg: &PpoRunConfig) -> anyhow::Result<()> {
 
 /// Loads the reward model that `--reward` names (see [`load_reward`]).
 fn load_reward_model(path: &Path, opts: LoadOptions) -> anyhow::Result<ScalarModel> {
-    if checkpoint_head(path) == Some(HeadKind::Value) {
+    if checkpoint_head(path, "--reward").ok().flatten() == Some(HeadKind::Value) {
         bail!(
             "--reward {}: this is a Value checkpoint (a value function, e.g. a `ppo` run's \
              value/); pass a reward model: the final/ directory of a `reward` run, which trains \
@@ -507,7 +507,7 @@ fn load_reward_model(path: &Path, opts: LoadOptions) -> anyhow::Result<ScalarMod
 /// Loads the value function that `--value` names: a value checkpoint, or a reward model to
 /// start one from (as without `--value`).
 fn load_value(path: &Path, opts: LoadOptions) -> anyhow::Result<ScalarModel> {
-    if checkpoint_head(path) == Some(HeadKind::Lm) {
+    if checkpoint_head(path, "--value").ok().flatten() == Some(HeadKind::Lm) {
         bail!(
             "--value {}: this is a language-model checkpoint, but --value takes a value function \
              (a `ppo` run's checkpoints/iter-N/value/) or a reward model to start one from",
@@ -551,36 +551,5 @@ fn check_value(policy: &CausalLm, value: &ScalarModel, needed: i64) -> anyhow::R
              ppo.max_new_tokens ({needed}): lower them"
         );
     }
-    Ok(())
-}
-
-/// What a checkpoint directory holds, from its `rlhf.json` (`None` when unknown: the loaders
-/// then say what is wrong).
-fn checkpoint_head(path: &Path) -> Option<HeadKind> {
-    let dir = rlhf_model::checkpoint::resolve_dir(path).ok()?;
-    Some(CheckpointMeta::read(&dir).ok()??.head)
-}
-
-/// Drops metric lines of iterations after `keep` (left by an interrupted run), so a resumed
-/// run's metrics.jsonl has each iteration once.
-fn truncate_metrics(path: &Path, keep: u64) -> anyhow::Result<()> {
-    if !path.exists() {
-        return Ok(());
-    }
-    let text = std::fs::read_to_string(path)?;
-    let kept: Vec<&str> = text
-        .lines()
-        .filter(|l| {
-            serde_json::from_str::<serde_json::Value>(l)
-                .ok()
-                .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
-                .is_some_and(|s| s <= keep)
-        })
-        .collect();
-    let mut out = kept.join("\n");
-    if !out.is_empty() {
-        out.push('\n');
-    }
-    rlhf_model::checkpoint::write_atomic(path, out.as_bytes())?;
     Ok(())
 }
