@@ -48,3 +48,117 @@ fn readme_build_script_is_ours() {
         "README.md's build.rs differs from build-support/libtorch_rpath.rs: update one or the other"
     );
 }
+
+/// Flattens a JSON object into `a.b.c` keys.
+fn flatten(
+    prefix: &str,
+    v: &serde_json::Value,
+    out: &mut std::collections::BTreeMap<String, serde_json::Value>,
+) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, x, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.clone());
+        }
+    }
+}
+
+/// The rows `(key, default)` of the README table under the heading that starts with `heading`,
+/// for rows naming one key.
+fn readme_rows(heading: &str) -> Vec<(String, String)> {
+    let readme = include_str!("../../../README.md");
+    let start = readme
+        .find(&format!("\n### {heading}"))
+        .unwrap_or_else(|| panic!("README has no heading {heading}"));
+    let section = &readme[start + 1..];
+    let end = section[4..].find("\n#").map_or(section.len(), |e| e + 4);
+    section[..end]
+        .lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            if cells.len() < 4 || !cells[1].starts_with('`') {
+                return None;
+            }
+            let key = cells[1].trim_matches('`');
+            if key.contains('`') || key.contains(',') || key.ends_with('*') {
+                return None;
+            }
+            Some((key.to_string(), cells[2].to_string()))
+        })
+        .collect()
+}
+
+/// Checks each README default that is a plain value (number, bool, string, list, `off` for
+/// none) against the code's `Default`; returns how many were checked.
+fn check_defaults(heading: &str, strip: &str, default: serde_json::Value) -> usize {
+    let mut flat = std::collections::BTreeMap::new();
+    flatten("", &default, &mut flat);
+    let mut checked = 0;
+    for (key, cell) in readme_rows(heading) {
+        let Some(key) = key.strip_prefix(strip) else {
+            continue;
+        };
+        let want: Option<serde_json::Value> = match cell.as_str() {
+            "off" => Some(serde_json::Value::Null),
+            c => {
+                let c = c.trim_matches('`');
+                serde_json::from_str(c).ok()
+            }
+        };
+        let Some(want) = want else { continue };
+        let have = flat
+            .get(key)
+            .unwrap_or_else(|| panic!("README {heading}: `{strip}{key}` is not a key of the code"));
+        let same = match (have, &want) {
+            (serde_json::Value::Number(a), serde_json::Value::Number(b)) => {
+                a.as_f64() == b.as_f64()
+            }
+            (serde_json::Value::Null, serde_json::Value::Null) => true,
+            (a, b) => a == b,
+        };
+        assert!(
+            same,
+            "README {heading}: `{strip}{key}` says {cell}, the code's default is {have}"
+        );
+        checked += 1;
+    }
+    checked
+}
+
+/// The README's config tables state the code's defaults (each plain value is checked).
+#[test]
+fn readme_config_tables_match_the_defaults() {
+    let n = check_defaults(
+        "`ppo`",
+        "ppo.",
+        serde_json::to_value(rlhf_ppo::PpoConfig::default()).unwrap(),
+    );
+    assert!(n >= 15, "only {n} ppo rows checked");
+    let n = check_defaults(
+        "`pipeline`",
+        "",
+        serde_json::to_value(PipelineConfig::default()).unwrap(),
+    );
+    assert!(n >= 15, "only {n} pipeline rows checked");
+    let n = check_defaults(
+        "`reward`",
+        "train.",
+        serde_json::to_value(rlhf_reward::RewardTrainConfig::default()).unwrap(),
+    );
+    assert!(n >= 5, "only {n} reward rows checked");
+    let n = check_defaults(
+        "`[train]` of `pretrain` and `sft`",
+        "",
+        serde_json::to_value(rlhf_sft::SftConfig::default()).unwrap(),
+    );
+    assert!(n >= 5, "only {n} sft rows checked");
+}

@@ -1,0 +1,116 @@
+//! The language-model stages: pretraining the base model and SFT.
+
+use super::*;
+
+/// Pretrains the base model on the world's corpus (or loads it when already done).
+pub fn pretrain_stage(
+    cfg: &PipelineConfig,
+    data: &PipelineData,
+    out: &Path,
+) -> anyhow::Result<PathBuf> {
+    let dir = out.join("pretrain");
+    let best = dir.join("best");
+    if stage_done(&dir) {
+        return Ok(best);
+    }
+    let tok = Tokenizer::from_inner(toy_tokenizer());
+    let m = &cfg.model;
+    let eos = TOY_EOS_ID as i64;
+    let gcfg = Gpt2Config {
+        bos_token_id: Some(eos),
+        eos_token_id: Some(eos),
+        pad_token_id: Some(eos),
+        ..Gpt2Config::sized(
+            m.n_layer,
+            m.n_head,
+            m.n_embd,
+            tok.vocab_size() as i64,
+            m.n_positions,
+        )
+        .with_dropout(0.0)
+    };
+    tch::manual_seed(cfg.seed as i64);
+    let mut lm = CausalLm::new(&gcfg, crate::stage_device()?)?;
+    lm.set_tokenizer(tok)?;
+    let texts: Vec<&str> = data
+        .world
+        .pretrain
+        .iter()
+        .map(|d| d.text.as_str())
+        .collect();
+    let valid: Vec<&str> = data
+        .world
+        .heldout_pretrain
+        .iter()
+        .map(|d| d.text.as_str())
+        .collect();
+    let train = LmData::Blocks(data.collator.pack_texts(&texts, cfg.block_len)?);
+    let valid = LmData::Blocks(data.collator.pack_texts(&valid, cfg.block_len)?);
+    let run = RunDir::open(&dir)?;
+    run.recover("pretrain")?;
+    run.write_config(&cfg.pretrain)?;
+    eprintln!(
+        "[pretrain] {} blocks of {} tokens, {} parameters",
+        train.len(),
+        cfg.block_len,
+        lm.var_store()
+            .variables()
+            .values()
+            .map(|t| t.numel())
+            .sum::<usize>()
+    );
+    train_lm(
+        "pretrain",
+        &mut lm,
+        &train,
+        Some(&valid),
+        &cfg.pretrain,
+        &run,
+        None,
+    )?;
+    mark_done(&dir, serde_json::json!({"best": best}))?;
+    Ok(best)
+}
+
+/// Fine-tunes the base model on demonstrations (selection by validation loss; the RM does not
+/// exist yet in the first round).
+pub fn sft_stage(
+    cfg: &PipelineConfig,
+    data: &PipelineData,
+    base: &Path,
+    out: &Path,
+) -> anyhow::Result<PathBuf> {
+    let dir = out.join("sft");
+    let best = dir.join("best");
+    let merged = dir.join("merged");
+    if stage_done(&dir) {
+        return Ok(if cfg.lora.is_some() { merged } else { best });
+    }
+    let mut lm = CausalLm::load(base, crate::stage_device()?)?;
+    if let (Some(lora), None) = (&cfg.lora, lm.lora()) {
+        // A resumed SFT stage reloads its adapters with the checkpoint; a fresh one draws A
+        // from the run's seed.
+        tch::manual_seed(cfg.seed as i64 + 7);
+        lm.attach_lora(lora)?;
+    }
+    let col = &data.collator;
+    let to_data = |d: &[Demonstration]| -> anyhow::Result<LmData> {
+        Ok(LmData::Demonstrations {
+            pairs: col.tokenize_demonstrations(d)?,
+            collate: col.config().clone(),
+        })
+    };
+    let (train, valid) = (to_data(&data.sft_train)?, to_data(&data.sft_valid)?);
+    let run = RunDir::open(&dir)?;
+    run.recover("sft")?;
+    run.write_config(&cfg.sft)?;
+    train_lm("sft", &mut lm, &train, Some(&valid), &cfg.sft, &run, None)?;
+    if cfg.lora.is_some() {
+        // Later stages start from plain weights: the best adapters folded in.
+        CausalLm::load(&best, crate::stage_device()?)?.save_merged(&merged)?;
+        mark_done(&dir, serde_json::json!({"best": merged}))?;
+        return Ok(merged);
+    }
+    mark_done(&dir, serde_json::json!({"best": best}))?;
+    Ok(best)
+}

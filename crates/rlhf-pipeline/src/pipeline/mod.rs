@@ -1,0 +1,459 @@
+//! InstructGPT in miniature on the toy world: data (split by user) -> pretrain a base model ->
+//! SFT -> K-wise rankings of SFT samples by simulated labelers -> reward model -> PPO and
+//! PPO-ptx -> evaluation on held-out users' prompts.
+//!
+//! Every stage writes its own run directory under the pipeline's output directory and a
+//! `done.json` when finished; a rerun skips finished stages and resumes the unfinished one.
+
+use crate::run::RunDir;
+use crate::stage::train_lm;
+use crate::toy_eval::{
+    answers, conduct_stats, kl_to_reference, mean_gold, win_rate, ConductStats, EvalPrompts,
+};
+use anyhow::Context;
+use rlhf_data::collate::{CollateConfig, Collator};
+use rlhf_data::hygiene::{cap_per_user, dedup_prompts, split_by_user, DedupConfig, PiiScrubber};
+use rlhf_data::records::{write_jsonl, Demonstration, PromptRecord, Ranking};
+use rlhf_data::toy::{
+    toy_tokenizer, LabelerConfig, LabelerPool, ToyConfig, ToyPrompt, ToyWorld, TOY_EOS_ID,
+};
+use rlhf_model::{CausalLm, Gpt2Config, Policy, Tokenizer};
+use rlhf_sft::{evaluate_loss, LmData, ResidualDropout, SftConfig};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+mod data;
+mod eval;
+mod lm;
+mod ppo;
+mod rm;
+
+pub use data::*;
+pub use eval::*;
+pub use lm::*;
+pub use ppo::*;
+pub use rm::*;
+
+/// Shape of the base model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelShape {
+    /// Transformer blocks. Default 2.
+    pub n_layer: i64,
+    /// Attention heads. Default 4.
+    pub n_head: i64,
+    /// Width. Default 128.
+    pub n_embd: i64,
+    /// Context length. Default 128.
+    pub n_positions: i64,
+}
+
+impl Default for ModelShape {
+    fn default() -> Self {
+        ModelShape {
+            n_layer: 2,
+            n_head: 4,
+            n_embd: 128,
+            n_positions: 128,
+        }
+    }
+}
+
+/// Everything the pipeline does, with defaults that run on a 2-core CPU in minutes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Seed of the whole run.
+    pub seed: u64,
+    /// The toy world's sizes.
+    pub world: ToyConfig,
+    /// Simulated labelers: the training group is calibrated to the paper's 73% agreement and
+    /// the held-out group (which judges the evaluation) to 77%, both on comparisons of the SFT
+    /// model's own samples on `labelers.calibration_prompts` training prompts.
+    pub labelers: LabelerConfig,
+    /// Prompts per user kept (the paper's cap: 200).
+    pub max_prompts_per_user: usize,
+    /// Fraction of (training) users held out for validation.
+    pub valid_fraction: f64,
+    /// Base model shape.
+    pub model: ModelShape,
+    /// Tokens per packed pretraining block.
+    pub block_len: usize,
+    /// Pretraining.
+    pub pretrain: SftConfig,
+    /// Supervised fine-tuning.
+    pub sft: SftConfig,
+    /// Training prompts whose SFT samples the labelers rank for the RM.
+    pub rm_prompts: usize,
+    /// Validation prompts ranked to measure the RM's held-out accuracy.
+    pub rm_valid_prompts: usize,
+    /// Fewest and most responses ranked per prompt (the paper: 4..9).
+    pub rm_k: (usize, usize),
+    /// Sampling temperature of the SFT samples that are ranked.
+    pub rm_sample_temperature: f64,
+    /// Reward-model training.
+    pub rm: rlhf_reward::RewardTrainConfig,
+    /// PPO settings (shared by PPO and PPO-ptx, except `ptx_coef`).
+    pub ppo: rlhf_ppo::PpoConfig,
+    /// PPO iterations per run.
+    pub ppo_iterations: u64,
+    /// Every N PPO iterations (and after the last), the policy's sampled answers to
+    /// `ppo_eval_prompts` fixed validation prompts (training users' validation split) are
+    /// scored with the gold score and logged as `eval/gold` (0 = never). Default 5.
+    pub ppo_eval_every: u64,
+    /// Validation prompts of that check. Default 128.
+    pub ppo_eval_prompts: usize,
+    /// gamma_ptx of the PPO-ptx run (plain PPO uses 0).
+    pub ptx_coef: f64,
+    /// A PPO stage saves a resumable checkpoint every N iterations (0 = never; a killed stage
+    /// then starts over, with the same result). Default 10.
+    pub ppo_save_every: u64,
+    /// Rounds of the paper's iteration. Round 1 trains the RM on rankings of SFT samples, then
+    /// PPO and PPO-ptx; each later round has the labelers rank samples of the previous round's
+    /// PPO-ptx policy, retrains the RM (from the SFT model) on all rankings so far, and trains a
+    /// new PPO-ptx policy from SFT against it (reported as `ppo_ptx_r2`, ...). Default 1.
+    pub rounds: u64,
+    /// Held-out prompts evaluated.
+    pub eval_prompts: usize,
+    /// How the table's answers are decoded: `false` (default) samples at temperature 1, the
+    /// distribution PPO optimizes and the KL is measured on (one sample per prompt, fixed
+    /// seed); `true` decodes greedily. `gold_score_greedy` is reported either way.
+    pub eval_greedy: bool,
+    /// Tokens generated per answer.
+    pub max_new_tokens: i64,
+    /// Prompts per generation batch.
+    pub gen_batch: usize,
+    /// LoRA adapters instead of full fine-tuning in SFT, the RM and PPO (`[lora]`: r,
+    /// lora_alpha, lora_dropout, target_modules; absent by default). SFT trains adapters on the
+    /// pretrained model and exports the merged SFT model (`sft/merged/`), which every later
+    /// stage starts from; the RM trains adapters and its head on it; PPO trains adapters on the
+    /// policy (its reference is the same weights with adapters off) and on the value function.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lora: Option<rlhf_model::LoraConfig>,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            seed: 0,
+            // Ten times the toy world's default: ~7,600 SFT demonstrations and 40,000
+            // pretraining documents, enough for the 2x128 model to learn most task kinds (SFT
+            // greedy gold 0.65, against 0.39 with the default world).
+            world: ToyConfig {
+                num_users: 4000,
+                heldout_users: 400,
+                pretrain_docs: 40_000,
+                ..ToyConfig::default()
+            },
+            labelers: LabelerConfig::default(),
+            max_prompts_per_user: 200,
+            valid_fraction: 0.1,
+            model: ModelShape::default(),
+            block_len: 64,
+            pretrain: SftConfig {
+                epochs: 3,
+                batch_size: 32,
+                warmup_steps: 20,
+                residual_dropout: ResidualDropout::Off,
+                optimizer: rlhf_model::train::AdamWConfig {
+                    lr: 3e-3,
+                    weight_decay: 0.01,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            sft: SftConfig {
+                epochs: 4,
+                batch_size: 32,
+                warmup_steps: 10,
+                residual_dropout: ResidualDropout::Rate(0.1),
+                max_prompt_tokens: 64,
+                max_response_tokens: 32,
+                optimizer: rlhf_model::train::AdamWConfig {
+                    lr: 1e-3,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            rm_prompts: 3000,
+            rm_valid_prompts: 150,
+            rm_k: (4, 9),
+            rm_sample_temperature: 1.0,
+            rm: rlhf_reward::RewardTrainConfig {
+                epochs: 2,
+                lr: 1e-3,
+                batch_prompts: 16,
+                ..Default::default()
+            },
+            ppo: rlhf_ppo::PpoConfig {
+                batch_size: 64,
+                minibatch_size: 32,
+                ppo_epochs: 2,
+                max_new_tokens: 24,
+                kl_coef: 0.1,
+                // The RM is normalized to mean 0 and standard deviation 1 on the demonstrations,
+                // so scores and returns have a fixed scale: no reward whitening, and the critic
+                // (initialized from the RM on that scale) predicts returns in the same units.
+                whiten_rewards: false,
+                // An answer cut off at max_new_tokens costs one RM standard deviation.
+                no_eos_penalty: Some(1.0),
+                // Critic-only first iterations, with a higher critic lr: the value function
+                // starts from the RM, whose per-token outputs are not values yet.
+                value_warmup_iterations: 5,
+                policy_optimizer: rlhf_model::train::AdamWConfig {
+                    lr: 1e-4,
+                    ..Default::default()
+                },
+                value_optimizer: rlhf_model::train::AdamWConfig {
+                    lr: 1e-3,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            ppo_iterations: 30,
+            ppo_eval_every: 5,
+            ppo_eval_prompts: 128,
+            ptx_coef: 0.2,
+            ppo_save_every: 10,
+            rounds: 1,
+            eval_prompts: 1000,
+            eval_greedy: false,
+            max_new_tokens: 24,
+            gen_batch: 64,
+            lora: None,
+        }
+    }
+}
+
+/// The InstructGPT-style table (also `report.json`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PipelineReport {
+    /// Win rate against SFT on held-out users' prompts, judged by simulated labelers.
+    pub win_rate_vs_sft: BTreeMap<String, f64>,
+    /// Mean gold score of the answers (sampled, or greedy with `eval_greedy`).
+    pub gold_score: BTreeMap<String, f64>,
+    /// Mean gold score of greedy answers.
+    #[serde(default)]
+    pub gold_score_greedy: BTreeMap<String, f64>,
+    /// KL to the SFT model of sampled answers (nats per answer).
+    pub kl_to_sft: BTreeMap<String, f64>,
+    /// LM loss on held-out pretraining text (the alignment tax).
+    pub pretrain_loss: BTreeMap<String, f64>,
+    /// Per model: mean correctness and the shares of answers with a filler, a sign-off, and
+    /// (among `answer only :` prompts) a broken constraint: where the gold score comes from.
+    #[serde(default)]
+    pub conduct: BTreeMap<String, ConductStats>,
+    /// Measured agreement of two training labelers on the pipeline's comparisons (rankings of
+    /// SFT samples on training prompts; the paper: 72.6%).
+    #[serde(default)]
+    pub labeler_agreement: Option<f64>,
+    /// Measured agreement of two held-out labelers on the same comparisons (the paper: 77.3%).
+    #[serde(default)]
+    pub heldout_labeler_agreement: Option<f64>,
+    /// Reward model's held-out pairwise accuracy against the labelers.
+    pub rm_accuracy: Option<f64>,
+    /// The accuracy a perfect gold-score model reaches against the same labelers.
+    pub rm_accuracy_ceiling: Option<f64>,
+    /// With `rounds > 1`: the RM's held-out accuracy in each round (`round-1`, `round-2`, ...),
+    /// on rankings of that round's samples.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rm_accuracy_by_round: BTreeMap<String, f64>,
+    /// With `rounds > 1`: the noise ceiling of each round's held-out rankings.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rm_accuracy_ceiling_by_round: BTreeMap<String, f64>,
+    /// Wall-clock seconds per stage and in total.
+    pub seconds: BTreeMap<String, f64>,
+}
+
+fn stage_done(dir: &Path) -> bool {
+    dir.join("done.json").exists()
+}
+
+fn mark_done(dir: &Path, info: serde_json::Value) -> anyhow::Result<()> {
+    rlhf_model::checkpoint::write_atomic(&dir.join("done.json"), info.to_string().as_bytes())?;
+    Ok(())
+}
+
+/// Runs the pipeline into `out` (resuming finished stages).
+pub fn run(cfg: &PipelineConfig, out: &Path) -> anyhow::Result<PipelineReport> {
+    let t0 = Instant::now();
+    std::fs::create_dir_all(out)?;
+    RunDir::open(out)?.write_config(cfg)?;
+    let mut report = PipelineReport::default();
+    let timed = |name: &str, t: Instant, report: &mut PipelineReport| {
+        report
+            .seconds
+            .insert(name.to_string(), t.elapsed().as_secs_f64());
+    };
+    let t = Instant::now();
+    let data = prepare_data(cfg, out)?;
+    timed("data", t, &mut report);
+    let t = Instant::now();
+    let base_dir = pretrain_stage(cfg, &data, out)?;
+    timed("pretrain", t, &mut report);
+    let t = Instant::now();
+    let sft_dir = sft_stage(cfg, &data, &base_dir, out)?;
+    timed("sft", t, &mut report);
+    let t = Instant::now();
+    let labelers = labeler_stage(cfg, &data, &sft_dir, out)?;
+    report.labeler_agreement = Some(labelers.agreement);
+    report.heldout_labeler_agreement = Some(labelers.heldout_agreement);
+    timed("labelers", t, &mut report);
+    let t = Instant::now();
+    let (rm_dir, acc, ceiling) = rm_stage(cfg, &data, &labelers.train, &sft_dir, out)?;
+    report.rm_accuracy = Some(acc);
+    report.rm_accuracy_ceiling = Some(ceiling);
+    timed("rm", t, &mut report);
+    let t = Instant::now();
+    let ppo_dir = ppo_stage(cfg, &data, &sft_dir, &rm_dir, out, "ppo", 0.0)?;
+    timed("ppo", t, &mut report);
+    let t = Instant::now();
+    let ptx_dir = ppo_stage(cfg, &data, &sft_dir, &rm_dir, out, "ppo_ptx", cfg.ptx_coef)?;
+    timed("ppo_ptx", t, &mut report);
+    let mut policies = vec![
+        ("ppo".to_string(), ppo_dir),
+        ("ppo_ptx".to_string(), ptx_dir.clone()),
+    ];
+    if cfg.rounds > 1 {
+        report.rm_accuracy_by_round.insert("round-1".into(), acc);
+        report
+            .rm_accuracy_ceiling_by_round
+            .insert("round-1".into(), ceiling);
+    }
+    let mut earlier = vec![out.join("rm")];
+    let mut current = ptx_dir;
+    for round in 2..=cfg.rounds {
+        let rdir = out.join(format!("round-{round}"));
+        eprintln!(
+            "[pipeline] round {round}/{}: rankings of the current policy, new RM, new PPO-ptx",
+            cfg.rounds
+        );
+        let t = Instant::now();
+        let (rm_r, acc_r, ceil_r) = rm_stage_in(
+            cfg,
+            &data,
+            &labelers.train,
+            &sft_dir,
+            &current,
+            &earlier,
+            &rdir.join("rm"),
+            round,
+        )?;
+        timed(&format!("rm_r{round}"), t, &mut report);
+        report
+            .rm_accuracy_by_round
+            .insert(format!("round-{round}"), acc_r);
+        report
+            .rm_accuracy_ceiling_by_round
+            .insert(format!("round-{round}"), ceil_r);
+        let t = Instant::now();
+        let ptx_r = ppo_stage(cfg, &data, &sft_dir, &rm_r, &rdir, "ppo_ptx", cfg.ptx_coef)?;
+        timed(&format!("ppo_ptx_r{round}"), t, &mut report);
+        earlier.push(rdir.join("rm"));
+        policies.push((format!("ppo_ptx_r{round}"), ptx_r.clone()));
+        current = ptx_r;
+    }
+    let t = Instant::now();
+    let device = crate::stage_device()?;
+    let base = CausalLm::load(&base_dir, device)?;
+    let sft = CausalLm::load(&sft_dir, device)?;
+    let loaded: Vec<(String, CausalLm)> = policies
+        .iter()
+        .map(|(n, d)| Ok((n.clone(), CausalLm::load(d, device)?)))
+        .collect::<anyhow::Result<_>>()?;
+    let mut models: Vec<(&str, &CausalLm)> = vec![("base", &base), ("sft", &sft)];
+    models.extend(loaded.iter().map(|(n, m)| (n.as_str(), m)));
+    evaluate_models(cfg, &data, &labelers.heldout, &models, &sft, &mut report)?;
+    timed("evaluate", t, &mut report);
+    report
+        .seconds
+        .insert("total".into(), t0.elapsed().as_secs_f64());
+    let text = serde_json::to_string_pretty(&report)?;
+    rlhf_model::checkpoint::write_atomic(&out.join("report.json"), text.as_bytes())?;
+    rlhf_model::checkpoint::write_atomic(&out.join("report.md"), report.to_markdown().as_bytes())?;
+    match crate::plot::pipeline_plots(out, &report) {
+        Ok(files) => eprintln!(
+            "[pipeline] {} plots written (summary in {})",
+            files.len(),
+            out.join("plots").display()
+        ),
+        Err(e) => eprintln!("[pipeline] warning: plots not written: {e:#}"),
+    }
+    Ok(report)
+}
+
+impl PipelineReport {
+    /// The evaluated models in table order: base, sft, ppo, ppo_ptx, then later rounds.
+    pub fn model_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = ["base", "sft", "ppo", "ppo_ptx"]
+            .iter()
+            .map(|s| s.to_string())
+            .filter(|n| self.gold_score.contains_key(n))
+            .collect();
+        let mut rest: Vec<(u64, String)> = self
+            .gold_score
+            .keys()
+            .filter(|k| !names.contains(k))
+            .map(|k| {
+                let r = k
+                    .rsplit("_r")
+                    .next()
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(u64::MAX);
+                (r, k.clone())
+            })
+            .collect();
+        rest.sort();
+        names.extend(rest.into_iter().map(|(_, k)| k));
+        names
+    }
+
+    /// The InstructGPT-style table as Markdown.
+    pub fn to_markdown(&self) -> String {
+        let mut md = String::from(
+            "# rlhf pipeline report\n\nHeld-out users' prompts; win rate against SFT judged by the simulated labelers \
+             (ties count half) and gold = mean programmatic score, both of answers sampled at temperature 1 (greedy \
+             with `eval_greedy = true`); gold (greedy) of greedy answers; KL to SFT in nats per answer; \
+             pretrain loss on held-out pretraining text (the alignment tax).\n\n\
+             Correctness = gold of the answer without its habit words and penalties; filler, sign-off = share of \
+             answers with one; broken = share of `answer only :` prompts whose answer has either.\n\n\
+             | model | win rate vs SFT | gold score | gold (greedy) | KL to SFT | pretrain loss | correctness | filler | sign-off | broken |\n|---|---|---|---|---|---|---|---|---|---|\n",
+        );
+        for name in self.model_names() {
+            let name = name.as_str();
+            if let Some(g) = self.gold_score.get(name) {
+                let greedy = self
+                    .gold_score_greedy
+                    .get(name)
+                    .map_or("-".to_string(), |x| format!("{x:.3}"));
+                let c = self.conduct.get(name).copied().unwrap_or_default();
+                md.push_str(&format!(
+                    "| {name} | {:.3} | {g:.3} | {greedy} | {:.2} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |\n",
+                    self.win_rate_vs_sft[name], self.kl_to_sft[name], self.pretrain_loss[name],
+                    c.correctness, c.filler, c.sign_off, c.broken_constraint
+                ));
+            }
+        }
+        if let (Some(a), Some(h)) = (self.labeler_agreement, self.heldout_labeler_agreement) {
+            md.push_str(&format!("\nLabeler agreement on the pipeline's comparisons: training labelers {a:.3}, held-out labelers {h:.3} (the held-out group judges the win rates).\n"));
+        }
+        if let (Some(a), Some(c)) = (self.rm_accuracy, self.rm_accuracy_ceiling) {
+            md.push_str(&format!("\nReward model held-out accuracy: {a:.3} (noise ceiling of the labelers: {c:.3}).\n"));
+        }
+        for (round, a) in &self.rm_accuracy_by_round {
+            let c = self
+                .rm_accuracy_ceiling_by_round
+                .get(round)
+                .copied()
+                .unwrap_or(f64::NAN);
+            md.push_str(&format!("- {round}: RM accuracy {a:.3} (ceiling {c:.3})\n"));
+        }
+        md.push_str("\n| stage | seconds |\n|---|---|\n");
+        for (k, v) in &self.seconds {
+            md.push_str(&format!("| {k} | {v:.1} |\n"));
+        }
+        md
+    }
+}
