@@ -36,7 +36,7 @@ pub enum ModelError {
     /// The tokenizer could not be loaded, saved or used.
     #[error("tokenizer {path}: {msg}")]
     Tokenizer {
-        /// The tokenizer.json (or "<memory>").
+        /// The tokenizer.json (or `"<memory>"`).
         path: PathBuf,
         /// What went wrong.
         msg: String,

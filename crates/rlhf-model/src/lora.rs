@@ -24,7 +24,10 @@
 use crate::body::Body;
 use crate::checkpoint::{named_variables, read_safetensors, safetensors_bytes};
 use crate::error::{ModelError, Result};
+use crate::generate::{GenerateConfig, Generation};
+use crate::model::CausalLm;
 use crate::model_config::ModelConfig;
+use crate::traits::Policy;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -607,5 +610,62 @@ impl LoraState {
                 None => (n, t),
             })
             .collect()
+    }
+}
+
+/// The base model of a [`crate::CausalLm`] with LoRA adapters: the same model, shared and not copied,
+/// with its adapters switched off for each forward pass. PPO's reference policy when the policy
+/// trains adapters (the paper's frozen SFT model is exactly the base).
+#[derive(Debug, Clone)]
+pub struct AdaptersOff(pub std::rc::Rc<CausalLm>);
+
+impl Policy for AdaptersOff {
+    fn logits(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
+        self.0
+            .with_adapters_disabled(|| self.0.logits(input_ids, attention_mask, train))
+    }
+
+    fn var_store(&self) -> &nn::VarStore {
+        self.0.var_store()
+    }
+
+    fn masked_token_log_probs(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        target_mask: &Tensor,
+        temperature: f64,
+        train: bool,
+    ) -> Result<Tensor> {
+        self.0.with_adapters_disabled(|| {
+            self.0.masked_token_log_probs(
+                input_ids,
+                attention_mask,
+                target_mask,
+                temperature,
+                train,
+            )
+        })
+    }
+
+    fn logits_for_last(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        n: i64,
+        train: bool,
+    ) -> Result<Tensor> {
+        self.0
+            .with_adapters_disabled(|| self.0.logits_for_last(input_ids, attention_mask, n, train))
+    }
+
+    fn generate(
+        &self,
+        prompt_ids: &Tensor,
+        prompt_mask: &Tensor,
+        cfg: &GenerateConfig,
+    ) -> Result<Generation> {
+        self.0
+            .with_adapters_disabled(|| self.0.generate(prompt_ids, prompt_mask, cfg))
     }
 }

@@ -430,63 +430,6 @@ pub struct ScalarModel {
     lora: LoraState,
 }
 
-/// The base model of a [`CausalLm`] with LoRA adapters: the same model, shared and not copied,
-/// with its adapters switched off for each forward pass. PPO's reference policy when the policy
-/// trains adapters (the paper's frozen SFT model is exactly the base).
-#[derive(Debug, Clone)]
-pub struct AdaptersOff(pub std::rc::Rc<CausalLm>);
-
-impl Policy for AdaptersOff {
-    fn logits(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
-        self.0
-            .with_adapters_disabled(|| self.0.logits(input_ids, attention_mask, train))
-    }
-
-    fn var_store(&self) -> &nn::VarStore {
-        self.0.var_store()
-    }
-
-    fn masked_token_log_probs(
-        &self,
-        input_ids: &Tensor,
-        attention_mask: &Tensor,
-        target_mask: &Tensor,
-        temperature: f64,
-        train: bool,
-    ) -> Result<Tensor> {
-        self.0.with_adapters_disabled(|| {
-            self.0.masked_token_log_probs(
-                input_ids,
-                attention_mask,
-                target_mask,
-                temperature,
-                train,
-            )
-        })
-    }
-
-    fn logits_for_last(
-        &self,
-        input_ids: &Tensor,
-        attention_mask: &Tensor,
-        n: i64,
-        train: bool,
-    ) -> Result<Tensor> {
-        self.0
-            .with_adapters_disabled(|| self.0.logits_for_last(input_ids, attention_mask, n, train))
-    }
-
-    fn generate(
-        &self,
-        prompt_ids: &Tensor,
-        prompt_mask: &Tensor,
-        cfg: &GenerateConfig,
-    ) -> Result<Generation> {
-        self.0
-            .with_adapters_disabled(|| self.0.generate(prompt_ids, prompt_mask, cfg))
-    }
-}
-
 impl ScalarModel {
     /// A randomly initialized model with a `Reward` or `Value` head. The head is
     /// normal(0, 1/sqrt(n_embd + 1)), as in lm-human-preferences.

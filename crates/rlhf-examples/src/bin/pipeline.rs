@@ -15,7 +15,7 @@ use std::path::PathBuf;
     about = "InstructGPT in miniature on the toy world (SFT, RM, PPO, PPO-ptx) with the paper's table"
 )]
 struct Args {
-    /// Run directory (default: runs/pipeline-<time>); an existing one is resumed.
+    /// Run directory (default: `runs/pipeline-<time>`); an existing one is resumed.
     #[arg(long)]
     out: Option<PathBuf>,
     /// TOML config (keys of PipelineConfig; defaults for the rest).

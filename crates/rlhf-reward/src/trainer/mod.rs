@@ -33,6 +33,12 @@ use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
+mod checkpoint;
+mod eval;
+
+pub use checkpoint::*;
+pub use eval::*;
+
 /// File of the optimizer moments inside a checkpoint directory.
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 /// File of the trainer's position inside a checkpoint directory.
@@ -702,164 +708,4 @@ impl RewardTrainer<ScalarModel> {
         t.restore(dir)?;
         Ok(t)
     }
-}
-
-/// Reads `trainer_state.json` of a checkpoint.
-pub fn read_state(dir: &Path) -> Result<TrainState> {
-    let path = dir.join(STATE_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|e| RewardError::state(&path, e))?;
-    serde_json::from_str(&text).map_err(|e| RewardError::state(&path, e))
-}
-
-/// The resumable checkpoint of a run directory with the most optimizer steps (among
-/// `epoch-N/` and `latest/`), or `None` if there is none.
-pub fn latest_checkpoint(run_dir: &Path) -> Result<Option<PathBuf>> {
-    let Ok(entries) = std::fs::read_dir(run_dir) else {
-        return Ok(None);
-    };
-    let mut best: Option<(u64, PathBuf)> = None;
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().to_string();
-        if !(name.starts_with("epoch-") || name == "latest") {
-            continue;
-        }
-        let Ok(dir) = rlhf_model::checkpoint::resolve_dir(&e.path()) else {
-            continue;
-        };
-        if let Ok(state) = read_state(&dir) {
-            if best.as_ref().is_none_or(|(s, _)| state.step > *s) {
-                best = Some((state.step, e.path()));
-            }
-        }
-    }
-    Ok(best.map(|(_, p)| p))
-}
-
-/// Builds a directory atomically: `fill` writes into a fresh temporary sibling, which then
-/// replaces `dir` (an existing `dir` is moved aside first and removed after the swap; see
-/// `rlhf_model::checkpoint::resolve_dir` for the crash window).
-pub fn write_dir_with(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    rlhf_io::write_dir_atomic(dir, fill)
-}
-
-/// [`RewardTrainer::evaluate`] for any model.
-pub fn evaluate<M: TrainableRewardModel + ?Sized>(
-    model: &M,
-    data: &RankingData,
-    collate: &CollateConfig,
-    cfg: &RewardTrainConfig,
-) -> Result<EvalReport> {
-    let _g = tch::no_grad_guard();
-    if data.groups.is_empty() {
-        return Err(RewardError::Input("no validation rankings".into()));
-    }
-    check_rankings(&data.groups, "validation")?;
-    if let Some(gold) = &data.gold {
-        if gold.len() != data.groups.len()
-            || gold
-                .iter()
-                .zip(&data.groups)
-                .any(|(g, r)| g.len() != r.responses.len())
-        {
-            return Err(RewardError::Input(
-                "gold scores must have one entry per response of every validation group".into(),
-            ));
-        }
-    }
-    let device = model.var_store().device();
-    let (bias, gain) = (model.meta().reward_bias, model.meta().reward_gain);
-    let mut stats = RankingStats::default();
-    let mut all = Vec::new();
-    let (mut gold_correct, mut gold_pairs) = (0.0, 0usize);
-    for (ci, chunk) in data.groups.chunks(cfg.eval_batch_prompts).enumerate() {
-        let batch = collate_rewards(chunk, collate)?;
-        let pairs = PairIndex::from_batch(&batch, device)?;
-        let (scores, _) = score_batch(model, &batch, cfg.shared_prompt, false)?;
-        let l = kwise_ranking_loss(&scores, &pairs)?;
-        stats.add(&l, &pairs)?;
-        let host = Vec::<f64>::try_from(scores.to_kind(Kind::Double))?;
-        if let Some(gold) = &data.gold {
-            let mut off = 0;
-            for (gi, grp) in chunk.iter().enumerate() {
-                let k = grp.responses.len();
-                let g = &gold[ci * cfg.eval_batch_prompts + gi];
-                let (c, n) = gold_agreement(&host[off..off + k], g);
-                gold_correct += c;
-                gold_pairs += n;
-                off += k;
-            }
-        }
-        all.extend(host.into_iter().map(|s| s * gain + bias));
-    }
-    let n = all.len() as f64;
-    let mean = all.iter().sum::<f64>() / n;
-    let var = all.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / n;
-    Ok(EvalReport {
-        stats,
-        gold_accuracy: (data.gold.is_some() && gold_pairs > 0)
-            .then(|| gold_correct / gold_pairs as f64),
-        gold_pairs,
-        reward_mean: mean,
-        reward_std: var.sqrt(),
-    })
-}
-
-/// Raw scores (no bias) of prompt + demonstration rows, in order. Shapes: `[D]`.
-pub fn score_demonstrations<M: TrainableRewardModel + ?Sized>(
-    model: &M,
-    demos: &[TokenizedPair],
-    collate: &CollateConfig,
-    batch_rows: usize,
-) -> Result<Vec<f64>> {
-    let _g = tch::no_grad_guard();
-    let device = model.var_store().device();
-    let mut out = Vec::with_capacity(demos.len());
-    for chunk in demos.chunks(batch_rows.max(1)) {
-        let b = collate_sft(chunk, collate)?;
-        let shape = [b.batch as i64, b.seq_len as i64];
-        let ids = Tensor::from_slice(&b.input_ids)
-            .view(shape)
-            .to_device(device);
-        let mask = Tensor::from_slice(&b.attention_mask)
-            .view(shape)
-            .to_device(device);
-        let s = model.forward_scores(&ids, &mask, false)?;
-        out.extend(Vec::<f64>::try_from(s.to_kind(Kind::Double))?);
-    }
-    Ok(out)
-}
-
-/// [`RewardTrainer::normalize`] for any model.
-pub fn normalize<M: TrainableRewardModel + ?Sized>(
-    model: &mut M,
-    demos: &[TokenizedPair],
-    collate: &CollateConfig,
-    batch_rows: usize,
-) -> Result<Normalization> {
-    if demos.is_empty() {
-        return Err(RewardError::Input(
-            "normalization needs at least one demonstration".into(),
-        ));
-    }
-    let raw = score_demonstrations(model, demos, collate, batch_rows)?;
-    let n = raw.len() as f64;
-    let mean = raw.iter().sum::<f64>() / n;
-    let std = (raw.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / n).sqrt();
-    // One demonstration (or identical scores) has no spread to scale by: keep the gain.
-    let gain = if std > 1e-8 { 1.0 / std } else { 1.0 };
-    let bias = -mean * gain;
-    let meta = model.meta_mut();
-    meta.reward_bias = bias;
-    meta.reward_gain = gain;
-    meta.extra.insert(
-        "reward_normalization".into(),
-        json!({"demonstrations": raw.len(), "raw_mean": mean, "raw_std": std}),
-    );
-    Ok(Normalization {
-        bias,
-        gain,
-        demonstrations: raw.len(),
-        raw_mean: mean,
-        raw_std: std,
-    })
 }

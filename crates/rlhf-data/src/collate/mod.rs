@@ -1,0 +1,422 @@
+//! Tokenization and collation into padded, row-major batches.
+//!
+//! This crate does not depend on LibTorch: batches are plain buffers (`Vec<i64>` for ids and
+//! masks, `Vec<f32>` for loss masks) with explicit shapes, row-major, which a trainer turns into
+//! tensors with e.g. `Tensor::from_slice(&b.input_ids).view([b.batch as i64, b.seq_len as i64])`.
+//!
+//! Conventions:
+//! * Prompts are truncated from the **left** (their end is kept: it is what the response
+//!   continues); responses from the **right**.
+//! * The EOS token is appended after a response only when the whole response fits within
+//!   `max_response_tokens` (the EOS counts towards the limit): a truncated response gets no EOS,
+//!   so a model is never taught to stop in mid-response.
+//! * Training batches ([`SftBatch`], [`RewardBatch`], [`PackedBlocks`]) are **right**-padded;
+//!   generation batches ([`PromptBatch`]) are **left**-padded so every row ends at the same
+//!   position.
+//! * `loss_mask[b, t] == 1.0` iff `input_ids[b, t]` is a response token or the EOS ending the
+//!   response. A trainer scores token `t` with the logits at `t - 1`, so `loss_mask[b, 0]` is
+//!   always 0 (every row starts with at least one prompt token).
+//!
+//! Two paths produce the same batches: the [`Collator`] takes text and an HF
+//! [`tokenizers::Tokenizer`]; the `collate_*` functions take pre-tokenized ids (tokenize a
+//! dataset once, then collate each step in microseconds).
+
+use std::path::Path;
+
+use rayon::prelude::*;
+use tokenizers::Tokenizer;
+
+use crate::chat::ChatTemplate;
+use crate::error::{Error, Result};
+use crate::records::{Demonstration, Ranking};
+
+mod ids;
+mod text;
+
+pub use ids::*;
+pub use text::*;
+
+/// How a batch's sequence length is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Padding {
+    /// The longest row of the batch.
+    #[default]
+    Longest,
+    /// Exactly this length (an error if a row is longer).
+    Fixed(usize),
+    /// The longest row rounded up to a multiple of this.
+    MultipleOf(usize),
+}
+
+/// Limits and special tokens for collation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollateConfig {
+    /// Longest prompt in tokens; longer prompts lose tokens from the left. Default: 128.
+    pub max_prompt_tokens: usize,
+    /// Longest response in tokens, counting the EOS; longer responses lose tokens from the
+    /// right (and get no EOS). Default: 128.
+    pub max_response_tokens: usize,
+    /// End-of-sequence token id.
+    pub eos_id: u32,
+    /// Padding token id (may equal `eos_id`; masks tell them apart).
+    pub pad_id: u32,
+    /// Append `eos_id` after each complete response. Default: true.
+    pub append_eos: bool,
+    /// Sequence length policy. Default: [`Padding::Longest`].
+    pub padding: Padding,
+}
+
+impl CollateConfig {
+    /// Default limits with the given special tokens.
+    pub fn new(eos_id: u32, pad_id: u32) -> Self {
+        CollateConfig {
+            max_prompt_tokens: 128,
+            max_response_tokens: 128,
+            eos_id,
+            pad_id,
+            append_eos: true,
+            padding: Padding::Longest,
+        }
+    }
+
+    /// Sets the prompt and response limits.
+    pub fn with_limits(mut self, max_prompt_tokens: usize, max_response_tokens: usize) -> Self {
+        self.max_prompt_tokens = max_prompt_tokens;
+        self.max_response_tokens = max_response_tokens;
+        self
+    }
+
+    /// Sets the padding policy.
+    pub fn with_padding(mut self, padding: Padding) -> Self {
+        self.padding = padding;
+        self
+    }
+
+    /// Checks the options.
+    pub fn validate(&self) -> Result<()> {
+        if self.max_prompt_tokens == 0 {
+            return Err(Error::Config(
+                "max_prompt_tokens is 0: expected at least 1 (a response needs a token before it)"
+                    .into(),
+            ));
+        }
+        if self.max_response_tokens == 0 {
+            return Err(Error::Config(
+                "max_response_tokens is 0: expected at least 1".into(),
+            ));
+        }
+        match self.padding {
+            Padding::Fixed(0) => Err(Error::Config(
+                "padding Fixed(0): expected a length >= 1".into(),
+            )),
+            Padding::MultipleOf(0) => Err(Error::Config(
+                "padding MultipleOf(0): expected a multiple >= 1".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The kept part of a prompt: its last `max_prompt_tokens` tokens.
+    pub fn truncate_prompt<'a>(&self, prompt: &'a [u32]) -> &'a [u32] {
+        let start = prompt.len().saturating_sub(self.max_prompt_tokens);
+        &prompt[start..]
+    }
+
+    /// The kept part of a response and whether an EOS follows it.
+    pub fn truncate_response<'a>(&self, response: &'a [u32]) -> (&'a [u32], bool) {
+        if self.append_eos && response.len() < self.max_response_tokens {
+            (response, true)
+        } else {
+            let n = response.len().min(self.max_response_tokens);
+            (&response[..n], false)
+        }
+    }
+
+    fn seq_len(&self, longest: usize, what: &str) -> Result<usize> {
+        match self.padding {
+            Padding::Longest => Ok(longest),
+            Padding::Fixed(n) => {
+                if longest > n {
+                    Err(Error::Collate(format!(
+                        "a {what} row has {longest} tokens but padding is Fixed({n}): \
+                         expected rows of at most {n} tokens (lower the limits or raise the length)"
+                    )))
+                } else {
+                    Ok(n)
+                }
+            }
+            Padding::MultipleOf(m) => Ok(longest.div_ceil(m) * m),
+        }
+    }
+}
+
+/// Token ids of one prompt/response pair (the fast path's input).
+pub trait PromptResponseIds {
+    /// Prompt token ids (no special tokens).
+    fn prompt_ids(&self) -> &[u32];
+    /// Response token ids (no EOS).
+    fn response_ids(&self) -> &[u32];
+}
+
+/// A tokenized prompt/response pair.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TokenizedPair {
+    /// Prompt ids.
+    pub prompt: Vec<u32>,
+    /// Response ids (no EOS).
+    pub response: Vec<u32>,
+}
+
+impl PromptResponseIds for TokenizedPair {
+    fn prompt_ids(&self) -> &[u32] {
+        &self.prompt
+    }
+    fn response_ids(&self) -> &[u32] {
+        &self.response
+    }
+}
+
+impl PromptResponseIds for (Vec<u32>, Vec<u32>) {
+    fn prompt_ids(&self) -> &[u32] {
+        &self.0
+    }
+    fn response_ids(&self) -> &[u32] {
+        &self.1
+    }
+}
+
+impl PromptResponseIds for (&[u32], &[u32]) {
+    fn prompt_ids(&self) -> &[u32] {
+        self.0
+    }
+    fn response_ids(&self) -> &[u32] {
+        self.1
+    }
+}
+
+/// A tokenized ranking: one prompt, K responses, and the ranking (best first).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TokenizedRanking {
+    /// Prompt ids.
+    pub prompt: Vec<u32>,
+    /// The K responses' ids (no EOS).
+    pub responses: Vec<Vec<u32>>,
+    /// A permutation of `0..K`, best first.
+    pub ranking: Vec<usize>,
+}
+
+/// A supervised batch: right-padded prompt+response rows with a loss mask on the response.
+///
+/// Shapes: `input_ids`, `attention_mask`, `loss_mask` are `[batch, seq_len]`, row-major.
+/// Also used for language-modelling batches (see [`PackedBlocks::to_lm_batch`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SftBatch {
+    /// Rows.
+    pub batch: usize,
+    /// Columns.
+    pub seq_len: usize,
+    /// Token ids, `pad_id` after each row's end.
+    pub input_ids: Vec<i64>,
+    /// 1 for real tokens, 0 for padding.
+    pub attention_mask: Vec<i64>,
+    /// 1.0 for response tokens (and the EOS ending the response), else 0.0.
+    pub loss_mask: Vec<f32>,
+    /// Kept prompt tokens per row.
+    pub prompt_lens: Vec<usize>,
+    /// Kept response tokens per row, including the EOS if appended.
+    pub response_lens: Vec<usize>,
+}
+
+impl SftBatch {
+    /// The ids of row `b`, including padding.
+    pub fn row(&self, b: usize) -> &[i64] {
+        &self.input_ids[b * self.seq_len..(b + 1) * self.seq_len]
+    }
+
+    /// The loss mask of row `b`.
+    pub fn loss_row(&self, b: usize) -> &[f32] {
+        &self.loss_mask[b * self.seq_len..(b + 1) * self.seq_len]
+    }
+
+    /// Number of tokens the loss is computed on.
+    pub fn num_loss_tokens(&self) -> usize {
+        self.response_lens.iter().sum()
+    }
+}
+
+/// A generation batch: left-padded prompts.
+///
+/// Shapes: `input_ids`, `attention_mask` are `[batch, seq_len]`, row-major; each row's last
+/// token is at column `seq_len - 1`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptBatch {
+    /// Rows.
+    pub batch: usize,
+    /// Columns.
+    pub seq_len: usize,
+    /// Token ids, `pad_id` before each row's start.
+    pub input_ids: Vec<i64>,
+    /// 1 for real tokens, 0 for padding.
+    pub attention_mask: Vec<i64>,
+    /// Kept prompt tokens per row.
+    pub prompt_lens: Vec<usize>,
+}
+
+impl PromptBatch {
+    /// Position ids for a left-padded batch: 0 on padding, then 0, 1, 2, ... on real tokens.
+    /// Shape `[batch, seq_len]`.
+    pub fn position_ids(&self) -> Vec<i64> {
+        let mut out = vec![0i64; self.batch * self.seq_len];
+        for b in 0..self.batch {
+            let pad = self.seq_len - self.prompt_lens[b];
+            for (i, p) in out[b * self.seq_len + pad..(b + 1) * self.seq_len]
+                .iter_mut()
+                .enumerate()
+            {
+                *p = i as i64;
+            }
+        }
+        out
+    }
+
+    /// The ids of row `b`, including padding.
+    pub fn row(&self, b: usize) -> &[i64] {
+        &self.input_ids[b * self.seq_len..(b + 1) * self.seq_len]
+    }
+}
+
+/// One comparison inside a [`RewardBatch`]: global row indices of the preferred and the
+/// rejected response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ComparisonPair {
+    /// The group (prompt) index.
+    pub group: usize,
+    /// Row of the better response.
+    pub winner_row: usize,
+    /// Row of the worse response.
+    pub loser_row: usize,
+}
+
+/// A reward-model batch: every response of every prompt once, as a right-padded
+/// prompt+response(+EOS) row, grouped by prompt.
+///
+/// Rows `group_offsets()[g] .. group_offsets()[g] + group_sizes[g]` are the K responses of
+/// prompt `g`, in their original order; `rankings[g]` ranks them (local indices, best first).
+/// A trainer forwards all `batch` rows once, reads each row's scalar at `last_token[row]`, and
+/// forms the C(K, 2) comparisons of each group from [`RewardBatch::pairs`].
+///
+/// Shapes: `input_ids`, `attention_mask` are `[batch, seq_len]`, row-major.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RewardBatch {
+    /// Rows (sum of `group_sizes`).
+    pub batch: usize,
+    /// Columns.
+    pub seq_len: usize,
+    /// Token ids.
+    pub input_ids: Vec<i64>,
+    /// 1 for real tokens, 0 for padding.
+    pub attention_mask: Vec<i64>,
+    /// Column of each row's last real token (where the reward is read).
+    pub last_token: Vec<usize>,
+    /// Kept prompt tokens per row.
+    pub prompt_lens: Vec<usize>,
+    /// Kept response tokens per row (including the EOS if appended).
+    pub response_lens: Vec<usize>,
+    /// K of each group.
+    pub group_sizes: Vec<usize>,
+    /// Each group's ranking, local indices best first.
+    pub rankings: Vec<Vec<usize>>,
+}
+
+impl RewardBatch {
+    /// First row of each group.
+    pub fn group_offsets(&self) -> Vec<usize> {
+        let mut out = Vec::with_capacity(self.group_sizes.len());
+        let mut acc = 0;
+        for &k in &self.group_sizes {
+            out.push(acc);
+            acc += k;
+        }
+        out
+    }
+
+    /// All comparisons: for each group, the C(K, 2) pairs implied by its ranking.
+    pub fn pairs(&self) -> Vec<ComparisonPair> {
+        let offsets = self.group_offsets();
+        let mut out = Vec::new();
+        for (g, ranking) in self.rankings.iter().enumerate() {
+            for i in 0..ranking.len() {
+                for j in i + 1..ranking.len() {
+                    out.push(ComparisonPair {
+                        group: g,
+                        winner_row: offsets[g] + ranking[i],
+                        loser_row: offsets[g] + ranking[j],
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// The ids of row `r`, including padding.
+    pub fn row(&self, r: usize) -> &[i64] {
+        &self.input_ids[r * self.seq_len..(r + 1) * self.seq_len]
+    }
+}
+
+/// Fixed-length blocks of packed pretraining text.
+///
+/// Documents are concatenated, each followed by an EOS, and cut into blocks of `block_len`;
+/// only the last block may be partial (right-padded, with `attention_mask` 0 on padding).
+/// No token is dropped. Shapes: `[num_blocks, block_len]`, row-major.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackedBlocks {
+    /// Rows.
+    pub num_blocks: usize,
+    /// Columns.
+    pub block_len: usize,
+    /// Token ids.
+    pub input_ids: Vec<i64>,
+    /// 1 for real tokens, 0 for padding.
+    pub attention_mask: Vec<i64>,
+    /// Real (non-padding) tokens in all blocks.
+    pub num_tokens: usize,
+}
+
+impl PackedBlocks {
+    /// The ids of block `b`, including padding.
+    pub fn row(&self, b: usize) -> &[i64] {
+        &self.input_ids[b * self.block_len..(b + 1) * self.block_len]
+    }
+
+    /// The real tokens of all blocks, in order (what was packed, EOS separators included).
+    pub fn tokens(&self) -> Vec<u32> {
+        self.input_ids
+            .iter()
+            .zip(&self.attention_mask)
+            .filter(|(_, &m)| m == 1)
+            .map(|(&t, _)| t as u32)
+            .collect()
+    }
+
+    /// A language-modelling batch: the loss covers every real token except each block's first
+    /// (which has no preceding token to predict it from).
+    pub fn to_lm_batch(&self) -> SftBatch {
+        let mut loss_mask: Vec<f32> = self.attention_mask.iter().map(|&m| m as f32).collect();
+        let mut response_lens = Vec::with_capacity(self.num_blocks);
+        for b in 0..self.num_blocks {
+            let row = &mut loss_mask[b * self.block_len..(b + 1) * self.block_len];
+            row[0] = 0.0;
+            response_lens.push(row.iter().filter(|&&m| m > 0.0).count());
+        }
+        SftBatch {
+            batch: self.num_blocks,
+            seq_len: self.block_len,
+            input_ids: self.input_ids.clone(),
+            attention_mask: self.attention_mask.clone(),
+            loss_mask,
+            prompt_lens: vec![0; self.num_blocks],
+            response_lens,
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! The PPO update: `ppo_epochs` passes of shuffled minibatches over a rollout, each the sum of
+//! its micro-batches' clipped losses (and the PPO-ptx term), with the statistics summed on the
+//! device and read once.
+
+use super::*;
+
+impl<P, R, M, V> PpoTrainer<P, R, M, V>
+where
+    P: Policy,
+    R: Policy,
+    M: RewardModel,
+    V: ValueFunction,
+{
+    /// The PPO update on one rollout: `ppo_epochs` x minibatches (x micro-batches).
+    /// `ptx` must be given when `ptx_coef > 0`.
+    pub fn update(
+        &mut self,
+        rollout: &Rollout,
+        adv: &Advantages,
+        mut ptx: Option<&mut dyn PtxSource>,
+    ) -> Result<UpdateStats> {
+        let cfg = self.config.clone();
+        if cfg.ptx_coef > 0.0 && ptx.is_none() {
+            return Err(config_err(format!(
+                "ptx_coef is {} but no pretraining data was given: pass a PtxSource (the ppo \
+                 binary's --pretrain) or set ptx_coef = 0 for plain PPO",
+                cfg.ptx_coef
+            )));
+        }
+        let use_ptx = cfg.ptx_coef > 0.0;
+        let device = self.models.policy.device();
+        let ids = rollout.input_ids();
+        let mask = rollout.attention_mask();
+        let b = rollout.batch_size() as usize;
+        let (mb, micro) = (cfg.minibatch_size, cfg.micro_batch());
+        if b == 0 || b % mb != 0 {
+            return Err(input_err(format!(
+                "the rollout has {b} episodes, not a positive multiple of minibatch_size {mb}"
+            )));
+        }
+        let n_micro = mb / micro;
+        let scale = 1.0 / n_micro as f64;
+        // During the critic-only warm-up the policy forward runs without a graph (its
+        // statistics are still logged) and no pretraining batch is drawn: no gradient is
+        // computed only to be thrown away.
+        let train_policy = self.iteration >= cfg.value_warmup_iterations;
+        let use_ptx = use_ptx && train_policy;
+        let (policy_lr, value_lr) = cfg.lr_now(self.iteration);
+        self.policy_opt.set_lr(policy_lr);
+        self.value_opt.set_lr(value_lr);
+
+        // Sums of per-micro-batch statistics stay on the device (no sync per micro-batch).
+        let mut sums = StatSums::new(device);
+        let mut st = UpdateStats::default();
+        let (mut n_steps, mut n_ent, mut n_ptx) = (0.0f64, 0.0f64, 0.0f64);
+        'epochs: for epoch in 0..cfg.ppo_epochs {
+            let mut order: Vec<i64> = (0..b as i64).collect();
+            let mut rng =
+                ChaCha8Rng::seed_from_u64(mix(cfg.seed, mix(2 * self.iteration + 2, epoch as u64)));
+            order.shuffle(&mut rng);
+            for chunk in order.chunks(mb) {
+                self.policy_opt.zero_grad();
+                self.value_opt.zero_grad();
+                let mut step_kl = Tensor::zeros([], (Kind::Float, device));
+                for micro_idx in chunk.chunks(micro) {
+                    let idx = Tensor::from_slice(micro_idx).to_device(device);
+                    let log_entropy = (cfg.entropy_coef > 0.0 && train_policy) || epoch == 0;
+                    let parts = self.micro_batch_loss(
+                        rollout,
+                        adv,
+                        (&ids, &mask),
+                        &idx,
+                        train_policy,
+                        log_entropy,
+                    )?;
+                    (&parts.loss * scale).backward();
+                    tch::no_grad(|| {
+                        step_kl += &parts.approx_kl * scale;
+                        sums.add(&parts, scale);
+                    });
+                    if log_entropy {
+                        n_ent += 1.0;
+                    }
+                    if use_ptx {
+                        let src = ptx.as_deref_mut().expect("checked above");
+                        let batch = src.next_batch()?.to_device(device);
+                        let l = ptx_loss(&self.models.policy, &batch, cfg.ptx_coef)?;
+                        (&l * scale).backward();
+                        tch::no_grad(|| sums.ptx_loss += l.detach() / cfg.ptx_coef);
+                        n_ptx += 1.0;
+                    }
+                }
+                // The global norms before clipping (clip_grad_norm returns them).
+                st.policy_grad_norm += match cfg.max_grad_norm {
+                    Some(max) => self.policy_opt.clip_grad_norm(max),
+                    None => global_grad_norm(self.models.policy.var_store()),
+                };
+                st.value_grad_norm += match cfg.max_grad_norm {
+                    Some(max) => self.value_opt.clip_grad_norm(max),
+                    None => global_grad_norm(self.models.value.var_store()),
+                };
+                if train_policy {
+                    self.policy_opt.step();
+                }
+                self.value_opt.step();
+                n_steps += 1.0;
+                st.optimizer_steps += 1;
+                if let Some(t) = cfg.target_kl {
+                    if step_kl.double_value(&[]) > t {
+                        st.early_stopped = true;
+                        break 'epochs;
+                    }
+                }
+            }
+        }
+        self.policy_opt.zero_grad();
+        self.value_opt.zero_grad();
+        let steps: f64 = n_steps.max(1.0);
+        let mean = |t: &Tensor, n: f64| t.double_value(&[]) / n;
+        st.approx_kl = mean(&sums.approx_kl, steps);
+        st.clipfrac = mean(&sums.clipfrac, steps);
+        st.policy_loss = mean(&sums.policy_loss, steps);
+        st.value_loss = mean(&sums.value_loss, steps);
+        st.value_clipfrac = mean(&sums.value_clipfrac, steps);
+        st.policy_entropy = mean(&sums.entropy, n_ent.max(1.0));
+        st.ptx_loss = mean(&sums.ptx_loss, n_ptx.max(1.0));
+        st.policy_grad_norm /= steps;
+        st.value_grad_norm /= steps;
+        Ok(st)
+    }
+
+    /// The PPO loss of the episodes `idx` of a rollout (whose `[prompt | response]` ids and
+    /// mask are given) and its parts: the clipped surrogate
+    /// on the policy's log-probabilities (with a graph only when `train_policy`), the clipped
+    /// value loss, and the entropy (in the loss when `entropy_coef > 0`, else computed without
+    /// a graph when `log_entropy`, for the metrics).
+    fn micro_batch_loss(
+        &self,
+        rollout: &Rollout,
+        adv: &Advantages,
+        (ids, mask): (&Tensor, &Tensor),
+        idx: &Tensor,
+        train_policy: bool,
+        log_entropy: bool,
+    ) -> Result<LossParts> {
+        let cfg = &self.config;
+        let device = self.models.policy.device();
+        let (p, n_resp) = (rollout.prompt_len(), rollout.response_len());
+        let pick = |t: &Tensor| t.index_select(0, idx);
+        let (ids_m, mask_m) = (pick(ids), pick(mask));
+        let resp_mask = pick(&rollout.response_mask);
+        // Logits at the response positions only: the prompt's are never used.
+        let logits = {
+            let _frozen = (!train_policy).then(tch::no_grad_guard);
+            self.models
+                .policy
+                .logits_for_last(&ids_m, &mask_m, n_resp, false)?
+        };
+        let logp = log_probs_of(&logits, &ids_m.narrow(1, p, n_resp), cfg.temperature);
+        let want_entropy = cfg.entropy_coef > 0.0 && train_policy;
+        let entropy = if want_entropy {
+            Some(masked_entropy(&logits, &resp_mask, cfg.temperature))
+        } else if log_entropy {
+            Some(tch::no_grad(|| {
+                masked_entropy(&logits.detach(), &resp_mask, cfg.temperature)
+            }))
+        } else {
+            None
+        };
+        drop(logits);
+        let vdev = self.models.value.device();
+        let vpred = response_values(
+            &self
+                .models
+                .value
+                .values(&ids_m.to_device(vdev), &mask_m.to_device(vdev), false)?,
+            p,
+        )
+        .to_kind(Kind::Float)
+        .to_device(device);
+        let pg = clipped_surrogate(
+            &logp,
+            &pick(&rollout.logprobs),
+            &pick(&adv.advantages),
+            &resp_mask,
+            cfg.clip_range,
+        );
+        let vf = clipped_value_loss(
+            &vpred,
+            &pick(&rollout.values),
+            &pick(&adv.returns),
+            &resp_mask,
+            cfg.value_clip_range,
+        );
+        let zero = Tensor::zeros([], (Kind::Float, device));
+        let loss = ppo_loss(
+            &pg.loss,
+            &vf.loss,
+            entropy.as_ref().unwrap_or(&zero),
+            cfg.vf_coef,
+            cfg.entropy_coef,
+        );
+        Ok(LossParts {
+            loss,
+            approx_kl: pg.approx_kl,
+            clipfrac: pg.clipfrac,
+            policy_loss: pg.loss,
+            value_loss: vf.loss,
+            value_clipfrac: vf.clipfrac,
+            entropy,
+        })
+    }
+}
+
+/// One micro-batch's PPO loss and its parts ([`PpoTrainer::update`]).
+struct LossParts {
+    /// `policy + vf_coef * value - entropy_coef * entropy`: what is backpropagated.
+    loss: Tensor,
+    approx_kl: Tensor,
+    clipfrac: Tensor,
+    policy_loss: Tensor,
+    value_loss: Tensor,
+    value_clipfrac: Tensor,
+    /// The mean entropy, when computed.
+    entropy: Option<Tensor>,
+}
+
+/// Sums of the micro-batches' statistics over an update, on the device (read once at the end,
+/// no host sync per micro-batch). The loss parts are weighted by 1 / micro-batches per step;
+/// entropy and the ptx loss are plain sums.
+struct StatSums {
+    approx_kl: Tensor,
+    clipfrac: Tensor,
+    policy_loss: Tensor,
+    value_loss: Tensor,
+    value_clipfrac: Tensor,
+    entropy: Tensor,
+    ptx_loss: Tensor,
+}
+
+impl StatSums {
+    fn new(device: tch::Device) -> Self {
+        let z = || Tensor::zeros([], (Kind::Float, device));
+        StatSums {
+            approx_kl: z(),
+            clipfrac: z(),
+            policy_loss: z(),
+            value_loss: z(),
+            value_clipfrac: z(),
+            entropy: z(),
+            ptx_loss: z(),
+        }
+    }
+
+    /// Adds a micro-batch's parts (no grad).
+    fn add(&mut self, parts: &LossParts, scale: f64) {
+        self.approx_kl += parts.approx_kl.detach() * scale;
+        self.clipfrac += parts.clipfrac.detach() * scale;
+        self.policy_loss += parts.policy_loss.detach() * scale;
+        self.value_loss += parts.value_loss.detach() * scale;
+        self.value_clipfrac += parts.value_clipfrac.detach() * scale;
+        if let Some(e) = &parts.entropy {
+            self.entropy += e.detach();
+        }
+    }
+}
