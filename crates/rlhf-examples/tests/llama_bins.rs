@@ -54,6 +54,31 @@ fn run_sft(f: &Fixture, extra: &[&str]) -> String {
     run_ok("sft", &a)
 }
 
+/// `reward` arguments: one epoch on `rankings.jsonl` from `init` into `rm/`, plus `extra`
+/// arguments and `--set`s.
+fn reward_args(f: &Fixture, init: &str, extra: &[&str], extra_sets: &[&str]) -> Vec<String> {
+    let mut a = args(&[
+        "--init",
+        init,
+        "--data",
+        &f.s("rankings.jsonl"),
+        "--out",
+        &f.s("rm"),
+        "--device",
+        "cpu",
+    ]);
+    a.extend(args(extra));
+    a.extend(sets(&[
+        "train.epochs=1",
+        "train.batch_prompts=16",
+        "max_prompt_tokens=48",
+        "max_response_tokens=25",
+        "train.lr=3e-3",
+    ]));
+    a.extend(sets(extra_sets));
+    a
+}
+
 #[test]
 fn sft_reward_ppo_and_generate_take_a_llama() {
     let f = Fixture::new();
@@ -66,25 +91,12 @@ fn sft_reward_ppo_and_generate_take_a_llama() {
     assert_eq!(config(&sft)["architectures"][0], "LlamaForCausalLM");
     assert!(changed(&f.p("llama"), &sft, q) > 0.0, "sft trained");
 
-    let mut a = args(&[
-        "--init",
+    let a = reward_args(
+        &f,
         sft.to_str().unwrap(),
-        "--data",
-        &f.s("rankings.jsonl"),
-        "--demos",
-        &f.s("world/demonstrations.jsonl"),
-        "--out",
-        &f.s("rm"),
-        "--device",
-        "cpu",
-    ]);
-    a.extend(sets(&[
-        "train.epochs=1",
-        "train.batch_prompts=16",
-        "max_prompt_tokens=48",
-        "max_response_tokens=25",
-        "train.lr=3e-3",
-    ]));
+        &["--demos", &f.s("world/demonstrations.jsonl")],
+        &[],
+    );
     run_ok("reward", &a);
     let rm = f.p("rm/final");
     assert_eq!(
@@ -288,25 +300,15 @@ fn ppo_with_lora_trains_adapters_against_the_base_and_resumes_exactly() {
 fn reward_with_lora_trains_adapters_and_the_head() {
     let f = Fixture::new();
     save_tiny_llama(&f);
-    let mut a = args(&[
-        "--init",
+    let a = reward_args(
+        &f,
         &f.s("llama"),
-        "--data",
-        &f.s("rankings.jsonl"),
-        "--out",
-        &f.s("rm"),
-        "--device",
-        "cpu",
-    ]);
-    a.extend(sets(&[
-        "train.epochs=1",
-        "train.batch_prompts=16",
-        "max_prompt_tokens=48",
-        "max_response_tokens=25",
-        "train.lr=3e-3",
-        "lora.r=4",
-        "lora.target_modules=[\"q_proj\", \"v_proj\", \"up_proj\"]",
-    ]));
+        &[],
+        &[
+            "lora.r=4",
+            "lora.target_modules=[\"q_proj\", \"v_proj\", \"up_proj\"]",
+        ],
+    );
     let err = run_ok("reward", &a);
     assert!(err.contains("LoRA r = 4 on 3 projections"), "{err}");
     let rm = f.p("rm/final");

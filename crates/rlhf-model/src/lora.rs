@@ -588,9 +588,23 @@ impl LoraState {
         ])
     }
 
+    /// Writes an ordinary checkpoint of the model with the adapters folded into the weights.
+    pub(crate) fn save_merged(
+        &self,
+        dir: &Path,
+        vs: &nn::VarStore,
+        body: &mut Body,
+        config: &ModelConfig,
+        tokenizer: Option<&crate::Tokenizer>,
+        meta: &crate::CheckpointMeta,
+    ) -> Result<()> {
+        let tensors = self.merged_tensors(vs, body, config);
+        crate::checkpoint::write_checkpoint_tensors(dir, config, &tensors, tokenizer, meta, vec![])
+    }
+
     /// Every base variable under its checkpoint name, with the adapted projections' weights
     /// replaced by `W + (alpha / r) B A`.
-    pub(crate) fn merged_tensors(
+    fn merged_tensors(
         &self,
         vs: &nn::VarStore,
         body: &mut Body,

@@ -3,8 +3,8 @@
 
 use crate::body::Body;
 use crate::checkpoint::{
-    load_into_varstore, read_checkpoint, write_checkpoint_tensors, write_checkpoint_with,
-    CheckpointFiles, CheckpointMeta, HeadKind,
+    load_into_varstore, read_checkpoint, write_checkpoint_with, CheckpointFiles, CheckpointMeta,
+    HeadKind,
 };
 use crate::error::{ModelError, Result};
 use crate::generate::{generate_uncached, generate_with, GenerateConfig, Generation};
@@ -211,16 +211,13 @@ impl CausalLm {
     /// Saves an ordinary checkpoint with the adapters folded into the weights
     /// (`W + (alpha / r) B A`): it loads anywhere, with no adapter files.
     pub fn save_merged(&mut self, dir: impl AsRef<Path>) -> Result<()> {
-        let tensors = self
-            .lora
-            .merged_tensors(&self.vs, &mut self.body, &self.config);
-        write_checkpoint_tensors(
+        self.lora.save_merged(
             dir.as_ref(),
+            &self.vs,
+            &mut self.body,
             &self.config,
-            &tensors,
             self.tokenizer.as_ref(),
             &self.meta,
-            vec![],
         )
     }
 
@@ -591,16 +588,13 @@ impl ScalarModel {
 
     /// Saves an ordinary checkpoint with the adapters folded into the weights.
     pub fn save_merged(&mut self, dir: impl AsRef<Path>) -> Result<()> {
-        let tensors = self
-            .lora
-            .merged_tensors(&self.vs, &mut self.body, &self.config);
-        write_checkpoint_tensors(
+        self.lora.save_merged(
             dir.as_ref(),
+            &self.vs,
+            &mut self.body,
             &self.config,
-            &tensors,
             self.tokenizer.as_ref(),
             &self.meta,
-            vec![],
         )
     }
 
