@@ -143,7 +143,7 @@ static MASKED_ONCE: std::sync::Once = std::sync::Once::new();
 /// Says once per process that a `Policy` runs the default (slow) `method`.
 fn slow_path_once(once: &std::sync::Once, method: &str) {
     once.call_once(|| {
-        eprintln!(
+        tracing::info!(
             "[rlhf-model] note: a Policy uses the default {method} (the slow path: see the \
              Policy trait's docs for what overriding it gains)"
         )

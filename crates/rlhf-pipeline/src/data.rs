@@ -16,7 +16,7 @@ pub fn read_records<R: Record>(path: &Path, lenient: bool) -> anyhow::Result<Vec
     };
     let (records, report) = read_jsonl::<R>(path, &opts)?;
     if !report.is_clean() {
-        eprintln!("warning: {}: {report}", path.display());
+        tracing::warn!("warning: {}: {report}", path.display());
     }
     if records.is_empty() {
         anyhow::bail!("{}: no records", path.display());

@@ -17,11 +17,29 @@ use std::time::Instant;
 use tch::{Device, Kind};
 
 /// Call first in every binary's `main`: CPU quirks that must be settled before libtorch's first
-/// matmul (see `rlhf_model::cpu`), and libtorch's intra-op threads = all cores.
+/// matmul (see `rlhf_model::cpu`), libtorch's intra-op threads = all cores, and the logs
+/// ([`init_logging`]).
 pub fn init_runtime() {
+    init_logging();
     rlhf_model::cpu::ensure_usable_cpu_isa();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     tch::set_num_threads(cores as i32);
+}
+
+/// Sends the crates' `tracing` logs to stderr, one line per event (`INFO [sft] ...`), at the
+/// level `RUST_LOG` asks for (default `info`; e.g. `RUST_LOG=warn` keeps only warnings). Colors
+/// only on a terminal. Does nothing if a subscriber is installed already.
+pub fn init_logging() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .without_time()
+        .try_init();
 }
 
 /// The device stages run on: `RLHF_DEVICE` (cpu, cuda, cuda:N, auto), else CUDA when

@@ -301,7 +301,7 @@ impl MetricsLog {
     /// Prints the skipped lines' count and the first one to stderr (nothing when none).
     pub fn warn_skipped(&self) {
         if let Some((line, why)) = self.skipped.first() {
-            eprintln!(
+            tracing::info!(
                 "[plot] {}: skipped {} bad line(s); first: line {line}: {why}",
                 self.path.display(),
                 self.skipped.len()

@@ -100,7 +100,7 @@ impl RunDir {
     pub fn recover(&self, stage: &str) -> anyhow::Result<()> {
         let fixed = recover_interrupted_writes(&self.path)?;
         if !fixed.is_empty() {
-            eprintln!(
+            tracing::info!(
                 "[{stage}] cleaned up {} temporary file(s) left by an interrupted run",
                 fixed.len()
             );
@@ -184,7 +184,7 @@ impl Progress {
         } else {
             String::new()
         };
-        eprintln!(
+        tracing::info!(
             "[{}] {done}/{} ({:.0}%) {elapsed:.1}s{eta} {status}",
             self.label,
             self.total,

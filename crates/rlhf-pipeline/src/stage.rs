@@ -202,7 +202,7 @@ pub fn train_lm(
     let text = serde_json::to_string_pretty(&report)?;
     rlhf_model::checkpoint::write_atomic(&run.join("report.json"), text.as_bytes())?;
     for e in &report.epochs {
-        eprintln!(
+        tracing::info!(
             "[{stage}] epoch {}: train loss {:.4}{}{}",
             e.epoch,
             e.train_loss,
@@ -212,14 +212,14 @@ pub fn train_lm(
                 .map_or(String::new(), |v| format!(", RM score {v:.4}")),
         );
     }
-    eprintln!(
+    tracing::info!(
         "[{stage}] best epoch {} (by {}): {}",
         report.best_epoch,
         report.selected_by,
         run.join("best").display()
     );
     if let Err(e) = crate::plot::plot_run_dir(&run.path) {
-        eprintln!("[{stage}] warning: plots not written: {e:#}");
+        tracing::warn!("[{stage}] warning: plots not written: {e:#}");
     }
     Ok(report)
 }
@@ -277,14 +277,14 @@ pub fn chat_template(
         })?;
     match (template, enabled) {
         (Some(t), true) => {
-            eprintln!(
+            tracing::info!(
                 "[chat] prompts are rendered through the checkpoint's chat template \
                  (--no-chat-template encodes them as they are)"
             );
             Ok(Some(t))
         }
         (Some(_), false) => {
-            eprintln!("[chat] --no-chat-template: prompts are encoded as they are");
+            tracing::info!("[chat] --no-chat-template: prompts are encoded as they are");
             Ok(None)
         }
         (None, _) => Ok(None),

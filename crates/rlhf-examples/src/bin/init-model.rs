@@ -43,7 +43,7 @@ fn main() -> anyhow::Result<()> {
         lm.set_tokenizer(tok)?;
     }
     lm.save(&args.out)?;
-    eprintln!(
+    tracing::info!(
         "wrote a random {} model ({} parameters) to {}",
         args.size,
         lm.var_store()

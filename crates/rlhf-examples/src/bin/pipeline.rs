@@ -69,7 +69,7 @@ fn main() -> anyhow::Result<()> {
     let out = args
         .out
         .unwrap_or_else(|| rlhf_examples::run::RunDir::default_for("pipeline"));
-    eprintln!("[pipeline] run directory {}", out.display());
+    tracing::info!("[pipeline] run directory {}", out.display());
     let report = run(&cfg, &out)?;
     print_table(&report);
     Ok(())

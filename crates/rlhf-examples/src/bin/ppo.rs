@@ -282,7 +282,7 @@ fn main() -> anyhow::Result<()> {
             } else {
                 cfg.ptx_batch_size
             };
-            eprintln!(
+            tracing::info!(
                 "[ppo] PPO-ptx: {} pretraining documents in {} blocks of {}",
                 texts.len(),
                 blocks.num_blocks,
@@ -299,7 +299,9 @@ fn main() -> anyhow::Result<()> {
             cfg.ppo.ptx_coef
         ),
         (Some(_), false) => {
-            eprintln!("[ppo] warning: --pretrain is ignored because ppo.ptx_coef = 0 (plain PPO)");
+            tracing::warn!(
+                "[ppo] warning: --pretrain is ignored because ppo.ptx_coef = 0 (plain PPO)"
+            );
             None
         }
         (None, false) => None,
@@ -328,7 +330,7 @@ fn main() -> anyhow::Result<()> {
                         // The adapters' A is random: draw it from the run's seed.
                         tch::manual_seed(cfg.ppo.seed as i64);
                         let n = p.attach_lora(lora)?;
-                        eprintln!(
+                        tracing::info!(
                         "[ppo] LoRA r = {} on {n} projections; the reference is the policy with \
                          its adapters off",
                         lora.r
@@ -340,7 +342,9 @@ fn main() -> anyhow::Result<()> {
                 let mut value = value;
                 if let (Some(lora), None) = (&cfg.lora, value.lora()) {
                     let n = value.attach_lora(lora)?;
-                    eprintln!("[ppo] LoRA on the value function too: {n} projections and its head");
+                    tracing::info!(
+                        "[ppo] LoRA on the value function too: {n} projections and its head"
+                    );
                 }
                 (policy, value, None)
             }
@@ -362,7 +366,7 @@ fn main() -> anyhow::Result<()> {
                 let value = ScalarModel::load(dir.join("value"), opts)
                     .with_context(|| format!("resuming from {}", dir.display()))?;
                 let state = latest.clone().expect("a checkpoint to resume from");
-                eprintln!(
+                tracing::info!(
                     "[ppo] resuming at iteration {} from {}",
                     state.state.iteration,
                     dir.display()
@@ -408,10 +412,10 @@ fn main() -> anyhow::Result<()> {
             .restore(&mut trainer)
             .with_context(|| format!("resuming from {}", c.dir.display()))?
         {
-            eprintln!("[ppo] warning: {warning}");
+            tracing::warn!("[ppo] warning: {warning}");
         }
     }
-    eprintln!(
+    tracing::info!(
         "[ppo] {} prompts, {} iterations of {} episodes, run directory {}",
         prompts.len(),
         cfg.iterations,
@@ -448,7 +452,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
     if end < cfg.iterations {
-        eprintln!(
+        tracing::info!(
             "[ppo] stopped after iteration {end} (--stop-after); --resume continues to {}",
             cfg.iterations
         );
@@ -466,10 +470,10 @@ fn main() -> anyhow::Result<()> {
             &run.join("report.json"),
             serde_json::to_string_pretty(&report)?.as_bytes(),
         )?;
-        eprintln!("[ppo] done: policy in {}", c.policy().display());
+        tracing::info!("[ppo] done: policy in {}", c.policy().display());
     }
     if let Err(e) = rlhf_examples::plot::plot_run_dir(&run.path) {
-        eprintln!("[ppo] warning: plots not written: {e:#}");
+        tracing::warn!("[ppo] warning: plots not written: {e:#}");
     }
     Ok(())
 }

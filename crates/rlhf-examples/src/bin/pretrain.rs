@@ -172,7 +172,7 @@ fn main() -> anyhow::Result<()> {
         .transpose()?;
     let run = args.common.open_run(run_path, "pretrain")?;
     run.write_config(&cfg)?;
-    eprintln!(
+    tracing::info!(
         "[pretrain] {} documents -> {} blocks of {} tokens; run directory {}",
         train_texts.len(),
         train.len(),

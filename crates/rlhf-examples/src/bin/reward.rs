@@ -206,7 +206,7 @@ fn main() -> anyhow::Result<()> {
         // The adapters' A is random: drawn after the head, from the run's seed too.
         let n = model.attach_lora(lora)?;
         let count = |vars: Vec<tch::Tensor>| vars.iter().map(|t| t.numel()).sum::<usize>();
-        eprintln!(
+        tracing::info!(
             "[reward] LoRA r = {} on {n} projections, the score head whole: {} trainable \
              parameters of {}",
             lora.r,
@@ -234,7 +234,7 @@ fn main() -> anyhow::Result<()> {
     let mut trainer = if args.common.resume {
         match latest_checkpoint(&run.path)? {
             Some(ckpt) => {
-                eprintln!("[reward] resuming from {}", ckpt.display());
+                tracing::info!("[reward] resuming from {}", ckpt.display());
                 RewardTrainer::resume(
                     &ckpt,
                     opts,
@@ -245,7 +245,7 @@ fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("resuming from {}", ckpt.display()))?
             }
             None => {
-                eprintln!(
+                tracing::info!(
                     "[reward] {} has no checkpoint yet: starting over",
                     run.path.display()
                 );
@@ -278,7 +278,7 @@ fn main() -> anyhow::Result<()> {
             *m.entry(r.k()).or_insert(0usize) += 1;
             m
         });
-    eprintln!(
+    tracing::info!(
         "[reward] {} training rankings (K: {}), {} validation; run directory {}",
         train.len(),
         k_hist
@@ -301,14 +301,14 @@ fn main() -> anyhow::Result<()> {
     )?;
 
     let normalization = if demos.is_empty() {
-        eprintln!(
+        tracing::info!(
             "[reward] no --demos: the reward is not normalized (bias stays {})",
             trainer.model().meta().reward_bias
         );
         None
     } else {
         let n = trainer.normalize(&col.tokenize_demonstrations(&demos)?)?;
-        eprintln!(
+        tracing::info!(
             "[reward] normalized on {} demonstrations: gain {:.4}, bias {:.4} (raw mean {:.4}, std {:.4})",
             n.demonstrations, n.gain, n.bias, n.raw_mean, n.raw_std
         );
@@ -334,7 +334,7 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(r) = &last {
         report["valid"] = serde_json::Value::Object(r.to_metrics("val"));
-        eprintln!(
+        tracing::info!(
             "[reward] validation accuracy {:.4}{}, loss {:.4}",
             r.stats.accuracy(),
             r.gold_accuracy
@@ -347,9 +347,9 @@ fn main() -> anyhow::Result<()> {
         &run.join("report.json"),
         serde_json::to_string_pretty(&report)?.as_bytes(),
     )?;
-    eprintln!("[reward] reward model: {}", run.join("final").display());
+    tracing::info!("[reward] reward model: {}", run.join("final").display());
     if let Err(e) = rlhf_examples::plot::plot_run_dir(&run.path) {
-        eprintln!("[reward] warning: plots not written: {e:#}");
+        tracing::warn!("[reward] warning: plots not written: {e:#}");
     }
     Ok(())
 }

@@ -103,7 +103,7 @@ fn main() -> anyhow::Result<()> {
         tch::manual_seed(cfg.train.seed as i64);
         let n = model.attach_lora(lora)?;
         let count = |vars: Vec<tch::Tensor>| vars.iter().map(|t| t.numel()).sum::<usize>();
-        eprintln!(
+        tracing::info!(
             "[sft] LoRA r = {} on {n} projections: {} trainable parameters of {}",
             lora.r,
             count(model.var_store().trainable_variables()),
@@ -193,7 +193,7 @@ fn main() -> anyhow::Result<()> {
     };
     let run = args.common.open_run(run_path, "sft")?;
     run.write_config(&cfg)?;
-    eprintln!(
+    tracing::info!(
         "[sft] {} training and {} validation demonstrations; run directory {}",
         train.len(),
         valid.len(),

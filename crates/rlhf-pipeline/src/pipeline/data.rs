@@ -75,7 +75,7 @@ pub fn prepare_data(cfg: &PipelineConfig, out: &Path) -> anyhow::Result<Pipeline
     write_jsonl(dir.join("train_prompts.jsonl"), &train_prompts)?;
     write_jsonl(dir.join("heldout_prompts.jsonl"), &world.heldout_prompts)?;
     write_jsonl(dir.join("pretrain.jsonl"), &world.pretrain)?;
-    eprintln!(
+    tracing::info!(
         "[data] {} demonstrations -> {} train / {} valid (by user; PII scrubbed in {} records, {} over the per-user cap, {} duplicates); {} held-out prompts",
         world.demonstrations.len(),
         split.train.len(),
@@ -168,7 +168,7 @@ pub fn labeler_stage(
         heldout_agreement,
         comparisons: pairs.len(),
     };
-    eprintln!(
+    tracing::info!(
         "[labelers] calibrated on {} comparisons of SFT samples: training labelers agree {:.3} (T {:.3}), held-out labelers {:.3} (T {:.3})",
         pairs.len(),
         agreement,

@@ -64,7 +64,7 @@ pub fn evaluate_models(
             .pretrain_loss
             .insert(name.to_string(), evaluate_loss(*model, &heldout, 64)?);
         let c = report.conduct[*name];
-        eprintln!(
+        tracing::info!(
             "[eval] {name}: gold {:.3} (greedy {:.3}), win rate vs SFT {:.3}, KL to SFT {:.2}, pretrain loss {:.3}; correctness {:.3}, filler {:.3}, sign-off {:.3}, broken constraint {:.3}",
             report.gold_score[*name], report.gold_score_greedy[*name], report.win_rate_vs_sft[*name], report.kl_to_sft[*name], report.pretrain_loss[*name],
             c.correctness, c.filler, c.sign_off, c.broken_constraint

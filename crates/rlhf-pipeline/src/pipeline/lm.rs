@@ -49,7 +49,7 @@ pub fn pretrain_stage(
     let run = RunDir::open(&dir)?;
     run.recover("pretrain")?;
     run.write_config(&cfg.pretrain)?;
-    eprintln!(
+    tracing::info!(
         "[pretrain] {} blocks of {} tokens, {} parameters",
         train.len(),
         cfg.block_len,

@@ -326,7 +326,7 @@ pub fn run(cfg: &PipelineConfig, out: &Path) -> anyhow::Result<PipelineReport> {
     let mut current = ptx_dir;
     for round in 2..=cfg.rounds {
         let rdir = out.join(format!("round-{round}"));
-        eprintln!(
+        tracing::info!(
             "[pipeline] round {round}/{}: rankings of the current policy, new RM, new PPO-ptx",
             cfg.rounds
         );
@@ -374,12 +374,12 @@ pub fn run(cfg: &PipelineConfig, out: &Path) -> anyhow::Result<PipelineReport> {
     rlhf_model::checkpoint::write_atomic(&out.join("report.json"), text.as_bytes())?;
     rlhf_model::checkpoint::write_atomic(&out.join("report.md"), report.to_markdown().as_bytes())?;
     match crate::plot::pipeline_plots(out, &report) {
-        Ok(files) => eprintln!(
+        Ok(files) => tracing::info!(
             "[pipeline] {} plots written (summary in {})",
             files.len(),
             out.join("plots").display()
         ),
-        Err(e) => eprintln!("[pipeline] warning: plots not written: {e:#}"),
+        Err(e) => tracing::warn!("[pipeline] warning: plots not written: {e:#}"),
     }
     Ok(report)
 }

@@ -119,10 +119,10 @@ pub fn ppo_stage_with<M: rlhf_model::RewardModel>(
     let start = match &resume {
         Some(ck) => {
             if let Some(warning) = ck.restore(&mut trainer)? {
-                eprintln!("[{name}] warning: {warning}");
+                tracing::warn!("[{name}] warning: {warning}");
             }
             ptx.set_position(ck.state.ptx_position);
-            eprintln!("[{name}] resuming after iteration {}", ck.state.iteration);
+            tracing::info!("[{name}] resuming after iteration {}", ck.state.iteration);
             ck.state.iteration
         }
         None => 0,
@@ -198,7 +198,7 @@ pub fn ppo_stage_with<M: rlhf_model::RewardModel>(
         {
             use rlhf_model::train::MetricsSink;
             let m = validation_gold(trainer.policy())?;
-            eprintln!(
+            tracing::info!(
                 "[{name}] iteration {done}: validation gold {:.3}",
                 m["eval/gold"].as_f64().unwrap_or(f64::NAN)
             );

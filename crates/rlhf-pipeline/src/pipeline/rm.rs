@@ -109,7 +109,7 @@ pub fn rm_stage_in(
             cfg.rm_sample_temperature,
             round_seed + 202,
         )?;
-        eprintln!("[rm] {} training and {} validation rankings of SFT samples ({} prompts skipped: fewer than 2 distinct samples)", train_r.len(), valid_r.len(), sk1 + sk2);
+        tracing::info!("[rm] {} training and {} validation rankings of SFT samples ({} prompts skipped: fewer than 2 distinct samples)", train_r.len(), valid_r.len(), sk1 + sk2);
         write_jsonl(&rankings_path, &train_r)?;
         write_jsonl(&valid_path, &valid_r)?;
         (train_r, valid_r)
@@ -121,7 +121,7 @@ pub fn rm_stage_in(
             .extend(rlhf_data::records::read_jsonl::<Ranking>(d.join("rankings.jsonl"), &opts)?.0);
     }
     if !earlier.is_empty() {
-        eprintln!(
+        tracing::info!(
             "[rm] training on {} new and {} earlier rankings",
             train_r.len(),
             all_train.len()
@@ -185,7 +185,7 @@ pub fn rm_stage_in(
         .last()
         .context("the reward trainer returned no validation report")?;
     let acc = last.stats.total.accuracy();
-    eprintln!(
+    tracing::info!(
         "[rm] held-out accuracy {:.3} against the labelers (gold order: {}), noise ceiling {:.3}; normalization bias {:.3}",
         acc,
         last.gold_accuracy.map_or("n/a".into(), |g| format!("{g:.3}")),
