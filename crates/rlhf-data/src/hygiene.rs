@@ -60,21 +60,14 @@ impl<U: AsRef<str>, V> HasUser for (U, V) {
 // Stable hashing
 // ---------------------------------------------------------------------------------------------
 
-fn splitmix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// A hash of `(seed, s)` that is stable across platforms, Rust versions and runs.
 pub fn stable_hash(seed: u64, s: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ splitmix64(seed);
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ crate::seed::splitmix64(seed);
     for b in s.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    splitmix64(h)
+    crate::seed::splitmix64(h)
 }
 
 /// Maps a hash to a uniform number in `[0, 1)`.

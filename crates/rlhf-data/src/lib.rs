@@ -28,6 +28,7 @@ pub mod collate;
 pub mod error;
 pub mod hygiene;
 pub mod records;
+pub mod seed;
 pub mod toy;
 
 pub use error::{Error, FieldProblem, Problem, RecordError, Result, SkipReason};

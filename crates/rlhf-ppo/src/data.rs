@@ -3,9 +3,6 @@
 //! one would), and left padding.
 
 use crate::error::{input_err, Result};
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use tch::Tensor;
 
 /// Indices (into `n` prompts) of the `batch` prompts of iteration `it` (0-based).
@@ -16,10 +13,8 @@ pub fn prompt_indices(n: usize, batch: usize, it: u64, seed: u64) -> Vec<usize> 
         let global = it * batch as u64 + k;
         let pass = global / n as u64;
         if pass_cache.as_ref().is_none_or(|(p, _)| *p != pass) {
-            let mut order: Vec<usize> = (0..n).collect();
-            let mut rng =
-                ChaCha8Rng::seed_from_u64(seed ^ pass.wrapping_mul(0xA24B_AED4_963E_E407));
-            order.shuffle(&mut rng);
+            let order =
+                rlhf_data::seed::shuffled(n, seed ^ pass.wrapping_mul(0xA24B_AED4_963E_E407));
             pass_cache = Some((pass, order));
         }
         let order = &pass_cache.as_ref().expect("set above").1;

@@ -2,9 +2,6 @@
 //! batches come from.
 
 use crate::error::{input_err, Result};
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use rlhf_data::collate::{PackedBlocks, SftBatch};
 use rlhf_model::Policy;
 use tch::{Device, Kind, Tensor};
@@ -117,9 +114,10 @@ impl PackedPtx {
         let n = self.blocks.num_blocks as u64;
         let pass = global / n;
         if self.order_pass != Some(pass) {
-            self.order = (0..self.blocks.num_blocks).collect();
-            let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ pass.wrapping_mul(0x9E37_79B9));
-            self.order.shuffle(&mut rng);
+            self.order = rlhf_data::seed::shuffled(
+                self.blocks.num_blocks,
+                self.seed ^ pass.wrapping_mul(0x9E37_79B9),
+            );
             self.order_pass = Some(pass);
         }
         self.order[(global % n) as usize]

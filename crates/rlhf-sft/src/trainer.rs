@@ -1,10 +1,8 @@
 //! The supervised trainer: SFT on demonstrations and LM pretraining on packed text.
 
 use crate::loss::masked_lm_loss;
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use rlhf_data::collate::{collate_sft, CollateConfig, PackedBlocks, SftBatch, TokenizedPair};
+use rlhf_data::seed::{mix3 as mix_seed, shuffled};
 use rlhf_model::checkpoint::{read_safetensors, safetensors_bytes};
 use rlhf_model::train::{AdamW, AdamWConfig, CosineSchedule, MetricsSink};
 use rlhf_model::{CausalLm, ModelError, Policy};
@@ -634,19 +632,7 @@ fn select_best(epochs: &[EpochReport], by_rm: bool) -> (usize, String) {
 
 /// The shuffled order of an epoch: a function of (seed, epoch) only.
 fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..n).collect();
-    let mut rng = ChaCha8Rng::seed_from_u64(mix_seed(seed, epoch as u64, 0x5f7));
-    order.shuffle(&mut rng);
-    order
-}
-
-fn mix_seed(seed: u64, a: u64, b: u64) -> u64 {
-    let mut x =
-        seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^= x >> 33;
-    x & 0x7fff_ffff_ffff_ffff
+    shuffled(n, mix_seed(seed, epoch as u64, 0x5f7))
 }
 
 /// Residual dropout while training (`residual_dropout` in TOML: `"auto"`, `"off"` or a rate).

@@ -11,9 +11,6 @@ use crate::ops::{
 use crate::ptx::{ptx_loss, PtxSource};
 use crate::rollout::{collect_rollout, sync, Rollout, SpecialTokens};
 use crate::state::{config_differences, write_state_dir, PpoState};
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use rlhf_model::ops::log_probs_of;
 use rlhf_model::train::{global_grad_norm, AdamW, MetricsSink};
 use rlhf_model::{GenerateConfig, Policy, RewardModel, ValueFunction};
@@ -243,13 +240,7 @@ impl<P, R, M, V> std::fmt::Debug for PpoTrainer<P, R, M, V> {
     }
 }
 
-/// splitmix64 of `a` mixed with `b`: independent seeds per (seed, iteration, epoch).
-fn mix(a: u64, b: u64) -> u64 {
-    let mut z = a ^ b.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+use rlhf_data::seed::mix2 as mix;
 
 impl<P, R, M, V> PpoTrainer<P, R, M, V>
 where

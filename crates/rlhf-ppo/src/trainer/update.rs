@@ -54,10 +54,13 @@ where
         let mut st = UpdateStats::default();
         let (mut n_steps, mut n_ent, mut n_ptx) = (0.0f64, 0.0f64, 0.0f64);
         'epochs: for epoch in 0..cfg.ppo_epochs {
-            let mut order: Vec<i64> = (0..b as i64).collect();
-            let mut rng =
-                ChaCha8Rng::seed_from_u64(mix(cfg.seed, mix(2 * self.iteration + 2, epoch as u64)));
-            order.shuffle(&mut rng);
+            let order: Vec<i64> = rlhf_data::seed::shuffled(
+                b,
+                mix(cfg.seed, mix(2 * self.iteration + 2, epoch as u64)),
+            )
+            .into_iter()
+            .map(|i| i as i64)
+            .collect();
             for chunk in order.chunks(mb) {
                 self.policy_opt.zero_grad();
                 self.value_opt.zero_grad();

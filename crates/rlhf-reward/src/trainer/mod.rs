@@ -19,12 +19,10 @@ use crate::error::{Result, RewardError};
 use crate::loss::{gold_agreement, kwise_ranking_loss, PairIndex, RankingStats};
 use crate::model::TrainableRewardModel;
 use crate::shared::SharedPromptBatch;
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use rlhf_data::collate::{
     collate_rewards, collate_sft, CollateConfig, RewardBatch, TokenizedPair, TokenizedRanking,
 };
+use rlhf_data::seed::{shuffled, splitmix64};
 use rlhf_model::checkpoint::{read_safetensors, safetensors_bytes, write_atomic};
 use rlhf_model::train::{AdamW, AdamWConfig, CosineSchedule, MetricsSink};
 use rlhf_model::{LoadOptions, ScalarModel};
@@ -298,20 +296,9 @@ pub fn check_rankings(groups: &[TokenizedRanking], what: &str) -> Result<()> {
     Ok(())
 }
 
-fn mix(mut x: u64) -> u64 {
-    // splitmix64 finalizer.
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
 /// The order of the training prompts in `epoch`: a permutation drawn from `(seed, epoch)`.
 pub fn epoch_order(num: usize, seed: u64, epoch: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..num).collect();
-    let mut rng = ChaCha8Rng::seed_from_u64(mix(seed ^ mix(epoch as u64)));
-    order.shuffle(&mut rng);
-    order
+    shuffled(num, splitmix64(seed ^ splitmix64(epoch as u64)))
 }
 
 fn tensors(b: &RewardBatch, device: Device) -> (Tensor, Tensor) {
@@ -461,7 +448,9 @@ impl<M: TrainableRewardModel> RewardTrainer<M> {
         let device = self.device();
         for (mi, chunk) in groups.chunks(micro).enumerate() {
             if reseed {
-                let s = mix(self.cfg.seed ^ mix(self.state.step) ^ mix(mi as u64 + 1));
+                let s = splitmix64(
+                    self.cfg.seed ^ splitmix64(self.state.step) ^ splitmix64(mi as u64 + 1),
+                );
                 tch::manual_seed((s >> 1) as i64);
             }
             let batch = collate_rewards(chunk, &self.collate)?;
