@@ -180,7 +180,7 @@ fn reward_resumes_exactly_after_kill_9() {
             "train.save_every_steps=3",
             "max_prompt_tokens=48",
             "max_response_tokens=25",
-            "train.lr=3e-3",
+            "train.optimizer.lr=3e-3",
         ]));
         a
     };

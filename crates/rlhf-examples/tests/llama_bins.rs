@@ -73,7 +73,7 @@ fn reward_args(f: &Fixture, init: &str, extra: &[&str], extra_sets: &[&str]) -> 
         "train.batch_prompts=16",
         "max_prompt_tokens=48",
         "max_response_tokens=25",
-        "train.lr=3e-3",
+        "train.optimizer.lr=3e-3",
     ]));
     a.extend(sets(extra_sets));
     a

@@ -80,7 +80,7 @@ const TINY: &[&str] = &[
     "--set",
     "max_response_tokens=25",
     "--set",
-    "train.lr=3e-3",
+    "train.optimizer.lr=3e-3",
 ];
 
 fn train_args(f: &Fixture, out: &str) -> Vec<String> {

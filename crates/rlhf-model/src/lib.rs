@@ -43,6 +43,7 @@ pub mod lora;
 pub mod model;
 pub mod model_config;
 pub mod ops;
+pub mod role;
 pub mod tokenizer;
 pub mod train;
 pub mod traits;
@@ -59,8 +60,9 @@ pub use lora::AdaptersOff;
 pub use lora::LoraConfig;
 pub use model::{CausalLm, LoadOptions, ScalarModel};
 pub use model_config::{ArchConfig, Dropouts, KvLayout, ModelConfig, SUPPORTED_MODEL_TYPES};
+pub use role::{Checkpointable, SaveDir, TrainingSwitches};
 pub use tokenizer::Tokenizer;
-pub use traits::{Policy, RewardModel, SaveDir, ValueFunction};
+pub use traits::{Policy, RewardModel, ValueFunction};
 
 /// CUDA device 0 when libtorch sees a GPU, else the CPU.
 pub fn default_device() -> tch::Device {

@@ -603,9 +603,16 @@ impl ScalarModel {
     /// `transformers` loads it too. With adapters, PEFT's files are written beside the base
     /// (the head in them as `modules_to_save`).
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
-        let files =
+        self.save_with(dir, vec![])
+    }
+
+    /// Saves the checkpoint plus extra files (e.g. optimizer state) in the same atomic
+    /// directory write.
+    pub fn save_with(&self, dir: impl AsRef<Path>, extra: Vec<(&str, Vec<u8>)>) -> Result<()> {
+        let mut files =
             self.lora
                 .files(&self.vs, &self.config, "SEQ_CLS", &head_module(&self.score))?;
+        files.extend(extra);
         write_checkpoint_with(
             dir.as_ref(),
             &self.config,
@@ -614,6 +621,17 @@ impl ScalarModel {
             &self.meta,
             files,
         )
+    }
+
+    /// Mixed-precision training and inference (see [`crate::Gpt2::set_autocast`]).
+    pub fn set_autocast(&mut self, kind: Option<Kind>) {
+        self.body.set_autocast(kind);
+    }
+
+    /// Sets the training-mode dropout probabilities (see [`crate::Gpt2::set_dropout`]).
+    pub fn set_dropout(&mut self, resid: f64, embd: f64, attn: f64) {
+        self.body.set_dropout(resid, embd, attn);
+        self.config = self.body.config();
     }
 
     /// The Hugging Face config.

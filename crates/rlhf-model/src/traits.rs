@@ -5,7 +5,6 @@
 use crate::error::{ModelError, Result};
 use crate::generate::{GenerateConfig, Generation};
 use crate::ops::token_log_probs;
-use std::path::Path;
 use std::rc::Rc;
 use tch::{nn, Device, Tensor};
 
@@ -275,35 +274,3 @@ macro_rules! policy_through_pointer {
 policy_through_pointer!(Rc);
 // A boxed policy is a policy: choose the reference (or the policy) at run time.
 policy_through_pointer!(Box);
-
-/// A model that can be written as a checkpoint directory (the role's weights, config and
-/// tokenizer, loadable again by its own loader): what trainers' checkpoints call for each model
-/// they train, whatever its type.
-pub trait SaveDir {
-    /// Writes the checkpoint directory `dir` atomically.
-    fn save_dir(&self, dir: &Path) -> Result<()>;
-}
-
-impl SaveDir for crate::CausalLm {
-    fn save_dir(&self, dir: &Path) -> Result<()> {
-        self.save(dir)
-    }
-}
-
-impl SaveDir for crate::ScalarModel {
-    fn save_dir(&self, dir: &Path) -> Result<()> {
-        self.save(dir)
-    }
-}
-
-impl<T: SaveDir + ?Sized> SaveDir for Rc<T> {
-    fn save_dir(&self, dir: &Path) -> Result<()> {
-        (**self).save_dir(dir)
-    }
-}
-
-impl<T: SaveDir + ?Sized> SaveDir for Box<T> {
-    fn save_dir(&self, dir: &Path) -> Result<()> {
-        (**self).save_dir(dir)
-    }
-}

@@ -16,18 +16,25 @@ pub fn load_config<T: Serialize + DeserializeOwned + Default>(
     file: Option<&Path>,
     overrides: &[String],
 ) -> anyhow::Result<T> {
-    let cfg: T = match file {
+    let defaults =
+        toml::Value::try_from(T::default()).context("config does not serialize to TOML")?;
+    let mut value = match file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read config file {}", path.display()))?;
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            // Parsed as `T` first for errors that name the line; then merged over the defaults
+            // so that a partial sub-table (say `[optimizer]` with `beta2` only) keeps the
+            // defaults of `T` for its other keys, not those of the sub-table's own type.
+            toml::from_str::<T>(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let file_value: toml::Value =
+                toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            merge_toml(defaults, file_value)
         }
-        None => T::default(),
+        None => defaults,
     };
     if overrides.is_empty() {
-        return Ok(cfg);
+        return T::deserialize(value).map_err(|e| anyhow::anyhow!("in the config: {e}"));
     }
-    let mut value = toml::Value::try_from(&cfg).context("config does not serialize to TOML")?;
     for ov in overrides {
         let Some((key, raw)) = ov.split_once('=') else {
             bail!("override {ov:?} is not key=value (e.g. --set lr=1e-4)");
@@ -52,6 +59,23 @@ pub fn load_config<T: Serialize + DeserializeOwned + Default>(
         }
     }
     T::deserialize(value).map_err(|e| anyhow::anyhow!("in --set overrides: {e}"))
+}
+
+/// `over` laid over `base`: tables merge key by key (recursively), anything else replaces.
+fn merge_toml(base: toml::Value, over: toml::Value) -> toml::Value {
+    match (base, over) {
+        (toml::Value::Table(mut b), toml::Value::Table(o)) => {
+            for (k, v) in o {
+                let merged = match b.remove(&k) {
+                    Some(old) => merge_toml(old, v),
+                    None => v,
+                };
+                b.insert(k, merged);
+            }
+            toml::Value::Table(b)
+        }
+        (_, o) => o,
+    }
 }
 
 /// A run directory: `config.toml` (the resolved config), `metrics.jsonl`, checkpoints.
@@ -196,6 +220,30 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partial_sub_table_keeps_the_configs_own_defaults() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("sft.toml");
+        // SFT's lr default (1e-4) is not AdamW's own (1e-5): a file that sets only beta2 must
+        // keep SFT's lr, and the reward trainer's the same way.
+        std::fs::write(&file, "epochs = 2\n[optimizer]\nbeta2 = 0.99\n").unwrap();
+        let c: rlhf_sft::SftConfig = load_config(Some(&file), &[]).unwrap();
+        let want = rlhf_sft::SftConfig::default().optimizer.lr;
+        assert_eq!((c.epochs, c.optimizer.lr, c.optimizer.beta2), (2, want, 0.99));
+        let c: rlhf_sft::SftConfig = load_config(Some(&file), &["seed=3".into()]).unwrap();
+        assert_eq!((c.seed, c.optimizer.lr, c.optimizer.beta2), (3, want, 0.99));
+        std::fs::write(&file, "[optimizer]\nbeta1 = 0.8\n").unwrap();
+        let c: rlhf_reward::RewardTrainConfig = load_config(Some(&file), &[]).unwrap();
+        let want = rlhf_reward::RewardTrainConfig::default().optimizer.lr;
+        assert_eq!((c.optimizer.lr, c.optimizer.beta1), (want, 0.8));
+        // Errors still name the file's line.
+        std::fs::write(&file, "epochs = 2\n[optimizer]\nlr = \"fast\"\n").unwrap();
+        let err = load_config::<rlhf_sft::SftConfig>(Some(&file), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 3") && err.contains("sft.toml"), "{err}");
+    }
 
     #[test]
     fn recovers_what_a_killed_writer_left() {

@@ -18,7 +18,7 @@
 use crate::error::{PpoError, Result};
 use crate::trainer::PpoTrainer;
 use rlhf_model::checkpoint::write_atomic;
-use rlhf_model::{Policy, RewardModel, SaveDir, ValueFunction};
+use rlhf_model::{Checkpointable, Policy, RewardModel, SaveDir, ValueFunction};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -77,6 +77,20 @@ impl Checkpoint {
     /// binary).
     pub fn trainer(&self) -> PathBuf {
         self.dir.join(TRAINER_DIR)
+    }
+
+    /// Loads the policy's and the value function's weights of this checkpoint into the given
+    /// models, in place, through [`Checkpointable::restore_from`] (so any architecture that
+    /// implements it resumes; call it before building the trainer, or before
+    /// [`Checkpoint::restore`]).
+    pub fn restore_models<P, V>(&self, policy: &mut P, value: &mut V) -> Result<()>
+    where
+        P: Checkpointable + ?Sized,
+        V: Checkpointable + ?Sized,
+    {
+        policy.restore_from(&self.policy())?;
+        value.restore_from(&self.value())?;
+        Ok(())
     }
 
     /// Restores the trainer's state from [`Checkpoint::trainer`] and checks it against

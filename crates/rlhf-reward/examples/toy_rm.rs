@@ -139,7 +139,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let tcfg = RewardTrainConfig {
         epochs: arg(&args, "epochs", 1),
-        lr: arg(&args, "lr", 1e-3),
+        optimizer: AdamWConfig {
+            lr: arg(&args, "lr", 1e-3),
+            ..AdamWConfig::default()
+        },
         batch_prompts: arg(&args, "batch", 32),
         seed,
         ..Default::default()

@@ -3,16 +3,16 @@
 
 use crate::error::Result;
 use crate::shared::{SharedPromptBatch, SharedPromptScorer};
-use rlhf_model::{CheckpointMeta, RewardModel, ScalarModel, ValueFunction};
-use std::path::Path;
+use rlhf_model::{Checkpointable, RewardModel, ScalarModel, ValueFunction};
 use tch::{nn, Tensor};
 
 /// A reward model the K-wise trainer can train, evaluate and checkpoint.
 ///
-/// Only [`TrainableRewardModel::forward_scores`], `var_store`, `meta`, `meta_mut` and `save`
-/// are required; a model that can run each prompt once for all its responses also implements
-/// [`TrainableRewardModel::forward_shared_prompt`].
-pub trait TrainableRewardModel {
+/// Only [`TrainableRewardModel::forward_scores`] and `var_store` are required, besides
+/// [`Checkpointable`] (metadata, and the checkpoint directory the trainer saves and resumes
+/// through, so resume works for any architecture); a model that can run each prompt once for
+/// all its responses also implements [`TrainableRewardModel::forward_shared_prompt`].
+pub trait TrainableRewardModel: Checkpointable {
     /// Raw rewards (without the normalization bias), read at each row's last real token.
     ///
     /// Shapes: `input_ids [N, T]`, `attention_mask [N, T]` (right-padded) -> `[N]` f32, with
@@ -42,15 +42,6 @@ pub trait TrainableRewardModel {
     fn uses_dropout(&self) -> bool {
         true
     }
-
-    /// Checkpoint metadata (`reward_bias`, `step`, free-form `extra`).
-    fn meta(&self) -> &CheckpointMeta;
-
-    /// Mutable checkpoint metadata.
-    fn meta_mut(&mut self) -> &mut CheckpointMeta;
-
-    /// Writes the model as a checkpoint directory (atomically).
-    fn save(&self, dir: &Path) -> Result<()>;
 }
 
 impl TrainableRewardModel for ScalarModel {
@@ -81,18 +72,6 @@ impl TrainableRewardModel for ScalarModel {
     fn uses_dropout(&self) -> bool {
         let d = self.config().dropouts();
         d.resid > 0.0 || d.embd > 0.0 || d.attn > 0.0
-    }
-
-    fn meta(&self) -> &CheckpointMeta {
-        ScalarModel::meta(self)
-    }
-
-    fn meta_mut(&mut self) -> &mut CheckpointMeta {
-        ScalarModel::meta_mut(self)
-    }
-
-    fn save(&self, dir: &Path) -> Result<()> {
-        Ok(ScalarModel::save(self, dir)?)
     }
 }
 

@@ -7,7 +7,7 @@ use rlhf_data::toy::{
     toy_tokenizer, LabelerConfig, LabelerPool, ToyConfig, ToyWorld, TOY_EOS_ID,
     TOY_MAX_PROMPT_TOKENS, TOY_MAX_RESPONSE_TOKENS,
 };
-use rlhf_model::train::MemoryMetrics;
+use rlhf_model::train::{AdamWConfig, MemoryMetrics};
 use rlhf_model::{Gpt2Config, HeadKind, ScalarModel};
 use rlhf_reward::toy::ToyRankings;
 use rlhf_reward::{RewardTrainConfig, RewardTrainer};
@@ -45,7 +45,10 @@ fn toy_rm_beats_chance_on_heldout_users() {
     let model = ScalarModel::new(&cfg, HeadKind::Reward, tch::Device::Cpu).unwrap();
     let tcfg = RewardTrainConfig {
         epochs: 3,
-        lr: 2e-3,
+        optimizer: AdamWConfig {
+            lr: 2e-3,
+            ..AdamWConfig::default()
+        },
         batch_prompts: 16,
         ..Default::default()
     };

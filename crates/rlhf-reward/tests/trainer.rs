@@ -3,8 +3,10 @@
 
 mod common;
 use common::*;
-use rlhf_model::train::{MemoryMetrics, NoMetrics};
-use rlhf_model::{CausalLm, CheckpointMeta, RewardModel, ScalarModel, ValueFunction};
+use rlhf_model::train::{AdamWConfig, MemoryMetrics, NoMetrics};
+use rlhf_model::{
+    CausalLm, CheckpointMeta, Checkpointable, RewardModel, SaveDir, ScalarModel, ValueFunction,
+};
 use rlhf_reward::model::TrainableRewardModel;
 use rlhf_reward::trainer::{epoch_order, read_state, RankingData, RewardTrainConfig};
 use rlhf_reward::{latest_checkpoint, RewardTrainer, SharedPromptBatch};
@@ -63,14 +65,26 @@ impl TrainableRewardModel for Counting {
     fn uses_dropout(&self) -> bool {
         false
     }
+}
+
+impl SaveDir for Counting {
+    fn save_dir(&self, dir: &Path) -> rlhf_model::Result<()> {
+        self.inner.save_dir(dir)
+    }
+}
+
+impl Checkpointable for Counting {
     fn meta(&self) -> &CheckpointMeta {
         self.inner.meta()
     }
     fn meta_mut(&mut self) -> &mut CheckpointMeta {
         self.inner.meta_mut()
     }
-    fn save(&self, dir: &Path) -> rlhf_reward::Result<()> {
-        TrainableRewardModel::save(&self.inner, dir)
+    fn save_with_extras(&self, dir: &Path, extras: Vec<(&str, Vec<u8>)>) -> rlhf_model::Result<()> {
+        self.inner.save_with_extras(dir, extras)
+    }
+    fn restore_from(&mut self, dir: &Path) -> rlhf_model::Result<()> {
+        self.inner.restore_from(dir)
     }
 }
 
@@ -78,7 +92,10 @@ fn cfg(epochs: usize) -> RewardTrainConfig {
     RewardTrainConfig {
         epochs,
         batch_prompts: 4,
-        lr: 3e-3,
+        optimizer: AdamWConfig {
+            lr: 3e-3,
+            ..AdamWConfig::default()
+        },
         warmup_ratio: 0.0,
         ..Default::default()
     }
@@ -213,7 +230,10 @@ fn learns_a_learnable_ranking_and_reports_per_k_metrics() {
     let c = RewardTrainConfig {
         epochs: 4,
         batch_prompts: 8,
-        lr: 3e-3,
+        optimizer: AdamWConfig {
+            lr: 3e-3,
+            ..AdamWConfig::default()
+        },
         ..Default::default()
     };
     let mut t = RewardTrainer::new(model, c, collate(), train.len()).unwrap();
@@ -374,12 +394,18 @@ fn restore_rejects_a_changed_config_or_dataset_and_lm_checkpoints() {
     let e = RewardTrainer::resume(
         &ckpt,
         Device::Cpu,
-        RewardTrainConfig { lr: 1.0, ..cfg(1) },
+        RewardTrainConfig {
+            optimizer: AdamWConfig {
+                lr: 1.0,
+                ..AdamWConfig::default()
+            },
+            ..cfg(1)
+        },
         collate(),
         4,
     )
     .unwrap_err();
-    assert!(e.to_string().contains("lr (run: 0.003, now: 1.0)"), "{e}");
+    assert!(e.to_string().contains("optimizer (run: "), "{e}");
     let e = RewardTrainer::resume(&ckpt, Device::Cpu, cfg(1), collate(), 5).unwrap_err();
     assert!(e.to_string().contains("trained on 4 prompts"), "{e}");
     // An LM checkpoint is not a reward checkpoint.

@@ -5,6 +5,7 @@
 //! trainer pretrains on packed text ([`LmData::Blocks`]), and [`masked_lm_loss`] is the loss
 //! PPO-ptx mixes in.
 
+pub mod config;
 pub mod eval;
 pub mod loss;
 pub mod trainer;

@@ -4,9 +4,11 @@ use crate::loss::masked_lm_loss;
 use rlhf_data::collate::{collate_sft, CollateConfig, PackedBlocks, SftBatch, TokenizedPair};
 use rlhf_data::seed::{mix3 as mix_seed, shuffled};
 use rlhf_model::checkpoint::{read_safetensors, safetensors_bytes};
-use rlhf_model::train::{AdamW, AdamWConfig, CosineSchedule, MetricsSink};
-use rlhf_model::{CausalLm, ModelError, Policy};
+use rlhf_model::train::{AdamW, CosineSchedule, MetricsSink};
+use rlhf_model::{CausalLm, Checkpointable, ModelError, Policy, TrainingSwitches};
 use serde::{Deserialize, Serialize};
+
+pub use crate::config::{ResidualDropout, SftConfig};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -53,108 +55,6 @@ pub enum SftError {
 
 /// Result with [`SftError`].
 pub type Result<T, E = SftError> = std::result::Result<T, E>;
-
-/// Trainer settings. Defaults suit the small models of the toy world; the paper's values are
-/// noted where they differ.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SftConfig {
-    /// Passes over the training data (paper: 16; validation loss overfits after one epoch
-    /// while the RM score keeps improving). Default 16.
-    pub epochs: usize,
-    /// Sequences per micro-batch. Default 8.
-    pub batch_size: usize,
-    /// Micro-batches per optimizer step (gradient accumulation). Default 1.
-    pub grad_accum_steps: usize,
-    /// AdamW; default lr 1e-4 (paper: 9.65e-6 for 1.3B/6B models, cosine decay), betas
-    /// (0.9, 0.95), weight decay 0.0 (never on biases and norms; embeddings only if asked).
-    pub optimizer: AdamWConfig,
-    /// Linear warmup steps before the cosine decay. Default 10.
-    pub warmup_steps: u64,
-    /// Final learning rate as a fraction of the peak (paper: cosine to 10%). Default 0.1.
-    pub min_lr_ratio: f64,
-    /// Clip the global gradient norm to this; `None` disables (`"off"` in TOML). Default 1.0.
-    #[serde(with = "off_or_f64")]
-    pub max_grad_norm: Option<f64>,
-    /// Residual dropout during training. Default [`ResidualDropout::Auto`]: the paper's 0.2 on
-    /// GPT-2, none on the Llama family.
-    pub residual_dropout: ResidualDropout,
-    /// Longest prompt in tokens (truncated from the left). Default 128.
-    pub max_prompt_tokens: usize,
-    /// Longest response in tokens, EOS included (truncated from the right). Default 128.
-    pub max_response_tokens: usize,
-    /// Seed of shuffling and dropout. Default 0.
-    pub seed: u64,
-    /// Compute in bf16 from f32 master weights. Default false.
-    pub bf16_autocast: bool,
-    /// Sequences per batch when computing the validation loss. Default 32.
-    pub eval_batch_size: usize,
-    /// Also save a resumable state every this many optimizer steps (besides each epoch's end).
-    /// Default None.
-    pub save_every_steps: Option<u64>,
-}
-
-impl Default for SftConfig {
-    fn default() -> Self {
-        SftConfig {
-            epochs: 16,
-            batch_size: 8,
-            grad_accum_steps: 1,
-            optimizer: AdamWConfig {
-                lr: 1e-4,
-                ..Default::default()
-            },
-            warmup_steps: 10,
-            min_lr_ratio: 0.1,
-            max_grad_norm: Some(1.0),
-            residual_dropout: ResidualDropout::Auto,
-            max_prompt_tokens: 128,
-            max_response_tokens: 128,
-            seed: 0,
-            bf16_autocast: false,
-            eval_batch_size: 32,
-            save_every_steps: None,
-        }
-    }
-}
-
-impl SftConfig {
-    /// Checks the settings, naming the key to change.
-    pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(SftError::Config(m));
-        if self.epochs == 0 {
-            return bad("epochs must be at least 1".into());
-        }
-        if self.batch_size == 0 || self.eval_batch_size == 0 {
-            return bad("batch_size and eval_batch_size must be at least 1".into());
-        }
-        if self.grad_accum_steps == 0 {
-            return bad("grad_accum_steps must be at least 1".into());
-        }
-        if let ResidualDropout::Rate(p) = self.residual_dropout {
-            if !(0.0..1.0).contains(&p) {
-                return bad(format!("residual_dropout must be in [0, 1), got {p}"));
-            }
-        }
-        if let Some(n) = self.max_grad_norm {
-            if n <= 0.0 {
-                return bad(format!("max_grad_norm must be positive, got {n}"));
-            }
-        }
-        if !(0.0..=1.0).contains(&self.min_lr_ratio) {
-            return bad(format!(
-                "min_lr_ratio must be in [0, 1], got {}",
-                self.min_lr_ratio
-            ));
-        }
-        if self.max_prompt_tokens == 0 || self.max_response_tokens == 0 {
-            return bad("max_prompt_tokens and max_response_tokens must be positive".into());
-        }
-        self.optimizer
-            .validate()
-            .map_err(|e| SftError::Config(format!("optimizer: {e}")))
-    }
-}
 
 /// Training data for the LM loss: demonstrations (the loss covers the response and its EOS)
 /// or packed pretraining blocks (the loss covers every real token).
@@ -307,24 +207,26 @@ const TRAINER_FILE: &str = "trainer_state.json";
 
 /// A selector scores the model after each epoch (higher is better), e.g. the mean reward of
 /// its greedy answers to validation prompts.
-pub type Selector<'a> = Box<dyn FnMut(&CausalLm) -> Result<f64> + 'a>;
+pub type Selector<'a, P = CausalLm> = Box<dyn FnMut(&P) -> Result<f64> + 'a>;
 
 /// A progress callback: `(optimizer steps done, total steps, status)`.
 pub type ProgressFn<'a> = Box<dyn FnMut(u64, u64, &str) + 'a>;
 
-/// Supervised training of a [`CausalLm`]: shuffled epochs, gradient accumulation, AdamW with a
-/// cosine schedule, global-norm clipping, validation and checkpoints each epoch, model
-/// selection, and exact resumption from its output directory.
-pub struct SftTrainer<'a> {
+/// Supervised training of any [`Policy`] (a [`CausalLm`] by default): shuffled epochs, gradient
+/// accumulation, AdamW with a cosine schedule, global-norm clipping, validation and checkpoints
+/// each epoch, model selection, and exact resumption from its output directory. The model is
+/// saved and restored through [`Checkpointable`] and set up through [`TrainingSwitches`], so
+/// any architecture implementing them trains and resumes.
+pub struct SftTrainer<'a, P = CausalLm> {
     cfg: SftConfig,
     out_dir: Option<PathBuf>,
     metrics: &'a mut dyn MetricsSink,
-    selector: Option<Selector<'a>>,
+    selector: Option<Selector<'a, P>>,
     progress: Option<ProgressFn<'a>>,
     stop_after: Option<u64>,
 }
 
-impl<'a> SftTrainer<'a> {
+impl<'a, P: Policy + Checkpointable + TrainingSwitches> SftTrainer<'a, P> {
     /// A trainer logging to `metrics`. Without [`SftTrainer::output_dir`] nothing is written.
     pub fn new(cfg: SftConfig, metrics: &'a mut dyn MetricsSink) -> Result<Self> {
         cfg.validate()?;
@@ -354,7 +256,7 @@ impl<'a> SftTrainer<'a> {
     }
 
     /// Selects the best epoch by this score instead of the validation loss.
-    pub fn selector(mut self, f: Selector<'a>) -> Self {
+    pub fn selector(mut self, f: Selector<'a, P>) -> Self {
         self.selector = Some(f);
         self
     }
@@ -371,7 +273,7 @@ impl<'a> SftTrainer<'a> {
     /// process keeps freed memory for reuse (faster steps, resident size stays at its peak).
     pub fn train(
         &mut self,
-        model: &mut CausalLm,
+        model: &mut P,
         train: &LmData,
         valid: Option<&LmData>,
     ) -> Result<SftReport> {
@@ -379,16 +281,18 @@ impl<'a> SftTrainer<'a> {
             return Err(SftError::Config("the training set is empty".into()));
         }
         let cfg = self.cfg.clone();
-        if model.device() == Device::Cpu {
+        if Policy::device(model) == Device::Cpu {
             // Each step frees and reallocates the same large buffers: reuse them instead of
             // faulting fresh pages in (see `retain_freed_memory`).
             rlhf_model::train::retain_freed_memory();
         }
-        if let Some(p) = cfg.residual_dropout.rate_for(model.config()) {
-            let d = model.config().dropouts();
-            model.set_dropout(p, d.embd, d.attn);
+        if let Some(p) = cfg
+            .residual_dropout
+            .rate_for(model.pretrained_with_dropout())
+        {
+            model.set_residual_dropout(p)?;
         }
-        model.set_autocast(cfg.bf16_autocast.then_some(Kind::BFloat16));
+        model.set_autocast(cfg.bf16_autocast.then_some(Kind::BFloat16))?;
         let micro_per_epoch = train.len().div_ceil(cfg.batch_size);
         let steps_per_epoch = micro_per_epoch.div_ceil(cfg.grad_accum_steps) as u64;
         let total_steps = steps_per_epoch * cfg.epochs as u64;
@@ -409,12 +313,11 @@ impl<'a> SftTrainer<'a> {
             config: cfg.clone(),
         };
         if let Some(dir) = &self.out_dir {
-            let state_dir = dir.join(STATE_DIR);
-            if rlhf_model::checkpoint::resolve_dir(&state_dir).is_ok() {
+            if let Some(state_dir) = saved_state(&dir.join(STATE_DIR)) {
                 st = self.resume(&state_dir, model, &mut opt)?;
             }
         }
-        let device = model.device();
+        let device = Policy::device(model);
         let t0 = Instant::now();
         while st.epoch < cfg.epochs {
             let order = epoch_order(train.len(), cfg.seed, st.epoch);
@@ -479,7 +382,7 @@ impl<'a> SftTrainer<'a> {
                     }
                 }
                 if self.stop_after.is_some_and(|n| st.step >= n) {
-                    model.set_autocast(None);
+                    model.set_autocast(None)?;
                     let (best_epoch, selected_by) =
                         select_best(&st.epochs, self.selector.is_some());
                     return Ok(SftReport {
@@ -526,14 +429,14 @@ impl<'a> SftTrainer<'a> {
                 .extra
                 .insert("epoch".into(), json!(st.epoch));
             if let Some(dir) = &self.out_dir {
-                model.save(dir.join(format!("epoch-{}", st.epoch)))?;
+                model.save_dir(&dir.join(format!("epoch-{}", st.epoch)))?;
                 if improved {
-                    model.save(dir.join("best"))?;
+                    model.save_dir(&dir.join("best"))?;
                 }
                 save_state(model, &opt, &st, &dir.join(STATE_DIR))?;
             }
         }
-        model.set_autocast(None);
+        model.set_autocast(None)?;
         let (best_epoch, selected_by) = select_best(&st.epochs, self.selector.is_some());
         Ok(SftReport {
             epochs: st.epochs,
@@ -542,13 +445,8 @@ impl<'a> SftTrainer<'a> {
         })
     }
 
-    fn resume(
-        &self,
-        state_dir: &Path,
-        model: &mut CausalLm,
-        opt: &mut AdamW,
-    ) -> Result<TrainerState> {
-        let dir = rlhf_model::checkpoint::resolve_dir(state_dir)?;
+    fn resume(&self, state_dir: &Path, model: &mut P, opt: &mut AdamW) -> Result<TrainerState> {
+        let dir = state_dir.to_path_buf();
         let text =
             std::fs::read_to_string(dir.join(TRAINER_FILE)).map_err(|e| SftError::Resume {
                 path: dir.clone(),
@@ -566,32 +464,32 @@ impl<'a> SftTrainer<'a> {
                     .into(),
             });
         }
-        let saved = CausalLm::load(&dir, model.device())?;
-        let _g = tch::no_grad_guard();
-        let src = saved.var_store().variables();
-        for (name, mut var) in model.var_store().variables() {
-            let s = src.get(&name).ok_or_else(|| SftError::Resume {
-                path: dir.clone(),
-                msg: format!("the saved model has no {name}: a different architecture"),
-            })?;
-            if s.size() != var.size() {
-                return Err(SftError::Resume {
-                    path: dir.clone(),
-                    msg: format!("{name} has another shape: a different architecture"),
-                });
-            }
-            var.copy_(s);
-        }
-        *model.meta_mut() = saved.meta().clone();
+        model.restore_from(&dir)?;
         opt.load_state(&read_safetensors(&dir.join(OPT_FILE))?)?;
         Ok(st)
     }
 }
 
-fn save_state(model: &CausalLm, opt: &AdamW, st: &TrainerState, dir: &Path) -> Result<()> {
+/// The resumable state directory: `dir` when it holds the trainer's file, else the complete
+/// copy an interrupted atomic write left moved aside; `None` when there is none. Found by the
+/// trainer's own file, so any model format works.
+fn saved_state(dir: &Path) -> Option<PathBuf> {
+    let complete = |d: &Path| d.join(TRAINER_FILE).exists();
+    if complete(dir) {
+        return Some(dir.to_path_buf());
+    }
+    rlhf_io::moved_aside(dir, complete)
+}
+
+fn save_state<P: Checkpointable>(
+    model: &P,
+    opt: &AdamW,
+    st: &TrainerState,
+    dir: &Path,
+) -> Result<()> {
     let opt_bytes = safetensors_bytes(&opt.state())?;
     let st_bytes = serde_json::to_vec_pretty(st).expect("trainer state serializes");
-    model.save_with(dir, vec![(OPT_FILE, opt_bytes), (TRAINER_FILE, st_bytes)])?;
+    model.save_with_extras(dir, vec![(OPT_FILE, opt_bytes), (TRAINER_FILE, st_bytes)])?;
     Ok(())
 }
 
@@ -633,123 +531,4 @@ fn select_best(epochs: &[EpochReport], by_rm: bool) -> (usize, String) {
 /// The shuffled order of an epoch: a function of (seed, epoch) only.
 fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
     shuffled(n, mix_seed(seed, epoch as u64, 0x5f7))
-}
-
-/// Residual dropout while training (`residual_dropout` in TOML: `"auto"`, `"off"` or a rate).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum ResidualDropout {
-    /// The paper's 0.2 for GPT-2 checkpoints (pretrained with dropout); none for the Llama
-    /// family, which is pretrained without it: there residual dropout 0.2 wrecks a pretrained
-    /// model (measured on SmolLM2-135M-Instruct: SFT training loss 12.3 instead of 3.8 on the
-    /// first batch). `"auto"` in TOML.
-    Auto,
-    /// Keep the checkpoint's own rates. `"off"` in TOML.
-    Off,
-    /// This rate on every architecture.
-    Rate(f64),
-}
-
-impl ResidualDropout {
-    /// The rate to set on a model of this architecture, or `None` to keep its own.
-    pub fn rate_for(&self, model: &rlhf_model::ModelConfig) -> Option<f64> {
-        match *self {
-            ResidualDropout::Auto => model.as_gpt2().map(|_| 0.2),
-            ResidualDropout::Off => None,
-            ResidualDropout::Rate(p) => Some(p),
-        }
-    }
-}
-
-impl Serialize for ResidualDropout {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        match self {
-            ResidualDropout::Auto => s.serialize_str("auto"),
-            ResidualDropout::Off => s.serialize_str("off"),
-            ResidualDropout::Rate(p) => s.serialize_f64(*p),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for ResidualDropout {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Num(f64),
-            Int(i64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Num(x) => Ok(ResidualDropout::Rate(x)),
-            Raw::Int(x) => Ok(ResidualDropout::Rate(x as f64)),
-            Raw::Text(t) if t == "auto" => Ok(ResidualDropout::Auto),
-            Raw::Text(t) if t == "off" || t == "none" => Ok(ResidualDropout::Off),
-            Raw::Text(t) => Err(serde::de::Error::custom(format!(
-                "expected a rate, \"auto\" or \"off\", got {t:?}"
-            ))),
-        }
-    }
-}
-
-/// Serde for an `Option<f64>` whose default is `Some`: `None` is written and read as the string
-/// `"off"` (TOML has no null, and a missing key means the default), so a config survives a
-/// write/read round trip and a file can switch the option off.
-mod off_or_f64 {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(x) => s.serialize_f64(*x),
-            None => s.serialize_str("off"),
-        }
-    }
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Num(f64),
-        Int(i64),
-        Text(String),
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-        match Raw::deserialize(d)? {
-            Raw::Num(x) => Ok(Some(x)),
-            Raw::Int(x) => Ok(Some(x as f64)),
-            Raw::Text(t) if t == "off" || t == "none" => Ok(None),
-            Raw::Text(t) => Err(serde::de::Error::custom(format!(
-                "expected a number or \"off\", got {t:?}"
-            ))),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ResidualDropout;
-    use rlhf_model::{Gpt2Config, LlamaConfig, ModelConfig};
-
-    #[test]
-    fn residual_dropout_auto_is_the_papers_on_gpt2_and_none_on_llama() {
-        let gpt2: ModelConfig = Gpt2Config::sized(1, 1, 8, 10, 8).into();
-        let llama: ModelConfig = LlamaConfig::sized(1, 2, 1, 8, 16, 10, 8).into();
-        assert_eq!(ResidualDropout::Auto.rate_for(&gpt2), Some(0.2));
-        assert_eq!(ResidualDropout::Auto.rate_for(&llama), None);
-        assert_eq!(ResidualDropout::Off.rate_for(&gpt2), None);
-        assert_eq!(ResidualDropout::Rate(0.1).rate_for(&llama), Some(0.1));
-        for (v, text) in [
-            (ResidualDropout::Auto, "\"auto\""),
-            (ResidualDropout::Off, "\"off\""),
-            (ResidualDropout::Rate(0.25), "0.25"),
-        ] {
-            assert_eq!(serde_json::to_string(&v).unwrap(), text);
-            assert_eq!(serde_json::from_str::<ResidualDropout>(text).unwrap(), v);
-        }
-        assert_eq!(
-            serde_json::from_str::<ResidualDropout>("0").unwrap(),
-            ResidualDropout::Rate(0.0)
-        );
-        let err = serde_json::from_str::<ResidualDropout>("\"half\"").unwrap_err();
-        assert!(err.to_string().contains("\"auto\""), "{err}");
-    }
 }

@@ -5,7 +5,7 @@ use common::*;
 use proptest::prelude::*;
 use rlhf_data::collate::pack_documents;
 use rlhf_model::train::MemoryMetrics;
-use rlhf_model::Policy;
+use rlhf_model::{CausalLm, Policy};
 use rlhf_sft::{
     evaluate_loss, masked_lm_loss_from_logits, LmData, ResidualDropout, SftConfig, SftTrainer,
 };
@@ -241,7 +241,10 @@ fn bad_settings_are_errors_that_name_the_key() {
             "lr must be positive",
         ),
     ] {
-        let err = SftTrainer::new(cfg, &mut m).err().unwrap().to_string();
+        let err = SftTrainer::<CausalLm>::new(cfg, &mut m)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains(needle), "{err}");
     }
 }

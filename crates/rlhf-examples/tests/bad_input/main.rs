@@ -316,7 +316,7 @@ fn wrong_type_in_set() {
         &f,
         &f.s("sft"),
         &f.s("rankings.jsonl"),
-        &["--set", "train.lr=[1]"],
+        &["--set", "train.optimizer.lr=[1]"],
     );
     fails("reward", &a, &["--set", "invalid type", "lr"]);
 }
@@ -593,7 +593,7 @@ fn negative_learning_rate() {
         &f,
         &f.s("sft"),
         &f.s("rankings.jsonl"),
-        &["--set", "train.lr=-1e-3"],
+        &["--set", "train.optimizer.lr=-1e-3"],
     );
     fails("reward", &a, &["invalid reward-model config", want]);
     let a = ppo(

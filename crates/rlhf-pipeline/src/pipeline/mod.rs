@@ -183,7 +183,10 @@ impl Default for PipelineConfig {
             rm_sample_temperature: 1.0,
             rm: rlhf_reward::RewardTrainConfig {
                 epochs: 2,
-                lr: 1e-3,
+                optimizer: rlhf_model::train::AdamWConfig {
+                    lr: 1e-3,
+                    ..Default::default()
+                },
                 batch_prompts: 16,
                 ..Default::default()
             },

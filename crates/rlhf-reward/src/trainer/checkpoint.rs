@@ -1,4 +1,4 @@
-//! Where a reward run's checkpoints are and how they are written: the trainer's state, the newest checkpoint, the atomic directory write.
+//! Where a reward run's checkpoints are and how they are written: the trainer's state, and the newest checkpoint.
 
 use super::*;
 
@@ -6,7 +6,12 @@ use super::*;
 pub fn read_state(dir: &Path) -> Result<TrainState> {
     let path = dir.join(STATE_FILE);
     let text = std::fs::read_to_string(&path).map_err(|e| RewardError::state(&path, e))?;
-    serde_json::from_str(&text).map_err(|e| RewardError::state(&path, e))
+    let mut value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| RewardError::state(&path, e))?;
+    if let Some(config) = value.get_mut("config") {
+        super::config::migrate_flat_optimizer_keys(config);
+    }
+    serde_json::from_value(value).map_err(|e| RewardError::state(&path, e))
 }
 
 /// The resumable checkpoint of a run directory with the most optimizer steps (among
@@ -31,11 +36,4 @@ pub fn latest_checkpoint(run_dir: &Path) -> Result<Option<PathBuf>> {
         }
     }
     Ok(best.map(|(_, p)| p))
-}
-
-/// Builds a directory atomically: `fill` writes into a fresh temporary sibling, which then
-/// replaces `dir` (an existing `dir` is moved aside first and removed after the swap; see
-/// `rlhf_model::checkpoint::resolve_dir` for the crash window).
-pub fn write_dir_with(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    rlhf_io::write_dir_atomic(dir, fill)
 }

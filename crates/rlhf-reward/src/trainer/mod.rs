@@ -23,8 +23,8 @@ use rlhf_data::collate::{
     collate_rewards, collate_sft, CollateConfig, RewardBatch, TokenizedPair, TokenizedRanking,
 };
 use rlhf_data::seed::{shuffled, splitmix64};
-use rlhf_model::checkpoint::{read_safetensors, safetensors_bytes, write_atomic};
-use rlhf_model::train::{AdamW, AdamWConfig, CosineSchedule, MetricsSink};
+use rlhf_model::checkpoint::{read_safetensors, safetensors_bytes};
+use rlhf_model::train::{AdamW, CosineSchedule, MetricsSink};
 use rlhf_model::{LoadOptions, ScalarModel};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -32,163 +32,17 @@ use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
 mod checkpoint;
+mod config;
 mod eval;
 
 pub use checkpoint::*;
+pub use config::RewardTrainConfig;
 pub use eval::*;
 
 /// File of the optimizer moments inside a checkpoint directory.
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 /// File of the trainer's position inside a checkpoint directory.
 pub const STATE_FILE: &str = "trainer_state.json";
-
-/// Options of the reward trainer. The defaults suit the tiny models of this workspace (a few
-/// million parameters, trained from a random or briefly pretrained body); the paper's 6B RM
-/// used lr 9e-6, batch 64 prompts, one epoch, cosine decay to 10%.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RewardTrainConfig {
-    /// Passes over the training rankings (default 1: the paper's RM overfits after one).
-    pub epochs: usize,
-    /// Prompts (ranking groups) per optimizer step; all K responses of a prompt are in the
-    /// same step (default 32; the paper used 64).
-    pub batch_prompts: usize,
-    /// Prompts per forward/backward; gradients of the micro-batches of a step are accumulated
-    /// (0 = the whole batch at once; default 0).
-    pub micro_batch_prompts: usize,
-    /// Peak learning rate (default 1e-4, for tiny models; the paper's 6B RM used 9e-6).
-    pub lr: f64,
-    /// AdamW beta1 (default 0.9).
-    pub beta1: f64,
-    /// AdamW beta2 (default 0.95).
-    pub beta2: f64,
-    /// AdamW epsilon (default 1e-8).
-    pub eps: f64,
-    /// Decoupled weight decay of weight matrices; never of biases, norms, embeddings
-    /// (default 0.0).
-    pub weight_decay: f64,
-    /// Fraction of the optimizer steps spent warming up linearly (default 0.05).
-    pub warmup_ratio: f64,
-    /// The cosine decay ends at this fraction of the peak (default 0.1, as in the paper).
-    pub min_lr_ratio: f64,
-    /// Clip the global gradient norm to this (0 = no clipping; default 1.0).
-    pub max_grad_norm: f64,
-    /// Seed of the epoch orders and of dropout (default 0).
-    pub seed: u64,
-    /// Train with the checkpoint's dropout rates (default true; false = deterministic forward).
-    pub dropout: bool,
-    /// Forward each prompt once for all its responses (see [`crate::shared`]) when the model
-    /// supports it (default true). Either way each response is forwarded once.
-    pub shared_prompt: bool,
-    /// Prompts per forward in validation and normalization (default 64).
-    pub eval_batch_prompts: usize,
-    /// Also checkpoint to `latest/` every this many optimizer steps (0 = only per epoch;
-    /// default 0).
-    pub save_every_steps: u64,
-    /// Log training metrics every this many steps (default 1).
-    pub log_every_steps: u64,
-}
-
-impl Default for RewardTrainConfig {
-    fn default() -> Self {
-        RewardTrainConfig {
-            epochs: 1,
-            batch_prompts: 32,
-            micro_batch_prompts: 0,
-            lr: 1e-4,
-            beta1: 0.9,
-            beta2: 0.95,
-            eps: 1e-8,
-            weight_decay: 0.0,
-            warmup_ratio: 0.05,
-            min_lr_ratio: 0.1,
-            max_grad_norm: 1.0,
-            seed: 0,
-            dropout: true,
-            shared_prompt: true,
-            eval_batch_prompts: 64,
-            save_every_steps: 0,
-            log_every_steps: 1,
-        }
-    }
-}
-
-impl RewardTrainConfig {
-    /// Checks ranges; the message names the key to change.
-    pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(RewardError::Config(m));
-        if self.epochs == 0 {
-            return bad("epochs is 0: expected at least 1".into());
-        }
-        if self.batch_prompts == 0 {
-            return bad("batch_prompts is 0: expected at least 1 prompt per step".into());
-        }
-        if self.micro_batch_prompts > self.batch_prompts {
-            return bad(format!(
-                "micro_batch_prompts ({}) is larger than batch_prompts ({}): expected at most \
-                 batch_prompts (or 0 for no accumulation)",
-                self.micro_batch_prompts, self.batch_prompts
-            ));
-        }
-        if self.eval_batch_prompts == 0 {
-            return bad("eval_batch_prompts is 0: expected at least 1".into());
-        }
-        if !(0.0..1.0).contains(&self.warmup_ratio) {
-            return bad(format!(
-                "warmup_ratio is {}: expected a fraction in [0, 1)",
-                self.warmup_ratio
-            ));
-        }
-        if !(0.0..=1.0).contains(&self.min_lr_ratio) {
-            return bad(format!(
-                "min_lr_ratio is {}: expected a fraction in [0, 1]",
-                self.min_lr_ratio
-            ));
-        }
-        if self.max_grad_norm.is_nan() || self.max_grad_norm < 0.0 {
-            return bad(format!(
-                "max_grad_norm is {}: expected >= 0 (0 disables clipping)",
-                self.max_grad_norm
-            ));
-        }
-        if self.log_every_steps == 0 {
-            return bad("log_every_steps is 0: expected at least 1".into());
-        }
-        // AdamW's messages name its keys (lr, beta1, ...), which are this config's too.
-        match self.adamw().validate() {
-            Err(rlhf_model::ModelError::Config(m)) => bad(m),
-            other => Ok(other?),
-        }
-    }
-
-    /// The AdamW settings.
-    pub fn adamw(&self) -> AdamWConfig {
-        AdamWConfig {
-            lr: self.lr,
-            beta1: self.beta1,
-            beta2: self.beta2,
-            eps: self.eps,
-            weight_decay: self.weight_decay,
-            decay_embeddings: false,
-        }
-    }
-
-    /// Optimizer steps per epoch for `num_prompts` training prompts.
-    pub fn steps_per_epoch(&self, num_prompts: usize) -> u64 {
-        num_prompts.div_ceil(self.batch_prompts) as u64
-    }
-
-    /// The learning-rate schedule of a run over `num_prompts` prompts.
-    pub fn schedule(&self, num_prompts: usize) -> CosineSchedule {
-        let total = self.steps_per_epoch(num_prompts) * self.epochs as u64;
-        CosineSchedule {
-            peak_lr: self.lr,
-            warmup_steps: (self.warmup_ratio * total as f64).round() as u64,
-            total_steps: total,
-            min_lr_ratio: self.min_lr_ratio,
-        }
-    }
-}
 
 /// Where a run stands; saved as `trainer_state.json` in each checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -362,7 +216,7 @@ impl<M: TrainableRewardModel> RewardTrainer<M> {
                 "no training rankings: expected at least one".into(),
             ));
         }
-        let opt = AdamW::new(model.var_store(), &cfg.adamw())?;
+        let opt = AdamW::new(model.var_store(), &cfg.optimizer)?;
         Ok(RewardTrainer {
             schedule: cfg.schedule(num_train),
             state: TrainState {
@@ -618,13 +472,10 @@ impl<M: TrainableRewardModel> RewardTrainer<M> {
         }
         let state = serde_json::to_string_pretty(&self.state).expect("state serializes");
         let opt = safetensors_bytes(&self.opt.state())?;
-        let model = &self.model;
-        write_dir_with(dir, |tmp| {
-            model.save(tmp)?;
-            write_atomic(&tmp.join(OPTIMIZER_FILE), &opt)?;
-            write_atomic(&tmp.join(STATE_FILE), state.as_bytes())?;
-            Ok(())
-        })
+        Ok(self.model.save_with_extras(
+            dir,
+            vec![(OPTIMIZER_FILE, opt), (STATE_FILE, state.into_bytes())],
+        )?)
     }
 
     /// Restores the optimizer moments and the run position from a checkpoint written by
@@ -679,6 +530,24 @@ impl<M: TrainableRewardModel> RewardTrainer<M> {
         self.opt.load_state(&tensors)?;
         self.state = state;
         Ok(())
+    }
+}
+
+impl<M: TrainableRewardModel> RewardTrainer<M> {
+    /// Restores `model` from a checkpoint written by [`RewardTrainer::save_checkpoint`]
+    /// (weights through [`rlhf_model::Checkpointable::restore_from`], then the optimizer and
+    /// position) to continue the run exactly, whatever the model's architecture.
+    pub fn resume_model(
+        mut model: M,
+        dir: &Path,
+        cfg: RewardTrainConfig,
+        collate: CollateConfig,
+        num_train: usize,
+    ) -> Result<Self> {
+        model.restore_from(dir)?;
+        let mut t = RewardTrainer::new(model, cfg, collate, num_train)?;
+        t.restore(dir)?;
+        Ok(t)
     }
 }
 
