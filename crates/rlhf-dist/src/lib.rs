@@ -21,6 +21,7 @@
 
 #![warn(missing_docs)]
 
+pub mod data_parallel;
 mod env;
 mod flat;
 #[cfg(feature = "mpi")]

@@ -17,13 +17,19 @@ use std::time::Instant;
 use tch::{Device, Kind};
 
 /// Call first in every binary's `main`: CPU quirks that must be settled before libtorch's first
-/// matmul (see `rlhf_model::cpu`), libtorch's intra-op threads = all cores, and the logs
-/// ([`init_logging`]).
+/// matmul (see `rlhf_model::cpu`), libtorch's intra-op threads = all cores (divided among the
+/// ranks of an mpirun job on one machine), and the logs ([`init_logging`]).
 pub fn init_runtime() {
     init_logging();
     rlhf_model::cpu::ensure_usable_cpu_isa();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    tch::set_num_threads(cores as i32);
+    // Under mpirun the ranks on one machine share its cores.
+    let local_ranks = ["OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok()?.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    tch::set_num_threads((cores / local_ranks).max(1) as i32);
 }
 
 /// Sends the crates' `tracing` logs to stderr, one line per event (`INFO [sft] ...`), at the

@@ -230,7 +230,10 @@ mod tests {
         std::fs::write(&file, "epochs = 2\n[optimizer]\nbeta2 = 0.99\n").unwrap();
         let c: rlhf_sft::SftConfig = load_config(Some(&file), &[]).unwrap();
         let want = rlhf_sft::SftConfig::default().optimizer.lr;
-        assert_eq!((c.epochs, c.optimizer.lr, c.optimizer.beta2), (2, want, 0.99));
+        assert_eq!(
+            (c.epochs, c.optimizer.lr, c.optimizer.beta2),
+            (2, want, 0.99)
+        );
         let c: rlhf_sft::SftConfig = load_config(Some(&file), &["seed=3".into()]).unwrap();
         assert_eq!((c.seed, c.optimizer.lr, c.optimizer.beta2), (3, want, 0.99));
         std::fs::write(&file, "[optimizer]\nbeta1 = 0.8\n").unwrap();

@@ -3,6 +3,8 @@
 use crate::run::{Progress, RunDir};
 use anyhow::{bail, Context};
 use clap::Args;
+use rlhf_dist::Collective;
+use rlhf_model::train::{MetricsSink, NoMetrics};
 use rlhf_model::{CausalLm, CheckpointMeta, HeadKind, LoadOptions, ScalarModel};
 use rlhf_sft::trainer::Selector;
 use rlhf_sft::{LmData, SftConfig, SftReport, SftTrainer};
@@ -74,6 +76,35 @@ impl CommonArgs {
     /// The device.
     pub fn device(&self) -> anyhow::Result<tch::Device> {
         Ok(rlhf_model::parse_device(&self.device)?)
+    }
+
+    /// [`CommonArgs::open_run`] in a data-parallel job: rank 0 opens (and on `--resume`
+    /// recovers) the run directory, the others wait for it and only read it.
+    pub fn open_run_of(
+        &self,
+        path: PathBuf,
+        stage: &str,
+        comm: &dyn Collective,
+    ) -> anyhow::Result<RunDir> {
+        let run = if comm.is_root() {
+            Some(self.open_run(path.clone(), stage))
+        } else {
+            None
+        };
+        comm.barrier()?;
+        match run {
+            Some(run) => run,
+            None => Ok(RunDir { path }),
+        }
+    }
+
+    /// The device of this rank: `cuda` means the GPU of the rank's local rank (one rank per
+    /// GPU); the CPU is shared.
+    pub fn device_of(&self, comm: &dyn Collective) -> anyhow::Result<tch::Device> {
+        Ok(match self.device()? {
+            tch::Device::Cuda(_) if comm.world_size() > 1 => tch::Device::Cuda(comm.local_rank()),
+            d => d,
+        })
     }
 }
 
@@ -160,17 +191,19 @@ pub fn check_same_vocab(lm: &CausalLm, rm: &ScalarModel, flag: &str) -> anyhow::
     Ok(())
 }
 
-/// Trains `model` with the supervised trainer in `run`: metrics.jsonl, `epoch-N/`, `best/`,
+/// Trains `model` on `(training, validation)` data with the supervised trainer in `run` (data
+/// parallel over `comm`'s ranks, rank 0 writing): metrics.jsonl, `epoch-N/`, `best/`,
 /// `state/` (for --resume), progress on stderr, then `report.json`. Returns the report.
 pub fn train_lm(
     stage: &str,
     model: &mut CausalLm,
-    train: &LmData,
-    valid: Option<&LmData>,
+    (train, valid): (&LmData, Option<&LmData>),
     cfg: &SftConfig,
     run: &RunDir,
     selector: Option<Selector<'_>>,
+    comm: &dyn Collective,
 ) -> anyhow::Result<SftReport> {
+    let root = comm.is_root();
     // A resumed run redoes the steps after its last saved state: drop their metric lines.
     let state = rlhf_model::checkpoint::resolve_dir(&run.join("state")).ok();
     let saved_step = match &state {
@@ -180,14 +213,19 @@ pub fn train_lm(
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             .and_then(|v| v.get("step")?.as_u64()),
     };
-    if let Some(step) = saved_step {
+    if let (Some(step), true) = (saved_step, root) {
         run.truncate_metrics(step)?;
     }
-    let mut metrics = run.metrics()?;
+    let mut metrics: Box<dyn MetricsSink> = if root {
+        Box::new(run.metrics()?)
+    } else {
+        Box::new(NoMetrics)
+    };
     let mut progress = Progress::new(stage, 0);
     let mut total_known = false;
-    let mut trainer = SftTrainer::new(cfg.clone(), &mut metrics)?
+    let mut trainer = SftTrainer::new(cfg.clone(), &mut *metrics)?
         .output_dir(&run.path)
+        .collective(comm)
         .progress(Box::new(move |done, total, status| {
             if !total_known {
                 progress = Progress::new(stage, total);
@@ -199,7 +237,12 @@ pub fn train_lm(
         trainer = trainer.selector(s);
     }
     let report = trainer.train(model, train, valid)?;
-    let text = serde_json::to_string_pretty(&report)?;
+    if !root {
+        return Ok(report);
+    }
+    let mut json = serde_json::to_value(&report)?;
+    json["world_size"] = comm.world_size().into();
+    let text = serde_json::to_string_pretty(&json)?;
     rlhf_model::checkpoint::write_atomic(&run.join("report.json"), text.as_bytes())?;
     for e in &report.epochs {
         tracing::info!(

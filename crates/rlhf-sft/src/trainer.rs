@@ -3,6 +3,8 @@
 use crate::loss::masked_lm_loss;
 use rlhf_data::collate::{collate_sft, CollateConfig, PackedBlocks, SftBatch, TokenizedPair};
 use rlhf_data::seed::{mix3 as mix_seed, shuffled};
+use rlhf_dist::data_parallel::{self, average_gradients, shard};
+use rlhf_dist::{Collective, Single};
 use rlhf_model::checkpoint::{read_safetensors, safetensors_bytes};
 use rlhf_model::train::{AdamW, CosineSchedule, MetricsSink};
 use rlhf_model::{CausalLm, Checkpointable, ModelError, Policy, TrainingSwitches};
@@ -43,6 +45,9 @@ pub enum SftError {
         #[source]
         source: std::io::Error,
     },
+    /// A collective operation of a data-parallel run failed.
+    #[error(transparent)]
+    Dist(#[from] rlhf_dist::Error),
     /// The loss became NaN or infinite.
     #[error("the loss is not finite ({loss}) at step {step}: lower the learning rate")]
     NonFinite {
@@ -224,6 +229,7 @@ pub struct SftTrainer<'a, P = CausalLm> {
     selector: Option<Selector<'a, P>>,
     progress: Option<ProgressFn<'a>>,
     stop_after: Option<u64>,
+    comm: &'a dyn Collective,
 }
 
 impl<'a, P: Policy + Checkpointable + TrainingSwitches> SftTrainer<'a, P> {
@@ -237,6 +243,7 @@ impl<'a, P: Policy + Checkpointable + TrainingSwitches> SftTrainer<'a, P> {
             selector: None,
             progress: None,
             stop_after: None,
+            comm: &Single,
         })
     }
 
@@ -258,6 +265,16 @@ impl<'a, P: Policy + Checkpointable + TrainingSwitches> SftTrainer<'a, P> {
     /// Selects the best epoch by this score instead of the validation loss.
     pub fn selector(mut self, f: Selector<'a, P>) -> Self {
         self.selector = Some(f);
+        self
+    }
+
+    /// Trains data-parallel over the ranks of `comm` (default [`Single`]: one process): every
+    /// rank starts from rank 0's weights, takes its share of each micro-batch, and the
+    /// gradients are averaged before clipping, so `N` ranks end with the weights one process
+    /// would (up to float rounding; with dropout each rank draws its own masks). Only rank 0
+    /// logs and writes the output directory; every rank resumes from it.
+    pub fn collective(mut self, comm: &'a dyn Collective) -> Self {
+        self.comm = comm;
         self
     }
 
@@ -317,7 +334,10 @@ impl<'a, P: Policy + Checkpointable + TrainingSwitches> SftTrainer<'a, P> {
                 st = self.resume(&state_dir, model, &mut opt)?;
             }
         }
-        let device = Policy::device(model);
+        let comm = self.comm;
+        let root = comm.is_root();
+        let start = serde_json::to_vec(&(&cfg, train.len())).expect("config serializes");
+        data_parallel::start(comm, "SFT config and data size", &start, model.var_store())?;
         let t0 = Instant::now();
         while st.epoch < cfg.epochs {
             let order = epoch_order(train.len(), cfg.seed, st.epoch);
@@ -325,22 +345,15 @@ impl<'a, P: Policy + Checkpointable + TrainingSwitches> SftTrainer<'a, P> {
             let mut i = st.micro_in_epoch;
             while i < micro.len() {
                 let end = (i + cfg.grad_accum_steps).min(micro.len());
-                let mut step_loss = 0.0;
-                for (j, idx) in micro[i..end].iter().enumerate() {
-                    // Dropout draws from libtorch's generator: seed it per micro-batch so that a
-                    // resumed run sees the same masks.
-                    tch::manual_seed(mix_seed(cfg.seed, st.step, j as u64) as i64);
-                    let b = train.batch(idx)?;
-                    let (ids, mask, lm) = batch_tensors(&b, device);
-                    let loss = masked_lm_loss(&*model, &ids, &mask, &lm, true)? / (end - i) as f64;
-                    if j == 0 {
-                        // zero_grad + backward, without filling and accumulating passes.
-                        opt.zero_grad_backward(&loss)?;
-                    } else {
-                        loss.backward();
-                    }
-                    step_loss += loss.double_value(&[]);
-                }
+                let step_loss = step_gradients(
+                    &*model,
+                    &mut opt,
+                    train,
+                    &micro[i..end],
+                    &cfg,
+                    st.step,
+                    comm,
+                )?;
                 if !step_loss.is_finite() {
                     return Err(SftError::NonFinite {
                         step: st.step,
@@ -368,15 +381,18 @@ impl<'a, P: Policy + Checkpointable + TrainingSwitches> SftTrainer<'a, P> {
                     json!(st.epoch as f64 + i as f64 / micro.len() as f64),
                 );
                 m.insert("time/elapsed".into(), json!(t0.elapsed().as_secs_f64()));
-                self.metrics.log(st.step, &m)?;
-                if let Some(p) = self.progress.as_mut() {
+                if root {
+                    self.metrics.log(st.step, &m)?;
+                }
+                if let (true, Some(p)) = (root, self.progress.as_mut()) {
                     p(
                         st.step,
                         total_steps,
                         &format!("epoch {} loss {step_loss:.4}", st.epoch + 1),
                     );
                 }
-                if let (Some(every), Some(dir)) = (cfg.save_every_steps, &self.out_dir) {
+                if let (Some(every), Some(dir), true) = (cfg.save_every_steps, &self.out_dir, root)
+                {
                     if st.step % every == 0 && i < micro.len() {
                         save_state(model, &opt, &st, &dir.join(STATE_DIR))?;
                     }
@@ -393,6 +409,7 @@ impl<'a, P: Policy + Checkpointable + TrainingSwitches> SftTrainer<'a, P> {
                 }
             }
             // End of epoch: validation, selection score, checkpoints.
+            data_parallel::ensure_in_sync(comm, model.var_store())?;
             let valid_loss = valid
                 .map(|v| evaluate_loss(&*model, v, cfg.eval_batch_size))
                 .transpose()?;
@@ -416,7 +433,9 @@ impl<'a, P: Policy + Checkpointable + TrainingSwitches> SftTrainer<'a, P> {
             if let Some(r) = rm_score {
                 m.insert("eval/rm_score".into(), json!(r));
             }
-            self.metrics.log(st.step, &m)?;
+            if root {
+                self.metrics.log(st.step, &m)?;
+            }
             let improved = is_better(&report, &st.epochs, self.selector.is_some());
             st.epochs.push(report);
             st.epoch += 1;
@@ -428,7 +447,7 @@ impl<'a, P: Policy + Checkpointable + TrainingSwitches> SftTrainer<'a, P> {
                 .meta_mut()
                 .extra
                 .insert("epoch".into(), json!(st.epoch));
-            if let Some(dir) = &self.out_dir {
+            if let (Some(dir), true) = (&self.out_dir, root) {
                 model.save_dir(&dir.join(format!("epoch-{}", st.epoch)))?;
                 if improved {
                     model.save_dir(&dir.join("best"))?;
@@ -468,6 +487,68 @@ impl<'a, P: Policy + Checkpointable + TrainingSwitches> SftTrainer<'a, P> {
         opt.load_state(&read_safetensors(&dir.join(OPT_FILE))?)?;
         Ok(st)
     }
+}
+
+/// The forward and backward passes of one optimizer step over `micro` (this rank's share of
+/// each micro-batch), leaving the step's gradient, averaged over the ranks, in the model's
+/// variables; returns the step's loss. Each micro-batch's loss is the token-weighted mean over
+/// all ranks' tokens, so `N` ranks compute the gradient one process would.
+fn step_gradients<P: Policy>(
+    model: &P,
+    opt: &mut AdamW,
+    train: &LmData,
+    micro: &[&[usize]],
+    cfg: &SftConfig,
+    step: u64,
+    comm: &dyn Collective,
+) -> Result<f64> {
+    let (rank, world) = (comm.rank(), comm.world_size());
+    let device = Policy::device(model);
+    let mut step_loss = 0.0;
+    for (j, idx) in micro.iter().enumerate() {
+        // Dropout draws from libtorch's generator: seed it per micro-batch (and rank) so that a
+        // resumed run sees the same masks.
+        tch::manual_seed(mix_seed(cfg.seed, step, j as u64 | (rank as u64) << 32) as i64);
+        let share = shard(idx.len(), rank, world);
+        // A rank without a share of a tiny micro-batch runs one row with weight 0, so that its
+        // gradients exist for the all-reduce.
+        let rows = if share.is_empty() {
+            &idx[..1]
+        } else {
+            &idx[share.clone()]
+        };
+        let b = train.batch(rows)?;
+        let (ids, mask, lm) = batch_tensors(&b, device);
+        let mut loss = masked_lm_loss(model, &ids, &mask, &lm, true)? / micro.len() as f64;
+        if world > 1 {
+            let t = lm.size()[1];
+            let mine = if share.is_empty() {
+                0.0
+            } else {
+                lm.narrow(1, 1, t - 1)
+                    .ne(0)
+                    .sum(Kind::Float)
+                    .double_value(&[])
+            };
+            let mut all = [mine];
+            comm.all_reduce_sum_f64(&mut all)?;
+            loss *= mine * world as f64 / all[0].max(1.0);
+        }
+        if j == 0 {
+            // zero_grad + backward, without filling and accumulating passes.
+            opt.zero_grad_backward(&loss)?;
+        } else {
+            loss.backward();
+        }
+        step_loss += loss.double_value(&[]);
+    }
+    if world > 1 {
+        let mut l = [step_loss];
+        comm.all_reduce_sum_f64(&mut l)?;
+        step_loss = l[0] / world as f64;
+        average_gradients(comm, model.var_store())?;
+    }
+    Ok(step_loss)
 }
 
 /// The resumable state directory: `dir` when it holds the trainer's file, else the complete

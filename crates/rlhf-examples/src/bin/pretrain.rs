@@ -112,7 +112,9 @@ fn main() -> anyhow::Result<()> {
     }
     // Everything is read and checked before the run directory is made: bad input leaves none.
     let run_path = args.common.run_path("pretrain")?;
-    let device = args.common.device()?;
+    // One process per rank under mpirun (data parallel), else one process.
+    let comm = rlhf_dist::init()?;
+    let device = args.common.device_of(&*comm)?;
     let mut model = match (&args.init, &args.tokenizer) {
         (Some(dir), _) => load_lm(dir, device, "--init")?,
         (None, Some(tok_path)) => {
@@ -170,8 +172,10 @@ fn main() -> anyhow::Result<()> {
                 .map(LmData::Blocks)
         })
         .transpose()?;
-    let run = args.common.open_run(run_path, "pretrain")?;
-    run.write_config(&cfg)?;
+    let run = args.common.open_run_of(run_path, "pretrain", &*comm)?;
+    if comm.is_root() {
+        run.write_config(&cfg)?;
+    }
     tracing::info!(
         "[pretrain] {} documents -> {} blocks of {} tokens; run directory {}",
         train_texts.len(),
@@ -182,11 +186,11 @@ fn main() -> anyhow::Result<()> {
     train_lm(
         "pretrain",
         &mut model,
-        &train,
-        valid.as_ref(),
+        (&train, valid.as_ref()),
         &cfg.train,
         &run,
         None,
+        &*comm,
     )?;
     Ok(())
 }

@@ -90,7 +90,9 @@ fn main() -> anyhow::Result<()> {
     }
     // Everything is read and checked before the run directory is made: bad input leaves none.
     let run_path = args.common.run_path("sft")?;
-    let device = args.common.device()?;
+    // One process per rank under mpirun (data parallel), else one process.
+    let comm = rlhf_dist::init()?;
+    let device = args.common.device_of(&*comm)?;
     let mut model = load_lm(&args.init, device, "--init")?;
     if let Some(lora) = &cfg.lora {
         if model.lora().is_some() {
@@ -191,8 +193,10 @@ fn main() -> anyhow::Result<()> {
         }
         None => None,
     };
-    let run = args.common.open_run(run_path, "sft")?;
-    run.write_config(&cfg)?;
+    let run = args.common.open_run_of(run_path, "sft", &*comm)?;
+    if comm.is_root() {
+        run.write_config(&cfg)?;
+    }
     tracing::info!(
         "[sft] {} training and {} validation demonstrations; run directory {}",
         train.len(),
@@ -208,11 +212,11 @@ fn main() -> anyhow::Result<()> {
     train_lm(
         "sft",
         &mut model,
-        &train_data,
-        valid_data.as_ref(),
+        (&train_data, valid_data.as_ref()),
         &cfg.train,
         &run,
         selector,
+        &*comm,
     )?;
     Ok(())
 }

@@ -62,11 +62,11 @@ pub fn pretrain_stage(
     train_lm(
         "pretrain",
         &mut lm,
-        &train,
-        Some(&valid),
+        (&train, Some(&valid)),
         &cfg.pretrain,
         &run,
         None,
+        &rlhf_dist::Single,
     )?;
     mark_done(&dir, serde_json::json!({"best": best}))?;
     Ok(best)
@@ -104,7 +104,15 @@ pub fn sft_stage(
     let run = RunDir::open(&dir)?;
     run.recover("sft")?;
     run.write_config(&cfg.sft)?;
-    train_lm("sft", &mut lm, &train, Some(&valid), &cfg.sft, &run, None)?;
+    train_lm(
+        "sft",
+        &mut lm,
+        (&train, Some(&valid)),
+        &cfg.sft,
+        &run,
+        None,
+        &rlhf_dist::Single,
+    )?;
     if cfg.lora.is_some() {
         // Later stages start from plain weights: the best adapters folded in.
         CausalLm::load(&best, crate::stage_device()?)?.save_merged(&merged)?;

@@ -1,0 +1,136 @@
+//! Data parallelism under `mpirun` (built with `--features mpi`): 2 ranks with global batch B
+//! end with the weights of one process with batch B, every rank holding the same weights (the
+//! trainers check that at each epoch end), and only rank 0 writes. `./run test` enables the
+//! feature when Open MPI is installed (`scripts/setup.sh --with-mpi`).
+
+#![cfg(feature = "mpi")]
+
+mod common;
+use common::*;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+/// `mpirun -np N` on one of the stage binaries, one libtorch thread per rank.
+fn mpirun(np: usize, name: &str, args: &[String]) -> Output {
+    Command::new("mpirun")
+        .args([
+            "-np",
+            &np.to_string(),
+            "--oversubscribe",
+            "--bind-to",
+            "none",
+        ])
+        .args(["-x", "RLHF_DEVICE=cpu", "-x", "RUST_LOG=warn"])
+        .arg(bin(name))
+        .args(args)
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("RLHF_DEVICE", "cpu")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .expect("mpirun starts (apt install openmpi-bin, or scripts/setup.sh --with-mpi)")
+}
+
+fn ok(o: &Output, what: &str) {
+    assert!(
+        o.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// The largest |a - b| over the weights of two checkpoint directories.
+fn max_weight_diff(a: &Path, b: &Path) -> f64 {
+    let (wa, wb) = (weights(a), weights(b));
+    assert_eq!(wa.len(), wb.len());
+    wa.iter()
+        .map(|(n, x)| {
+            (x.to_kind(tch::Kind::Double) - wb[n].to_kind(tch::Kind::Double))
+                .abs()
+                .max()
+                .double_value(&[])
+        })
+        .fold(0.0, f64::max)
+}
+
+fn world_size(run: &Path) -> u64 {
+    let text = std::fs::read_to_string(run.join("report.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["world_size"]
+        .as_u64()
+        .expect("report.json has world_size")
+}
+
+#[test]
+fn sft_on_two_ranks_equals_one_process() {
+    let f = Fixture::new();
+    let argv = |out: &str| {
+        let mut a = args(&[
+            "--init",
+            &f.s("sft"),
+            "--data",
+            &f.s("world/demonstrations.jsonl"),
+            "--out",
+            &f.s(out),
+            "--device",
+            "cpu",
+        ]);
+        // Steps of 16 sequences (two micro-batches of 8 accumulated); no dropout, whose masks
+        // are drawn per rank.
+        a.extend(sets(&[
+            "train.residual_dropout=off",
+            "train.epochs=2",
+            "train.batch_size=8",
+            "train.grad_accum_steps=2",
+            "train.optimizer.lr=3e-3",
+            "valid_fraction=0.2",
+        ]));
+        a
+    };
+    run_ok("sft", &argv("one"));
+    let two = mpirun(2, "sft", &argv("two"));
+    ok(&two, "mpirun -np 2 sft");
+    let d = max_weight_diff(&f.p("one/epoch-2"), &f.p("two/epoch-2"));
+    assert!(d <= 1e-4, "2 ranks differ from 1 process by {d}");
+    assert!(
+        max_weight_diff(&f.p("sft"), &f.p("two/epoch-2")) > 1e-3,
+        "training moved the weights"
+    );
+    assert_eq!(world_size(&f.p("one")), 1);
+    assert_eq!(world_size(&f.p("two")), 2);
+    // Rank 1 wrote nothing of its own: one metrics line per step, as one process writes.
+    assert_eq!(metric_lines(&f.p("two")), metric_lines(&f.p("one")));
+
+    // Resumable: a finished 2-rank run resumes (every rank reads the state) and stays put.
+    let before = f.p("best-before");
+    std::fs::create_dir_all(&before).unwrap();
+    std::fs::copy(
+        f.p("two/best/model.safetensors"),
+        before.join("model.safetensors"),
+    )
+    .unwrap();
+    let mut again = argv("two");
+    again.push("--resume".into());
+    ok(&mpirun(2, "sft", &again), "resumed mpirun -np 2 sft");
+    assert_eq!(max_weight_diff(&f.p("two/best"), &before), 0.0);
+
+    // Ranks started with different settings stop with a message that says so.
+    let o = Command::new("mpirun")
+        .args(["-np", "1", "--oversubscribe", "-x", "RLHF_DEVICE=cpu"])
+        .arg(bin("sft"))
+        .args(argv("bad1"))
+        .args(["--set", "train.seed=1"])
+        .args([":", "-np", "1", "-x", "RLHF_DEVICE=cpu"])
+        .arg(bin("sft"))
+        .args(argv("bad1"))
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("differs from rank 0"), "{err}");
+}
