@@ -5,7 +5,9 @@
 # SmolLM2-135M-Instruct as a 98 MB Q4_1 GGUF), the real weights of rlhf-model's
 # tests/smollm2_gguf.rs and of `import-gguf`. `scripts/setup.sh --with-transformers` also
 # installs Hugging Face transformers, gguf and peft, used only to regenerate test fixtures and
-# for the comparison benchmark.
+# for the comparison benchmark. `scripts/setup.sh --with-mpi` also installs Open MPI and libclang
+# (Debian packages openmpi-bin, libopenmpi-dev, libclang-dev; as root through apt-get, else it
+# says what to install), needed to build the `mpi` feature: data parallelism under mpirun.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TORCH_VERSION=2.11.0
@@ -14,12 +16,29 @@ PEFT_VERSION=0.21.2
 SMOLLM2_VERSION=0.1.2
 SMOLLM2_GGUF=SmolLM2-135M-Instruct.Q4_1.gguf
 want_transformers=0
+want_mpi=0
 for a in "$@"; do
   case "$a" in
     --with-transformers) want_transformers=1 ;;
+    --with-mpi) want_mpi=1 ;;
     *) echo "setup.sh: unknown option $a" >&2; exit 2 ;;
   esac
 done
+
+# Open MPI for the `mpi` feature (optional: without it, builds leave the feature off).
+if [ "$want_mpi" = 1 ] && ! { command -v mpicc >/dev/null 2>&1 && command -v mpirun >/dev/null 2>&1 &&
+  ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1; }; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup.sh: installing Open MPI and libclang (apt-get: openmpi-bin libopenmpi-dev libclang-dev)" >&2
+    if ! { DEBIAN_FRONTEND=noninteractive apt-get install -y -q openmpi-bin libopenmpi-dev libclang-dev >/dev/null 2>&1 ||
+      { apt-get update -q >/dev/null 2>&1 &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q openmpi-bin libopenmpi-dev libclang-dev >/dev/null 2>&1; }; }; then
+      echo "setup.sh: warning: could not install Open MPI; the multi-process tests will be skipped" >&2
+    fi
+  else
+    echo "setup.sh: warning: Open MPI is not installed; install openmpi-bin, libopenmpi-dev and libclang-dev (as root) to build the mpi feature" >&2
+  fi
+fi
 
 # Fast path: everything already in place.
 if [ "$want_transformers" = 0 ] && [ -f .libtorch/lib/libtorch.so ] &&

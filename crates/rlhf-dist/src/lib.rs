@@ -110,6 +110,17 @@ pub enum Error {
     Torch(#[from] tch::TchError),
 }
 
+impl std::fmt::Debug for dyn Collective {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Collective(rank {} of {})",
+            self.rank(),
+            self.world_size()
+        )
+    }
+}
+
 /// The result type of this crate.
 pub type Result<T> = std::result::Result<T, Error>;
 

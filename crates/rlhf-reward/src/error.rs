@@ -28,6 +28,9 @@ pub enum RewardError {
     /// An error reported by libtorch.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+    /// A collective operation of a data-parallel run failed.
+    #[error(transparent)]
+    Dist(#[from] rlhf_dist::Error),
 }
 
 /// Result with [`RewardError`].

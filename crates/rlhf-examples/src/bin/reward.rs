@@ -21,15 +21,18 @@ use clap::Parser;
 use rlhf_data::collate::{CollateConfig, Collator};
 use rlhf_data::hygiene::split_by_user;
 use rlhf_data::records::{Demonstration, Ranking};
+use rlhf_dist::Collective;
 use rlhf_examples::data::read_records;
 use rlhf_examples::run::{load_config, Progress};
 use rlhf_examples::stage::{chat_template, CommonArgs};
+use rlhf_model::train::{MetricsSink, NoMetrics};
 use rlhf_model::{CheckpointMeta, HeadKind, LoadOptions, ScalarModel};
 use rlhf_reward::toy::gold_scores;
 use rlhf_reward::trainer::{latest_checkpoint, RankingData, RewardTrainConfig, RewardTrainer};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 /// The `reward` config (TOML). See configs/reward.toml.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -164,7 +167,9 @@ fn main() -> anyhow::Result<()> {
             cfg.valid_fraction
         );
     }
-    let device = args.common.device()?;
+    // One process per rank under mpirun (data parallel), else one process.
+    let comm: Rc<dyn Collective> = rlhf_dist::init()?.into();
+    let device = args.common.device_of(&*comm)?;
     let opts = LoadOptions::from(device);
     // Inputs first: a bad file should fail before any work.
     let rankings = read_rankings(&args.data, cfg.lenient)?;
@@ -230,7 +235,8 @@ fn main() -> anyhow::Result<()> {
         })
     };
 
-    let run = args.common.open_run(run_path, "reward")?;
+    let run = args.common.open_run_of(run_path, "reward", &*comm)?;
+    let root = comm.is_root();
     let mut trainer = if args.common.resume {
         match latest_checkpoint(&run.path)? {
             Some(ckpt) => {
@@ -267,11 +273,14 @@ fn main() -> anyhow::Result<()> {
             if cfg.lora.is_some() { "has" } else { "has no" }
         );
     }
-    if args.common.resume {
+    if args.common.resume && root {
         // The steps after the checkpoint are redone: drop their metric lines.
         run.truncate_metrics(trainer.state().step)?;
     }
-    run.write_config(&cfg)?;
+    if root {
+        run.write_config(&cfg)?;
+    }
+    trainer.set_collective(comm.clone())?;
     let k_hist = train
         .iter()
         .fold(std::collections::BTreeMap::new(), |mut m, r| {
@@ -289,16 +298,24 @@ fn main() -> anyhow::Result<()> {
         valid.len(),
         run.path.display()
     );
-    let mut metrics = run.metrics()?;
+    let mut metrics: Box<dyn MetricsSink> = if root {
+        Box::new(run.metrics()?)
+    } else {
+        Box::new(NoMetrics)
+    };
     let total = trainer.schedule().total_steps;
     let mut progress = Progress::new("reward", total);
     let reports = trainer.fit(
         &train_tok,
         valid_data.as_ref(),
-        &mut metrics,
+        &mut *metrics,
         Some(&run.path),
         &mut |done, _, status| progress.update(done, status),
     )?;
+    if !root {
+        // Rank 0 normalizes, evaluates and writes the results.
+        return Ok(());
+    }
 
     let normalization = if demos.is_empty() {
         tracing::info!(
@@ -328,6 +345,7 @@ fn main() -> anyhow::Result<()> {
         "epochs": trainer.state().epoch,
         "final": run.join("final"),
         "reward_bias": trainer.model().meta().reward_bias,
+        "world_size": comm.world_size(),
     });
     if let Some(n) = normalization {
         report["normalization"] = json!({"demonstrations": n.demonstrations, "raw_mean": n.raw_mean, "raw_std": n.raw_std, "gain": n.gain});

@@ -23,12 +23,14 @@ use rlhf_data::collate::{
     collate_rewards, collate_sft, CollateConfig, RewardBatch, TokenizedPair, TokenizedRanking,
 };
 use rlhf_data::seed::{shuffled, splitmix64};
+use rlhf_dist::{data_parallel, Collective, Single};
 use rlhf_model::checkpoint::{read_safetensors, safetensors_bytes};
 use rlhf_model::train::{AdamW, CosineSchedule, MetricsSink};
 use rlhf_model::{LoadOptions, ScalarModel};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use tch::{Device, Kind, Tensor};
 
 mod checkpoint;
@@ -199,6 +201,7 @@ pub struct RewardTrainer<M: TrainableRewardModel = ScalarModel> {
     schedule: CosineSchedule,
     state: TrainState,
     pause_at: Option<u64>,
+    comm: Rc<dyn Collective>,
 }
 
 impl<M: TrainableRewardModel> RewardTrainer<M> {
@@ -231,7 +234,27 @@ impl<M: TrainableRewardModel> RewardTrainer<M> {
             collate,
             opt,
             pause_at: None,
+            comm: Rc::new(Single),
         })
+    }
+
+    /// Trains data-parallel over the ranks of `comm` (default [`Single`]: one process). Every
+    /// rank starts from rank 0's weights (copied here) and must be given the same data and
+    /// config (checked here); each step, every rank forwards its share of the batch's prompts
+    /// (whole K-wise groups), and the gradients are averaged before clipping, so `N` ranks end
+    /// with the weights one process would (up to float rounding; with dropout each rank draws
+    /// its own masks). Only rank 0 logs and writes checkpoints in [`RewardTrainer::fit`];
+    /// validation and normalization run whole on every rank.
+    pub fn set_collective(&mut self, comm: Rc<dyn Collective>) -> Result<()> {
+        let start = serde_json::to_vec(&(&self.state, &self.cfg)).expect("state serializes");
+        data_parallel::start(
+            &*comm,
+            "reward-trainer config, data size and position",
+            &start,
+            self.model.var_store(),
+        )?;
+        self.comm = comm;
+        Ok(())
     }
 
     /// The model.
@@ -283,11 +306,22 @@ impl<M: TrainableRewardModel> RewardTrainer<M> {
     /// One optimizer step on a batch of groups (micro-batched per the config): each response
     /// forwarded once, the K-wise loss (mean over the batch's prompts), backward, clipping,
     /// AdamW at the scheduled learning rate. Does not move the epoch position (see
-    /// [`RewardTrainer::fit`]).
+    /// [`RewardTrainer::fit`]). Data parallel: `groups` is the global batch, of which this
+    /// rank trains its share; the returned statistics' totals cover the whole batch.
     pub fn train_step(&mut self, groups: &[TokenizedRanking]) -> Result<StepReport> {
         if groups.is_empty() {
             return Err(RewardError::Input("empty training batch".into()));
         }
+        let (rank, world) = (self.comm.rank(), self.comm.world_size());
+        let share = data_parallel::shard(groups.len(), rank, world);
+        let global = groups.len();
+        // A rank without a share of a tiny batch runs one group with weight 0, so that its
+        // gradients exist for the all-reduce.
+        let (groups, share_weight) = if share.is_empty() {
+            (&groups[..1], 0.0)
+        } else {
+            (&groups[share], world as f64)
+        };
         let lr = self.schedule.lr(self.state.step);
         self.opt.set_lr(lr);
         self.opt.zero_grad();
@@ -305,6 +339,12 @@ impl<M: TrainableRewardModel> RewardTrainer<M> {
                 let s = splitmix64(
                     self.cfg.seed ^ splitmix64(self.state.step) ^ splitmix64(mi as u64 + 1),
                 );
+                // Each rank draws its own dropout masks (rank 0 those of one process).
+                let s = if rank == 0 {
+                    s
+                } else {
+                    s ^ splitmix64(!(rank as u64))
+                };
                 tch::manual_seed((s >> 1) as i64);
             }
             let batch = collate_rewards(chunk, &self.collate)?;
@@ -312,9 +352,32 @@ impl<M: TrainableRewardModel> RewardTrainer<M> {
             let (scores, n) = score_batch(&self.model, &batch, self.cfg.shared_prompt, train)?;
             rows += n;
             let l = kwise_ranking_loss(&scores, &pairs)?;
-            let weight = chunk.len() as f64 / groups.len() as f64;
+            let weight = if world == 1 {
+                chunk.len() as f64 / global as f64
+            } else {
+                chunk.len() as f64 * share_weight / global as f64
+            };
             (&l.loss * weight).f_backward()?;
-            stats.add(&l, &pairs)?;
+            if share_weight > 0.0 {
+                stats.add(&l, &pairs)?;
+            }
+        }
+        if world > 1 {
+            data_parallel::average_gradients(&*self.comm, self.model.var_store())?;
+            let t = &mut stats.total;
+            let mut sums = [
+                t.groups as f64,
+                t.loss_sum,
+                t.pairs as f64,
+                t.correct,
+                rows as f64,
+            ];
+            self.comm.all_reduce_sum_f64(&mut sums)?;
+            t.groups = sums[0] as usize;
+            t.loss_sum = sums[1];
+            t.pairs = sums[2] as usize;
+            t.correct = sums[3];
+            rows = sums[4] as usize;
         }
         let grad_norm = if self.cfg.max_grad_norm > 0.0 {
             self.opt.clip_grad_norm(self.cfg.max_grad_norm)
@@ -356,6 +419,7 @@ impl<M: TrainableRewardModel> RewardTrainer<M> {
         }
         check_rankings(train, "training")?;
         let total = self.schedule.total_steps;
+        let root = self.comm.is_root();
         let mut reports = Vec::new();
         while self.state.epoch < self.cfg.epochs {
             let epoch = self.state.epoch;
@@ -387,12 +451,16 @@ impl<M: TrainableRewardModel> RewardTrainer<M> {
                         ),
                     );
                     m.insert("rm/sequences".into(), json!(rep.rows_forwarded));
-                    sink.log(rep.step, &m)?;
+                    if root {
+                        sink.log(rep.step, &m)?;
+                    }
                 }
-                progress(rep.step, total, &status);
+                if root {
+                    progress(rep.step, total, &status);
+                }
                 let mid_epoch = self.state.batch_in_epoch < batches.len();
                 let pause = self.pause_at.is_some_and(|p| rep.step >= p) && mid_epoch;
-                if let Some(dir) = run_dir {
+                if let (Some(dir), true) = (run_dir, root) {
                     let periodic =
                         self.cfg.save_every_steps > 0 && rep.step % self.cfg.save_every_steps == 0;
                     if mid_epoch && (periodic || pause) {
@@ -409,23 +477,28 @@ impl<M: TrainableRewardModel> RewardTrainer<M> {
                 let rep = self.evaluate(v)?;
                 let mut m = rep.to_metrics("val");
                 m.insert("rm/epoch".into(), json!(self.state.epoch));
-                sink.log(self.state.step, &m)?;
-                progress(
-                    self.state.step,
-                    total,
-                    &format!(
-                        "epoch {} validation: loss {:.4} acc {:.3}{}",
-                        self.state.epoch,
-                        rep.stats.loss(),
-                        rep.stats.accuracy(),
-                        rep.gold_accuracy
-                            .map(|g| format!(" gold acc {g:.3}"))
-                            .unwrap_or_default()
-                    ),
-                );
+                if root {
+                    sink.log(self.state.step, &m)?;
+                }
+                if root {
+                    progress(
+                        self.state.step,
+                        total,
+                        &format!(
+                            "epoch {} validation: loss {:.4} acc {:.3}{}",
+                            self.state.epoch,
+                            rep.stats.loss(),
+                            rep.stats.accuracy(),
+                            rep.gold_accuracy
+                                .map(|g| format!(" gold acc {g:.3}"))
+                                .unwrap_or_default()
+                        ),
+                    );
+                }
                 reports.push(rep);
             }
-            if let Some(dir) = run_dir {
+            data_parallel::ensure_in_sync(&*self.comm, self.model.var_store())?;
+            if let (Some(dir), true) = (run_dir, root) {
                 self.save_checkpoint(&dir.join(format!("epoch-{}", self.state.epoch)))?;
                 let latest = dir.join("latest");
                 if latest.exists() {
