@@ -196,3 +196,78 @@ fn reward_on_two_ranks_equals_one_process() {
         assert!((l1 - l2).abs() < 1e-4, "step {s1}: loss {l1} vs {l2}");
     }
 }
+
+#[test]
+fn ppo_on_two_ranks_equals_one_process() {
+    let f = Fixture::new();
+    let argv = |out: &str| {
+        let mut a = args(&[
+            "--policy",
+            &f.s("sft"),
+            "--reward",
+            &f.s("rm"),
+            "--prompts",
+            &f.s("world/prompts.jsonl"),
+            "--pretrain",
+            &f.s("world/pretrain.jsonl"),
+            "--out",
+            &f.s(out),
+            "--device",
+            "cpu",
+        ]);
+        // Greedy sampling (top_k = 1): the ranks' rollouts are then those of one process.
+        // Minibatches of 4 episodes in micro-batches of 2 (one per rank), two epochs, PPO-ptx,
+        // adaptive KL and an early-stop threshold: every statistic that crosses ranks is used.
+        a.extend(sets(&[
+            "iterations=3",
+            "save_every=1",
+            "ptx_block_len=32",
+            "ptx_batch_size=2",
+            "ppo.batch_size=8",
+            "ppo.minibatch_size=4",
+            "ppo.micro_batch_size=2",
+            "ppo.ppo_epochs=2",
+            "ppo.max_new_tokens=6",
+            "ppo.top_k=1",
+            "ppo.ptx_coef=0.5",
+            "ppo.adaptive_kl={target = 0.5, horizon = 100}",
+            "ppo.target_kl=10.0",
+            "ppo.policy_optimizer.lr=1e-3",
+            "ppo.value_optimizer.lr=1e-3",
+        ]));
+        a
+    };
+    run_ok("ppo", &argv("one"));
+    ok(&mpirun(2, "ppo", &argv("two")), "mpirun -np 2 ppo");
+    for ckpt in ["iter-000003/policy", "iter-000003/value"] {
+        let (a, b) = (
+            f.p(&format!("one/checkpoints/{ckpt}")),
+            f.p(&format!("two/checkpoints/{ckpt}")),
+        );
+        let d = max_weight_diff(&a, &b);
+        assert!(d <= 1e-4, "{ckpt}: 2 ranks differ from 1 process by {d}");
+    }
+    assert!(
+        max_weight_diff(&f.p("sft"), &f.p("two/checkpoints/iter-000003/policy")) > 1e-4,
+        "PPO moved the policy"
+    );
+    assert_eq!(world_size(&f.p("two")), 2);
+    for key in [
+        "objective/kl",
+        "objective/scores",
+        "objective/kl_coef",
+        "loss/policy",
+        "loss/ptx",
+        "policy/approxkl",
+        "policy/grad_norm",
+    ] {
+        let (a, b) = (
+            metric_series(&f.p("one"), key),
+            metric_series(&f.p("two"), key),
+        );
+        assert_eq!(a.len(), 3, "{key}");
+        for ((_, x), (_, y)) in a.iter().zip(&b) {
+            assert!((x - y).abs() < 1e-4, "{key}: {x} vs {y}");
+        }
+    }
+}

@@ -14,6 +14,9 @@ pub enum PpoError {
     /// A model failed (forward pass, generation, checkpoint IO).
     #[error(transparent)]
     Model(#[from] rlhf_model::ModelError),
+    /// A collective operation of a data-parallel run failed.
+    #[error(transparent)]
+    Dist(#[from] rlhf_dist::Error),
     /// Reading or collating data failed.
     #[error(transparent)]
     Data(#[from] rlhf_data::Error),

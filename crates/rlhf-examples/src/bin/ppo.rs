@@ -43,11 +43,13 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use rlhf_data::collate::pack_documents;
 use rlhf_data::records::PromptRecord;
+use rlhf_dist::Collective;
 use rlhf_examples::data::{read_records, read_texts};
 use rlhf_examples::run::{load_config, truncate_metrics, Progress};
 use rlhf_examples::stage::{
     chat_template, check_same_vocab, checkpoint_head, load_reward, special_ids, CommonArgs,
 };
+use rlhf_model::train::{MetricsSink, NoMetrics};
 use rlhf_model::{parse_kind, AdaptersOff, CausalLm, HeadKind, LoadOptions, Policy, ScalarModel};
 use rlhf_ppo::data::{left_pad, prompt_indices};
 use rlhf_ppo::{
@@ -159,7 +161,10 @@ fn main() -> anyhow::Result<()> {
     if cfg.threads > 0 {
         tch::set_num_threads(cfg.threads as i32);
     }
-    let device = args.common.device()?;
+    // One process per rank under mpirun (data parallel), else one process.
+    let comm: Rc<dyn Collective> = rlhf_dist::init()?.into();
+    let root = comm.is_root();
+    let device = args.common.device_of(&*comm)?;
     let kind = parse_kind(&cfg.dtype)?;
     let opts = LoadOptions { device, kind };
 
@@ -308,7 +313,7 @@ fn main() -> anyhow::Result<()> {
     };
 
     // All input is good: make (or, with --resume, reopen and tidy) the run directory.
-    let run = args.common.open_run(run_path, "ppo")?;
+    let run = args.common.open_run_of(run_path, "ppo", &*comm)?;
     let resume_dir = latest.as_ref().map(|c| c.dir.clone());
     let mut reference = Some(reference);
     let (mut policy, value, state) =
@@ -388,8 +393,10 @@ fn main() -> anyhow::Result<()> {
             cfg.iterations
         );
     }
-    truncate_metrics(&run.join("metrics.jsonl"), start)?;
-    run.write_config(&cfg)?;
+    if root {
+        truncate_metrics(&run.join("metrics.jsonl"), start)?;
+        run.write_config(&cfg)?;
+    }
 
     let policy = Rc::new(policy);
     let reference: Box<dyn Policy> = match reference {
@@ -415,6 +422,7 @@ fn main() -> anyhow::Result<()> {
             tracing::warn!("[ppo] warning: {warning}");
         }
     }
+    trainer.set_collective(comm.clone())?;
     tracing::info!(
         "[ppo] {} prompts, {} iterations of {} episodes, run directory {}",
         prompts.len(),
@@ -422,7 +430,11 @@ fn main() -> anyhow::Result<()> {
         cfg.ppo.batch_size,
         run.path.display()
     );
-    let mut metrics = run.metrics()?;
+    let mut metrics: Box<dyn MetricsSink> = if root {
+        Box::new(run.metrics()?)
+    } else {
+        Box::new(NoMetrics)
+    };
     let mut progress = Progress::new("ppo", cfg.iterations);
     let mut last = None;
     let end = args
@@ -433,7 +445,11 @@ fn main() -> anyhow::Result<()> {
         let rows: Vec<&[i64]> = idx.iter().map(|&i| prompts[i].as_slice()).collect();
         let (ids, mask) = left_pad(&rows, pad as i64)?;
         let src = ptx.as_mut().map(|p| p as &mut dyn PtxSource);
-        let s = trainer.step(&ids, &mask, src, &mut metrics)?;
+        let s = trainer.step(&ids, &mask, src, &mut *metrics)?;
+        let done = s.iteration;
+        if !root {
+            continue;
+        }
         progress.update(
             s.iteration,
             &format!(
@@ -441,7 +457,6 @@ fn main() -> anyhow::Result<()> {
                 s.scores, s.kl, s.kl_coef, s.policy_loss, s.value_loss
             ),
         );
-        let done = s.iteration;
         last = Some(s);
         if done % cfg.save_every == 0 || done == end {
             checkpoints.save(
@@ -450,6 +465,9 @@ fn main() -> anyhow::Result<()> {
                 cfg.keep_checkpoints,
             )?;
         }
+    }
+    if !root {
+        return Ok(());
     }
     if end < cfg.iterations {
         tracing::info!(
@@ -461,6 +479,7 @@ fn main() -> anyhow::Result<()> {
         let report = serde_json::json!({
             "iterations": trainer.iteration(),
             "kl_coef": trainer.kl_coef(),
+            "world_size": comm.world_size(),
             "checkpoint": c.dir,
             "policy": c.policy(),
             "value": c.value(),

@@ -11,11 +11,13 @@ use crate::ops::{
 use crate::ptx::{ptx_loss, PtxSource};
 use crate::rollout::{collect_rollout, sync, Rollout, SpecialTokens};
 use crate::state::{config_differences, write_state_dir, PpoState};
+use rlhf_dist::{data_parallel, Collective, Single};
 use rlhf_model::ops::log_probs_of;
 use rlhf_model::train::{global_grad_norm, AdamW, MetricsSink};
 use rlhf_model::{GenerateConfig, Policy, RewardModel, ValueFunction};
 use serde_json::{Map, Value};
 use std::path::Path;
+use std::rc::Rc;
 use std::time::Instant;
 use tch::{nn, Kind, Tensor};
 
@@ -227,6 +229,7 @@ pub struct PpoTrainer<P, R, M, V> {
     value_opt: AdamW,
     kl_ctl: Box<dyn KlController>,
     iteration: u64,
+    comm: Rc<dyn Collective>,
 }
 
 impl<P, R, M, V> std::fmt::Debug for PpoTrainer<P, R, M, V> {
@@ -287,7 +290,40 @@ where
             value_opt,
             kl_ctl,
             iteration: 0,
+            comm: Rc::new(Single),
         })
+    }
+
+    /// Runs PPO data-parallel over the ranks of `comm` (default [`Single`]: one process).
+    /// Every rank gets the whole batch of prompts each iteration, samples and scores its share
+    /// ([`rlhf_dist::data_parallel::shard`]) and receives the others' rollouts
+    /// ([`crate::dist::gather_rollout`]), so advantages, whitening, the KL controller, the
+    /// early-stop decision and the statistics are those of the global batch on every rank. The
+    /// update gives each minibatch's micro-batches to the ranks in turn (every rank draws every
+    /// pretraining batch, to keep the same position) and averages the gradients before
+    /// clipping, so `N` ranks take the steps one process would on the same rollout (sampling
+    /// draws differ per rank unless it is greedy, `top_k = 1`). Rank 0's policy and value
+    /// weights are copied here; the config and position must match on every rank (checked
+    /// here). Only rank 0 logs in [`PpoTrainer::step`].
+    pub fn set_collective(&mut self, comm: Rc<dyn Collective>) -> Result<()> {
+        if self.config.batch_size < comm.world_size() {
+            return Err(config_err(format!(
+                "batch_size {} is smaller than the {} ranks: give every rank a prompt",
+                self.config.batch_size,
+                comm.world_size()
+            )));
+        }
+        let start = serde_json::to_vec(&(&self.config, self.iteration, self.kl_ctl.value()))
+            .expect("config serializes");
+        data_parallel::start(
+            &*comm,
+            "PPO config and position",
+            &start,
+            self.models.policy.var_store(),
+        )?;
+        data_parallel::start(&*comm, "PPO config", &start, self.models.value.var_store())?;
+        self.comm = comm;
+        Ok(())
     }
 
     /// The settings.
@@ -474,16 +510,20 @@ where
             )));
         }
         let m = &self.models;
-        collect_rollout(
+        // Data parallel: this rank's share of the rows (all of them for one process).
+        let share = data_parallel::shard(b as usize, self.comm.rank(), self.comm.world_size());
+        let rows = |t: &Tensor| t.narrow(0, share.start as i64, share.len() as i64);
+        let local = collect_rollout(
             &m.policy,
             &m.reference,
             &m.reward,
             &m.value,
-            prompt_ids,
-            prompt_mask,
+            &rows(prompt_ids),
+            &rows(prompt_mask),
             &self.generate_config(self.iteration),
             self.config.micro_batch(),
-        )
+        )?;
+        crate::dist::gather_rollout(&*self.comm, local, b as usize, self.tokens.pad)
     }
 
     /// Rewards (at the current beta), GAE advantages and returns of a rollout (no grad).
@@ -567,7 +607,10 @@ where
             time_scoring: rollout.scoring_s,
             time_training,
         };
-        metrics.log(self.iteration, &stats.to_metrics())?;
+        data_parallel::ensure_in_sync(&*self.comm, self.models.policy.var_store())?;
+        if self.comm.is_root() {
+            metrics.log(self.iteration, &stats.to_metrics())?;
+        }
         Ok(stats)
     }
 }

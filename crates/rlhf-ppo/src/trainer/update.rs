@@ -39,7 +39,12 @@ where
             )));
         }
         let n_micro = mb / micro;
+        // Data parallel: micro-batch j of every minibatch is rank j % N's; each rank's loss is
+        // scaled by N so that the averaged gradient is the sum over all micro-batches, as in
+        // one process.
+        let (rank, world) = (self.comm.rank(), self.comm.world_size());
         let scale = 1.0 / n_micro as f64;
+        let loss_scale = scale * world as f64;
         // During the critic-only warm-up the policy forward runs without a graph (its
         // statistics are still logged) and no pretraining batch is drawn: no gradient is
         // computed only to be thrown away.
@@ -65,9 +70,21 @@ where
                 self.policy_opt.zero_grad();
                 self.value_opt.zero_grad();
                 let mut step_kl = Tensor::zeros([], (Kind::Float, device));
-                for micro_idx in chunk.chunks(micro) {
-                    let idx = Tensor::from_slice(micro_idx).to_device(device);
+                for (j, micro_idx) in chunk.chunks(micro).enumerate() {
                     let log_entropy = (cfg.entropy_coef > 0.0 && train_policy) || epoch == 0;
+                    if log_entropy {
+                        n_ent += 1.0;
+                    }
+                    if j % world != rank {
+                        if use_ptx {
+                            // Keep the pretraining stream where one process would be.
+                            let src = ptx.as_deref_mut().expect("checked above");
+                            src.next_batch()?;
+                            n_ptx += 1.0;
+                        }
+                        continue;
+                    }
+                    let idx = Tensor::from_slice(micro_idx).to_device(device);
                     let parts = self.micro_batch_loss(
                         rollout,
                         adv,
@@ -76,22 +93,26 @@ where
                         train_policy,
                         log_entropy,
                     )?;
-                    (&parts.loss * scale).backward();
+                    (&parts.loss * loss_scale).backward();
                     tch::no_grad(|| {
                         step_kl += &parts.approx_kl * scale;
                         sums.add(&parts, scale);
                     });
-                    if log_entropy {
-                        n_ent += 1.0;
-                    }
                     if use_ptx {
                         let src = ptx.as_deref_mut().expect("checked above");
                         let batch = src.next_batch()?.to_device(device);
                         let l = ptx_loss(&self.models.policy, &batch, cfg.ptx_coef)?;
-                        (&l * scale).backward();
+                        (&l * loss_scale).backward();
                         tch::no_grad(|| sums.ptx_loss += l.detach() / cfg.ptx_coef);
                         n_ptx += 1.0;
                     }
+                }
+                if world > 1 {
+                    let comm = &*self.comm;
+                    if train_policy {
+                        data_parallel::average_gradients(comm, self.models.policy.var_store())?;
+                    }
+                    data_parallel::average_gradients(comm, self.models.value.var_store())?;
                 }
                 // The global norms before clipping (clip_grad_norm returns them).
                 st.policy_grad_norm += match cfg.max_grad_norm {
@@ -109,7 +130,11 @@ where
                 n_steps += 1.0;
                 st.optimizer_steps += 1;
                 if let Some(t) = cfg.target_kl {
-                    if step_kl.double_value(&[]) > t {
+                    // The minibatch's approx-KL over every rank's micro-batches: the same
+                    // decision everywhere.
+                    let mut kl = [step_kl.double_value(&[])];
+                    self.comm.all_reduce_sum_f64(&mut kl)?;
+                    if kl[0] > t {
                         st.early_stopped = true;
                         break 'epochs;
                     }
@@ -118,6 +143,7 @@ where
         }
         self.policy_opt.zero_grad();
         self.value_opt.zero_grad();
+        sums.all_reduce_sum(&*self.comm)?;
         let steps: f64 = n_steps.max(1.0);
         let mean = |t: &Tensor, n: f64| t.double_value(&[]) / n;
         st.approx_kl = mean(&sums.approx_kl, steps);
@@ -265,5 +291,40 @@ impl StatSums {
         if let Some(e) = &parts.entropy {
             self.entropy += e.detach();
         }
+    }
+
+    /// Sums every statistic over the ranks of a data-parallel update (in place; a no-op for
+    /// one process).
+    fn all_reduce_sum(&mut self, comm: &dyn rlhf_dist::Collective) -> Result<()> {
+        let world = comm.world_size();
+        if world == 1 {
+            return Ok(());
+        }
+        let all = [
+            &self.approx_kl,
+            &self.clipfrac,
+            &self.policy_loss,
+            &self.value_loss,
+            &self.value_clipfrac,
+            &self.entropy,
+            &self.ptx_loss,
+        ];
+        let mut v: Vec<f64> = all.iter().map(|t| t.double_value(&[])).collect();
+        comm.all_reduce_sum_f64(&mut v)?;
+        for (t, x) in [
+            &mut self.approx_kl,
+            &mut self.clipfrac,
+            &mut self.policy_loss,
+            &mut self.value_loss,
+            &mut self.value_clipfrac,
+            &mut self.entropy,
+            &mut self.ptx_loss,
+        ]
+        .into_iter()
+        .zip(v)
+        {
+            *t = t.full_like(x);
+        }
+        Ok(())
     }
 }
