@@ -271,3 +271,95 @@ fn ppo_on_two_ranks_equals_one_process() {
         }
     }
 }
+
+/// The processes whose parent is `pid` (from /proc), in pid order.
+fn children(pid: u32) -> Vec<u32> {
+    let mut out: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| {
+                    // pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+                    let rest = &s[s.rfind(')')? + 2..];
+                    rest.split(' ').nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_run_whose_rank_is_killed_resumes_to_the_same_weights() {
+    let f = Fixture::new();
+    let argv = |out: &str| {
+        let mut a = args(&[
+            "--init",
+            &f.s("sft"),
+            "--data",
+            &f.s("world/demonstrations.jsonl"),
+            "--out",
+            &f.s(out),
+            "--device",
+            "cpu",
+        ]);
+        a.extend(sets(&[
+            "train.residual_dropout=off",
+            "train.epochs=12",
+            "train.batch_size=8",
+            "train.save_every_steps=2",
+            "train.optimizer.lr=1e-3",
+            "valid_fraction=0.2",
+        ]));
+        a
+    };
+    run_ok("sft", &argv("one"));
+    let total = metric_lines(&f.p("one"));
+
+    // Two ranks; SIGKILL rank 1 once a few steps are logged (rank 0 is then mid-run).
+    let log = f.p("two.log");
+    let mut child = Command::new("mpirun")
+        .args(["-np", "2", "--oversubscribe", "--bind-to", "none"])
+        .args(["-x", "RLHF_DEVICE=cpu", "-x", "RUST_LOG=warn"])
+        .arg(bin("sft"))
+        .args(argv("two"))
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(f.p("two.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    loop {
+        let lines = metric_lines(&f.p("two"));
+        if lines >= 5 {
+            assert!(lines < total, "the run ended before the kill");
+            let ranks = children(child.id());
+            assert_eq!(ranks.len(), 2, "mpirun's ranks: {ranks:?}");
+            Command::new("kill")
+                .args(["-9", &ranks[1].to_string()])
+                .status()
+                .unwrap();
+            break;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "mpirun ended first");
+        assert!(t0.elapsed().as_secs() < 120, "no progress");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "mpirun fails when a rank dies");
+
+    let mut again = argv("two");
+    again.push("--resume".into());
+    ok(&mpirun(2, "sft", &again), "mpirun -np 2 sft --resume");
+    let d = max_weight_diff(&f.p("one/epoch-12"), &f.p("two/epoch-12"));
+    assert!(
+        d <= 1e-4,
+        "the resumed 2-rank run differs from 1 process by {d}"
+    );
+    assert_eq!(metric_lines(&f.p("two")), total);
+}

@@ -99,12 +99,22 @@ fn main() -> anyhow::Result<()> {
                 lm.set_autocast(Some(Kind::BFloat16));
             }
             let (b, t) = (8i64, 256i64);
-            let ids = Tensor::randint(cfg.vocab_size(), [b, t], (Kind::Int64, device));
+            // Under mpirun: data parallel, each rank taking its share of the 8 sequences and
+            // averaging gradients (as the sft binary does); tokens/s counts the whole batch.
+            let comm = rlhf_dist::init()?;
+            rlhf_dist::data_parallel::start(&*comm, "bench", b"sft", lm.var_store())?;
+            let share = rlhf_dist::data_parallel::shard(b as usize, comm.rank(), comm.world_size());
+            let rows = share.len() as i64;
+            let ids = Tensor::randint(cfg.vocab_size(), [b, t], (Kind::Int64, device)).narrow(
+                0,
+                share.start as i64,
+                rows,
+            );
             let mask = ids.ones_like();
             let loss_mask = Tensor::cat(
                 &[
-                    Tensor::zeros([b, t / 2], (Kind::Float, device)),
-                    Tensor::ones([b, t / 2], (Kind::Float, device)),
+                    Tensor::zeros([rows, t / 2], (Kind::Float, device)),
+                    Tensor::ones([rows, t / 2], (Kind::Float, device)),
                 ],
                 1,
             );
@@ -120,15 +130,23 @@ fn main() -> anyhow::Result<()> {
                 let loss =
                     rlhf_sft::masked_lm_loss(&lm, &ids, &mask, &loss_mask, true).expect("forward");
                 opt.zero_grad_backward(&loss).expect("backward");
+                rlhf_dist::data_parallel::average_gradients(&*comm, lm.var_store())
+                    .expect("all-reduce");
                 opt.step();
             });
+            if !comm.is_root() {
+                return Ok(());
+            }
             // Positions whose prediction is in the loss: the head's rows a step must compute.
-            let lm_rows = i64::try_from(loss_mask.narrow(1, 1, t - 1).ne(0).sum(Kind::Int64))?;
+            let lm_rows = i64::try_from(loss_mask.narrow(1, 1, t - 1).ne(0).sum(Kind::Int64))?
+                * comm.world_size() as i64;
             let required = train_flops(&cfg, b, t, lm_rows);
             let conventional = train_flops(&cfg, b, t, b * t);
             let gflops = |f: f64| f / secs / 1e9;
             json!({
                 "workload": "sft",
+                "world_size": comm.world_size(),
+                "threads_per_rank": tch::get_num_threads(),
                 "tokens_per_s": (b * t) as f64 / secs,
                 "seconds_per_step": secs,
                 "retain_freed_memory": retained,

@@ -44,6 +44,13 @@ enum Preset {
 fn main() -> anyhow::Result<()> {
     rlhf_examples::init_runtime();
     let args = Args::parse();
+    if let Some(n) = rlhf_dist::launched_world_size().filter(|&n| n > 1) {
+        anyhow::bail!(
+            "the pipeline runs in one process, but mpirun started {n}: run it without mpirun, \
+             or run its training stages data-parallel with the stage binaries (mpirun -np {n} \
+             sft | reward | ppo; see README \"Many processes\")"
+        );
+    }
     let mut overrides = Vec::new();
     if args.preset == Preset::Correctness {
         // Before the user's --set, which may still change any of these keys.
