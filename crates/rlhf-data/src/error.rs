@@ -59,7 +59,8 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
             source,
@@ -74,7 +75,8 @@ impl From<rlhf_io::Error> for Error {
 }
 
 impl Error {
-    pub(crate) fn tokenizer(e: impl fmt::Display) -> Self {
+    /// A tokenizer error.
+    pub fn tokenizer(e: impl fmt::Display) -> Self {
         Error::Tokenizer(e.to_string())
     }
 }

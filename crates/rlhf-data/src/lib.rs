@@ -14,9 +14,9 @@
 //! * [`chat`] — chat templates (the Jinja `chat_template` of Hugging Face checkpoints),
 //!   rendered as `transformers`' `apply_chat_template` does; a [`collate::Collator`] can render
 //!   every prompt through one.
-//! * [`toy`] — the seeded synthetic "toy world": tasks a tiny model can learn, users,
-//!   demonstrations, a pretraining corpus, a gold score, simulated labelers calibrated to the
-//!   paper's 73% inter-labeler agreement, and a word-level tokenizer.
+//!
+//! The toy world built on these (tasks, users, demonstrators, labelers) is the `rlhf-toy`
+//! crate.
 //!
 //! Errors are one [`Error`] enum; a bad JSONL line is a [`RecordError`] whose message names
 //! the file, the line, the field and what was expected.
@@ -29,6 +29,5 @@ pub mod error;
 pub mod hygiene;
 pub mod records;
 pub mod seed;
-pub mod toy;
 
 pub use error::{Error, FieldProblem, Problem, RecordError, Result, SkipReason};

@@ -12,10 +12,10 @@
 //! habits, which is what matters here) on the validation prompts.
 
 use anyhow::Context;
-use rlhf_data::toy::{Judgement, LabelerPool, ToyPrompt};
 use rlhf_examples::pipeline::{prepare_data, sample_distinct, PipelineConfig};
-use rlhf_examples::toy_eval::{answers, few_shot_prompt, Shot};
 use rlhf_model::CausalLm;
+use rlhf_toy::eval::{answers, few_shot_prompt, Shot};
+use rlhf_toy::{Judgement, LabelerPool, ToyPrompt};
 use std::path::PathBuf;
 
 fn gold(j: &Judgement, (f, s, b): (f64, f64, f64)) -> f64 {

@@ -11,8 +11,8 @@ use anyhow::Context;
 use rlhf_examples::pipeline::{
     evaluate_models, labeler_stage, ppo_stage_with, prepare_data, PipelineConfig,
 };
-use rlhf_examples::toy_eval::GoldReward;
 use rlhf_model::CausalLm;
+use rlhf_toy::eval::GoldReward;
 use std::path::PathBuf;
 
 fn main() -> anyhow::Result<()> {

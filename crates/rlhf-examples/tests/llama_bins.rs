@@ -4,8 +4,8 @@
 
 mod common;
 use common::*;
-use rlhf_data::toy::{toy_tokenizer, TOY_EOS_ID};
 use rlhf_model::{CausalLm, LlamaConfig, Tokenizer};
+use rlhf_toy::{toy_tokenizer, TOY_EOS_ID};
 use std::path::Path;
 use tch::Device;
 

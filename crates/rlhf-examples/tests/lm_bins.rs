@@ -1,8 +1,8 @@
 //! Smoke tests of the `pretrain` and `sft` binaries on a tiny toy world: the weights change,
 //! runs resume, and bad input gets one clear message and a non-zero exit.
 
-use rlhf_data::toy::{ToyConfig, ToyWorld};
 use rlhf_model::{CausalLm, Policy};
+use rlhf_toy::{ToyConfig, ToyWorld};
 use std::path::Path;
 use std::process::Command;
 

@@ -2,9 +2,9 @@
 //! the `ppo` binary with tiny settings.
 
 use rlhf_data::records::write_jsonl;
-use rlhf_data::toy::{toy_tokenizer, toy_vocab, ToyConfig, ToyWorld};
 use rlhf_model::checkpoint::read_safetensors;
 use rlhf_model::{CausalLm, Gpt2Config, ScalarModel, Tokenizer};
+use rlhf_toy::{toy_tokenizer, toy_vocab, ToyConfig, ToyWorld};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

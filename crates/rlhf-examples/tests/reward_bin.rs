@@ -3,10 +3,10 @@
 //! uninterrupted one does, and bad input gets one clear message and a non-zero exit.
 
 use rlhf_data::records::write_jsonl;
-use rlhf_data::toy::{
+use rlhf_model::{CausalLm, Gpt2Config, HeadKind, Policy, ScalarModel, Tokenizer, ValueFunction};
+use rlhf_toy::{
     simulate_rankings, toy_tokenizer, LabelerConfig, LabelerPool, ToyConfig, ToyWorld, TOY_EOS_ID,
 };
-use rlhf_model::{CausalLm, Gpt2Config, HeadKind, Policy, ScalarModel, Tokenizer, ValueFunction};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -1,7 +1,7 @@
 //! The end-to-end InstructGPT pipeline ([`pipeline`]: data, pretraining, SFT, rankings and the
 //! RM, PPO and PPO-ptx, evaluation by held-out labelers, the report and [`plot`]s), and what the
 //! stage binaries of `rlhf-examples` share: run directories and configs ([`run`], [`stage`]),
-//! JSONL/text input ([`data`]), the toy world's evaluation ([`toy_eval`]), workload definitions
+//! JSONL/text input ([`data`]), workload definitions
 //! of benches/WORKLOAD.md, FLOP counts and timing.
 
 pub mod data;
@@ -9,7 +9,6 @@ pub mod pipeline;
 pub mod plot;
 pub mod run;
 pub mod stage;
-pub mod toy_eval;
 
 use rlhf_model::flops::model_forward_flops;
 use rlhf_model::{Gpt2Config, LlamaConfig, ModelConfig};

@@ -39,7 +39,6 @@ pub mod error;
 pub mod loss;
 pub mod model;
 pub mod shared;
-pub mod toy;
 pub mod trainer;
 
 pub use bench::bench_w_rm;

@@ -10,11 +10,11 @@
 use anyhow::Context;
 use clap::Parser;
 use rlhf_data::records::PromptRecord;
-use rlhf_data::toy::{LabelerConfig, LabelerPool, ToyPrompt};
 use rlhf_examples::data::read_records;
 use rlhf_examples::stage::{check_same_vocab, collator, load_lm, load_reward};
-use rlhf_examples::toy_eval::{answers, mean_gold, win_rate};
 use rlhf_model::{parse_device, RewardModel};
+use rlhf_toy::eval::{answers, mean_gold, win_rate};
+use rlhf_toy::{LabelerConfig, LabelerPool, ToyPrompt};
 use serde_json::json;
 use std::path::PathBuf;
 use tch::{Kind, Tensor};

@@ -5,11 +5,11 @@
 #![allow(dead_code)]
 
 use rlhf_data::records::write_jsonl;
-use rlhf_data::toy::{
-    simulate_rankings, toy_tokenizer, LabelerConfig, LabelerPool, ToyConfig, ToyWorld, TOY_EOS_ID,
-};
 use rlhf_model::checkpoint::read_safetensors;
 use rlhf_model::{CausalLm, Gpt2Config, ScalarModel, Tokenizer};
+use rlhf_toy::{
+    simulate_rankings, toy_tokenizer, LabelerConfig, LabelerPool, ToyConfig, ToyWorld, TOY_EOS_ID,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -152,7 +152,7 @@ pub fn labeler_stage(
         .collect::<anyhow::Result<_>>()?;
     let pairs: Vec<(f64, f64)> = samples
         .iter()
-        .flat_map(|(p, s)| rlhf_data::toy::gold_pairs(p, s))
+        .flat_map(|(p, s)| rlhf_toy::gold_pairs(p, s))
         .collect();
     let train = LabelerPool::calibrated_on(&pairs, lc)
         .context("calibrating the training labelers on SFT samples")?;

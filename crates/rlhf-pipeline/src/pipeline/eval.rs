@@ -14,7 +14,7 @@ pub fn evaluate_models(
     let col = &data.collator;
     // The base model is prompted with labeler demonstrations (the only answers the pipeline
     // has), habits included.
-    let shots = crate::toy_eval::Shot::from_demonstrations(&data.sft_train, 64);
+    let shots = rlhf_toy::eval::Shot::from_demonstrations(&data.sft_train, 64);
     anyhow::ensure!(
         !shots.is_empty(),
         "no demonstration to prompt the base model with"

@@ -7,18 +7,18 @@
 
 use crate::run::RunDir;
 use crate::stage::train_lm;
-use crate::toy_eval::{
-    answers, conduct_stats, kl_to_reference, mean_gold, win_rate, ConductStats, EvalPrompts,
-};
 use anyhow::Context;
 use rlhf_data::collate::{CollateConfig, Collator};
 use rlhf_data::hygiene::{cap_per_user, dedup_prompts, split_by_user, DedupConfig, PiiScrubber};
 use rlhf_data::records::{write_jsonl, Demonstration, PromptRecord, Ranking};
-use rlhf_data::toy::{
-    toy_tokenizer, LabelerConfig, LabelerPool, ToyConfig, ToyPrompt, ToyWorld, TOY_EOS_ID,
-};
 use rlhf_model::{CausalLm, Gpt2Config, Policy, Tokenizer};
 use rlhf_sft::{evaluate_loss, LmData, ResidualDropout, SftConfig};
+use rlhf_toy::eval::{
+    answers, conduct_stats, kl_to_reference, mean_gold, win_rate, ConductStats, EvalPrompts,
+};
+use rlhf_toy::{
+    toy_tokenizer, LabelerConfig, LabelerPool, ToyConfig, ToyPrompt, ToyWorld, TOY_EOS_ID,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -22,7 +22,7 @@ pub fn ppo_stage(
 }
 
 /// [`ppo_stage`] against any reward model (a learned RM, or a rule such as
-/// [`crate::toy_eval::GoldReward`]); the value function starts from the RM checkpoint
+/// [`rlhf_toy::eval::GoldReward`]); the value function starts from the RM checkpoint
 /// `value_init`.
 #[allow(clippy::too_many_arguments)]
 pub fn ppo_stage_with<M: rlhf_model::RewardModel>(

@@ -139,7 +139,7 @@ pub fn rm_stage_in(
     let gold_pairs: Vec<(f64, f64)> = valid_r
         .iter()
         .map(|r| {
-            Ok(rlhf_data::toy::gold_pairs(
+            Ok(rlhf_toy::gold_pairs(
                 &ToyPrompt::parse(&r.prompt)?,
                 &r.responses,
             ))

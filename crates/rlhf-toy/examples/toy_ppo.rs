@@ -16,16 +16,14 @@
 //! [sft=DIR rm=DIR]` (`cache=DIR` keeps the self-made SFT model there and reuses it).
 
 use rlhf_data::collate::{collate_sft, pack_documents, CollateConfig, Collator, TokenizedPair};
-use rlhf_data::toy::{
-    gold_score, toy_tokenizer, toy_vocab, ToyConfig, ToyTask, ToyWorld, TOY_EOS_ID,
-};
 use rlhf_model::train::{AdamWConfig, MemoryMetrics};
 use rlhf_model::{
     CausalLm, GenerateConfig, Gpt2Config, LoadOptions, Policy, RewardModel, ScalarModel, Tokenizer,
 };
 use rlhf_ppo::data::{left_pad, prompt_indices};
 use rlhf_ppo::{LmBatch, PackedPtx, PpoConfig, PpoModels, PpoTrainer, PtxSource, SpecialTokens};
-use rlhf_reward::toy::GoldReward;
+use rlhf_toy::rm::GoldReward;
+use rlhf_toy::{gold_score, toy_tokenizer, toy_vocab, ToyConfig, ToyTask, ToyWorld, TOY_EOS_ID};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};

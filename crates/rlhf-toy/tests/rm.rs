@@ -3,14 +3,14 @@
 //! within 5 points of the ceiling is `examples/toy_rm.rs`.
 
 use rlhf_data::collate::{CollateConfig, Collator};
-use rlhf_data::toy::{
+use rlhf_model::train::{AdamWConfig, MemoryMetrics};
+use rlhf_model::{Gpt2Config, HeadKind, ScalarModel};
+use rlhf_reward::{RewardTrainConfig, RewardTrainer};
+use rlhf_toy::rm::ToyRankings;
+use rlhf_toy::{
     toy_tokenizer, LabelerConfig, LabelerPool, ToyConfig, ToyWorld, TOY_EOS_ID,
     TOY_MAX_PROMPT_TOKENS, TOY_MAX_RESPONSE_TOKENS,
 };
-use rlhf_model::train::{AdamWConfig, MemoryMetrics};
-use rlhf_model::{Gpt2Config, HeadKind, ScalarModel};
-use rlhf_reward::toy::ToyRankings;
-use rlhf_reward::{RewardTrainConfig, RewardTrainer};
 
 #[test]
 fn toy_rm_beats_chance_on_heldout_users() {
@@ -84,7 +84,7 @@ fn toy_rm_beats_chance_on_heldout_users() {
 #[test]
 fn gold_reward_scores_the_response_after_its_prompt() {
     use rlhf_model::RewardModel;
-    use rlhf_reward::toy::GoldReward;
+    use rlhf_toy::rm::GoldReward;
     let world = ToyWorld::generate(&ToyConfig {
         num_users: 20,
         heldout_users: 2,
@@ -98,7 +98,7 @@ fn gold_reward_scores_the_response_after_its_prompt() {
     let width = 80;
     let (mut ids, mut mask, mut want) = (vec![], vec![], vec![]);
     for p in prompts {
-        let task = rlhf_data::toy::ToyTask::from_prompt(&p.prompt).unwrap();
+        let task = rlhf_toy::ToyTask::from_prompt(&p.prompt).unwrap();
         let answer = task.canonical_response();
         let (pi, ai) = (col.encode(&p.prompt).unwrap(), col.encode(&answer).unwrap());
         let real: Vec<i64> = pi
@@ -118,7 +118,7 @@ fn gold_reward_scores_the_response_after_its_prompt() {
                 .chain(std::iter::repeat_n(1, real.len()))
                 .chain(std::iter::repeat_n(0, tail)),
         );
-        want.push(rlhf_data::toy::gold_score(&task, &answer) as f32);
+        want.push(rlhf_toy::gold_score(&task, &answer) as f32);
     }
     let n = prompts.len() as i64;
     let ids = tch::Tensor::from_slice(&ids).view([n, width as i64]);

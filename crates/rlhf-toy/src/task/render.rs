@@ -132,10 +132,10 @@ impl ToyTask {
     /// Parses a prompt made by the toy world (any style) back into its task and style.
     ///
     /// For few-shot prompts the task is the last query (after the last `;`).
-    /// A leading constraint (`answer only :`, see [`crate::toy::ToyPrompt`]) is skipped.
+    /// A leading constraint (`answer only :`, see [`crate::ToyPrompt`]) is skipped.
     pub fn parse_prompt(prompt: &str) -> Result<(ToyTask, Style)> {
         let all = tokens(prompt);
-        let (_, toks) = crate::toy::conduct::strip_constraint(&all);
+        let (_, toks) = crate::conduct::strip_constraint(&all);
         let (query, style) = match toks.iter().rposition(|&t| t == ";") {
             Some(i) => (&toks[i + 1..], Style::FewShot),
             None => (toks, Style::Plain),

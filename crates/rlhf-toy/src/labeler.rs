@@ -20,7 +20,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::conduct::ToyPrompt;
 use super::task::{sample_candidates, Style, TaskKind, ToyTask};
-use crate::error::{Error, Result};
+use rlhf_data::error::{Error, Result};
 
 /// The paper's inter-labeler agreement among training labelers.
 pub const PAPER_AGREEMENT: f64 = 0.726;

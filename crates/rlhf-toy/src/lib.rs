@@ -19,7 +19,7 @@
 //! * [`toy_tokenizer`] is the HF tokenizer of the language; `<|endoftext|>` is EOS and pad.
 //!
 //! ```
-//! use rlhf_data::toy::{gold_score, ToyConfig, ToyTask, ToyWorld};
+//! use rlhf_toy::{gold_score, ToyConfig, ToyTask, ToyWorld};
 //! let world = ToyWorld::generate(&ToyConfig { num_users: 20, heldout_users: 5, pretrain_docs: 10,
 //!     heldout_pretrain_docs: 2, ..ToyConfig::default() }).unwrap();
 //! let p = &world.prompts[0];
@@ -28,7 +28,9 @@
 //! ```
 
 mod conduct;
+pub mod eval;
 mod labeler;
+pub mod rm;
 mod task;
 mod vocab;
 mod world;

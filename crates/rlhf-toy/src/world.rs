@@ -16,8 +16,8 @@ use super::task::{
     TOY_MAX_PROMPT_TOKENS, TOY_MAX_RESPONSE_TOKENS,
 };
 use super::vocab::{save_toy_tokenizer, Pool, WordKind, DIGITS, LETTERS};
-use crate::error::{Error, Result};
-use crate::records::{write_jsonl, Demonstration, PretrainText, PromptRecord, Ranking, Source};
+use rlhf_data::error::{Error, Result};
+use rlhf_data::records::{write_jsonl, Demonstration, PretrainText, PromptRecord, Ranking, Source};
 
 /// Relative frequency of the three prompt styles.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

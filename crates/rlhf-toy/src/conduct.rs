@@ -11,7 +11,7 @@
 //!   prefix `answer only :`): the answer and nothing else.
 //! * Demonstrators have persistent habits: opening with a filler phrase ([`FILLERS`], e.g.
 //!   `sure`) and closing with a sign-off ([`SIGNOFFS`], e.g. `hope this helps`). Some of them
-//!   ignore the constraint at times (see `rlhf_data::toy::HabitConfig`).
+//!   ignore the constraint at times (see `crate::HabitConfig`).
 //! * Labelers dislike both habits, and an answer that breaks an explicit constraint most:
 //!   [`ToyPrompt::judge`] scores a response as its correctness ([`super::gold_score`] of the
 //!   response without the habit words) minus [`FILLER_PENALTY`], [`SIGN_OFF_PENALTY`] and
@@ -24,7 +24,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::task::{gold_score, Style, ToyTask};
-use crate::error::Result;
+use rlhf_data::error::Result;
 
 /// Filler phrases a demonstrator may open with.
 pub const FILLERS: [&[&str]; 4] = [

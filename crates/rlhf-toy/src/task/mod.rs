@@ -10,7 +10,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::vocab::{adjectives, nouns, Pool, WordKind, DIGITS, LETTERS, PUNCTUATION, VERBS};
-use crate::error::{Error, Result};
+use rlhf_data::error::{Error, Result};
 
 mod corrupt;
 mod render;

@@ -2,12 +2,12 @@
 //! win rates judged by the simulated labelers (the paper's "win rate against SFT"), the KL to a
 //! reference model, and the LM loss on held-out pretraining text.
 
+use crate::{LabelerPool, ToyPrompt, ToyTask};
 use anyhow::Context;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rlhf_data::collate::Collator;
 use rlhf_data::records::PromptRecord;
-use rlhf_data::toy::{LabelerPool, ToyPrompt, ToyTask};
 use rlhf_model::{GenerateConfig, Policy};
 use rlhf_sft::answer;
 use tch::{Device, Kind, Tensor};
@@ -54,10 +54,10 @@ impl Shot {
 
 /// The base model's prompt for a task: `examples` as `query response ;` segments, then the
 /// task's plain query, with the prompt's constraint (if any) in front. Examples are dropped
-/// from the front while the prompt is over [`rlhf_data::toy::TOY_MAX_PROMPT_TOKENS`].
+/// from the front while the prompt is over [`crate::TOY_MAX_PROMPT_TOKENS`].
 pub fn few_shot_prompt(prompt: &ToyPrompt, examples: &[Shot]) -> String {
     let head = match prompt.constraint {
-        Some(_) => format!("{} ", rlhf_data::toy::ANSWER_ONLY_PREFIX.join(" ")),
+        Some(_) => format!("{} ", crate::ANSWER_ONLY_PREFIX.join(" ")),
         None => String::new(),
     };
     let query = prompt.task.plain_prompt();
@@ -69,7 +69,7 @@ pub fn few_shot_prompt(prompt: &ToyPrompt, examples: &[Shot]) -> String {
             .chain(std::iter::once(query.clone()))
             .collect();
         let text = format!("{head}{}", body.join(" "));
-        if text.split_whitespace().count() <= rlhf_data::toy::TOY_MAX_PROMPT_TOKENS
+        if text.split_whitespace().count() <= crate::TOY_MAX_PROMPT_TOKENS
             || start == examples.len()
         {
             return text;
@@ -261,4 +261,4 @@ pub fn kl_to_reference(
 
 /// The gold score as a rule-based reward model (lives in `rlhf-reward`; re-exported here for
 /// the pipeline's diagnostics).
-pub use rlhf_reward::toy::GoldReward;
+pub use crate::rm::GoldReward;

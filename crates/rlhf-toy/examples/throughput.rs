@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use rlhf_data::collate::{collate_sft, CollateConfig, Collator, Padding, TokenizedPair};
 use rlhf_data::records::{write_jsonl, Demonstration, JsonlReader, ReadOptions};
-use rlhf_data::toy::{toy_tokenizer, ToyConfig, ToyWorld, TOY_EOS};
+use rlhf_toy::{toy_tokenizer, ToyConfig, ToyWorld, TOY_EOS};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: usize = match std::env::args().nth(1) {

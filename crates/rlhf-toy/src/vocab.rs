@@ -5,7 +5,7 @@ use std::path::Path;
 
 use tokenizers::Tokenizer;
 
-use crate::error::{Error, Result};
+use rlhf_data::error::{Error, Result};
 
 /// The end-of-sequence token, also used for padding.
 pub const TOY_EOS: &str = "<|endoftext|>";
@@ -300,5 +300,5 @@ pub fn toy_tokenizer() -> Tokenizer {
 pub fn save_toy_tokenizer(path: impl AsRef<Path>) -> Result<()> {
     let tok = toy_tokenizer();
     let text = tok.to_string(true).map_err(Error::tokenizer)?;
-    crate::records::write_atomic(path, text.as_bytes())
+    rlhf_data::records::write_atomic(path, text.as_bytes())
 }

@@ -1,5 +1,5 @@
 //! Reward-model data from the toy world without a policy: candidates from
-//! `rlhf_data::toy::sample_candidates`, ranked by simulated labelers, with the gold score of
+//! `crate::sample_candidates`, ranked by simulated labelers, with the gold score of
 //! every response and the accuracy ceiling the labelers' noise allows.
 //!
 //! ## The noise ceiling
@@ -9,15 +9,15 @@
 //! model can do against such labels is to order every pair by the gold score, which agrees with
 //! labeler `j` on a pair with probability `max(p, 1 - p)` (one half for gold ties).
 //! [`ToyRankings::ceiling`] is that expectation averaged over the pool's labelers and over all
-//! C(K, 2) pairs of the held-out rankings (`rlhf_data::toy::noise_ceiling`);
+//! C(K, 2) pairs of the held-out rankings (`crate::noise_ceiling`);
 //! [`ToyRankings::ceiling_realized`] is the gold order's accuracy against the labels actually
 //! drawn (the same quantity measured on this sample).
 
-use crate::error::{Result, RewardError};
-use crate::trainer::RankingData;
+use crate::{simulate_rankings, LabelerPool, ToyPrompt, ToyWorld};
 use rlhf_data::collate::{Collator, TokenizedRanking};
 use rlhf_data::records::Ranking;
-use rlhf_data::toy::{simulate_rankings, LabelerPool, ToyPrompt, ToyWorld};
+use rlhf_reward::trainer::RankingData;
+use rlhf_reward::{Result, RewardError};
 use tch::{Device, Tensor};
 
 /// Train and held-out rankings of a toy world, with gold scores and the noise ceiling.

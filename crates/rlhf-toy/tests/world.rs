@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rlhf_data::records::{read_jsonl, Demonstration, PromptRecord, ReadOptions, Record};
-use rlhf_data::toy::*;
+use rlhf_toy::*;
 
 fn small_config(seed: u64) -> ToyConfig {
     ToyConfig {

@@ -13,7 +13,7 @@
 //! model: `ScalarModel::reward_from_lm` (unembedding dropped, scalar head added). Rankings
 //! come from `sample_candidates` + calibrated labelers (73% inter-labeler agreement), K
 //! uniform in 4..=9. The ceiling is the expected accuracy of the gold order against the
-//! labelers on the held-out pairs (see `rlhf_reward::toy`).
+//! labelers on the held-out pairs (see `rlhf_toy::rm`).
 //!
 //! Measured with the defaults (seed 0, `threads=1`, a busy 2-core machine, about 7 minutes):
 //! 20393 training rankings, 1005 held-out; ceiling 0.7755 (0.7722 on the labels drawn);
@@ -21,14 +21,14 @@
 //! accuracy against the gold order 0.8330. `users=3000 epochs=2` gave 0.7307 vs 0.7745.
 
 use rlhf_data::collate::{CollateConfig, Collator};
-use rlhf_data::toy::{
+use rlhf_model::train::{AdamW, AdamWConfig, CosineSchedule, MemoryMetrics};
+use rlhf_model::{CausalLm, Gpt2Config, Policy, ScalarModel, Tokenizer};
+use rlhf_reward::{RewardTrainConfig, RewardTrainer};
+use rlhf_toy::rm::ToyRankings;
+use rlhf_toy::{
     toy_tokenizer, LabelerConfig, LabelerPool, ToyConfig, ToyWorld, TOY_EOS_ID,
     TOY_MAX_PROMPT_TOKENS, TOY_MAX_RESPONSE_TOKENS,
 };
-use rlhf_model::train::{AdamW, AdamWConfig, CosineSchedule, MemoryMetrics};
-use rlhf_model::{CausalLm, Gpt2Config, Policy, ScalarModel, Tokenizer};
-use rlhf_reward::toy::ToyRankings;
-use rlhf_reward::{RewardTrainConfig, RewardTrainer};
 use std::collections::HashMap;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};

@@ -11,7 +11,7 @@ use rlhf_data::collate::{
     collate_rewards, collate_sft, pack_documents, CollateConfig, Collator, Padding, TokenizedPair,
     TokenizedRanking,
 };
-use rlhf_data::toy::{toy_tokenizer, ToyConfig, ToyWorld, TOY_EOS};
+use rlhf_toy::{toy_tokenizer, ToyConfig, ToyWorld, TOY_EOS};
 
 fn ids(n: usize, salt: u32) -> Vec<u32> {
     (0..n as u32)
