@@ -3,8 +3,8 @@
 
 use rlhf_examples::pipeline::PipelineReport;
 use rlhf_examples::plot::{
-    bar_chart, figure, font, line_chart, pipeline_plots, plot_metrics_jsonl, plot_run_dir,
-    read_metrics, Panel, Series, PALETTE,
+    bar_chart, figure, line_chart, pipeline_plots, plot_metrics_jsonl, plot_run_dir, read_metrics,
+    render_figure, Panel, Series, PALETTE,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -157,22 +157,20 @@ fn empty_nan_and_single_point_inputs_do_not_panic() {
 }
 
 #[test]
-fn font_covers_printable_ascii() {
-    let mut shapes = BTreeSet::new();
-    for c in (b' '..=b'~').map(char::from) {
-        let g = font::glyph(c);
-        assert!(g.len() <= font::GLYPH_H, "{c:?} is too tall");
-        assert!(
-            g.iter().all(|row| row.len() == font::GLYPH_W),
-            "{c:?}: bad row width"
-        );
-        assert!(g
-            .iter()
-            .all(|row| row.bytes().all(|b| b == b'#' || b == b'.')));
-        shapes.insert(g.to_vec());
-    }
-    assert_eq!(shapes.len(), 95, "two printable characters share a glyph");
-    assert_eq!(font::text_width("ab", 2), 22);
+fn titles_are_drawn_in_the_embedded_font() {
+    // Text needs no system font: the title's dark pixels appear, and a longer title draws
+    // more of them.
+    let dark = |title: &str| {
+        let canvas = render_figure(title, &[], 1).unwrap();
+        canvas
+            .pixels
+            .chunks_exact(3)
+            .filter(|p| p.iter().all(|&c| c < 100))
+            .count()
+    };
+    let (short, long) = (dark("ab"), dark("abcdefghijklmnop"));
+    assert!(short > 20, "no title pixels: {short}");
+    assert!(long > 4 * short, "{short} vs {long}");
 }
 
 const METRICS: &str = r#"{"epoch":0.5,"loss/train":4.0,"lr":0.001,"step":1}

@@ -1,6 +1,5 @@
-//! PNG plots of training metrics, with no dependency beyond the `png` encoder: our own
-//! rasterizer (lines, markers, bars, axes, ticks, grid) and a built-in 5x7 bitmap font, so
-//! plots render the same on a machine without any fonts.
+//! PNG plots of training metrics, drawn with `plotters` into memory and encoded with `png`;
+//! text in DejaVu Sans, embedded, so plots render the same on a machine without any fonts.
 //!
 //! - [`line_chart`], [`bar_chart`] and [`figure`] (several panels in one image) draw given data.
 //! - [`read_metrics`] reads a run directory's `metrics.jsonl`; [`plot_metrics_jsonl`] and
@@ -15,15 +14,12 @@
 //! atomically (a temporary file in the same directory, then a rename).
 
 mod chart;
-pub mod font;
-pub mod raster;
 
 use anyhow::Context;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-pub use chart::{FIGURE_WIDTH, PALETTE, SINGLE_HEIGHT};
-pub use raster::{Canvas, Rgb};
+pub use chart::{Canvas, Rgb, FIGURE_WIDTH, PALETTE, SINGLE_HEIGHT};
 
 /// A named line: `(x, y)` points, drawn in the order given (sort them by x).
 #[derive(Debug, Clone, PartialEq)]
@@ -111,7 +107,7 @@ impl Panel {
 
 /// Renders a figure without writing it: `title` over the panels in a grid of `columns` columns
 /// (one panel: 800 x 500 pixels; more: rows 320 pixels high, 270 from four rows on).
-pub fn render_figure(title: &str, panels: &[Panel], columns: usize) -> Canvas {
+pub fn render_figure(title: &str, panels: &[Panel], columns: usize) -> anyhow::Result<Canvas> {
     chart::render(title, panels, columns)
 }
 
@@ -147,7 +143,7 @@ pub fn figure_in_columns(
     panels: &[Panel],
     columns: usize,
 ) -> anyhow::Result<()> {
-    let png = encode_png(&render_figure(title, panels, columns))?;
+    let png = encode_png(&render_figure(title, panels, columns)?)?;
     rlhf_model::checkpoint::write_atomic(path, &png)
         .with_context(|| format!("cannot write plot {}", path.display()))?;
     Ok(())

@@ -1,21 +1,36 @@
-//! Layout of figures: a title over a grid of panels, each panel a line chart or a bar chart
-//! with its own axes, ticks, legend and labels.
+//! Layout of figures, drawn with `plotters`: a title over a grid of panels, each panel a line
+//! chart or a bar chart with its own axes, ticks, legend and labels. Text uses DejaVu Sans,
+//! embedded (the `dejavu` crate), so plots render the same on a machine without fonts.
 
-use super::font::{text_width, LINE_H};
-use super::raster::{Canvas, Rect, Rgb};
 use super::{Panel, PanelKind, Series};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use plotters::style::{register_font, FontStyle};
 
 /// Width of every figure in pixels.
 pub const FIGURE_WIDTH: u32 = 800;
 /// Height of a one-panel figure in pixels.
 pub const SINGLE_HEIGHT: u32 = 500;
 
-const WHITE: Rgb = [255, 255, 255];
-const BLACK: Rgb = [20, 20, 20];
-const AXIS: Rgb = [90, 90, 90];
-const GRID: Rgb = [228, 228, 228];
-const MUTED: Rgb = [120, 120, 120];
-const REFERENCE: Rgb = [160, 160, 160];
+/// An 8-bit RGB colour.
+pub type Rgb = [u8; 3];
+
+/// A rendered figure: `width x height` RGB pixels, row by row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Canvas {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// `width * height * 3` bytes.
+    pub pixels: Vec<u8>,
+}
+
+const BLACK: RGBColor = RGBColor(20, 20, 20);
+const GRID: RGBColor = RGBColor(228, 228, 228);
+const MUTED: RGBColor = RGBColor(120, 120, 120);
+const REFERENCE: RGBColor = RGBColor(160, 160, 160);
 
 /// Distinct series colours (matplotlib's tab10). Series `i` of a panel gets `PALETTE[i % 10]`.
 pub const PALETTE: [Rgb; 10] = [
@@ -33,148 +48,117 @@ pub const PALETTE: [Rgb; 10] = [
 
 /// Series with at most this many points also get a marker on each point.
 const MARKER_MAX_POINTS: usize = 40;
-const TEXT: usize = 2; // text scale of labels (5x7 glyphs drawn 2x)
+const FONT: &str = "sans-serif";
+
+fn colour(i: usize) -> RGBColor {
+    let [r, g, b] = PALETTE[i % PALETTE.len()];
+    RGBColor(r, g, b)
+}
+
+/// Registers the embedded DejaVu Sans as plotters' `sans-serif` (once per process).
+fn ensure_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        register_font(FONT, FontStyle::Normal, dejavu::sans::regular())
+            .unwrap_or_else(|_| panic!("the embedded DejaVu Sans is a valid font"));
+    });
+}
 
 /// Renders a figure: `title` on top, the panels in a grid of `columns` columns (at least 1).
-pub fn render(title: &str, panels: &[Panel], columns: usize) -> Canvas {
-    let w = FIGURE_WIDTH as i64;
-    let title_scale = if text_width(title, 3) as i64 <= w - 20 {
-        3
-    } else {
-        2
-    };
-    let title_h = (LINE_H * title_scale) as i64 + 14;
+/// Drawing errors (none are expected on an in-memory bitmap) are returned.
+pub fn render(title: &str, panels: &[Panel], columns: usize) -> anyhow::Result<Canvas> {
+    ensure_font();
+    let w = FIGURE_WIDTH;
+    let title_h = 40u32;
     let n = panels.len().max(1);
     let cols = columns.clamp(1, n);
-    let rows = n.div_ceil(cols);
+    let rows = n.div_ceil(cols) as u32;
     let panel_h = if n == 1 {
-        SINGLE_HEIGHT as i64 - title_h
+        SINGLE_HEIGHT - title_h
     } else if rows <= 3 {
         320
     } else {
         270
     };
-    let h = title_h + rows as i64 * panel_h;
-    let mut c = Canvas::new(FIGURE_WIDTH, h as u32, WHITE);
-    let title = fit_text(title, title_scale, w - 20);
-    let tx = (w - text_width(&title, title_scale) as i64) / 2;
-    c.text(tx, 8, &title, title_scale, BLACK);
-    if panels.is_empty() {
-        let msg = "no data";
-        let x = (w - text_width(msg, TEXT) as i64) / 2;
-        c.text(x, h / 2, msg, TEXT, MUTED);
-        return c;
+    let h = title_h + rows * panel_h;
+    let mut pixels = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, (w, h)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let (top, body) = root.split_vertically(title_h);
+        let size = if title.len() <= 60 { 24 } else { 18 };
+        let style = TextStyle::from((FONT, size).into_font())
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Center, VPos::Center));
+        top.draw_text(
+            &fit(title, 95),
+            &style,
+            ((w / 2) as i32, (title_h / 2) as i32),
+        )?;
+        if panels.is_empty() {
+            no_data(&body)?;
+        } else {
+            let areas = body.split_evenly((rows as usize, cols));
+            for (area, panel) in areas.iter().zip(panels) {
+                draw_panel(area, panel)?;
+            }
+        }
+        root.present()?;
     }
-    let panel_w = w / cols as i64;
-    for (i, panel) in panels.iter().enumerate() {
-        let (r, col) = ((i / cols) as i64, (i % cols) as i64);
-        let rect = Rect {
-            x0: col * panel_w,
-            y0: title_h + r * panel_h,
-            x1: (col + 1) * panel_w,
-            y1: title_h + (r + 1) * panel_h,
-        };
-        draw_panel(&mut c, rect, panel);
-    }
-    c
+    Ok(Canvas {
+        width: w,
+        height: h,
+        pixels,
+    })
 }
 
-/// `text` cut (with a trailing `..`) to fit `max_w` pixels at `scale`.
-fn fit_text(text: &str, scale: usize, max_w: i64) -> String {
-    if text_width(text, scale) as i64 <= max_w {
+/// `text` cut (with a trailing `..`) to at most `max` characters.
+fn fit(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
         return text.to_string();
     }
-    let mut s: String = text.to_string();
-    while !s.is_empty() && text_width(&format!("{s}.."), scale) as i64 > max_w {
-        s.pop();
-    }
+    let s: String = text.chars().take(max.saturating_sub(2)).collect();
     format!("{s}..")
 }
 
-/// A linear axis: data range `lo..hi` mapped onto pixels, with tick positions.
-struct Axis {
-    lo: f64,
-    hi: f64,
-    ticks: Vec<f64>,
-    step: f64,
+fn no_data(area: &DrawingArea<BitMapBackend, Shift>) -> anyhow::Result<()> {
+    let (w, h) = area.dim_in_pixel();
+    let style = TextStyle::from((FONT, 18).into_font())
+        .color(&MUTED)
+        .pos(Pos::new(HPos::Center, VPos::Center));
+    area.draw_text("no data", &style, ((w / 2) as i32, (h / 2) as i32))?;
+    Ok(())
 }
 
-impl Axis {
-    /// An axis covering `lo..hi`. `round_out` extends the range to whole tick steps (y axes);
-    /// `integer` forbids fractional tick steps (x axes of steps and iterations).
-    fn new(lo: f64, hi: f64, target_ticks: usize, round_out: bool, integer: bool) -> Axis {
-        let (mut lo, mut hi) = (lo, hi);
-        if !(lo.is_finite() && hi.is_finite()) || lo > hi {
-            (lo, hi) = (0.0, 1.0);
-        }
-        if hi - lo <= 1e-12 * lo.abs().max(hi.abs()).max(1e-300) {
-            let pad = if lo == 0.0 { 1.0 } else { lo.abs() * 0.1 };
-            let pad = if integer { pad.max(1.0) } else { pad };
-            (lo, hi) = (lo - pad, hi + pad);
-        }
-        if !(hi - lo).is_finite() {
-            (lo, hi) = (lo / 2.0, hi / 2.0); // keeps the span finite; such data is unusual
-        }
-        let mut step = nice_step((hi - lo) / target_ticks.max(1) as f64);
-        if integer {
-            step = step.max(1.0);
-        }
-        if round_out {
-            lo = (lo / step).floor() * step;
-            hi = (hi / step).ceil() * step;
-        }
-        let first = (lo / step).ceil() as i64;
-        let last = (hi / step).floor() as i64;
-        let ticks = if last >= first && last - first <= 60 {
-            (first..=last).map(|k| k as f64 * step).collect()
-        } else {
-            vec![lo, hi]
-        };
-        Axis {
-            lo,
-            hi,
-            ticks,
-            step,
-        }
+/// A data range made safe for an axis: finite, increasing, and padded when flat (`integer`
+/// axes by at least 1).
+fn axis_range(lo: f64, hi: f64, integer: bool, margin: f64) -> (f64, f64) {
+    let (mut lo, mut hi) = (lo, hi);
+    if !(lo.is_finite() && hi.is_finite()) || lo > hi {
+        (lo, hi) = (0.0, 1.0);
     }
-
-    /// Pixel coordinate of `v` on a screen interval `p0..p1` (`p0` is where `lo` goes).
-    fn map(&self, v: f64, p0: f64, p1: f64) -> f64 {
-        p0 + (v - self.lo) / (self.hi - self.lo) * (p1 - p0)
+    if hi - lo <= 1e-12 * lo.abs().max(hi.abs()).max(1e-300) {
+        let pad = if lo == 0.0 { 1.0 } else { lo.abs() * 0.1 };
+        let pad = if integer { pad.max(1.0) } else { pad };
+        (lo, hi) = (lo - pad, hi + pad);
     }
+    if !(hi - lo).is_finite() {
+        (lo, hi) = (lo / 2.0, hi / 2.0); // keeps the span finite; such data is unusual
+    }
+    let m = (hi - lo) * margin;
+    (lo - m, hi + m)
 }
 
-/// 1, 2 or 5 times a power of ten, at least `raw`.
-fn nice_step(raw: f64) -> f64 {
-    if !(raw.is_finite() && raw > 0.0) {
-        return 1.0;
-    }
-    let mag = 10f64.powf(raw.log10().floor());
-    let norm = raw / mag;
-    let nice = if norm <= 1.0 {
-        1.0
-    } else if norm <= 2.0 {
-        2.0
-    } else if norm <= 5.0 {
-        5.0
-    } else {
-        10.0
-    };
-    nice * mag
-}
-
-/// A tick label: as many decimals as the step needs; scientific notation for very large or
-/// very small magnitudes.
-pub(crate) fn format_tick(v: f64, step: f64) -> String {
+/// A tick label: as many decimals as the axis span needs; scientific notation for very large
+/// or very small magnitudes.
+pub(crate) fn format_tick(v: f64, span: f64) -> String {
+    let step = span / 5.0;
     if v.abs() < step.abs() * 1e-6 {
         return "0".into();
     }
     let mag = v.abs().max(step.abs());
     if !(1e-3..1e6).contains(&mag) {
-        let exp_v = v.abs().log10().floor();
-        let exp_s = step.abs().log10().floor();
-        let dec = (exp_v - exp_s).clamp(0.0, 3.0) as usize;
-        return format!("{v:.dec$e}");
+        return format!("{v:.1e}");
     }
     let dec = (-step.abs().log10().floor()).clamp(0.0, 6.0) as usize;
     format!("{v:.dec$}")
@@ -195,261 +179,182 @@ fn format_value(v: f64) -> String {
     }
 }
 
-fn draw_panel(c: &mut Canvas, rect: Rect, panel: &Panel) {
-    let pad = 10;
-    let text_h = (LINE_H * TEXT) as i64;
-    let mut y = rect.y0 + 6;
-    if !panel.title.is_empty() {
-        let t = fit_text(&panel.title, TEXT, rect.width() - 2 * pad);
-        let x = rect.x0 + (rect.width() - text_width(&t, TEXT) as i64) / 2;
-        c.text(x, y, &t, TEXT, BLACK);
-        y += text_h + 4;
-    }
-    // Legend: one entry per series, wrapped into rows, when there is more than one series.
-    if let PanelKind::Lines(series) = &panel.kind {
-        if series.len() > 1 {
-            y = draw_legend(c, rect.x0 + pad + 30, rect.x1 - pad, y, series);
+/// The runs of consecutive finite points of a series (a non-finite point breaks the line).
+fn finite_runs(s: &Series) -> Vec<Vec<(f64, f64)>> {
+    let mut runs = vec![];
+    let mut cur = vec![];
+    for &(x, y) in &s.points {
+        if x.is_finite() && y.is_finite() {
+            cur.push((x, y));
+        } else if !cur.is_empty() {
+            runs.push(std::mem::take(&mut cur));
         }
     }
-    // Data ranges.
-    let (xs, ys) = data_ranges(panel);
-    let has_data = xs.is_some() || matches!(&panel.kind, PanelKind::Bars(b) if !b.is_empty());
-    let (xlo, xhi) = xs.unwrap_or((0.0, 1.0));
-    let (mut ylo, mut yhi) = ys.unwrap_or((0.0, 1.0));
-    for (v, _) in &panel.hlines {
-        if v.is_finite() {
-            ylo = ylo.min(*v);
-            yhi = yhi.max(*v);
-        }
+    if !cur.is_empty() {
+        runs.push(cur);
     }
-    if let PanelKind::Bars(_) = panel.kind {
-        ylo = ylo.min(0.0);
-        yhi = yhi.max(0.0);
-        let span = (yhi - ylo).max(1e-12);
-        // Room for the value labels above (and below) the bars.
-        if yhi > 0.0 {
-            yhi += 0.12 * span;
-        }
-        if ylo < 0.0 {
-            ylo -= 0.12 * span;
-        }
+    runs
+}
+
+fn draw_panel(area: &DrawingArea<BitMapBackend, Shift>, panel: &Panel) -> anyhow::Result<()> {
+    let area = area.margin(6, 6, 8, 14);
+    if !panel.has_data() {
+        let caption = area.titled(&fit(&panel.title, 60), (FONT, 16))?;
+        return no_data(&caption);
     }
-    let integer_x = match &panel.kind {
-        PanelKind::Lines(s) => s
-            .iter()
-            .flat_map(|s| &s.points)
-            .all(|(x, _)| !x.is_finite() || x.fract() == 0.0),
-        PanelKind::Bars(_) => false,
+    match &panel.kind {
+        PanelKind::Lines(series) => draw_lines(&area, panel, series),
+        PanelKind::Bars(bars) => draw_bars(&area, panel, bars),
+    }
+}
+
+fn draw_lines(
+    area: &DrawingArea<BitMapBackend, Shift>,
+    panel: &Panel,
+    series: &[Series],
+) -> anyhow::Result<()> {
+    let runs: Vec<Vec<Vec<(f64, f64)>>> = series.iter().map(finite_runs).collect();
+    let pts = || runs.iter().flatten().flatten();
+    let fold = |f: fn(&(f64, f64)) -> f64| {
+        pts()
+            .map(f)
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+                (a.min(v), b.max(v))
+            })
     };
-    let yaxis = Axis::new(ylo, yhi, 5, true, false);
-    let xaxis = Axis::new(xlo, xhi, 6, false, integer_x);
-    let ylabels: Vec<String> = yaxis
-        .ticks
-        .iter()
-        .map(|v| format_tick(*v, yaxis.step))
-        .collect();
-    let label_w = ylabels
-        .iter()
-        .map(|l| text_width(l, TEXT))
-        .max()
-        .unwrap_or(0) as i64;
-    let bottom = match &panel.kind {
-        PanelKind::Lines(_) => {
-            text_h
-                + 8
-                + if panel.x_label.is_empty() {
-                    0
-                } else {
-                    text_h + 4
-                }
-        }
-        PanelKind::Bars(_) => text_h + 10,
-    };
-    let plot = Rect {
-        x0: rect.x0 + pad + label_w + 8,
-        y0: y + 8,
-        x1: rect.x1 - pad - 8,
-        y1: (rect.y1 - pad - bottom).max(y + 40),
-    };
-    let (px0, px1) = (plot.x0 as f64, (plot.x1 - 1) as f64);
-    let (py0, py1) = ((plot.y1 - 1) as f64, plot.y0 as f64); // y grows upwards
-                                                             // Grid and y ticks.
-    for (v, label) in yaxis.ticks.iter().zip(&ylabels) {
-        let py = yaxis.map(*v, py0, py1).round() as i64;
-        c.line(px0, py as f64, px1, py as f64, 1, GRID, plot);
-        let lx = plot.x0 - 6 - text_width(label, TEXT) as i64;
-        c.text(lx, py - (7 * TEXT as i64) / 2, label, TEXT, AXIS);
-    }
-    if let PanelKind::Lines(_) = panel.kind {
-        for v in &xaxis.ticks {
-            let px = xaxis.map(*v, px0, px1).round() as i64;
-            c.line(px as f64, py1, px as f64, py0, 1, GRID, plot);
-            if has_data {
-                let label = format_tick(*v, xaxis.step);
-                let lx = px - text_width(&label, TEXT) as i64 / 2;
-                c.text(lx, plot.y1 + 6, &label, TEXT, AXIS);
-            }
-        }
-        if !panel.x_label.is_empty() {
-            let t = fit_text(&panel.x_label, TEXT, rect.width() - 2 * pad);
-            let lx = plot.x0 + (plot.width() - text_width(&t, TEXT) as i64) / 2;
-            c.text(lx, plot.y1 + 6 + text_h + 4, &t, TEXT, AXIS);
+    let (x0, x1) = fold(|p| p.0);
+    let (mut y0, mut y1) = fold(|p| p.1);
+    for (y, _) in &panel.hlines {
+        if y.is_finite() {
+            (y0, y1) = (y0.min(*y), y1.max(*y));
         }
     }
-    c.outline(plot, AXIS);
-    // Reference lines.
-    for (v, label) in &panel.hlines {
-        if !v.is_finite() {
+    let integer_x = pts().all(|p| p.0.fract() == 0.0);
+    let (x0, x1) = axis_range(x0, x1, integer_x, 0.0);
+    let (y0, y1) = axis_range(y0, y1, false, 0.05);
+    let mut chart = ChartBuilder::on(area)
+        .caption(fit(&panel.title, 60), (FONT, 16))
+        .x_label_area_size(if panel.x_label.is_empty() { 24 } else { 40 })
+        .y_label_area_size(62)
+        .build_cartesian_2d(x0..x1, y0..y1)?;
+    let (xs, ys) = (x1 - x0, y1 - y0);
+    chart
+        .configure_mesh()
+        .x_desc(panel.x_label.as_str())
+        .x_labels(6)
+        .y_labels(6)
+        .light_line_style(WHITE)
+        .bold_line_style(GRID)
+        .axis_style(MUTED)
+        .label_style((FONT, 13))
+        .axis_desc_style((FONT, 14))
+        .x_label_formatter(&|v| format_tick(*v, xs))
+        .y_label_formatter(&|v| format_tick(*v, ys))
+        .draw()?;
+    for (y, label) in &panel.hlines {
+        if !y.is_finite() {
             continue;
         }
-        let py = yaxis.map(*v, py0, py1);
-        c.dashed(px0, py, px1, py, 2, REFERENCE, plot, (8, 6));
-        if !label.is_empty() {
-            let lx = plot.x1 - 6 - text_width(label, TEXT) as i64;
-            c.text(lx, py as i64 - text_h, label, TEXT, MUTED);
-        }
+        chart.draw_series(DashedLineSeries::new(
+            vec![(x0, *y), (x1, *y)],
+            6,
+            4,
+            REFERENCE.stroke_width(1),
+        ))?;
+        chart.draw_series(std::iter::once(Text::new(
+            label.clone(),
+            (x0 + xs * 0.01, *y + ys * 0.015),
+            (FONT, 12).into_font().color(&MUTED),
+        )))?;
     }
-    if !has_data {
-        let msg = "no data";
-        let lx = plot.x0 + (plot.width() - text_width(msg, TEXT) as i64) / 2;
-        c.text(lx, plot.y0 + plot.height() / 2 - 7, msg, TEXT, MUTED);
-        return;
-    }
-    match &panel.kind {
-        PanelKind::Lines(series) => {
-            let inner = Rect {
-                x0: plot.x0 + 1,
-                y0: plot.y0 + 1,
-                x1: plot.x1 - 1,
-                y1: plot.y1 - 1,
-            };
-            for (i, s) in series.iter().enumerate() {
-                let color = PALETTE[i % PALETTE.len()];
-                let pts: Vec<(f64, f64)> = s
-                    .points
-                    .iter()
-                    .filter(|(x, y)| x.is_finite() && y.is_finite())
-                    .map(|&(x, y)| (xaxis.map(x, px0, px1), yaxis.map(y, py0, py1)))
-                    .collect();
-                for w in pts.windows(2) {
-                    c.line(w[0].0, w[0].1, w[1].0, w[1].1, 2, color, inner);
-                }
-                if pts.len() <= MARKER_MAX_POINTS {
-                    for &(x, y) in &pts {
-                        c.dot(x.round() as i64, y.round() as i64, 6, color, inner);
-                    }
-                }
+    for (i, (s, runs)) in series.iter().zip(&runs).enumerate() {
+        let c = colour(i);
+        let n: usize = runs.iter().map(Vec::len).sum();
+        for (k, run) in runs.iter().enumerate() {
+            let drawn =
+                chart.draw_series(LineSeries::new(run.iter().copied(), c.stroke_width(2)))?;
+            if k == 0 {
+                drawn.label(fit(&s.name, 40)).legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3))
+                });
             }
         }
-        PanelKind::Bars(bars) => {
-            let n = bars.len() as i64;
-            let slot = plot.width() as f64 / n as f64;
-            let zero = yaxis.map(0.0, py0, py1);
-            for (i, (name, v)) in bars.iter().enumerate() {
-                let color = PALETTE[i % PALETTE.len()];
-                let cx = plot.x0 as f64 + slot * (i as f64 + 0.5);
-                let half = (slot * 0.3).clamp(1.0, 45.0);
-                let label = format_value(*v);
-                let lw = text_width(&label, TEXT) as i64;
-                if v.is_finite() {
-                    let top = yaxis.map(*v, py0, py1);
-                    let (a, b) = if top < zero { (top, zero) } else { (zero, top) };
-                    let bar = Rect {
-                        x0: (cx - half).round() as i64,
-                        y0: a.round() as i64,
-                        x1: (cx + half).round() as i64,
-                        y1: b.round() as i64 + 1,
-                    };
-                    c.fill(bar, color);
-                    let ly = if *v >= 0.0 {
-                        a.round() as i64 - text_h
-                    } else {
-                        b.round() as i64 + 4
-                    };
-                    c.text(cx.round() as i64 - lw / 2, ly, &label, TEXT, BLACK);
-                } else {
-                    c.text(
-                        cx.round() as i64 - lw / 2,
-                        zero as i64 - text_h,
-                        &label,
-                        TEXT,
-                        MUTED,
-                    );
-                }
-                // Category label under the axis, smaller or cut when it does not fit its slot.
-                let scale = if text_width(name, TEXT) as f64 <= slot - 4.0 {
-                    TEXT
-                } else {
-                    1
-                };
-                let name = fit_text(name, scale, slot as i64 - 4);
-                let nx = cx.round() as i64 - text_width(&name, scale) as i64 / 2;
-                c.text(nx, plot.y1 + 6, &name, scale, BLACK);
-            }
-            if ylo < 0.0 {
-                c.line(px0, zero, px1, zero, 1, AXIS, plot);
-            }
+        if n <= MARKER_MAX_POINTS {
+            chart.draw_series(
+                runs.iter()
+                    .flatten()
+                    .map(|&p| Circle::new(p, 3, c.filled())),
+            )?;
         }
     }
+    if series.len() > 1 {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.75))
+            .border_style(GRID)
+            .label_font((FONT, 13))
+            .draw()?;
+    }
+    Ok(())
 }
 
-/// Draws legend entries (a colour swatch and the name) from `(x0, y)`, wrapping before `x1`.
-/// Returns the y below the legend.
-fn draw_legend(c: &mut Canvas, x0: i64, x1: i64, y: i64, series: &[Series]) -> i64 {
-    let text_h = (LINE_H * TEXT) as i64;
-    let (mut x, mut y) = (x0, y);
-    let bounds = c.bounds();
-    for (i, s) in series.iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
-        let empty = !s.points.iter().any(|(a, b)| a.is_finite() && b.is_finite());
-        let name = if empty {
-            format!("{} (no data)", s.name)
-        } else {
-            s.name.clone()
-        };
-        let name = fit_text(&name, TEXT, x1 - x0 - 30);
-        let entry_w = 26 + text_width(&name, TEXT) as i64 + 18;
-        if x > x0 && x + entry_w > x1 {
-            x = x0;
-            y += text_h;
+fn draw_bars(
+    area: &DrawingArea<BitMapBackend, Shift>,
+    panel: &Panel,
+    bars: &[(String, f64)],
+) -> anyhow::Result<()> {
+    let finite = bars.iter().map(|b| b.1).filter(|v| v.is_finite());
+    let (lo, hi) = finite.fold((0.0f64, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
+    let (y0, y1) = axis_range(lo, hi, false, 0.1);
+    let n = bars.len();
+    let mut chart = ChartBuilder::on(area)
+        .caption(fit(&panel.title, 60), (FONT, 16))
+        .x_label_area_size(30)
+        .y_label_area_size(62)
+        .build_cartesian_2d(0f64..n as f64, y0..y1)?;
+    let ys = y1 - y0;
+    let names: Vec<String> = bars.iter().map(|b| fit(&b.0, 24)).collect();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(0)
+        .y_labels(6)
+        .light_line_style(WHITE)
+        .bold_line_style(GRID)
+        .axis_style(MUTED)
+        .label_style((FONT, 13))
+        .y_label_formatter(&|v| format_tick(*v, ys))
+        .draw()?;
+    let text = |s: String, x: f64, y: f64, colour: &'static RGBColor| {
+        Text::new(
+            s,
+            (x, y),
+            TextStyle::from((FONT, 13).into_font())
+                .color(colour)
+                .pos(Pos::new(HPos::Center, VPos::Bottom)),
+        )
+    };
+    for (i, (name, v)) in names.iter().zip(bars.iter().map(|b| b.1)).enumerate() {
+        let x = i as f64;
+        if v.is_finite() {
+            chart.draw_series(std::iter::once(Rectangle::new(
+                [(x + 0.15, 0.0), (x + 0.85, v)],
+                colour(i).filled(),
+            )))?;
         }
-        let mid = (y + 7) as f64;
-        c.line(x as f64, mid, (x + 20) as f64, mid, 4, color, bounds);
-        c.text(x + 26, y, &name, TEXT, BLACK);
-        x += entry_w;
+        chart.draw_series(std::iter::once(text(
+            format_value(v),
+            x + 0.5,
+            v.max(0.0) + ys * 0.02,
+            &BLACK,
+        )))?;
+        chart.draw_series(std::iter::once(text(
+            name.clone(),
+            x + 0.5,
+            y0 + ys * 0.01,
+            &MUTED,
+        )))?;
     }
-    y + text_h
-}
-
-/// A closed interval `(lo, hi)`.
-type Range = (f64, f64);
-
-/// The finite data ranges of a panel: `(x range, y range)`; `None` where there is no finite
-/// point. Bar charts have no x range.
-fn data_ranges(panel: &Panel) -> (Option<Range>, Option<Range>) {
-    fn extend(r: &mut Option<Range>, v: f64) {
-        *r = Some(match *r {
-            None => (v, v),
-            Some((lo, hi)) => (lo.min(v), hi.max(v)),
-        });
-    }
-    let (mut xr, mut yr) = (None, None);
-    match &panel.kind {
-        PanelKind::Lines(series) => {
-            for (x, y) in series.iter().flat_map(|s| &s.points) {
-                if x.is_finite() && y.is_finite() {
-                    extend(&mut xr, *x);
-                    extend(&mut yr, *y);
-                }
-            }
-        }
-        PanelKind::Bars(bars) => {
-            for (_, v) in bars {
-                if v.is_finite() {
-                    extend(&mut yr, *v);
-                }
-            }
-        }
-    }
-    (xr, yr)
+    Ok(())
 }
