@@ -4,6 +4,7 @@
 //! held-out labelers.
 //!
 //! `cargo run --release -p rlhf-examples --example conduct_sweep -- RUN_DIR [PROMPTS]`
+//! (PROMPTS: validation prompts to measure on, default 600; `-- --help` shows the usage)
 //! where RUN_DIR holds a finished pipeline run (`config.toml`, `pretrain/best`, `sft/best`,
 //! `ppo_ptx/final`, optional). For each setting of (filler, sign-off, broken-constraint) penalties it
 //! recalibrates the training labelers (73% agreement) on SFT samples of training prompts scored
@@ -25,14 +26,23 @@ fn gold(j: &Judgement, (f, s, b): (f64, f64, f64)) -> f64 {
         - b * f64::from(u8::from(j.broke_constraint))
 }
 
+#[derive(clap::Parser, Debug)]
+#[command(
+    about = "Win rates against SFT of the base model and PPO-ptx for other conduct-penalty settings, on validation prompts"
+)]
+struct Args {
+    /// A finished pipeline run (config.toml, pretrain/best, sft/best, optional ppo_ptx/final).
+    #[arg(value_name = "RUN_DIR")]
+    run: PathBuf,
+    /// Validation prompts to measure the win rates on.
+    #[arg(value_name = "PROMPTS", default_value_t = 600)]
+    prompts: usize,
+}
+
 fn main() -> anyhow::Result<()> {
     rlhf_examples::init_runtime();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let run = PathBuf::from(
-        args.first()
-            .context("usage: conduct_sweep RUN_DIR [PROMPTS]")?,
-    );
-    let n: usize = args.get(1).map_or(Ok(600), |s| s.parse())?;
+    let args = <Args as clap::Parser>::parse();
+    let (run, n) = (args.run, args.prompts);
     let cfg: PipelineConfig = toml::from_str(
         &std::fs::read_to_string(run.join("config.toml"))
             .with_context(|| format!("reading {}", run.join("config.toml").display()))?,

@@ -5,7 +5,8 @@
 //!
 //! `cargo run --release -p rlhf-examples --example gold_ppo -- RUN_DIR OUT_DIR [key=value ...]`
 //! where RUN_DIR holds a pipeline run (its `config.toml`, `sft/best`, `rm/final`) and the keys
-//! are pipeline config keys in TOML syntax (e.g. `ppo_iterations=40 ptx_coef=0.0`).
+//! are pipeline config keys in TOML syntax (e.g. `ppo_iterations=40 ptx_coef=0.0`; `-- --help`
+//! shows the usage).
 
 use anyhow::Context;
 use rlhf_examples::pipeline::{
@@ -15,17 +16,33 @@ use rlhf_model::CausalLm;
 use rlhf_toy::eval::GoldReward;
 use std::path::PathBuf;
 
+#[derive(clap::Parser, Debug)]
+#[command(
+    about = "PPO against the toy world's gold score, from a finished pipeline run's SFT model"
+)]
+struct Args {
+    /// A pipeline run (its config.toml, sft/best, rm/final).
+    #[arg(value_name = "RUN_DIR")]
+    run: PathBuf,
+    /// Where the data, the PPO checkpoint and the labelers of this run go.
+    #[arg(value_name = "OUT_DIR")]
+    out: PathBuf,
+    /// Overrides of the run's pipeline config in TOML syntax, e.g. ppo_iterations=40 ptx_coef=0.0.
+    #[arg(value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+}
+
 fn main() -> anyhow::Result<()> {
     rlhf_examples::init_runtime();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (run, out) = match (args.first(), args.get(1)) {
-        (Some(r), Some(o)) => (PathBuf::from(r), PathBuf::from(o)),
-        _ => anyhow::bail!("usage: gold_ppo RUN_DIR OUT_DIR [key=value ...]"),
-    };
+    let Args {
+        run,
+        out,
+        overrides,
+    } = <Args as clap::Parser>::parse();
     let mut text = std::fs::read_to_string(run.join("config.toml"))
         .with_context(|| format!("reading {}", run.join("config.toml").display()))?;
     let mut table: toml::Table = toml::from_str(&text)?;
-    for kv in &args[2..] {
+    for kv in &overrides {
         let extra: toml::Table = toml::from_str(kv).with_context(|| format!("override {kv}"))?;
         merge(&mut table, extra);
     }

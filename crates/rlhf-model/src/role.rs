@@ -101,99 +101,60 @@ pub fn copy_variables(dst: &nn::VarStore, src: &nn::VarStore, dir: &Path) -> Res
     Ok(())
 }
 
-impl SaveDir for crate::CausalLm {
-    fn save_dir(&self, dir: &Path) -> Result<()> {
-        self.save(dir)
-    }
+/// The role traits of this crate's models, written once for both: `$role` names the trait
+/// through which the type's `var_store` and `device` are called (each type has them in two
+/// traits).
+macro_rules! model_roles {
+    ($ty:ty, $role:ident) => {
+        impl SaveDir for $ty {
+            fn save_dir(&self, dir: &Path) -> Result<()> {
+                self.save(dir)
+            }
+        }
+
+        impl Checkpointable for $ty {
+            fn meta(&self) -> &CheckpointMeta {
+                <$ty>::meta(self)
+            }
+
+            fn meta_mut(&mut self) -> &mut CheckpointMeta {
+                <$ty>::meta_mut(self)
+            }
+
+            fn save_with_extras(&self, dir: &Path, extras: Vec<(&str, Vec<u8>)>) -> Result<()> {
+                self.save_with(dir, extras)
+            }
+
+            fn restore_from(&mut self, dir: &Path) -> Result<()> {
+                let dir = resolve_dir(dir)?;
+                let saved = <$ty>::load(&dir, $role::device(self))?;
+                copy_variables($role::var_store(self), $role::var_store(&saved), &dir)?;
+                *self.meta_mut() = saved.meta().clone();
+                Ok(())
+            }
+        }
+
+        impl TrainingSwitches for $ty {
+            fn pretrained_with_dropout(&self) -> bool {
+                self.config().as_gpt2().is_some()
+            }
+
+            fn set_residual_dropout(&mut self, p: f64) -> Result<()> {
+                let d = self.config().dropouts();
+                self.set_dropout(p, d.embd, d.attn);
+                Ok(())
+            }
+
+            fn set_autocast(&mut self, kind: Option<Kind>) -> Result<()> {
+                <$ty>::set_autocast(self, kind);
+                Ok(())
+            }
+        }
+    };
 }
 
-impl SaveDir for crate::ScalarModel {
-    fn save_dir(&self, dir: &Path) -> Result<()> {
-        self.save(dir)
-    }
-}
-
-impl Checkpointable for crate::CausalLm {
-    fn meta(&self) -> &CheckpointMeta {
-        crate::CausalLm::meta(self)
-    }
-
-    fn meta_mut(&mut self) -> &mut CheckpointMeta {
-        crate::CausalLm::meta_mut(self)
-    }
-
-    fn save_with_extras(&self, dir: &Path, extras: Vec<(&str, Vec<u8>)>) -> Result<()> {
-        self.save_with(dir, extras)
-    }
-
-    fn restore_from(&mut self, dir: &Path) -> Result<()> {
-        let dir = resolve_dir(dir)?;
-        let saved = crate::CausalLm::load(&dir, Policy::device(self))?;
-        copy_variables(Policy::var_store(self), Policy::var_store(&saved), &dir)?;
-        *self.meta_mut() = saved.meta().clone();
-        Ok(())
-    }
-}
-
-impl Checkpointable for crate::ScalarModel {
-    fn meta(&self) -> &CheckpointMeta {
-        crate::ScalarModel::meta(self)
-    }
-
-    fn meta_mut(&mut self) -> &mut CheckpointMeta {
-        crate::ScalarModel::meta_mut(self)
-    }
-
-    fn save_with_extras(&self, dir: &Path, extras: Vec<(&str, Vec<u8>)>) -> Result<()> {
-        self.save_with(dir, extras)
-    }
-
-    fn restore_from(&mut self, dir: &Path) -> Result<()> {
-        let dir = resolve_dir(dir)?;
-        let saved = crate::ScalarModel::load(&dir, ValueFunction::device(self))?;
-        copy_variables(
-            ValueFunction::var_store(self),
-            ValueFunction::var_store(&saved),
-            &dir,
-        )?;
-        *self.meta_mut() = saved.meta().clone();
-        Ok(())
-    }
-}
-
-impl TrainingSwitches for crate::CausalLm {
-    fn pretrained_with_dropout(&self) -> bool {
-        self.config().as_gpt2().is_some()
-    }
-
-    fn set_residual_dropout(&mut self, p: f64) -> Result<()> {
-        let d = self.config().dropouts();
-        self.set_dropout(p, d.embd, d.attn);
-        Ok(())
-    }
-
-    fn set_autocast(&mut self, kind: Option<Kind>) -> Result<()> {
-        crate::CausalLm::set_autocast(self, kind);
-        Ok(())
-    }
-}
-
-impl TrainingSwitches for crate::ScalarModel {
-    fn pretrained_with_dropout(&self) -> bool {
-        self.config().as_gpt2().is_some()
-    }
-
-    fn set_residual_dropout(&mut self, p: f64) -> Result<()> {
-        let d = self.config().dropouts();
-        self.set_dropout(p, d.embd, d.attn);
-        Ok(())
-    }
-
-    fn set_autocast(&mut self, kind: Option<Kind>) -> Result<()> {
-        crate::ScalarModel::set_autocast(self, kind);
-        Ok(())
-    }
-}
+model_roles!(crate::CausalLm, Policy);
+model_roles!(crate::ScalarModel, ValueFunction);
 
 impl<T: SaveDir + ?Sized> SaveDir for Rc<T> {
     fn save_dir(&self, dir: &Path) -> Result<()> {

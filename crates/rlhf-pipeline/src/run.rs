@@ -171,28 +171,52 @@ pub fn truncate_metrics(path: &Path, keep: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Progress of long work on stderr: at most one line a second, plus the last one.
+/// Progress of long work on stderr: an `indicatif` bar on a terminal; otherwise (logs, CI, pipes)
+/// a log line at most once a second, plus the last one.
 #[derive(Debug)]
 pub struct Progress {
     label: String,
     total: u64,
     start: Instant,
     last: Option<Instant>,
+    /// An `indicatif` bar when stderr is a terminal (a log line per second otherwise).
+    bar: Option<indicatif::ProgressBar>,
 }
 
 impl Progress {
     /// Progress over `total` units of work.
     pub fn new(label: impl Into<String>, total: u64) -> Self {
+        use std::io::IsTerminal;
+        let label = label.into();
+        let bar = (total > 0 && std::io::stderr().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::new(total);
+            let style = indicatif::ProgressStyle::with_template(
+                "[{prefix}] {bar:30} {pos}/{len} {elapsed_precise} eta {eta} {msg}",
+            )
+            .expect("a valid template");
+            bar.set_style(style);
+            bar.set_prefix(label.clone());
+            bar
+        });
         Progress {
-            label: label.into(),
+            label,
             total,
             start: Instant::now(),
             last: None,
+            bar,
         }
     }
 
     /// Reports that `done` units are finished, with a short status (e.g. the loss).
     pub fn update(&mut self, done: u64, status: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(done);
+            bar.set_message(status.to_string());
+            if done >= self.total {
+                bar.finish();
+            }
+            return;
+        }
         let now = Instant::now();
         let due = self.last.is_none_or(|t| now - t >= Duration::from_secs(1));
         if !due && done < self.total {

@@ -1,8 +1,9 @@
 //! Records/s for reading + validating + tokenizing a JSONL file of toy demonstrations, and the
 //! cost of collating a W-SFT batch.
 //!
-//! Run: `cargo run --release -p rlhf-data --example throughput [-- N]` (N records, default
-//! 100000). The file is generated from the toy world in a temporary directory.
+//! Run: `cargo run --release -p rlhf-toy --example throughput [-- N]` (N records, default
+//! 100000; `-- --help` shows the usage). The file is generated from the toy world in a
+//! temporary directory.
 
 use std::time::Instant;
 
@@ -10,11 +11,18 @@ use rlhf_data::collate::{collate_sft, CollateConfig, Collator, Padding, Tokenize
 use rlhf_data::records::{write_jsonl, Demonstration, JsonlReader, ReadOptions};
 use rlhf_toy::{toy_tokenizer, ToyConfig, ToyWorld, TOY_EOS};
 
+#[derive(clap::Parser, Debug)]
+#[command(
+    about = "Records/s for reading, validating and tokenizing toy demonstrations, and the cost of collating a batch"
+)]
+struct Args {
+    /// Number of toy demonstrations to generate, write and read back.
+    #[arg(default_value_t = 100_000)]
+    n: usize,
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let n: usize = match std::env::args().nth(1) {
-        Some(a) => a.parse()?,
-        None => 100_000,
-    };
+    let n = <Args as clap::Parser>::parse().n;
 
     // Generate at least n demonstrations (about 3 prompts per user on average).
     let start = Instant::now();

@@ -3,17 +3,17 @@
 //! Without checkpoints it makes its own starting point: a tiny GPT-2 pretrained briefly on the
 //! toy pretraining corpus and fine-tuned on the demonstrations (SFT), and a rule-based reward
 //! model that decodes each response with the toy tokenizer and scores it with the gold score
-//! (the traits let any scorer stand in for a learned RM). With `sft=DIR rm=DIR` it uses the
+//! (the traits let any scorer stand in for a learned RM). With `--sft DIR --rm DIR` it uses the
 //! checkpoints of the previous stages instead (value function from the RM).
 //!
 //! It then trains plain PPO and PPO-ptx from the same SFT model with the same seeds and prints,
 //! on held-out users' prompts: the gold score of greedy and sampled answers, the KL to the SFT
 //! model, and the LM loss on held-out pretraining text.
 //!
-//! `cargo run --release -p rlhf-ppo --example toy_ppo -- [iterations=60] [lr=1e-4] [kl=0.02]
-//! [ptx=1.0] [threads=N] [users=800] [pretrain_steps=1500] [sft_steps=400] [sft_mix=true]
-//! [cache=DIR]
-//! [sft=DIR rm=DIR]` (`cache=DIR` keeps the self-made SFT model there and reuses it).
+//! `cargo run --release -p rlhf-toy --example toy_ppo -- [--iterations 60] [--lr 1e-4]
+//! [--kl 0.02] [--ptx 1.0] [--threads N] [--users 800] [--pretrain-steps 1500]
+//! [--sft-steps 400] [--sft-mix true|false] [--cache DIR] [--sft DIR --rm DIR]`
+//! (`--cache DIR` keeps the self-made SFT model there and reuses it; `--help` lists the options).
 
 use rlhf_data::collate::{collate_sft, pack_documents, CollateConfig, Collator, TokenizedPair};
 use rlhf_model::train::{AdamWConfig, MemoryMetrics};
@@ -33,58 +33,45 @@ type Res<T> = Result<T, Box<dyn std::error::Error>>;
 const EOS: i64 = TOY_EOS_ID as i64;
 const MAX_NEW: i64 = 24;
 
+#[derive(clap::Parser, Debug)]
+#[command(about = "PPO and PPO-ptx on the toy world, compared on held-out users' prompts")]
 struct Args {
+    /// PPO iterations of each run (PPO and PPO-ptx).
+    #[arg(long, default_value_t = 60)]
     iterations: u64,
+    /// Learning rate of the policy and of the value function.
+    #[arg(long, default_value_t = 1e-4)]
     lr: f64,
+    /// KL penalty coefficient (beta) against the SFT model.
+    #[arg(long, default_value_t = 0.02)]
     kl: f64,
+    /// Pretraining-loss coefficient (gamma) of the PPO-ptx run.
+    #[arg(long, default_value_t = 1.0)]
     ptx: f64,
+    /// Torch intra-op threads (default: libtorch's own choice).
+    #[arg(long)]
+    threads: Option<i32>,
+    /// SFT checkpoint of the previous stage (with --rm; default: train a tiny one here).
+    #[arg(long, value_name = "DIR", requires = "rm")]
     sft: Option<PathBuf>,
+    /// Reward-model checkpoint of the previous stage (with --sft; default: the gold score).
+    #[arg(long, value_name = "DIR", requires = "sft")]
     rm: Option<PathBuf>,
+    /// Directory that keeps the self-made SFT model and reuses it on the next run.
+    #[arg(long, value_name = "DIR")]
     cache: Option<PathBuf>,
+    /// Pretraining steps of the self-made model on the toy corpus.
+    #[arg(long, default_value_t = 1500)]
     pretrain_steps: usize,
+    /// SFT steps of the self-made model on the demonstrations.
+    #[arg(long, default_value_t = 400)]
     sft_steps: usize,
+    /// Training users of the toy world (the prompts and demonstrations come from them).
+    #[arg(long, default_value_t = 800)]
     users: usize,
+    /// Interleave a pretraining batch after every SFT batch of the self-made model.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     sft_mix: bool,
-}
-
-fn parse_args() -> Res<Args> {
-    let mut a = Args {
-        iterations: 60,
-        lr: 1e-4,
-        kl: 0.02,
-        ptx: 1.0,
-        sft: None,
-        rm: None,
-        cache: None,
-        pretrain_steps: 1500,
-        sft_steps: 400,
-        users: 800,
-        sft_mix: true,
-    };
-    for arg in std::env::args().skip(1) {
-        let (k, v) = arg
-            .split_once('=')
-            .ok_or(format!("expected key=value, got {arg}"))?;
-        match k {
-            "iterations" => a.iterations = v.parse()?,
-            "lr" => a.lr = v.parse()?,
-            "kl" => a.kl = v.parse()?,
-            "ptx" => a.ptx = v.parse()?,
-            "threads" => tch::set_num_threads(v.parse()?),
-            "sft" => a.sft = Some(v.into()),
-            "rm" => a.rm = Some(v.into()),
-            "cache" => a.cache = Some(v.into()),
-            "pretrain_steps" => a.pretrain_steps = v.parse()?,
-            "sft_steps" => a.sft_steps = v.parse()?,
-            "users" => a.users = v.parse()?,
-            "sft_mix" => a.sft_mix = v.parse()?,
-            _ => return Err(format!("unknown option {k}").into()),
-        }
-    }
-    if a.sft.is_some() != a.rm.is_some() {
-        return Err("give both sft=DIR and rm=DIR, or neither".into());
-    }
-    Ok(a)
 }
 
 fn lm_steps(
@@ -249,7 +236,10 @@ fn evaluate(
 
 fn main() -> Res<()> {
     rlhf_model::cpu::ensure_usable_cpu_isa();
-    let args = parse_args()?;
+    let args = <Args as clap::Parser>::parse();
+    if let Some(n) = args.threads {
+        tch::set_num_threads(n);
+    }
     let t0 = Instant::now();
     let world = ToyWorld::generate(&ToyConfig {
         num_users: args.users,

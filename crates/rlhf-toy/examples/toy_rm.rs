@@ -1,13 +1,13 @@
 //! Trains a reward model on the toy world and compares its held-out accuracy with the noise
 //! ceiling of the simulated labelers.
 //!
-//! `cargo run --release -p rlhf-reward --example toy_rm -- [key=value ...]`
+//! `cargo run --release -p rlhf-toy --example toy_rm -- [--option value ...]`
 //!
-//! Keys (defaults in brackets): `users` [6000] training users (about 20k rankings), `heldout`
-//! [300] held-out users, `pretrain_steps` [400] LM pretraining steps on the world's corpus
-//! before the RM is built from the LM (0 = random body), `epochs` [1, as in the paper], `lr`
-//! [1e-3], `batch` [32] prompts per step,
-//! `layers` [4], `width` [128], `seed` [0], `threads` [all cores].
+//! Options (defaults in brackets; `--help` lists them): `--users` [6000] training users (about
+//! 20k rankings), `--heldout` [300] held-out users, `--pretrain-steps` [400] LM pretraining
+//! steps on the world's corpus before the RM is built from the LM (0 = random body), `--epochs`
+//! [1, as in the paper], `--lr` [1e-3], `--batch` [32] prompts per step, `--layers` [4],
+//! `--width` [128], `--seed` [0], `--threads` [all cores].
 //!
 //! The RM is built from the (briefly pretrained) LM the way the paper builds it from the SFT
 //! model: `ScalarModel::reward_from_lm` (unembedding dropped, scalar head added). Rankings
@@ -15,10 +15,10 @@
 //! uniform in 4..=9. The ceiling is the expected accuracy of the gold order against the
 //! labelers on the held-out pairs (see `rlhf_toy::rm`).
 //!
-//! Measured with the defaults (seed 0, `threads=1`, a busy 2-core machine, about 7 minutes):
+//! Measured with the defaults (seed 0, `--threads 1`, a busy 2-core machine, about 7 minutes):
 //! 20393 training rankings, 1005 held-out; ceiling 0.7755 (0.7722 on the labels drawn);
 //! held-out accuracy 0.5134 before training, 0.7310 after one epoch (gap 4.45 points),
-//! accuracy against the gold order 0.8330. `users=3000 epochs=2` gave 0.7307 vs 0.7745.
+//! accuracy against the gold order 0.8330. `--users 3000 --epochs 2` gave 0.7307 vs 0.7745.
 
 use rlhf_data::collate::{CollateConfig, Collator};
 use rlhf_model::train::{AdamW, AdamWConfig, CosineSchedule, MemoryMetrics};
@@ -29,17 +29,44 @@ use rlhf_toy::{
     toy_tokenizer, LabelerConfig, LabelerPool, ToyConfig, ToyWorld, TOY_EOS_ID,
     TOY_MAX_PROMPT_TOKENS, TOY_MAX_RESPONSE_TOKENS,
 };
-use std::collections::HashMap;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
-fn arg<T: std::str::FromStr>(args: &HashMap<String, String>, key: &str, default: T) -> T {
-    args.get(key)
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("bad value for {key}: {v}"))
-        })
-        .unwrap_or(default)
+#[derive(clap::Parser, Debug)]
+#[command(
+    about = "Trains a reward model on the toy world and compares its held-out accuracy with the labelers' noise ceiling"
+)]
+struct Args {
+    /// Torch intra-op threads (default: all available cores).
+    #[arg(long)]
+    threads: Option<i32>,
+    /// Seed of the world, the labelers, the model's initialization and the training order.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Training users of the toy world (about 20k rankings with the default).
+    #[arg(long, default_value_t = 6000)]
+    users: usize,
+    /// Held-out users (their rankings measure the accuracy).
+    #[arg(long, default_value_t = 300)]
+    heldout: usize,
+    /// Width (embedding size) of the GPT-2 body.
+    #[arg(long, default_value_t = 128)]
+    width: i64,
+    /// Layers of the GPT-2 body.
+    #[arg(long, default_value_t = 4)]
+    layers: i64,
+    /// LM pretraining steps on the world's corpus before the RM is built (0 = random body).
+    #[arg(long, default_value_t = 400)]
+    pretrain_steps: usize,
+    /// RM training epochs (1, as in the paper).
+    #[arg(long, default_value_t = 1)]
+    epochs: usize,
+    /// RM learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Prompts (ranking groups) per RM training step.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
 }
 
 /// Plain next-token pretraining on packed blocks of the world's corpus.
@@ -88,18 +115,15 @@ fn pretrain(lm: &CausalLm, collator: &Collator, world: &ToyWorld, steps: usize, 
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     rlhf_model::cpu::ensure_usable_cpu_isa();
-    let args: HashMap<String, String> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.split_once('=').map(|(k, v)| (k.into(), v.into())))
-        .collect();
+    let args = <Args as clap::Parser>::parse();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    tch::set_num_threads(arg(&args, "threads", cores as i32));
-    let seed: u64 = arg(&args, "seed", 0);
+    tch::set_num_threads(args.threads.unwrap_or(cores as i32));
+    let seed = args.seed;
     let t0 = Instant::now();
     let world = ToyWorld::generate(&ToyConfig {
         seed,
-        num_users: arg(&args, "users", 6000),
-        heldout_users: arg(&args, "heldout", 300),
+        num_users: args.users,
+        heldout_users: args.heldout,
         pretrain_docs: 4000,
         ..ToyConfig::default()
     })?;
@@ -122,8 +146,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let valid = data.heldout_data(&collator)?;
 
     let vocab = collator.tokenizer().get_vocab_size(true) as i64;
-    let width: i64 = arg(&args, "width", 128);
-    let mut cfg = Gpt2Config::sized(arg(&args, "layers", 4), 4, width, vocab, 128);
+    let width = args.width;
+    let mut cfg = Gpt2Config::sized(args.layers, 4, width, vocab, 128);
     cfg.eos_token_id = Some(TOY_EOS_ID as i64);
     cfg.bos_token_id = Some(TOY_EOS_ID as i64);
     cfg.pad_token_id = Some(TOY_EOS_ID as i64);
@@ -131,19 +155,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tch::manual_seed(seed as i64);
     let mut lm = CausalLm::new(&cfg, Device::Cpu)?;
     lm.set_tokenizer(Tokenizer::from_inner(toy_tokenizer()))?;
-    let steps: usize = arg(&args, "pretrain_steps", 400);
+    let steps = args.pretrain_steps;
     pretrain(&lm, &collator, &world, steps, seed);
     let dir = tempfile::tempdir()?;
     lm.save(dir.path().join("lm"))?;
     let rm = ScalarModel::reward_from_lm(dir.path().join("lm"), Device::Cpu)?;
 
     let tcfg = RewardTrainConfig {
-        epochs: arg(&args, "epochs", 1),
+        epochs: args.epochs,
         optimizer: AdamWConfig {
-            lr: arg(&args, "lr", 1e-3),
+            lr: args.lr,
             ..AdamWConfig::default()
         },
-        batch_prompts: arg(&args, "batch", 32),
+        batch_prompts: args.batch,
         seed,
         ..Default::default()
     };
