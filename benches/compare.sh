@@ -6,30 +6,45 @@
 #
 #   benches/compare.sh gen [tiny|gpt2-small]     W-GEN against transformers' generate
 #                                                (benches/reference/hf_generate.py)
+#   benches/compare.sh ppo [tiny|gpt2-small]     W-PPO against TRL's PPOTrainer
+#                                                (benches/reference/trl_ppo.py)
 #
-# The peer runs in the project's .venv (scripts/setup.sh --with-transformers). W-PPO against
-# TRL is not scripted yet: TRL is not installed by the set-up script.
+# The peers run in the project's .venv: scripts/setup.sh --with-transformers, and for ppo
+# `.venv/bin/python -m pip install trl==1.12.0` (the last TRL with PPOTrainer, under
+# trl.experimental.ppo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 workload="${1:-gen}"
 size="${2:-tiny}"
 case "$workload" in
-  gen) ;;
-  *) echo "usage: benches/compare.sh gen [tiny|gpt2-small]" >&2; exit 2 ;;
+  gen | ppo) ;;
+  *) echo "usage: benches/compare.sh gen|ppo [tiny|gpt2-small]" >&2; exit 2 ;;
 esac
 [ -x .venv/bin/python ] || { echo "no .venv: run scripts/setup.sh --with-transformers" >&2; exit 1; }
 cargo build --release -q -p rlhf-examples --bin bench
 field() { python3 -c "import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])['$1'])"; }
-ours() { target/release/bench --workload gen --size "$size" --iters 5 | field tokens_per_s; }
-theirs() { .venv/bin/python benches/reference/hf_generate.py --size "$size" --iters 5 | field tokens_per_s; }
+if [ "$workload" = gen ]; then
+  ours() { target/release/bench --workload gen --size "$size" --iters 5 | field tokens_per_s; }
+  theirs() { .venv/bin/python benches/reference/hf_generate.py --size "$size" --iters 5 | field tokens_per_s; }
+  unit="tokens/s"; peer="transformers"
+else
+  .venv/bin/python -c "import trl.experimental.ppo" 2>/dev/null ||
+    { echo "TRL with PPOTrainer missing: .venv/bin/python -m pip install trl==1.12.0" >&2; exit 1; }
+  ours() { target/release/bench --workload ppo --size "$size" --iters 3 | field seconds_per_iteration; }
+  theirs() { .venv/bin/python benches/reference/trl_ppo.py --size "$size" --iters 3 | field seconds_per_iteration; }
+  unit="s/iteration"; peer="TRL"
+fi
 o1=$(ours); t=$(theirs); o2=$(ours)
 peak=$(target/release/bench --workload matmul | field matmul_peak_gflops)
-python3 - "$o1" "$t" "$o2" "$peak" "$size" <<'PY'
+python3 - "$o1" "$t" "$o2" "$peak" "$size" "$workload" "$unit" "$peer" <<'PY'
 import sys
 o1, t, o2, peak = map(float, sys.argv[1:5])
-size = sys.argv[5]
+size, workload, unit, peer = sys.argv[5:9]
 ours = (o1 + o2) / 2
-print(f"W-GEN {size}: ours {o1:,.0f} and {o2:,.0f} tokens/s, transformers {t:,.0f} tokens/s")
-print(f"ratio ours/transformers: {ours / t:.2f}x (worst of ours: {min(o1, o2) / t:.2f}x); "
+# Higher is better for tokens/s, lower for seconds: the ratio is always "times faster".
+speedup = (lambda a, b: a / b) if unit == "tokens/s" else (lambda a, b: b / a)
+worst = min(o1, o2) if unit == "tokens/s" else max(o1, o2)
+print(f"W-{workload.upper()} {size}: ours {o1:,.2f} and {o2:,.2f} {unit}, {peer} {t:,.2f} {unit}")
+print(f"ours vs {peer}: {speedup(ours, t):.2f}x faster (worst of ours: {speedup(worst, t):.2f}x); "
       f"matmul peak {peak:.1f} GFLOP/s")
 PY
