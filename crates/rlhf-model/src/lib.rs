@@ -28,6 +28,7 @@
 //! # Ok::<(), rlhf_model::ModelError>(())
 //! ```
 
+pub mod array;
 pub mod body;
 pub mod checkpoint;
 pub mod config;

@@ -3,6 +3,7 @@
 
 use crate::error::{input_err, Result};
 use rlhf_data::collate::{PackedBlocks, SftBatch};
+use rlhf_model::array::tensor_from;
 use rlhf_model::Policy;
 use tch::{Device, Kind, Tensor};
 
@@ -21,11 +22,11 @@ pub struct LmBatch {
 impl LmBatch {
     /// From a collated batch (SFT demonstrations or packed text).
     pub fn from_sft(b: &SftBatch) -> Self {
-        let shape = [b.batch as i64, b.seq_len as i64];
+        let cpu = tch::Device::Cpu;
         LmBatch {
-            input_ids: Tensor::from_slice(&b.input_ids).view(shape),
-            attention_mask: Tensor::from_slice(&b.attention_mask).view(shape),
-            loss_mask: Tensor::from_slice(&b.loss_mask).view(shape),
+            input_ids: tensor_from(b.input_ids_2d(), cpu),
+            attention_mask: tensor_from(b.attention_mask_2d(), cpu),
+            loss_mask: tensor_from(b.loss_mask_2d(), cpu),
         }
     }
 

@@ -20,7 +20,7 @@ use rlhf_model::train::{AdamW, AdamWConfig};
 use rlhf_model::{Gpt2Config, HeadKind, ScalarModel, ValueFunction};
 use serde_json::json;
 use std::time::Instant;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Kind};
 
 /// Prompts per W-RM step.
 pub const W_RM_PROMPTS: usize = 8;
@@ -103,13 +103,8 @@ pub fn bench_w_rm(
     let batch = collate_rewards(&groups, &collate)?;
     let pairs = PairIndex::from_batch(&batch, device)?;
     let comparisons = pairs.num_pairs();
-    let shape = [batch.batch as i64, batch.seq_len as i64];
-    let ids = Tensor::from_slice(&batch.input_ids)
-        .view(shape)
-        .to_device(device);
-    let mask = Tensor::from_slice(&batch.attention_mask)
-        .view(shape)
-        .to_device(device);
+    let ids = rlhf_model::array::tensor_from(batch.input_ids_2d(), device);
+    let mask = rlhf_model::array::tensor_from(batch.attention_mask_2d(), device);
     let shared = SharedPromptBatch::from_reward_batch(&batch, device)?;
     let scorer = SharedPromptScorer::of(&model)?;
     let chosen_ids = ids.index_select(0, &pairs.winners());

@@ -15,14 +15,9 @@ pub fn answer(
     gen: &GenerateConfig,
 ) -> Result<(Tensor, Tensor, Tensor, Tensor)> {
     let pb = collate_prompts(prompts, collate)?;
-    let shape = [pb.batch as i64, pb.seq_len as i64];
     let device = policy.device();
-    let ids = Tensor::from_slice(&pb.input_ids)
-        .view(shape)
-        .to_device(device);
-    let mask = Tensor::from_slice(&pb.attention_mask)
-        .view(shape)
-        .to_device(device);
+    let ids = rlhf_model::array::tensor_from(pb.input_ids_2d(), device);
+    let mask = rlhf_model::array::tensor_from(pb.attention_mask_2d(), device);
     let out = policy.generate(&ids, &mask, gen)?;
     let seq = Tensor::cat(&[&ids, &out.tokens], 1);
     let seq_mask = Tensor::cat(&[mask, out.mask.to_kind(Kind::Int64)], 1);

@@ -5,6 +5,7 @@ use rlhf_data::collate::{collate_sft, CollateConfig, PackedBlocks, SftBatch, Tok
 use rlhf_data::seed::{mix3 as mix_seed, shuffled};
 use rlhf_dist::data_parallel::{self, average_gradients, shard};
 use rlhf_dist::{Collective, Single};
+use rlhf_model::array::tensor_from;
 use rlhf_model::checkpoint::{read_safetensors, safetensors_bytes};
 use rlhf_model::train::{AdamW, CosineSchedule, MetricsSink};
 use rlhf_model::{CausalLm, Checkpointable, ModelError, Policy, TrainingSwitches};
@@ -128,17 +129,10 @@ impl LmData {
 /// An [`SftBatch`] as tensors on `device`: `(input_ids [B, T], attention_mask [B, T],
 /// loss_mask [B, T])`.
 pub fn batch_tensors(b: &SftBatch, device: Device) -> (Tensor, Tensor, Tensor) {
-    let shape = [b.batch as i64, b.seq_len as i64];
     (
-        Tensor::from_slice(&b.input_ids)
-            .view(shape)
-            .to_device(device),
-        Tensor::from_slice(&b.attention_mask)
-            .view(shape)
-            .to_device(device),
-        Tensor::from_slice(&b.loss_mask)
-            .view(shape)
-            .to_device(device),
+        tensor_from(b.input_ids_2d(), device),
+        tensor_from(b.attention_mask_2d(), device),
+        tensor_from(b.loss_mask_2d(), device),
     )
 }
 

@@ -1,8 +1,9 @@
 //! Tokenization and collation into padded, row-major batches.
 //!
 //! This crate does not depend on LibTorch: batches are plain buffers (`Vec<i64>` for ids and
-//! masks, `Vec<f32>` for loss masks) with explicit shapes, row-major, which a trainer turns into
-//! tensors with e.g. `Tensor::from_slice(&b.input_ids).view([b.batch as i64, b.seq_len as i64])`.
+//! masks, `Vec<f32>` for loss masks) with explicit shapes, row-major, also seen as 2-D `ndarray`
+//! views (`input_ids_2d()`, ...), which a trainer turns into tensors with
+//! `rlhf_model::array::tensor_from`.
 //!
 //! Conventions:
 //! * Prompts are truncated from the **left** (their end is kept: it is what the response
@@ -23,6 +24,7 @@
 
 use std::path::Path;
 
+use ndarray::ArrayView2;
 use rayon::prelude::*;
 use tokenizers::Tokenizer;
 
@@ -262,7 +264,39 @@ pub struct PromptBatch {
     pub prompt_lens: Vec<usize>,
 }
 
+/// `data` (row-major, `rows x cols`) as a 2-D view.
+fn view2<T>(data: &[T], rows: usize, cols: usize) -> ArrayView2<'_, T> {
+    ArrayView2::from_shape((rows, cols), data).expect("a batch's buffers match its shape")
+}
+
+impl SftBatch {
+    /// `input_ids` as a `[batch, seq_len]` view.
+    pub fn input_ids_2d(&self) -> ArrayView2<'_, i64> {
+        view2(&self.input_ids, self.batch, self.seq_len)
+    }
+
+    /// `attention_mask` as a `[batch, seq_len]` view.
+    pub fn attention_mask_2d(&self) -> ArrayView2<'_, i64> {
+        view2(&self.attention_mask, self.batch, self.seq_len)
+    }
+
+    /// `loss_mask` as a `[batch, seq_len]` view.
+    pub fn loss_mask_2d(&self) -> ArrayView2<'_, f32> {
+        view2(&self.loss_mask, self.batch, self.seq_len)
+    }
+}
+
 impl PromptBatch {
+    /// `input_ids` as a `[batch, seq_len]` view.
+    pub fn input_ids_2d(&self) -> ArrayView2<'_, i64> {
+        view2(&self.input_ids, self.batch, self.seq_len)
+    }
+
+    /// `attention_mask` as a `[batch, seq_len]` view.
+    pub fn attention_mask_2d(&self) -> ArrayView2<'_, i64> {
+        view2(&self.attention_mask, self.batch, self.seq_len)
+    }
+
     /// Position ids for a left-padded batch: 0 on padding, then 0, 1, 2, ... on real tokens.
     /// Shape `[batch, seq_len]`.
     pub fn position_ids(&self) -> Vec<i64> {
@@ -329,6 +363,16 @@ pub struct RewardBatch {
 }
 
 impl RewardBatch {
+    /// `input_ids` as a `[batch, seq_len]` view.
+    pub fn input_ids_2d(&self) -> ArrayView2<'_, i64> {
+        view2(&self.input_ids, self.batch, self.seq_len)
+    }
+
+    /// `attention_mask` as a `[batch, seq_len]` view.
+    pub fn attention_mask_2d(&self) -> ArrayView2<'_, i64> {
+        view2(&self.attention_mask, self.batch, self.seq_len)
+    }
+
     /// First row of each group.
     pub fn group_offsets(&self) -> Vec<usize> {
         let mut out = Vec::with_capacity(self.group_sizes.len());
@@ -384,6 +428,16 @@ pub struct PackedBlocks {
 }
 
 impl PackedBlocks {
+    /// `input_ids` as a `[num_blocks, block_len]` view.
+    pub fn input_ids_2d(&self) -> ArrayView2<'_, i64> {
+        view2(&self.input_ids, self.num_blocks, self.block_len)
+    }
+
+    /// `attention_mask` as a `[num_blocks, block_len]` view.
+    pub fn attention_mask_2d(&self) -> ArrayView2<'_, i64> {
+        view2(&self.attention_mask, self.num_blocks, self.block_len)
+    }
+
     /// The ids of block `b`, including padding.
     pub fn row(&self, b: usize) -> &[i64] {
         &self.input_ids[b * self.block_len..(b + 1) * self.block_len]

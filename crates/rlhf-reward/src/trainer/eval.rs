@@ -76,13 +76,8 @@ pub fn score_demonstrations<M: TrainableRewardModel + ?Sized>(
     let mut out = Vec::with_capacity(demos.len());
     for chunk in demos.chunks(batch_rows.max(1)) {
         let b = collate_sft(chunk, collate)?;
-        let shape = [b.batch as i64, b.seq_len as i64];
-        let ids = Tensor::from_slice(&b.input_ids)
-            .view(shape)
-            .to_device(device);
-        let mask = Tensor::from_slice(&b.attention_mask)
-            .view(shape)
-            .to_device(device);
+        let ids = tensor_from(b.input_ids_2d(), device);
+        let mask = tensor_from(b.attention_mask_2d(), device);
         let s = model.forward_scores(&ids, &mask, false)?;
         out.extend(Vec::<f64>::try_from(s.to_kind(Kind::Double))?);
     }

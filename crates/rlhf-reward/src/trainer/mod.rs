@@ -24,6 +24,7 @@ use rlhf_data::collate::{
 };
 use rlhf_data::seed::{shuffled, splitmix64};
 use rlhf_dist::{data_parallel, Collective, Single};
+use rlhf_model::array::tensor_from;
 use rlhf_model::checkpoint::{read_safetensors, safetensors_bytes};
 use rlhf_model::train::{AdamW, CosineSchedule, MetricsSink};
 use rlhf_model::{LoadOptions, ScalarModel};
@@ -158,14 +159,9 @@ pub fn epoch_order(num: usize, seed: u64, epoch: usize) -> Vec<usize> {
 }
 
 fn tensors(b: &RewardBatch, device: Device) -> (Tensor, Tensor) {
-    let shape = [b.batch as i64, b.seq_len as i64];
     (
-        Tensor::from_slice(&b.input_ids)
-            .view(shape)
-            .to_device(device),
-        Tensor::from_slice(&b.attention_mask)
-            .view(shape)
-            .to_device(device),
+        tensor_from(b.input_ids_2d(), device),
+        tensor_from(b.attention_mask_2d(), device),
     )
 }
 
