@@ -64,7 +64,7 @@ stage sft $B/sft --init "$W/smollm2" --data "$W/demos.jsonl" --out "$W/sft" \
   --set train.max_response_tokens=24 --set train.optimizer.lr=1e-5 --set valid_fraction=0.2
 stage reward $B/reward --init "$W/sft/best" --data "$W/rankings.jsonl" --out "$W/rm" \
   --set train.epochs=1 --set train.batch_prompts=16 --set max_prompt_tokens=64 \
-  --set max_response_tokens=32 --set train.lr=1e-5
+  --set max_response_tokens=32 --set train.optimizer.lr=1e-5
 stage ppo $B/ppo --policy "$W/sft/best" --reward "$W/rm/final" --prompts "$W/prompts.jsonl" \
   --pretrain "$W/pretrain.jsonl" --out "$W/ppo" --set iterations=2 --set save_every=2 \
   --set ppo.batch_size=8 --set ppo.minibatch_size=4 --set ppo.ppo_epochs=1 \
