@@ -159,7 +159,21 @@ fn main() -> anyhow::Result<()> {
         (None, true) if run_path.join("config.toml").exists() => Some(run_path.join("config.toml")),
         _ => None,
     };
-    let cfg: RewardRunConfig = load_config(config_file.as_deref(), &args.common.overrides)?;
+    let cfg: RewardRunConfig = load_config(config_file.as_deref(), &args.common.overrides)
+        .map_err(|e| {
+            let msg = format!("{e:#}");
+            let flat = ["lr", "beta1", "beta2", "eps", "weight_decay"]
+                .iter()
+                .any(|k| msg.contains(&format!("unknown field `{k}`")));
+            if flat {
+                e.context(
+                    "the AdamW keys of [train] moved to [train.optimizer] (e.g. \
+                     train.optimizer.lr), as in sft's config",
+                )
+            } else {
+                e
+            }
+        })?;
     cfg.train.validate()?;
     if !(0.0..1.0).contains(&cfg.valid_fraction) {
         bail!(

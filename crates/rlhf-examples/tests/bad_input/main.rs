@@ -319,6 +319,18 @@ fn wrong_type_in_set() {
         &["--set", "train.optimizer.lr=[1]"],
     );
     fails("reward", &a, &["--set", "invalid type", "lr"]);
+    // The flat AdamW keys of earlier versions say where they went.
+    let a = reward(
+        &f,
+        &f.s("sft"),
+        &f.s("rankings.jsonl"),
+        &["--set", "train.lr=1e-3"],
+    );
+    fails(
+        "reward",
+        &a,
+        &["moved to [train.optimizer]", "unknown field `lr`"],
+    );
 }
 
 // --- Checkpoints of the wrong kind ---------------------------------------------------------
