@@ -322,6 +322,16 @@ where
             self.models.policy.var_store(),
         )?;
         data_parallel::start(&*comm, "PPO config", &start, self.models.value.var_store())?;
+        let n_micro = self.config.minibatch_size / self.config.micro_batch();
+        let world = comm.world_size();
+        if world > 1 && comm.is_root() && n_micro % world != 0 {
+            tracing::warn!(
+                "[ppo] {n_micro} micro-batch(es) per minibatch for {world} ranks: the update \
+                 gives whole micro-batches to ranks, so some ranks wait; set \
+                 ppo.micro_batch_size to minibatch_size / {world} (or a divisor of it) to use \
+                 every rank"
+            );
+        }
         self.comm = comm;
         Ok(())
     }
