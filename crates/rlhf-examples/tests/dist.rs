@@ -199,6 +199,18 @@ fn reward_on_two_ranks_equals_one_process() {
 
 #[test]
 fn ppo_on_two_ranks_equals_one_process() {
+    // Micro-batches of 2: one per rank in each minibatch of 4.
+    ppo_two_ranks_equal_one_process("2");
+}
+
+#[test]
+fn ppo_splitting_micro_batches_across_ranks_equals_one_process() {
+    // One micro-batch per minibatch (and the ptx batch) split across the 2 ranks by rows.
+    ppo_two_ranks_equal_one_process("4");
+}
+
+/// PPO with `micro` episodes per micro-batch: 2 ranks with the global batch end as one process.
+fn ppo_two_ranks_equal_one_process(micro: &str) {
     let f = Fixture::new();
     let argv = |out: &str| {
         let mut a = args(&[
@@ -216,8 +228,8 @@ fn ppo_on_two_ranks_equals_one_process() {
             "cpu",
         ]);
         // Greedy sampling (top_k = 1): the ranks' rollouts are then those of one process.
-        // Minibatches of 4 episodes in micro-batches of 2 (one per rank), two epochs, PPO-ptx,
-        // adaptive KL and an early-stop threshold: every statistic that crosses ranks is used.
+        // Minibatches of 4 episodes, two epochs, PPO-ptx, adaptive KL and an early-stop
+        // threshold: every statistic that crosses ranks is used.
         a.extend(sets(&[
             "iterations=3",
             "save_every=1",
@@ -225,7 +237,7 @@ fn ppo_on_two_ranks_equals_one_process() {
             "ptx_batch_size=2",
             "ppo.batch_size=8",
             "ppo.minibatch_size=4",
-            "ppo.micro_batch_size=2",
+            &format!("ppo.micro_batch_size={micro}"),
             "ppo.ppo_epochs=2",
             "ppo.max_new_tokens=6",
             "ppo.top_k=1",

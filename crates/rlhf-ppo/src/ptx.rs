@@ -30,6 +30,15 @@ impl LmBatch {
         }
     }
 
+    /// Rows `start..start + len` of the batch (a data-parallel rank's share).
+    pub fn narrow_rows(&self, start: i64, len: i64) -> Self {
+        LmBatch {
+            input_ids: self.input_ids.narrow(0, start, len),
+            attention_mask: self.attention_mask.narrow(0, start, len),
+            loss_mask: self.loss_mask.narrow(0, start, len),
+        }
+    }
+
     /// The same batch on `device`.
     pub fn to_device(&self, device: Device) -> Self {
         LmBatch {

@@ -299,8 +299,10 @@ where
     /// ([`rlhf_dist::data_parallel::shard`]) and receives the others' rollouts
     /// ([`crate::dist::gather_rollout`]), so advantages, whitening, the KL controller, the
     /// early-stop decision and the statistics are those of the global batch on every rank. The
-    /// update gives each minibatch's micro-batches to the ranks in turn (every rank draws every
-    /// pretraining batch, to keep the same position) and averages the gradients before
+    /// update gives each minibatch's micro-batches to the ranks in turn when their number is a
+    /// multiple of the ranks', else splits every micro-batch across the ranks by rows, each
+    /// rank's token-mean losses weighted by its share of the tokens (every rank draws every
+    /// pretraining batch, to keep the same position), and averages the gradients before
     /// clipping, so `N` ranks take the steps one process would on the same rollout (sampling
     /// draws differ per rank unless it is greedy, `top_k = 1`). Rank 0's policy and value
     /// weights are copied here; the config and position must match on every rank (checked
@@ -322,16 +324,6 @@ where
             self.models.policy.var_store(),
         )?;
         data_parallel::start(&*comm, "PPO config", &start, self.models.value.var_store())?;
-        let n_micro = self.config.minibatch_size / self.config.micro_batch();
-        let world = comm.world_size();
-        if world > 1 && comm.is_root() && n_micro % world != 0 {
-            tracing::warn!(
-                "[ppo] {n_micro} micro-batch(es) per minibatch for {world} ranks: the update \
-                 gives whole micro-batches to ranks, so some ranks wait; set \
-                 ppo.micro_batch_size to minibatch_size / {world} (or a divisor of it) to use \
-                 every rank"
-            );
-        }
         self.comm = comm;
         Ok(())
     }

@@ -45,6 +45,9 @@ where
         let (rank, world) = (self.comm.rank(), self.comm.world_size());
         let scale = 1.0 / n_micro as f64;
         let loss_scale = scale * world as f64;
+        // With fewer micro-batches than ranks (or a remainder), every micro-batch is split
+        // across the ranks by rows instead, so that no rank waits.
+        let split = world > 1 && n_micro % world != 0;
         // During the critic-only warm-up the policy forward runs without a graph (its
         // statistics are still logged) and no pretraining batch is drawn: no gradient is
         // computed only to be thrown away.
@@ -75,7 +78,16 @@ where
                     if log_entropy {
                         n_ent += 1.0;
                     }
-                    if j % world != rank {
+                    // Data parallel: whole micro-batches in turn, or this rank's rows of each
+                    // (with its share `w` of the micro-batch's tokens) when they do not divide.
+                    let (rows, w) = if split {
+                        rank_rows(micro_idx, rank, world, |ix| {
+                            let ix = Tensor::from_slice(ix).to_device(device);
+                            rollout.response_mask.index_select(0, &ix).sum(Kind::Float)
+                        })
+                    } else if j % world == rank {
+                        (micro_idx, 1.0)
+                    } else {
                         if use_ptx {
                             // Keep the pretraining stream where one process would be.
                             let src = ptx.as_deref_mut().expect("checked above");
@@ -83,8 +95,8 @@ where
                             n_ptx += 1.0;
                         }
                         continue;
-                    }
-                    let idx = Tensor::from_slice(micro_idx).to_device(device);
+                    };
+                    let idx = Tensor::from_slice(rows).to_device(device);
                     let parts = self.micro_batch_loss(
                         rollout,
                         adv,
@@ -93,17 +105,33 @@ where
                         train_policy,
                         log_entropy,
                     )?;
-                    (&parts.loss * loss_scale).backward();
+                    (&parts.loss * (loss_scale * w)).backward();
                     tch::no_grad(|| {
-                        step_kl += &parts.approx_kl * scale;
-                        sums.add(&parts, scale);
+                        step_kl += &parts.approx_kl * (scale * w);
+                        sums.add(&parts, scale * w, w);
                     });
                     if use_ptx {
                         let src = ptx.as_deref_mut().expect("checked above");
                         let batch = src.next_batch()?.to_device(device);
+                        let (batch, w) = if split {
+                            let n = batch.input_ids.size()[0] as usize;
+                            let all: Vec<i64> = (0..n as i64).collect();
+                            let (rows, w) = rank_rows(&all, rank, world, |ix| {
+                                let t = batch.loss_mask.size()[1];
+                                let ix = Tensor::from_slice(ix).to_device(device);
+                                batch
+                                    .loss_mask
+                                    .narrow(1, 1, t - 1)
+                                    .index_select(0, &ix)
+                                    .sum(Kind::Float)
+                            });
+                            (batch.narrow_rows(rows[0], rows.len() as i64), w)
+                        } else {
+                            (batch, 1.0)
+                        };
                         let l = ptx_loss(&self.models.policy, &batch, cfg.ptx_coef)?;
-                        (&l * loss_scale).backward();
-                        tch::no_grad(|| sums.ptx_loss += l.detach() / cfg.ptx_coef);
+                        (&l * (loss_scale * w)).backward();
+                        tch::no_grad(|| sums.ptx_loss += l.detach() * w / cfg.ptx_coef);
                         n_ptx += 1.0;
                     }
                 }
@@ -282,14 +310,16 @@ impl StatSums {
     }
 
     /// Adds a micro-batch's parts (no grad).
-    fn add(&mut self, parts: &LossParts, scale: f64) {
+    /// `weight` is this rank's share of the micro-batch's tokens (1 when it has all of it): the
+    /// entropy, a plain sum over micro-batches, is weighted by it alone.
+    fn add(&mut self, parts: &LossParts, scale: f64, weight: f64) {
         self.approx_kl += parts.approx_kl.detach() * scale;
         self.clipfrac += parts.clipfrac.detach() * scale;
         self.policy_loss += parts.policy_loss.detach() * scale;
         self.value_loss += parts.value_loss.detach() * scale;
         self.value_clipfrac += parts.value_clipfrac.detach() * scale;
         if let Some(e) = &parts.entropy {
-            self.entropy += e.detach();
+            self.entropy += e.detach() * weight;
         }
     }
 
@@ -327,4 +357,23 @@ impl StatSums {
         }
         Ok(())
     }
+}
+
+/// This rank's rows of a micro-batch split across `world` ranks ([`data_parallel::shard`]) and
+/// their share of its tokens (`tokens` counts the tokens of some rows), which weights the
+/// rank's token-mean losses so that the ranks' sum is the micro-batch's mean. A rank without
+/// rows gets the first one with weight 0, so its gradients exist for the all-reduce.
+fn rank_rows(
+    rows: &[i64],
+    rank: usize,
+    world: usize,
+    tokens: impl Fn(&[i64]) -> Tensor,
+) -> (&[i64], f64) {
+    let share = data_parallel::shard(rows.len(), rank, world);
+    if share.is_empty() {
+        return (&rows[..1], 0.0);
+    }
+    let all = tokens(rows).double_value(&[]);
+    let mine = tokens(&rows[share.clone()]).double_value(&[]);
+    (&rows[share], if all > 0.0 { mine / all } else { 0.0 })
 }
