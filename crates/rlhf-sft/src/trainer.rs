@@ -228,6 +228,8 @@ pub struct SftTrainer<'a, P = CausalLm> {
 
 impl<'a, P: Policy + Checkpointable + TrainingSwitches> SftTrainer<'a, P> {
     /// A trainer logging to `metrics`. Without [`SftTrainer::output_dir`] nothing is written.
+    /// The model type is inferred from [`SftTrainer::train`]'s argument; name it
+    /// (`SftTrainer::<CausalLm>::new`) when the trainer is built without being trained.
     pub fn new(cfg: SftConfig, metrics: &'a mut dyn MetricsSink) -> Result<Self> {
         cfg.validate()?;
         Ok(SftTrainer {
