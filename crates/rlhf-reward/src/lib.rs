@@ -15,7 +15,8 @@
 //! * [`model`]: [`TrainableRewardModel`], what the trainer needs from a model (implemented
 //!   for `rlhf_model::ScalarModel`).
 //! * [`mod@bench`]: the W-RM workload (K-wise vs pairwise comparisons per second).
-//! * [`toy`]: toy-world rankings without a policy, gold scores and the labelers' noise ceiling.
+//!
+//! Toy-world rankings without a policy, gold scores and the noise ceiling are in `rlhf_toy::rm`.
 //!
 //! ```no_run
 //! use rlhf_reward::{RewardTrainConfig, RewardTrainer, RankingData};

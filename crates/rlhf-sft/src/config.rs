@@ -122,7 +122,7 @@ pub enum ResidualDropout {
 
 impl ResidualDropout {
     /// The rate to set on a model (pretrained with dropout or not; see
-    /// [`TrainingSwitches::pretrained_with_dropout`]), or `None` to keep its own.
+    /// [`rlhf_model::TrainingSwitches::pretrained_with_dropout`]), or `None` to keep its own.
     pub fn rate_for(&self, pretrained_with_dropout: bool) -> Option<f64> {
         match *self {
             ResidualDropout::Auto => pretrained_with_dropout.then_some(0.2),
