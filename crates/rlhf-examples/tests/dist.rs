@@ -73,27 +73,19 @@ fn world_size(run: &Path) -> u64 {
 fn sft_on_two_ranks_equals_one_process() {
     let f = Fixture::new();
     let argv = |out: &str| {
-        let mut a = args(&[
-            "--init",
-            &f.s("sft"),
-            "--data",
-            &f.s("world/demonstrations.jsonl"),
-            "--out",
-            &f.s(out),
-            "--device",
-            "cpu",
-        ]);
         // Steps of 16 sequences (two micro-batches of 8 accumulated); no dropout, whose masks
         // are drawn per rank.
-        a.extend(sets(&[
-            "train.residual_dropout=off",
-            "train.epochs=2",
-            "train.batch_size=8",
-            "train.grad_accum_steps=2",
-            "train.optimizer.lr=3e-3",
-            "valid_fraction=0.2",
-        ]));
-        a
+        f.sft_args(
+            out,
+            &[
+                "train.residual_dropout=off",
+                "train.epochs=2",
+                "train.batch_size=8",
+                "train.grad_accum_steps=2",
+                "train.optimizer.lr=3e-3",
+                "valid_fraction=0.2",
+            ],
+        )
     };
     run_ok("sft", &argv("one"));
     let two = mpirun(2, "sft", &argv("two"));
@@ -145,30 +137,20 @@ fn sft_on_two_ranks_equals_one_process() {
 fn reward_on_two_ranks_equals_one_process() {
     let f = Fixture::new();
     let argv = |out: &str| {
-        let mut a = args(&[
-            "--init",
-            &f.s("sft"),
-            "--data",
-            &f.s("rankings.jsonl"),
-            "--demos",
-            &f.s("world/demonstrations.jsonl"),
-            "--out",
-            &f.s(out),
-            "--device",
-            "cpu",
-        ]);
         // Steps of 7 prompts (an odd batch: ranks take 4 and 3 whole K-wise groups), two
         // micro-batches each; no dropout, whose masks are drawn per rank.
-        a.extend(sets(&[
-            "train.epochs=2",
-            "train.batch_prompts=7",
-            "train.micro_batch_prompts=4",
-            "train.dropout=false",
-            "max_prompt_tokens=48",
-            "max_response_tokens=25",
-            "train.optimizer.lr=3e-3",
-        ]));
-        a
+        f.reward_args(
+            out,
+            &[
+                "train.epochs=2",
+                "train.batch_prompts=7",
+                "train.micro_batch_prompts=4",
+                "train.dropout=false",
+                "max_prompt_tokens=48",
+                "max_response_tokens=25",
+                "train.optimizer.lr=3e-3",
+            ],
+        )
     };
     run_ok("reward", &argv("one"));
     ok(&mpirun(2, "reward", &argv("two")), "mpirun -np 2 reward");
@@ -213,41 +195,29 @@ fn ppo_splitting_micro_batches_across_ranks_equals_one_process() {
 fn ppo_two_ranks_equal_one_process(micro: &str) {
     let f = Fixture::new();
     let argv = |out: &str| {
-        let mut a = args(&[
-            "--policy",
-            &f.s("sft"),
-            "--reward",
-            &f.s("rm"),
-            "--prompts",
-            &f.s("world/prompts.jsonl"),
-            "--pretrain",
-            &f.s("world/pretrain.jsonl"),
-            "--out",
-            &f.s(out),
-            "--device",
-            "cpu",
-        ]);
         // Greedy sampling (top_k = 1): the ranks' rollouts are then those of one process.
         // Minibatches of 4 episodes, two epochs, PPO-ptx, adaptive KL and an early-stop
         // threshold: every statistic that crosses ranks is used.
-        a.extend(sets(&[
-            "iterations=3",
-            "save_every=1",
-            "ptx_block_len=32",
-            "ptx_batch_size=2",
-            "ppo.batch_size=8",
-            "ppo.minibatch_size=4",
-            &format!("ppo.micro_batch_size={micro}"),
-            "ppo.ppo_epochs=2",
-            "ppo.max_new_tokens=6",
-            "ppo.top_k=1",
-            "ppo.ptx_coef=0.5",
-            "ppo.adaptive_kl={target = 0.5, horizon = 100}",
-            "ppo.target_kl=10.0",
-            "ppo.policy_optimizer.lr=1e-3",
-            "ppo.value_optimizer.lr=1e-3",
-        ]));
-        a
+        f.ppo_args(
+            out,
+            &[
+                "iterations=3",
+                "save_every=1",
+                "ptx_block_len=32",
+                "ptx_batch_size=2",
+                "ppo.batch_size=8",
+                "ppo.minibatch_size=4",
+                &format!("ppo.micro_batch_size={micro}"),
+                "ppo.ppo_epochs=2",
+                "ppo.max_new_tokens=6",
+                "ppo.top_k=1",
+                "ppo.ptx_coef=0.5",
+                "ppo.adaptive_kl={target = 0.5, horizon = 100}",
+                "ppo.target_kl=10.0",
+                "ppo.policy_optimizer.lr=1e-3",
+                "ppo.value_optimizer.lr=1e-3",
+            ],
+        )
     };
     run_ok("ppo", &argv("one"));
     ok(&mpirun(2, "ppo", &argv("two")), "mpirun -np 2 ppo");
@@ -308,25 +278,17 @@ fn children(pid: u32) -> Vec<u32> {
 fn a_run_whose_rank_is_killed_resumes_to_the_same_weights() {
     let f = Fixture::new();
     let argv = |out: &str| {
-        let mut a = args(&[
-            "--init",
-            &f.s("sft"),
-            "--data",
-            &f.s("world/demonstrations.jsonl"),
-            "--out",
-            &f.s(out),
-            "--device",
-            "cpu",
-        ]);
-        a.extend(sets(&[
-            "train.residual_dropout=off",
-            "train.epochs=12",
-            "train.batch_size=8",
-            "train.save_every_steps=2",
-            "train.optimizer.lr=1e-3",
-            "valid_fraction=0.2",
-        ]));
-        a
+        f.sft_args(
+            out,
+            &[
+                "train.residual_dropout=off",
+                "train.epochs=12",
+                "train.batch_size=8",
+                "train.save_every_steps=2",
+                "train.optimizer.lr=1e-3",
+                "valid_fraction=0.2",
+            ],
+        )
     };
     run_ok("sft", &argv("one"));
     let total = metric_lines(&f.p("one"));

@@ -9,8 +9,8 @@
 mod common;
 
 use common::{
-    args, assert_same_tensors, assert_same_weights, files, kill_when, leftovers, metric_lines,
-    metric_series, run_ok, sets, spawn, Fixture,
+    assert_same_tensors, assert_same_weights, files, kill_when, leftovers, metric_lines,
+    metric_series, run_ok, spawn, Fixture,
 };
 use std::path::Path;
 use std::time::Duration;
@@ -105,28 +105,20 @@ fn sft_resumes_exactly_after_kill_9() {
     let f = Fixture::new();
     // 93 training demonstrations in micro-batches of 8: 12 steps per epoch; a resumable state
     // every 4 steps and at each epoch's end.
-    let argv = |out: &str| -> Vec<String> {
-        let mut a = args(&[
-            "--init",
-            &f.s("sft"),
-            "--data",
-            &f.s("world/demonstrations.jsonl"),
-            "--out",
-            &f.s(out),
-            "--device",
-            "cpu",
-        ]);
-        a.extend(sets(&[
-            "train.epochs=2",
-            "train.batch_size=8",
-            "train.save_every_steps=4",
-            "train.max_prompt_tokens=48",
-            "train.max_response_tokens=32",
-            "train.warmup_steps=2",
-            "train.optimizer.lr=1e-3",
-            "valid_fraction=0.1",
-        ]));
-        a
+    let argv = |out: &str| {
+        f.sft_args(
+            out,
+            &[
+                "train.epochs=2",
+                "train.batch_size=8",
+                "train.save_every_steps=4",
+                "train.max_prompt_tokens=48",
+                "train.max_response_tokens=32",
+                "train.warmup_steps=2",
+                "train.optimizer.lr=1e-3",
+                "valid_fraction=0.1",
+            ],
+        )
     };
     run_ok("sft", &argv("ref"));
     let compare = ["epoch-1", "epoch-2", "best", "state"];
@@ -161,28 +153,18 @@ fn sft_resumes_exactly_after_kill_9() {
 fn reward_resumes_exactly_after_kill_9() {
     let f = Fixture::new();
     // 93 training rankings in batches of 8 prompts: 12 steps per epoch; `latest/` every 3.
-    let argv = |out: &str| -> Vec<String> {
-        let mut a = args(&[
-            "--init",
-            &f.s("sft"),
-            "--data",
-            &f.s("rankings.jsonl"),
-            "--demos",
-            &f.s("world/demonstrations.jsonl"),
-            "--out",
-            &f.s(out),
-            "--device",
-            "cpu",
-        ]);
-        a.extend(sets(&[
-            "train.epochs=2",
-            "train.batch_prompts=8",
-            "train.save_every_steps=3",
-            "max_prompt_tokens=48",
-            "max_response_tokens=25",
-            "train.optimizer.lr=3e-3",
-        ]));
-        a
+    let argv = |out: &str| {
+        f.reward_args(
+            out,
+            &[
+                "train.epochs=2",
+                "train.batch_prompts=8",
+                "train.save_every_steps=3",
+                "max_prompt_tokens=48",
+                "max_response_tokens=25",
+                "train.optimizer.lr=3e-3",
+            ],
+        )
     };
     run_ok("reward", &argv("ref"));
     let compare = ["epoch-1", "epoch-2", "final"];
@@ -212,36 +194,24 @@ fn reward_resumes_exactly_after_kill_9() {
 #[test]
 fn ppo_resumes_exactly_after_kill_9() {
     let f = Fixture::new();
-    let argv = |out: &str| -> Vec<String> {
-        let mut a = args(&[
-            "--policy",
-            &f.s("sft"),
-            "--reward",
-            &f.s("rm"),
-            "--prompts",
-            &f.s("world/prompts.jsonl"),
-            "--pretrain",
-            &f.s("world/pretrain.jsonl"),
-            "--out",
-            &f.s(out),
-            "--device",
-            "cpu",
-        ]);
-        a.extend(sets(&[
-            "iterations=3",
-            "save_every=1",
-            "keep_checkpoints=2",
-            "ptx_block_len=32",
-            "ptx_batch_size=2",
-            "ppo.batch_size=8",
-            "ppo.minibatch_size=4",
-            "ppo.ppo_epochs=1",
-            "ppo.max_new_tokens=6",
-            "ppo.ptx_coef=0.5",
-            "ppo.policy_optimizer.lr=1e-3",
-            "ppo.value_optimizer.lr=1e-3",
-        ]));
-        a
+    let argv = |out: &str| {
+        f.ppo_args(
+            out,
+            &[
+                "iterations=3",
+                "save_every=1",
+                "keep_checkpoints=2",
+                "ptx_block_len=32",
+                "ptx_batch_size=2",
+                "ppo.batch_size=8",
+                "ppo.minibatch_size=4",
+                "ppo.ppo_epochs=1",
+                "ppo.max_new_tokens=6",
+                "ppo.ptx_coef=0.5",
+                "ppo.policy_optimizer.lr=1e-3",
+                "ppo.value_optimizer.lr=1e-3",
+            ],
+        )
     };
     run_ok("ppo", &argv("ref"));
     let compare = [

@@ -82,6 +82,56 @@ impl Fixture {
     }
 
     /// Writes `text` to `name` in the fixture and returns its path as a string.
+    /// `sft` on this fixture (the tiny LM, the world's demonstrations, CPU) writing to `out`,
+    /// plus `--set` for each of `set`.
+    pub fn sft_args(&self, out: &str, set: &[&str]) -> Vec<String> {
+        self.stage_args(
+            &[("--init", "sft"), ("--data", "world/demonstrations.jsonl")],
+            out,
+            set,
+        )
+    }
+
+    /// `reward` on this fixture (the tiny LM, its rankings, the demonstrations for the
+    /// normalization, CPU) writing to `out`, plus `--set` for each of `set`.
+    pub fn reward_args(&self, out: &str, set: &[&str]) -> Vec<String> {
+        self.stage_args(
+            &[
+                ("--init", "sft"),
+                ("--data", "rankings.jsonl"),
+                ("--demos", "world/demonstrations.jsonl"),
+            ],
+            out,
+            set,
+        )
+    }
+
+    /// `ppo` on this fixture (policy, RM, the world's prompts and pretraining text, CPU)
+    /// writing to `out`, plus `--set` for each of `set`.
+    pub fn ppo_args(&self, out: &str, set: &[&str]) -> Vec<String> {
+        self.stage_args(
+            &[
+                ("--policy", "sft"),
+                ("--reward", "rm"),
+                ("--prompts", "world/prompts.jsonl"),
+                ("--pretrain", "world/pretrain.jsonl"),
+            ],
+            out,
+            set,
+        )
+    }
+
+    /// `flag path` pairs (paths inside the fixture), `--out out --device cpu`, then `set`.
+    fn stage_args(&self, inputs: &[(&str, &str)], out: &str, set: &[&str]) -> Vec<String> {
+        let mut a: Vec<String> = inputs
+            .iter()
+            .flat_map(|(flag, path)| [flag.to_string(), self.s(path)])
+            .collect();
+        a.extend(args(&["--out", &self.s(out), "--device", "cpu"]));
+        a.extend(sets(set));
+        a
+    }
+
     pub fn write(&self, name: &str, text: &str) -> String {
         std::fs::write(self.p(name), text).unwrap();
         self.s(name)
