@@ -62,6 +62,7 @@ fn main() -> anyhow::Result<()> {
         &out,
         "ppo_gold",
         cfg.ptx_coef,
+        &(std::rc::Rc::new(rlhf_dist::Single) as std::rc::Rc<dyn rlhf_dist::Collective>),
     )?;
     eprintln!("[gold_ppo] PPO took {:.1}s", t.elapsed().as_secs_f64());
     let device = rlhf_examples::stage_device()?;

@@ -5,9 +5,11 @@
 //!
 //! Prints the InstructGPT-style table and writes `report.json` and `report.md` in the run
 //! directory (default: a new directory under runs/). Rerunning with the same --out resumes.
+//! Under `mpirun -np N` (built with the `mpi` feature) the training stages are data-parallel;
+//! give every rank the same `--out`, on a file system they all see.
 
 use clap::Parser;
-use rlhf_examples::pipeline::{run, PipelineConfig, PipelineReport};
+use rlhf_examples::pipeline::{run_on, PipelineConfig, PipelineReport};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -44,13 +46,9 @@ enum Preset {
 fn main() -> anyhow::Result<()> {
     rlhf_examples::init_runtime();
     let args = Args::parse();
-    if let Some(n) = rlhf_dist::launched_world_size().filter(|&n| n > 1) {
-        anyhow::bail!(
-            "the pipeline runs in one process, but mpirun started {n}: run it without mpirun, \
-             or run its training stages data-parallel with the stage binaries (mpirun -np {n} \
-             sft | reward | ppo; see README \"Many processes\")"
-        );
-    }
+    // Under mpirun, the training stages run data-parallel over the ranks (rank 0 does the rest
+    // and writes the run directory, which every rank must see).
+    let comm: std::rc::Rc<dyn rlhf_dist::Collective> = rlhf_dist::init()?.into();
     let mut overrides = Vec::new();
     if args.preset == Preset::Correctness {
         // Before the user's --set, which may still change any of these keys.
@@ -73,12 +71,39 @@ fn main() -> anyhow::Result<()> {
         overrides.push(format!("rounds={n}"));
     }
     let cfg: PipelineConfig = rlhf_examples::run::load_config(args.config.as_deref(), &overrides)?;
-    let out = args
-        .out
-        .unwrap_or_else(|| rlhf_examples::run::RunDir::default_for("pipeline"));
-    tracing::info!("[pipeline] run directory {}", out.display());
-    let report = run(&cfg, &out)?;
-    print_table(&report);
+    let out = match args.out {
+        Some(out) => out,
+        None => {
+            // Rank 0's name for the new directory (the clock may differ between ranks).
+            let mut name = rlhf_examples::run::RunDir::default_for("pipeline")
+                .to_string_lossy()
+                .into_owned()
+                .into_bytes();
+            comm.broadcast_bytes(&mut name, 0)?;
+            PathBuf::from(String::from_utf8(name)?)
+        }
+    };
+    if comm.is_root() {
+        tracing::info!(
+            "[pipeline] run directory {}{}",
+            out.display(),
+            if comm.world_size() > 1 {
+                format!(" ({} ranks)", comm.world_size())
+            } else {
+                String::new()
+            }
+        );
+    }
+    match run_on(&cfg, &out, comm.clone()) {
+        Ok(Some(report)) => print_table(&report),
+        Ok(None) => {}
+        Err(e) if comm.world_size() > 1 => {
+            // The other ranks may be waiting for this one: end the whole job.
+            eprintln!("Error (rank {}): {e:#}", comm.rank());
+            comm.abort(1);
+        }
+        Err(e) => return Err(e),
+    }
     Ok(())
 }
 

@@ -328,3 +328,27 @@ pub fn sets(kv: &[&str]) -> Vec<String> {
         .flat_map(|s| ["--set".to_string(), s.to_string()])
         .collect()
 }
+
+/// `--set` values of a pipeline run that takes seconds (every stage, tiny sizes).
+pub const PIPELINE_TINY: &[&str] = &[
+    "world.num_users=40",
+    "world.heldout_users=10",
+    "world.pretrain_docs=150",
+    "world.heldout_pretrain_docs=20",
+    "model.n_layer=1",
+    "model.n_embd=32",
+    "model.n_head=2",
+    "model.n_positions=96",
+    "pretrain.epochs=1",
+    "sft.epochs=1",
+    "rm_prompts=24",
+    "rm_valid_prompts=12",
+    "rm.epochs=1",
+    "ppo.batch_size=8",
+    "ppo.minibatch_size=4",
+    "ppo.max_new_tokens=8",
+    "ppo_iterations=2",
+    "eval_prompts=16",
+    "max_new_tokens=8",
+    "labelers.calibration_prompts=60",
+];

@@ -41,6 +41,16 @@ struct LabelersDone {
 /// Generates the world, applies the paper's hygiene and splits by user; writes the data as
 /// JSONL under `out/data/`.
 pub fn prepare_data(cfg: &PipelineConfig, out: &Path) -> anyhow::Result<PipelineData> {
+    prepare_data_on(cfg, out, true)
+}
+
+/// [`prepare_data`], writing the files only when `write` (rank 0 of a data-parallel run;
+/// every rank builds the same data from the seed).
+pub fn prepare_data_on(
+    cfg: &PipelineConfig,
+    out: &Path,
+    write: bool,
+) -> anyhow::Result<PipelineData> {
     let world = ToyWorld::generate(&ToyConfig {
         seed: cfg.seed,
         ..cfg.world.clone()
@@ -68,13 +78,15 @@ pub fn prepare_data(cfg: &PipelineConfig, out: &Path) -> anyhow::Result<Pipeline
         .into_iter()
         .filter(|p| train_users.contains(p.user_id.as_str()))
         .collect();
-    let dir = out.join("data");
-    std::fs::create_dir_all(&dir)?;
-    write_jsonl(dir.join("sft_train.jsonl"), &split.train)?;
-    write_jsonl(dir.join("sft_valid.jsonl"), &split.valid)?;
-    write_jsonl(dir.join("train_prompts.jsonl"), &train_prompts)?;
-    write_jsonl(dir.join("heldout_prompts.jsonl"), &world.heldout_prompts)?;
-    write_jsonl(dir.join("pretrain.jsonl"), &world.pretrain)?;
+    if write {
+        let dir = out.join("data");
+        std::fs::create_dir_all(&dir)?;
+        write_jsonl(dir.join("sft_train.jsonl"), &split.train)?;
+        write_jsonl(dir.join("sft_valid.jsonl"), &split.valid)?;
+        write_jsonl(dir.join("train_prompts.jsonl"), &train_prompts)?;
+        write_jsonl(dir.join("heldout_prompts.jsonl"), &world.heldout_prompts)?;
+        write_jsonl(dir.join("pretrain.jsonl"), &world.pretrain)?;
+    }
     tracing::info!(
         "[data] {} demonstrations -> {} train / {} valid (by user; PII scrubbed in {} records, {} over the per-user cap, {} duplicates); {} held-out prompts",
         world.demonstrations.len(),

@@ -8,6 +8,16 @@ pub fn pretrain_stage(
     data: &PipelineData,
     out: &Path,
 ) -> anyhow::Result<PathBuf> {
+    pretrain_stage_on(cfg, data, out, &rlhf_dist::Single)
+}
+
+/// [`pretrain_stage`] data-parallel over `comm`'s ranks (rank 0 writes).
+pub fn pretrain_stage_on(
+    cfg: &PipelineConfig,
+    data: &PipelineData,
+    out: &Path,
+    comm: &dyn Collective,
+) -> anyhow::Result<PathBuf> {
     let dir = out.join("pretrain");
     let best = dir.join("best");
     if stage_done(&dir) {
@@ -30,7 +40,7 @@ pub fn pretrain_stage(
         .with_dropout(0.0)
     };
     tch::manual_seed(cfg.seed as i64);
-    let mut lm = CausalLm::new(&gcfg, crate::stage_device()?)?;
+    let mut lm = CausalLm::new(&gcfg, rank_device(comm)?)?;
     lm.set_tokenizer(tok)?;
     let texts: Vec<&str> = data
         .world
@@ -46,9 +56,10 @@ pub fn pretrain_stage(
         .collect();
     let train = LmData::Blocks(data.collator.pack_texts(&texts, cfg.block_len)?);
     let valid = LmData::Blocks(data.collator.pack_texts(&valid, cfg.block_len)?);
-    let run = RunDir::open(&dir)?;
-    run.recover("pretrain")?;
-    run.write_config(&cfg.pretrain)?;
+    let run = open_stage_dir(&dir, "pretrain", comm)?;
+    if comm.is_root() {
+        run.write_config(&cfg.pretrain)?;
+    }
     tracing::info!(
         "[pretrain] {} blocks of {} tokens, {} parameters",
         train.len(),
@@ -66,9 +77,9 @@ pub fn pretrain_stage(
         &cfg.pretrain,
         &run,
         None,
-        &rlhf_dist::Single,
+        comm,
     )?;
-    mark_done(&dir, serde_json::json!({"best": best}))?;
+    finish_stage(&dir, serde_json::json!({"best": best}), comm)?;
     Ok(best)
 }
 
@@ -80,13 +91,25 @@ pub fn sft_stage(
     base: &Path,
     out: &Path,
 ) -> anyhow::Result<PathBuf> {
+    sft_stage_on(cfg, data, base, out, &rlhf_dist::Single)
+}
+
+/// [`sft_stage`] data-parallel over `comm`'s ranks (rank 0 writes).
+pub fn sft_stage_on(
+    cfg: &PipelineConfig,
+    data: &PipelineData,
+    base: &Path,
+    out: &Path,
+    comm: &dyn Collective,
+) -> anyhow::Result<PathBuf> {
     let dir = out.join("sft");
     let best = dir.join("best");
     let merged = dir.join("merged");
     if stage_done(&dir) {
         return Ok(if cfg.lora.is_some() { merged } else { best });
     }
-    let mut lm = CausalLm::load(base, crate::stage_device()?)?;
+    let device = rank_device(comm)?;
+    let mut lm = CausalLm::load(base, device)?;
     if let (Some(lora), None) = (&cfg.lora, lm.lora()) {
         // A resumed SFT stage reloads its adapters with the checkpoint; a fresh one draws A
         // from the run's seed.
@@ -101,9 +124,10 @@ pub fn sft_stage(
         })
     };
     let (train, valid) = (to_data(&data.sft_train)?, to_data(&data.sft_valid)?);
-    let run = RunDir::open(&dir)?;
-    run.recover("sft")?;
-    run.write_config(&cfg.sft)?;
+    let run = open_stage_dir(&dir, "sft", comm)?;
+    if comm.is_root() {
+        run.write_config(&cfg.sft)?;
+    }
     train_lm(
         "sft",
         &mut lm,
@@ -111,14 +135,16 @@ pub fn sft_stage(
         &cfg.sft,
         &run,
         None,
-        &rlhf_dist::Single,
+        comm,
     )?;
     if cfg.lora.is_some() {
         // Later stages start from plain weights: the best adapters folded in.
-        CausalLm::load(&best, crate::stage_device()?)?.save_merged(&merged)?;
-        mark_done(&dir, serde_json::json!({"best": merged}))?;
+        if comm.is_root() {
+            CausalLm::load(&best, device)?.save_merged(&merged)?;
+        }
+        finish_stage(&dir, serde_json::json!({"best": merged}), comm)?;
         return Ok(merged);
     }
-    mark_done(&dir, serde_json::json!({"best": best}))?;
+    finish_stage(&dir, serde_json::json!({"best": best}), comm)?;
     Ok(best)
 }

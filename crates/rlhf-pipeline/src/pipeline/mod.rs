@@ -4,6 +4,11 @@
 //!
 //! Every stage writes its own run directory under the pipeline's output directory and a
 //! `done.json` when finished; a rerun skips finished stages and resumes the unfinished one.
+//!
+//! Under `mpirun -np N` ([`run_on`]), the training stages (pretraining, SFT, the RM, PPO and
+//! PPO-ptx) are data-parallel over the ranks; rank 0 alone does the rest (rankings, labeler
+//! calibration, evaluation) and writes every file, and the other ranks read what it wrote, so
+//! the run directory must be on a file system every rank sees.
 
 use crate::run::RunDir;
 use crate::stage::train_lm;
@@ -11,6 +16,7 @@ use anyhow::Context;
 use rlhf_data::collate::{CollateConfig, Collator};
 use rlhf_data::hygiene::{cap_per_user, dedup_prompts, split_by_user, DedupConfig, PiiScrubber};
 use rlhf_data::records::{write_jsonl, Demonstration, PromptRecord, Ranking};
+use rlhf_dist::Collective;
 use rlhf_model::{CausalLm, Gpt2Config, Policy, Tokenizer};
 use rlhf_sft::{evaluate_loss, LmData, ResidualDropout, SftConfig};
 use rlhf_toy::eval::{
@@ -22,6 +28,7 @@ use rlhf_toy::{
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::Instant;
 
 mod data;
@@ -268,6 +275,13 @@ pub struct PipelineReport {
     pub rm_accuracy_ceiling_by_round: BTreeMap<String, f64>,
     /// Wall-clock seconds per stage and in total.
     pub seconds: BTreeMap<String, f64>,
+    /// Processes the run was trained with (`mpirun -np N`; 1 otherwise).
+    #[serde(default = "one")]
+    pub world_size: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 fn stage_done(dir: &Path) -> bool {
@@ -279,41 +293,139 @@ fn mark_done(dir: &Path, info: serde_json::Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the pipeline into `out` (resuming finished stages).
+/// Runs `f` on rank 0, which writes the stage's files, then (after a barrier) on the other
+/// ranks, which find the stage done and read them.
+fn root_first<T>(
+    comm: &dyn Collective,
+    mut f: impl FnMut() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    if comm.world_size() == 1 {
+        return f();
+    }
+    if comm.is_root() {
+        let r = f()?;
+        comm.barrier()?;
+        Ok(r)
+    } else {
+        comm.barrier()?;
+        f()
+    }
+}
+
+/// Opens (rank 0: creates and tidies after a kill) a stage's run directory; the other ranks
+/// wait for it.
+fn open_stage_dir(dir: &Path, stage: &str, comm: &dyn Collective) -> anyhow::Result<RunDir> {
+    let run = if comm.is_root() {
+        let run = RunDir::open(dir)?;
+        run.recover(stage)?;
+        Some(run)
+    } else {
+        None
+    };
+    comm.barrier()?;
+    Ok(run.unwrap_or_else(|| RunDir {
+        path: dir.to_path_buf(),
+    }))
+}
+
+/// Rank 0 marks a stage done; every rank returns after it has.
+fn finish_stage(dir: &Path, info: serde_json::Value, comm: &dyn Collective) -> anyhow::Result<()> {
+    if comm.is_root() {
+        mark_done(dir, info)?;
+    }
+    comm.barrier()?;
+    Ok(())
+}
+
+/// The device of this rank: `RLHF_DEVICE` (see [`crate::stage_device`]); under mpirun, `cuda`
+/// is the GPU of the rank's local rank (one rank per GPU).
+pub fn rank_device(comm: &dyn Collective) -> anyhow::Result<tch::Device> {
+    Ok(match crate::stage_device()? {
+        tch::Device::Cuda(_) if comm.world_size() > 1 => tch::Device::Cuda(comm.local_rank()),
+        d => d,
+    })
+}
+
+/// Runs the pipeline into `out` (resuming finished stages) in this process.
 pub fn run(cfg: &PipelineConfig, out: &Path) -> anyhow::Result<PipelineReport> {
+    run_on(cfg, out, Rc::new(rlhf_dist::Single))?
+        .context("a single process is rank 0 and has the report")
+}
+
+/// [`run`] as one rank of a data-parallel job (`comm` from `rlhf_dist::init()`): every rank
+/// calls it with the same config and `out`; the training stages split each batch across the
+/// ranks, rank 0 does the rest and writes every file. Returns the report on rank 0, `None` on
+/// the others. An error on one rank leaves the others waiting for it: with several ranks,
+/// treat it as fatal and end the job with [`Collective::abort`], as the `pipeline` binary does.
+pub fn run_on(
+    cfg: &PipelineConfig,
+    out: &Path,
+    comm: Rc<dyn Collective>,
+) -> anyhow::Result<Option<PipelineReport>> {
     let t0 = Instant::now();
-    std::fs::create_dir_all(out)?;
-    RunDir::open(out)?.write_config(cfg)?;
-    let mut report = PipelineReport::default();
+    let root = comm.is_root();
+    comm.ensure_same(
+        "pipeline config",
+        toml::to_string(cfg)
+            .context("serializing the pipeline config")?
+            .as_bytes(),
+    )?;
+    if root {
+        std::fs::create_dir_all(out)?;
+        RunDir::open(out)?.write_config(cfg)?;
+    }
+    let mut report = PipelineReport {
+        world_size: comm.world_size(),
+        ..Default::default()
+    };
     let timed = |name: &str, t: Instant, report: &mut PipelineReport| {
         report
             .seconds
             .insert(name.to_string(), t.elapsed().as_secs_f64());
     };
     let t = Instant::now();
-    let data = prepare_data(cfg, out)?;
+    let data = prepare_data_on(cfg, out, root)?;
     timed("data", t, &mut report);
     let t = Instant::now();
-    let base_dir = pretrain_stage(cfg, &data, out)?;
+    let base_dir = pretrain_stage_on(cfg, &data, out, &*comm)?;
     timed("pretrain", t, &mut report);
     let t = Instant::now();
-    let sft_dir = sft_stage(cfg, &data, &base_dir, out)?;
+    let sft_dir = sft_stage_on(cfg, &data, &base_dir, out, &*comm)?;
     timed("sft", t, &mut report);
     let t = Instant::now();
-    let labelers = labeler_stage(cfg, &data, &sft_dir, out)?;
+    let labelers = root_first(&*comm, || labeler_stage(cfg, &data, &sft_dir, out))?;
     report.labeler_agreement = Some(labelers.agreement);
     report.heldout_labeler_agreement = Some(labelers.heldout_agreement);
     timed("labelers", t, &mut report);
     let t = Instant::now();
-    let (rm_dir, acc, ceiling) = rm_stage(cfg, &data, &labelers.train, &sft_dir, out)?;
+    let (rm_dir, acc, ceiling) = rm_stage_in(
+        cfg,
+        &data,
+        &labelers.train,
+        &sft_dir,
+        &sft_dir,
+        &[],
+        &out.join("rm"),
+        1,
+        &comm,
+    )?;
     report.rm_accuracy = Some(acc);
     report.rm_accuracy_ceiling = Some(ceiling);
     timed("rm", t, &mut report);
     let t = Instant::now();
-    let ppo_dir = ppo_stage(cfg, &data, &sft_dir, &rm_dir, out, "ppo", 0.0)?;
+    let ppo_dir = ppo_stage_on(cfg, &data, &sft_dir, &rm_dir, out, "ppo", 0.0, &comm)?;
     timed("ppo", t, &mut report);
     let t = Instant::now();
-    let ptx_dir = ppo_stage(cfg, &data, &sft_dir, &rm_dir, out, "ppo_ptx", cfg.ptx_coef)?;
+    let ptx_dir = ppo_stage_on(
+        cfg,
+        &data,
+        &sft_dir,
+        &rm_dir,
+        out,
+        "ppo_ptx",
+        cfg.ptx_coef,
+        &comm,
+    )?;
     timed("ppo_ptx", t, &mut report);
     let mut policies = vec![
         ("ppo".to_string(), ppo_dir),
@@ -343,6 +455,7 @@ pub fn run(cfg: &PipelineConfig, out: &Path) -> anyhow::Result<PipelineReport> {
             &earlier,
             &rdir.join("rm"),
             round,
+            &comm,
         )?;
         timed(&format!("rm_r{round}"), t, &mut report);
         report
@@ -352,14 +465,27 @@ pub fn run(cfg: &PipelineConfig, out: &Path) -> anyhow::Result<PipelineReport> {
             .rm_accuracy_ceiling_by_round
             .insert(format!("round-{round}"), ceil_r);
         let t = Instant::now();
-        let ptx_r = ppo_stage(cfg, &data, &sft_dir, &rm_r, &rdir, "ppo_ptx", cfg.ptx_coef)?;
+        let ptx_r = ppo_stage_on(
+            cfg,
+            &data,
+            &sft_dir,
+            &rm_r,
+            &rdir,
+            "ppo_ptx",
+            cfg.ptx_coef,
+            &comm,
+        )?;
         timed(&format!("ppo_ptx_r{round}"), t, &mut report);
         earlier.push(rdir.join("rm"));
         policies.push((format!("ppo_ptx_r{round}"), ptx_r.clone()));
         current = ptx_r;
     }
+    if !root {
+        // Rank 0 evaluates and writes the report.
+        return Ok(None);
+    }
     let t = Instant::now();
-    let device = crate::stage_device()?;
+    let device = rank_device(&*comm)?;
     let base = CausalLm::load(&base_dir, device)?;
     let sft = CausalLm::load(&sft_dir, device)?;
     let loaded: Vec<(String, CausalLm)> = policies
@@ -384,7 +510,7 @@ pub fn run(cfg: &PipelineConfig, out: &Path) -> anyhow::Result<PipelineReport> {
         ),
         Err(e) => tracing::warn!("[pipeline] warning: plots not written: {e:#}"),
     }
-    Ok(report)
+    Ok(Some(report))
 }
 
 impl PipelineReport {

@@ -13,17 +13,36 @@ pub fn ppo_stage(
     name: &str,
     ptx_coef: f64,
 ) -> anyhow::Result<PathBuf> {
+    let single: Rc<dyn Collective> = Rc::new(rlhf_dist::Single);
+    ppo_stage_on(cfg, data, sft_dir, rm_dir, out, name, ptx_coef, &single)
+}
+
+/// [`ppo_stage`] data-parallel over `comm`'s ranks (each samples and scores its share of every
+/// batch; rank 0 evaluates and writes).
+#[allow(clippy::too_many_arguments)]
+pub fn ppo_stage_on(
+    cfg: &PipelineConfig,
+    data: &PipelineData,
+    sft_dir: &Path,
+    rm_dir: &Path,
+    out: &Path,
+    name: &str,
+    ptx_coef: f64,
+    comm: &Rc<dyn Collective>,
+) -> anyhow::Result<PathBuf> {
     if stage_done(&out.join(name)) {
         return Ok(out.join(name).join("final"));
     }
-    let mut reward = rlhf_model::ScalarModel::load(rm_dir, crate::stage_device()?)?;
+    let mut reward = rlhf_model::ScalarModel::load(rm_dir, rank_device(&**comm)?)?;
     reward.var_store_mut().freeze();
-    ppo_stage_with(cfg, data, sft_dir, rm_dir, reward, out, name, ptx_coef)
+    ppo_stage_with(
+        cfg, data, sft_dir, rm_dir, reward, out, name, ptx_coef, comm,
+    )
 }
 
-/// [`ppo_stage`] against any reward model (a learned RM, or a rule such as
+/// [`ppo_stage_on`] against any reward model (a learned RM, or a rule such as
 /// [`rlhf_toy::eval::GoldReward`]); the value function starts from the RM checkpoint
-/// `value_init`.
+/// `value_init`. With one process, `comm` is `Rc::new(rlhf_dist::Single)`.
 #[allow(clippy::too_many_arguments)]
 pub fn ppo_stage_with<M: rlhf_model::RewardModel>(
     cfg: &PipelineConfig,
@@ -34,6 +53,7 @@ pub fn ppo_stage_with<M: rlhf_model::RewardModel>(
     out: &Path,
     name: &str,
     ptx_coef: f64,
+    comm: &Rc<dyn Collective>,
 ) -> anyhow::Result<PathBuf> {
     use rlhf_ppo::{PackedPtx, PpoModels, PpoTrainer, SpecialTokens};
     let dir = out.join(name);
@@ -41,7 +61,10 @@ pub fn ppo_stage_with<M: rlhf_model::RewardModel>(
     if stage_done(&dir) {
         return Ok(final_dir);
     }
-    let device = crate::stage_device()?;
+    let root = comm.is_root();
+    let device = rank_device(&**comm)?;
+    // Rank 0 tidies what a killed run left before anyone reads its checkpoints.
+    let run = open_stage_dir(&dir, name, &**comm)?;
     // A run killed mid-stage continues from its last checkpoint.
     let checkpoints = rlhf_ppo::PpoCheckpoints::new(&dir);
     let resume = checkpoints.latest()?;
@@ -113,9 +136,9 @@ pub fn ppo_stage_with<M: rlhf_model::RewardModel>(
         ppo_cfg.micro_batch(),
         cfg.seed,
     )?;
-    let run = RunDir::open(&dir)?;
-    run.recover(name)?;
-    run.write_config(&ppo_cfg)?;
+    if root {
+        run.write_config(&ppo_cfg)?;
+    }
     let start = match &resume {
         Some(ck) => {
             if let Some(warning) = ck.restore(&mut trainer)? {
@@ -127,9 +150,14 @@ pub fn ppo_stage_with<M: rlhf_model::RewardModel>(
         }
         None => 0,
     };
+    trainer.set_collective(comm.clone())?;
     // Lines of iterations after the checkpoint are about to be logged again.
-    run.truncate_metrics(start)?;
-    let mut metrics = run.metrics()?;
+    let mut metrics: Box<dyn rlhf_model::train::MetricsSink> = if root {
+        run.truncate_metrics(start)?;
+        Box::new(run.metrics()?)
+    } else {
+        Box::new(rlhf_model::train::NoMetrics)
+    };
     let mut progress = crate::run::Progress::new(name, cfg.ppo_iterations);
     // Fixed validation prompts (training users' validation split) for `eval/gold`.
     let check: Vec<(ToyPrompt, Vec<u32>)> = data
@@ -165,8 +193,7 @@ pub fn ppo_stage_with<M: rlhf_model::RewardModel>(
             m.insert("eval/sign_off".into(), serde_json::json!(c.sign_off));
             Ok(m)
         };
-    if start == 0 && cfg.ppo_eval_every > 0 && !check.is_empty() {
-        use rlhf_model::train::MetricsSink;
+    if root && start == 0 && cfg.ppo_eval_every > 0 && !check.is_empty() {
         metrics.log(0, &validation_gold(trainer.policy())?)?;
     }
     for it in start..cfg.ppo_iterations {
@@ -179,8 +206,11 @@ pub fn ppo_stage_with<M: rlhf_model::RewardModel>(
             &ids.to_device(device),
             &mask.to_device(device),
             ptx_src,
-            &mut metrics,
+            &mut *metrics,
         )?;
+        if !root {
+            continue;
+        }
         let m = stats.to_metrics();
         let get = |k: &str| m.get(k).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
         progress.update(
@@ -196,7 +226,6 @@ pub fn ppo_stage_with<M: rlhf_model::RewardModel>(
             && !check.is_empty()
             && (done % cfg.ppo_eval_every == 0 || done == cfg.ppo_iterations)
         {
-            use rlhf_model::train::MetricsSink;
             let m = validation_gold(trainer.policy())?;
             tracing::info!(
                 "[{name}] iteration {done}: validation gold {:.3}",
@@ -208,6 +237,11 @@ pub fn ppo_stage_with<M: rlhf_model::RewardModel>(
             checkpoints.save(&trainer, ptx.position(), 1)?;
         }
     }
+    if !root {
+        // Rank 0 saves the policy and marks the stage done.
+        comm.barrier()?;
+        return Ok(final_dir);
+    }
     let models = trainer.into_models();
     drop(models.reference);
     let mut policy = std::rc::Rc::try_unwrap(models.policy)
@@ -217,6 +251,6 @@ pub fn ppo_stage_with<M: rlhf_model::RewardModel>(
         .extra
         .insert("stage".into(), serde_json::json!(name));
     policy.save(&final_dir)?;
-    mark_done(&dir, serde_json::json!({"final": final_dir}))?;
+    finish_stage(&dir, serde_json::json!({"final": final_dir}), &**comm)?;
     Ok(final_dir)
 }

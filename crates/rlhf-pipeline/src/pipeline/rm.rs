@@ -21,6 +21,7 @@ pub fn rm_stage(
         &[],
         &out.join("rm"),
         1,
+        &(Rc::new(rlhf_dist::Single) as Rc<dyn Collective>),
     )
 }
 
@@ -28,6 +29,7 @@ pub fn rm_stage(
 /// first round, the current policy in later ones); the RM is trained from the SFT checkpoint
 /// `sft_dir` on these rankings plus the training rankings of `earlier` RM stage directories (the
 /// paper keeps collecting comparisons), and validated on held-out rankings of the new samples.
+/// The RM trains data-parallel over `comm`'s ranks; rank 0 alone samples and ranks, and writes.
 #[allow(clippy::too_many_arguments)]
 pub fn rm_stage_in(
     cfg: &PipelineConfig,
@@ -38,9 +40,11 @@ pub fn rm_stage_in(
     earlier: &[PathBuf],
     dir: &Path,
     round: u64,
+    comm: &Rc<dyn Collective>,
 ) -> anyhow::Result<(PathBuf, f64, f64)> {
     let dir = dir.to_path_buf();
     let final_dir = dir.join("final");
+    let root = comm.is_root();
     if stage_done(&dir) {
         let done: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("done.json"))?)?;
@@ -51,69 +55,71 @@ pub fn rm_stage_in(
         ));
     }
     // Tidy what a killed run left before reading its rankings and checkpoint.
-    let run = RunDir::open(&dir)?;
-    run.recover("rm")?;
-    let device = crate::stage_device()?;
+    let run = open_stage_dir(&dir, "rm", &**comm)?;
+    let device = rank_device(&**comm)?;
     let col = &data.collator;
     let rankings_path = dir.join("rankings.jsonl");
     let valid_path = dir.join("valid_rankings.jsonl");
-    let (train_r, valid_r) = if rankings_path.exists() && valid_path.exists() {
-        let opts = rlhf_data::records::ReadOptions::default();
-        (
-            rlhf_data::records::read_jsonl::<Ranking>(&rankings_path, &opts)?.0,
-            rlhf_data::records::read_jsonl::<Ranking>(&valid_path, &opts)?.0,
-        )
-    } else {
-        let sft = CausalLm::load(sample_from, device)?;
-        let valid_prompts: Vec<PromptRecord> = data
-            .sft_valid
-            .iter()
-            .map(|d| PromptRecord {
-                id: d.id.clone(),
-                user_id: d.user_id.clone(),
-                prompt: d.prompt.clone(),
-                task: None,
-                source: None,
-            })
-            .take(cfg.rm_valid_prompts)
-            .collect();
-        // Later rounds rank other prompts first (the pool wraps around).
-        let n = cfg.rm_prompts.min(data.train_prompts.len());
-        let start = ((round - 1) as usize * n) % data.train_prompts.len().max(1);
-        let prompts: Vec<PromptRecord> = data
-            .train_prompts
-            .iter()
-            .cycle()
-            .skip(start)
-            .take(n)
-            .cloned()
-            .collect();
-        let round_seed = cfg.seed + 1000 * (round - 1);
-        let (train_r, sk1) = collect_rankings(
-            &sft,
-            &prompts,
-            col,
-            labelers,
-            cfg.rm_k,
-            cfg.max_new_tokens,
-            cfg.rm_sample_temperature,
-            round_seed + 101,
-        )?;
-        let (valid_r, sk2) = collect_rankings(
-            &sft,
-            &valid_prompts,
-            col,
-            labelers,
-            cfg.rm_k,
-            cfg.max_new_tokens,
-            cfg.rm_sample_temperature,
-            round_seed + 202,
-        )?;
-        tracing::info!("[rm] {} training and {} validation rankings of SFT samples ({} prompts skipped: fewer than 2 distinct samples)", train_r.len(), valid_r.len(), sk1 + sk2);
-        write_jsonl(&rankings_path, &train_r)?;
-        write_jsonl(&valid_path, &valid_r)?;
-        (train_r, valid_r)
-    };
+    // Rank 0 samples and ranks (and writes the rankings); the others read them.
+    let (train_r, valid_r) = root_first(&**comm, || -> anyhow::Result<_> {
+        Ok(if rankings_path.exists() && valid_path.exists() {
+            let opts = rlhf_data::records::ReadOptions::default();
+            (
+                rlhf_data::records::read_jsonl::<Ranking>(&rankings_path, &opts)?.0,
+                rlhf_data::records::read_jsonl::<Ranking>(&valid_path, &opts)?.0,
+            )
+        } else {
+            let sft = CausalLm::load(sample_from, device)?;
+            let valid_prompts: Vec<PromptRecord> = data
+                .sft_valid
+                .iter()
+                .map(|d| PromptRecord {
+                    id: d.id.clone(),
+                    user_id: d.user_id.clone(),
+                    prompt: d.prompt.clone(),
+                    task: None,
+                    source: None,
+                })
+                .take(cfg.rm_valid_prompts)
+                .collect();
+            // Later rounds rank other prompts first (the pool wraps around).
+            let n = cfg.rm_prompts.min(data.train_prompts.len());
+            let start = ((round - 1) as usize * n) % data.train_prompts.len().max(1);
+            let prompts: Vec<PromptRecord> = data
+                .train_prompts
+                .iter()
+                .cycle()
+                .skip(start)
+                .take(n)
+                .cloned()
+                .collect();
+            let round_seed = cfg.seed + 1000 * (round - 1);
+            let (train_r, sk1) = collect_rankings(
+                &sft,
+                &prompts,
+                col,
+                labelers,
+                cfg.rm_k,
+                cfg.max_new_tokens,
+                cfg.rm_sample_temperature,
+                round_seed + 101,
+            )?;
+            let (valid_r, sk2) = collect_rankings(
+                &sft,
+                &valid_prompts,
+                col,
+                labelers,
+                cfg.rm_k,
+                cfg.max_new_tokens,
+                cfg.rm_sample_temperature,
+                round_seed + 202,
+            )?;
+            tracing::info!("[rm] {} training and {} validation rankings of SFT samples ({} prompts skipped: fewer than 2 distinct samples)", train_r.len(), valid_r.len(), sk1 + sk2);
+            write_jsonl(&rankings_path, &train_r)?;
+            write_jsonl(&valid_path, &valid_r)?;
+            (train_r, valid_r)
+        })
+    })?;
     let mut all_train = Vec::new();
     for d in earlier {
         let opts = rlhf_data::records::ReadOptions::default();
@@ -162,13 +168,18 @@ pub fn rm_stage_in(
         }
         rlhf_reward::RewardTrainer::new(model, cfg.rm.clone(), collate, train.len())?
     };
-    let mut metrics = run.metrics()?;
+    trainer.set_collective(comm.clone())?;
+    let mut metrics: Box<dyn rlhf_model::train::MetricsSink> = if root {
+        Box::new(run.metrics()?)
+    } else {
+        Box::new(rlhf_model::train::NoMetrics)
+    };
     let mut progress = crate::run::Progress::new("rm", 0);
     let mut known = false;
     let reports = trainer.fit(
         &train,
         Some(&valid),
-        &mut metrics,
+        &mut *metrics,
         Some(&dir),
         &mut |done, total, status| {
             if !known {
@@ -178,24 +189,34 @@ pub fn rm_stage_in(
             progress.update(done, status);
         },
     )?;
-    let demos = col.tokenize_demonstrations(&data.sft_train)?;
-    let norm = trainer.normalize(&demos)?;
-    trainer.model().save(&final_dir)?;
-    let last = reports
-        .last()
-        .context("the reward trainer returned no validation report")?;
-    let acc = last.stats.total.accuracy();
-    tracing::info!(
-        "[rm] held-out accuracy {:.3} against the labelers (gold order: {}), noise ceiling {:.3}; normalization bias {:.3}",
-        acc,
-        last.gold_accuracy.map_or("n/a".into(), |g| format!("{g:.3}")),
-        ceiling,
-        norm.bias
-    );
-    mark_done(
-        &dir,
-        serde_json::json!({"accuracy": acc, "ceiling": ceiling, "gold_accuracy": last.gold_accuracy}),
-    )?;
+    // Rank 0 normalizes, saves and marks the stage done; the others read its numbers back.
+    let (acc, ceiling) = root_first(&**comm, || {
+        if stage_done(&dir) {
+            let done: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(dir.join("done.json"))?)?;
+            let get = |k: &str| done[k].as_f64().unwrap_or(f64::NAN);
+            return Ok((get("accuracy"), get("ceiling")));
+        }
+        let demos = col.tokenize_demonstrations(&data.sft_train)?;
+        let norm = trainer.normalize(&demos)?;
+        trainer.model().save(&final_dir)?;
+        let last = reports
+            .last()
+            .context("the reward trainer returned no validation report")?;
+        let acc = last.stats.total.accuracy();
+        tracing::info!(
+            "[rm] held-out accuracy {:.3} against the labelers (gold order: {}), noise ceiling {:.3}; normalization bias {:.3}",
+            acc,
+            last.gold_accuracy.map_or("n/a".into(), |g| format!("{g:.3}")),
+            ceiling,
+            norm.bias
+        );
+        mark_done(
+            &dir,
+            serde_json::json!({"accuracy": acc, "ceiling": ceiling, "gold_accuracy": last.gold_accuracy}),
+        )?;
+        Ok((acc, ceiling))
+    })?;
     Ok((final_dir, acc, ceiling))
 }
 
