@@ -29,6 +29,10 @@ mod mpi;
 
 #[cfg(feature = "mpi")]
 pub use self::mpi::Mpi;
+#[cfg(feature = "nccl")]
+mod nccl;
+#[cfg(feature = "nccl")]
+pub use self::nccl::Nccl;
 pub use env::{launched_world_size, launched_world_size_with, Launch, LAUNCHER_VARS};
 
 use tch::Tensor;
@@ -108,6 +112,9 @@ pub enum Error {
     /// A libtorch error while copying tensors.
     #[error("tensor copy failed: {0}")]
     Torch(#[from] tch::TchError),
+    /// NCCL could not be loaded or one of its calls failed (feature `nccl`).
+    #[error("NCCL: {0}")]
+    Nccl(String),
 }
 
 impl std::fmt::Debug for dyn Collective {
@@ -295,6 +302,24 @@ impl Collective for Single {
 /// With MPI the returned value owns MPI: keep it until the end of `main`.
 pub fn init() -> Result<Box<dyn Collective>> {
     init_for(Launch::detect())
+}
+
+/// [`init`] for ranks that compute on GPUs when `cuda` is true: built with the `nccl` feature
+/// and started by an MPI launcher, tensors on the rank's GPU (`cuda:<local rank>`) are
+/// all-reduced and broadcast by NCCL ([`Nccl`]), the rest over MPI. `RLHF_DIST_BACKEND=mpi`
+/// keeps everything on MPI (through host memory). Otherwise the same as [`init`].
+pub fn init_for_devices(cuda: bool) -> Result<Box<dyn Collective>> {
+    #[cfg(feature = "nccl")]
+    {
+        let forced_mpi = std::env::var("RLHF_DIST_BACKEND").is_ok_and(|b| b == "mpi");
+        if cuda && !forced_mpi && matches!(Launch::detect(), Launch::Mpi { .. }) {
+            let mpi = Mpi::init()?;
+            let device = mpi.local_rank();
+            return Ok(Box::new(Nccl::init(mpi, device)?));
+        }
+    }
+    let _ = cuda;
+    init()
 }
 
 /// [`init`] for a given launch.

@@ -78,6 +78,13 @@ impl CommonArgs {
         Ok(rlhf_model::parse_device(&self.device)?)
     }
 
+    /// This process's collective ([`rlhf_dist::init_for_devices`]): `Single` alone, MPI under
+    /// `mpirun`, and NCCL for GPU tensors when `--device` is a GPU and the binary is built with
+    /// the `nccl` feature.
+    pub fn collective(&self) -> anyhow::Result<Box<dyn Collective>> {
+        Ok(rlhf_dist::init_for_devices(self.device()?.is_cuda())?)
+    }
+
     /// [`CommonArgs::open_run`] in a data-parallel job: rank 0 opens (and on `--resume`
     /// recovers) the run directory, the others wait for it and only read it.
     pub fn open_run_of(

@@ -101,7 +101,7 @@ fn main() -> anyhow::Result<()> {
             let (b, t) = (8i64, 256i64);
             // Under mpirun: data parallel, each rank taking its share of the 8 sequences and
             // averaging gradients (as the sft binary does); tokens/s counts the whole batch.
-            let comm = rlhf_dist::init()?;
+            let comm = rlhf_dist::init_for_devices(device.is_cuda())?;
             rlhf_dist::data_parallel::start(&*comm, "bench", b"sft", lm.var_store())?;
             let share = rlhf_dist::data_parallel::shard(b as usize, comm.rank(), comm.world_size());
             let rows = share.len() as i64;

@@ -48,7 +48,8 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // Under mpirun, the training stages run data-parallel over the ranks (rank 0 does the rest
     // and writes the run directory, which every rank must see).
-    let comm: std::rc::Rc<dyn rlhf_dist::Collective> = rlhf_dist::init()?.into();
+    let comm: std::rc::Rc<dyn rlhf_dist::Collective> =
+        rlhf_dist::init_for_devices(rlhf_examples::stage_device()?.is_cuda())?.into();
     let mut overrides = Vec::new();
     if args.preset == Preset::Correctness {
         // Before the user's --set, which may still change any of these keys.

@@ -162,7 +162,7 @@ fn main() -> anyhow::Result<()> {
         tch::set_num_threads(cfg.threads as i32);
     }
     // One process per rank under mpirun (data parallel), else one process.
-    let comm: Rc<dyn Collective> = rlhf_dist::init()?.into();
+    let comm: Rc<dyn Collective> = args.common.collective()?.into();
     let root = comm.is_root();
     let device = args.common.device_of(&*comm)?;
     let kind = parse_kind(&cfg.dtype)?;

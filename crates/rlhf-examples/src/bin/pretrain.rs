@@ -113,7 +113,7 @@ fn main() -> anyhow::Result<()> {
     // Everything is read and checked before the run directory is made: bad input leaves none.
     let run_path = args.common.run_path("pretrain")?;
     // One process per rank under mpirun (data parallel), else one process.
-    let comm = rlhf_dist::init()?;
+    let comm = args.common.collective()?;
     let device = args.common.device_of(&*comm)?;
     let mut model = match (&args.init, &args.tokenizer) {
         (Some(dir), _) => load_lm(dir, device, "--init")?,

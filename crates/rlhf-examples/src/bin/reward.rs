@@ -182,7 +182,7 @@ fn main() -> anyhow::Result<()> {
         );
     }
     // One process per rank under mpirun (data parallel), else one process.
-    let comm: Rc<dyn Collective> = rlhf_dist::init()?.into();
+    let comm: Rc<dyn Collective> = args.common.collective()?.into();
     let device = args.common.device_of(&*comm)?;
     let opts = LoadOptions::from(device);
     // Inputs first: a bad file should fail before any work.

@@ -91,7 +91,7 @@ fn main() -> anyhow::Result<()> {
     // Everything is read and checked before the run directory is made: bad input leaves none.
     let run_path = args.common.run_path("sft")?;
     // One process per rank under mpirun (data parallel), else one process.
-    let comm = rlhf_dist::init()?;
+    let comm = args.common.collective()?;
     let device = args.common.device_of(&*comm)?;
     let mut model = load_lm(&args.init, device, "--init")?;
     if let Some(lora) = &cfg.lora {

@@ -352,7 +352,7 @@ pub fn run(cfg: &PipelineConfig, out: &Path) -> anyhow::Result<PipelineReport> {
         .context("a single process is rank 0 and has the report")
 }
 
-/// [`run`] as one rank of a data-parallel job (`comm` from `rlhf_dist::init()`): every rank
+/// [`run`] as one rank of a data-parallel job (`comm` from `rlhf_dist::init_for_devices`): every rank
 /// calls it with the same config and `out`; the training stages split each batch across the
 /// ranks, rank 0 does the rest and writes every file. Returns the report on rank 0, `None` on
 /// the others. An error on one rank leaves the others waiting for it: with several ranks,
