@@ -225,7 +225,10 @@ impl Default for PipelineConfig {
             ppo_iterations: 30,
             ppo_eval_every: 5,
             ppo_eval_prompts: 128,
-            ptx_coef: 0.2,
+            // Chosen on validation prompts with the training labelers (seeds 0-2: PPO-ptx's win
+            // rate against SFT 0.689 at 0.05, 0.688 at 0.1, 0.683 at 0.2; within noise, and
+            // every setting keeps the pretraining loss below SFT's): see README.
+            ptx_coef: 0.05,
             ppo_save_every: 10,
             rounds: 1,
             eval_prompts: 1000,
