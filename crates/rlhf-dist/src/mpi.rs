@@ -173,9 +173,23 @@ impl Collective for Mpi {
         Ok(())
     }
 
+    /// Waits without spinning: MPI's own barrier busy-polls, so a rank waiting for work that
+    /// rank 0 does alone (a pipeline's rankings or evaluation) would hold a core that rank 0
+    /// could use. This one polls a non-blocking barrier, sleeping between polls (50 us, growing
+    /// to 2 ms).
     fn barrier(&self) -> Result<()> {
-        self.world.barrier();
-        Ok(())
+        let mut request = self.world.immediate_barrier();
+        let mut pause = std::time::Duration::from_micros(50);
+        loop {
+            match request.test() {
+                Ok(_) => return Ok(()),
+                Err(pending) => {
+                    request = pending;
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(2));
+                }
+            }
+        }
     }
 
     fn abort(&self, code: i32) -> ! {

@@ -306,13 +306,27 @@ fn root_first<T>(
         return f();
     }
     if comm.is_root() {
-        let r = f()?;
+        let r = with_node_cores(comm, &mut f)?;
         comm.barrier()?;
         Ok(r)
     } else {
         comm.barrier()?;
         f()
     }
+}
+
+/// Runs `f` with libtorch's threads on all of this machine's cores, then restores the rank's
+/// share: for work rank 0 does alone while the other ranks wait (their barrier sleeps).
+fn with_node_cores<T>(comm: &dyn Collective, f: impl FnOnce() -> T) -> T {
+    if comm.world_size() == 1 {
+        return f();
+    }
+    let share = tch::get_num_threads();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    tch::set_num_threads(cores as i32);
+    let r = f();
+    tch::set_num_threads(share);
+    r
 }
 
 /// Opens (rank 0: creates and tidies after a kill) a stage's run directory; the other ranks
@@ -484,20 +498,56 @@ pub fn run_on(
         current = ptx_r;
     }
     if !root {
-        // Rank 0 evaluates and writes the report.
+        // Rank 0 evaluates and writes the report; the others wait (without spinning).
+        comm.barrier()?;
         return Ok(None);
     }
+    let report = with_node_cores(&*comm, || {
+        evaluate_and_report(
+            cfg,
+            out,
+            &data,
+            &labelers,
+            (&base_dir, &sft_dir),
+            &policies,
+            &*comm,
+            report,
+            t0,
+        )
+    })?;
+    comm.barrier()?;
+    Ok(Some(report))
+}
+
+/// Rank 0's end of [`run_on`]: the evaluation, `report.json`, `report.md` and the plots.
+#[allow(clippy::too_many_arguments)]
+fn evaluate_and_report(
+    cfg: &PipelineConfig,
+    out: &Path,
+    data: &PipelineData,
+    labelers: &Labelers,
+    (base_dir, sft_dir): (&Path, &Path),
+    policies: &[(String, PathBuf)],
+    comm: &dyn Collective,
+    mut report: PipelineReport,
+    t0: Instant,
+) -> anyhow::Result<PipelineReport> {
+    let timed = |name: &str, t: Instant, report: &mut PipelineReport| {
+        report
+            .seconds
+            .insert(name.to_string(), t.elapsed().as_secs_f64());
+    };
     let t = Instant::now();
-    let device = rank_device(&*comm)?;
-    let base = CausalLm::load(&base_dir, device)?;
-    let sft = CausalLm::load(&sft_dir, device)?;
+    let device = rank_device(comm)?;
+    let base = CausalLm::load(base_dir, device)?;
+    let sft = CausalLm::load(sft_dir, device)?;
     let loaded: Vec<(String, CausalLm)> = policies
         .iter()
         .map(|(n, d)| Ok((n.clone(), CausalLm::load(d, device)?)))
         .collect::<anyhow::Result<_>>()?;
     let mut models: Vec<(&str, &CausalLm)> = vec![("base", &base), ("sft", &sft)];
     models.extend(loaded.iter().map(|(n, m)| (n.as_str(), m)));
-    evaluate_models(cfg, &data, &labelers.heldout, &models, &sft, &mut report)?;
+    evaluate_models(cfg, data, &labelers.heldout, &models, &sft, &mut report)?;
     timed("evaluate", t, &mut report);
     report
         .seconds
@@ -513,7 +563,7 @@ pub fn run_on(
         ),
         Err(e) => tracing::warn!("[pipeline] warning: plots not written: {e:#}"),
     }
-    Ok(Some(report))
+    Ok(report)
 }
 
 impl PipelineReport {
