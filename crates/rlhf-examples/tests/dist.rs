@@ -445,3 +445,81 @@ fn the_pipeline_runs_on_two_ranks() {
     assert_eq!(again["win_rate_vs_sft"], r2["win_rate_vs_sft"]);
     assert_eq!(again["rm_accuracy"], r2["rm_accuracy"]);
 }
+
+#[test]
+fn a_pipeline_whose_rank_is_killed_during_ppo_resumes_to_the_same_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (whole, killed) = (tmp.path().join("whole"), tmp.path().join("killed"));
+    // PPO saves every iteration, so the kill lands after a checkpoint.
+    let extra = ["ppo_iterations=6", "ppo_save_every=1", "ppo_eval_every=0"];
+    ok(
+        &mpirun(2, "pipeline", &pipeline_args(&whole, &extra)),
+        "mpirun -np 2 pipeline",
+    );
+
+    let mut child = Command::new("mpirun")
+        .args(["-np", "2", "--oversubscribe", "--bind-to", "none"])
+        .args(["-x", "RLHF_DEVICE=cpu", "-x", "RUST_LOG=warn"])
+        .arg(bin("pipeline"))
+        .args(pipeline_args(&killed, &extra))
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // SIGKILL rank 1 once the first PPO stage has logged two iterations.
+    let t0 = std::time::Instant::now();
+    loop {
+        // Lines of finished iterations (the file may not exist yet, or end mid-line).
+        let done = std::fs::read_to_string(killed.join("ppo/metrics.jsonl"))
+            .map(|t| {
+                t.lines()
+                    .filter(|l| l.ends_with('}') && l.contains("objective/kl"))
+                    .count()
+            })
+            .unwrap_or(0);
+        if done >= 2 {
+            assert!(done < 6, "the PPO stage ended before the kill");
+            let ranks = children(child.id());
+            assert_eq!(ranks.len(), 2, "mpirun's ranks: {ranks:?}");
+            Command::new("kill")
+                .args(["-9", &ranks[1].to_string()])
+                .status()
+                .unwrap();
+            break;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "mpirun ended first");
+        assert!(t0.elapsed().as_secs() < 300, "no progress");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(
+        !child.wait().unwrap().success(),
+        "mpirun fails when a rank dies"
+    );
+    assert!(!killed.join("report.json").exists());
+
+    // The same command again: finished stages are skipped, PPO continues from its checkpoint.
+    ok(
+        &mpirun(2, "pipeline", &pipeline_args(&killed, &extra)),
+        "mpirun -np 2 pipeline after the kill",
+    );
+    let report = |run: &Path| -> serde_json::Value {
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap())
+                .unwrap();
+        v.as_object_mut().unwrap().remove("seconds");
+        v
+    };
+    assert_eq!(report(&killed), report(&whole));
+    for stage in ["ppo/final", "ppo_ptx/final"] {
+        let d = max_weight_diff(&whole.join(stage), &killed.join(stage));
+        assert!(d == 0.0, "{stage}: the resumed run differs by {d}");
+    }
+    assert_eq!(
+        metric_lines(&killed.join("ppo")),
+        metric_lines(&whole.join("ppo")),
+        "the redone iterations' metric lines replace the killed run's"
+    );
+}
