@@ -418,8 +418,21 @@ fn the_pipeline_runs_on_two_ranks() {
             }
         }
     }
+    // Every training stage's trainer split its batches across the 2 ranks (a stage whose trainer
+    // ran alone on each rank would give the same weights, only slower).
     assert_eq!(world_size(&two.join("pretrain")), 2);
     assert_eq!(world_size(&two.join("sft")), 2);
+    for stage in ["rm", "ppo", "ppo_ptx"] {
+        let done: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(two.join(stage).join("done.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            done["world_size"].as_u64(),
+            Some(2),
+            "{stage}/done.json: {done}"
+        );
+    }
     // Rank 0 alone wrote the logs (a stage that ran as independent copies would log twice):
     // as many metric lines as one process's.
     for stage in ["pretrain", "sft", "rm", "ppo", "ppo_ptx"] {

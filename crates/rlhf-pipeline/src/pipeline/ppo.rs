@@ -242,6 +242,7 @@ pub fn ppo_stage_with<M: rlhf_model::RewardModel>(
         comm.barrier()?;
         return Ok(final_dir);
     }
+    let world_size = trainer.world_size();
     let models = trainer.into_models();
     drop(models.reference);
     let mut policy = std::rc::Rc::try_unwrap(models.policy)
@@ -251,6 +252,10 @@ pub fn ppo_stage_with<M: rlhf_model::RewardModel>(
         .extra
         .insert("stage".into(), serde_json::json!(name));
     policy.save(&final_dir)?;
-    finish_stage(&dir, serde_json::json!({"final": final_dir}), &**comm)?;
+    finish_stage(
+        &dir,
+        serde_json::json!({"final": final_dir, "world_size": world_size}),
+        &**comm,
+    )?;
     Ok(final_dir)
 }

@@ -213,7 +213,12 @@ pub fn rm_stage_in(
         );
         mark_done(
             &dir,
-            serde_json::json!({"accuracy": acc, "ceiling": ceiling, "gold_accuracy": last.gold_accuracy}),
+            serde_json::json!({
+                "accuracy": acc,
+                "ceiling": ceiling,
+                "gold_accuracy": last.gold_accuracy,
+                "world_size": trainer.world_size(),
+            }),
         )?;
         Ok((acc, ceiling))
     })?;

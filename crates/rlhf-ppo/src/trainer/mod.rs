@@ -294,6 +294,12 @@ where
         })
     }
 
+    /// The number of ranks this trainer splits its batches across (1 unless
+    /// [`PpoTrainer::set_collective`] gave it a data-parallel group).
+    pub fn world_size(&self) -> usize {
+        self.comm.world_size()
+    }
+
     /// Runs PPO data-parallel over the ranks of `comm` (default [`Single`]: one process).
     /// Every rank gets the whole batch of prompts each iteration, samples and scores its share
     /// ([`rlhf_dist::data_parallel::shard`]) and receives the others' rollouts

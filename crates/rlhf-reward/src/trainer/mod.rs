@@ -234,6 +234,12 @@ impl<M: TrainableRewardModel> RewardTrainer<M> {
         })
     }
 
+    /// The number of ranks this trainer splits its batches across (1 unless
+    /// [`RewardTrainer::set_collective`] gave it a data-parallel group).
+    pub fn world_size(&self) -> usize {
+        self.comm.world_size()
+    }
+
     /// Trains data-parallel over the ranks of `comm` (default [`Single`]: one process). Every
     /// rank starts from rank 0's weights (copied here) and must be given the same data and
     /// config (checked here); each step, every rank forwards its share of the batch's prompts
