@@ -227,6 +227,14 @@ impl Nccl {
         any
     }
 
+    /// Whether every rank holds its `tensors` on its GPU, so that every rank takes NCCL's path
+    /// (else every rank takes MPI's).
+    fn everyone_on_gpu(&self, tensors: &[Tensor]) -> Result<bool> {
+        let mut gpu = [f64::from(u8::from(self.on_gpu(tensors)))];
+        self.mpi.all_reduce_sum_f64(&mut gpu)?;
+        Ok(gpu[0] as usize == self.world_size())
+    }
+
     /// The defined tensors of `tensors` as one flat GPU buffer of `kind`.
     fn flatten(tensors: &[Tensor], kind: Kind) -> Tensor {
         let parts: Vec<Tensor> = tensors
@@ -279,10 +287,7 @@ impl Collective for Nccl {
     }
 
     fn all_reduce_mean(&self, tensors: &[Tensor]) -> Result<()> {
-        // Every rank takes the same path: the same list is on the GPU everywhere or nowhere.
-        let mut gpu = [f64::from(u8::from(self.on_gpu(tensors)))];
-        self.mpi.all_reduce_sum_f64(&mut gpu)?;
-        if gpu[0] as usize != self.world_size() {
+        if !self.everyone_on_gpu(tensors)? {
             return self.mpi.all_reduce_mean(tensors);
         }
         let kind = crate::flat::mean_kind(tensors)?.unwrap_or(Kind::Float);
@@ -319,9 +324,7 @@ impl Collective for Nccl {
 
     fn broadcast_tensors(&self, tensors: &[Tensor], root: usize) -> Result<()> {
         check_root(root, self.world_size())?;
-        let mut gpu = [f64::from(u8::from(self.on_gpu(tensors)))];
-        self.mpi.all_reduce_sum_f64(&mut gpu)?;
-        if gpu[0] as usize != self.world_size() {
+        if !self.everyone_on_gpu(tensors)? {
             return self.mpi.broadcast_tensors(tensors, root);
         }
         // One buffer per kind would keep integer tensors exact; weights are floating-point, and

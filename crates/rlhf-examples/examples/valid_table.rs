@@ -10,7 +10,6 @@
 //! gold, KL to SFT, loss on the held-out pretraining text, and the conduct columns.
 
 use anyhow::Context;
-use rlhf_data::records::PromptRecord;
 use rlhf_examples::pipeline::{
     evaluate_models, labeler_stage, prepare_data, PipelineConfig, PipelineReport,
 };
@@ -55,17 +54,7 @@ fn main() -> anyhow::Result<()> {
     );
     let labelers = labeler_stage(&cfg, &data, &sft_dir, &run)?;
     // The evaluation reads `world.heldout_prompts`: point it at the validation split.
-    data.world.heldout_prompts = data
-        .sft_valid
-        .iter()
-        .map(|d| PromptRecord {
-            id: d.id.clone(),
-            user_id: d.user_id.clone(),
-            prompt: d.prompt.clone(),
-            task: None,
-            source: None,
-        })
-        .collect();
+    data.world.heldout_prompts = data.valid_prompt_records();
     cfg.eval_prompts = args
         .prompts
         .unwrap_or(data.world.heldout_prompts.len())

@@ -8,26 +8,32 @@
 mod common;
 use common::*;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
-/// `mpirun -np N` on one of the stage binaries, one libtorch thread per rank.
+/// The command `mpirun -np N` on one of the stage binaries, one libtorch thread per rank.
+fn mpirun_command(np: usize, name: &str, args: &[String]) -> Command {
+    let mut cmd = Command::new("mpirun");
+    cmd.args([
+        "-np",
+        &np.to_string(),
+        "--oversubscribe",
+        "--bind-to",
+        "none",
+    ])
+    .args(["-x", "RLHF_DEVICE=cpu", "-x", "RUST_LOG=warn"])
+    .arg(bin(name))
+    .args(args)
+    .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+    .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    .env("RLHF_DEVICE", "cpu")
+    .env("RUST_LOG", "warn")
+    .stdin(Stdio::null());
+    cmd
+}
+
+/// Runs `mpirun -np N` on one of the stage binaries to the end.
 fn mpirun(np: usize, name: &str, args: &[String]) -> Output {
-    Command::new("mpirun")
-        .args([
-            "-np",
-            &np.to_string(),
-            "--oversubscribe",
-            "--bind-to",
-            "none",
-        ])
-        .args(["-x", "RLHF_DEVICE=cpu", "-x", "RUST_LOG=warn"])
-        .arg(bin(name))
-        .args(args)
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .env("RLHF_DEVICE", "cpu")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
+    mpirun_command(np, name, args)
         .output()
         .expect("mpirun starts (apt install openmpi-bin, or scripts/setup.sh --with-mpi)")
 }
@@ -38,6 +44,36 @@ fn ok(o: &Output, what: &str) {
         "{what} failed:\n{}\n{}",
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// `mpirun -np 2` on a stage binary in the background.
+fn spawn_mpirun(name: &str, args: &[String], stdout: Stdio, stderr: Stdio) -> Child {
+    mpirun_command(2, name, args)
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .expect("mpirun starts")
+}
+
+/// Polls `ready` until it says the run got far enough, then SIGKILLs mpirun's rank 1; mpirun
+/// must then fail.
+fn kill_rank_one_when(mut child: Child, timeout_s: u64, mut ready: impl FnMut() -> bool) {
+    let t0 = std::time::Instant::now();
+    while !ready() {
+        assert!(child.try_wait().unwrap().is_none(), "mpirun ended first");
+        assert!(t0.elapsed().as_secs() < timeout_s, "no progress");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let ranks = children(child.id());
+    assert_eq!(ranks.len(), 2, "mpirun's ranks: {ranks:?}");
+    Command::new("kill")
+        .args(["-9", &ranks[1].to_string()])
+        .status()
+        .unwrap();
+    assert!(
+        !child.wait().unwrap().success(),
+        "mpirun fails when a rank dies"
     );
 }
 
@@ -294,38 +330,17 @@ fn a_run_whose_rank_is_killed_resumes_to_the_same_weights() {
     let total = metric_lines(&f.p("one"));
 
     // Two ranks; SIGKILL rank 1 once a few steps are logged (rank 0 is then mid-run).
-    let log = f.p("two.log");
-    let mut child = Command::new("mpirun")
-        .args(["-np", "2", "--oversubscribe", "--bind-to", "none"])
-        .args(["-x", "RLHF_DEVICE=cpu", "-x", "RUST_LOG=warn"])
-        .arg(bin("sft"))
-        .args(argv("two"))
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(std::fs::File::create(f.p("two.err")).unwrap())
-        .spawn()
-        .unwrap();
-    let t0 = std::time::Instant::now();
-    loop {
+    let child = spawn_mpirun(
+        "sft",
+        &argv("two"),
+        std::fs::File::create(f.p("two.log")).unwrap().into(),
+        std::fs::File::create(f.p("two.err")).unwrap().into(),
+    );
+    kill_rank_one_when(child, 120, || {
         let lines = metric_lines(&f.p("two"));
-        if lines >= 5 {
-            assert!(lines < total, "the run ended before the kill");
-            let ranks = children(child.id());
-            assert_eq!(ranks.len(), 2, "mpirun's ranks: {ranks:?}");
-            Command::new("kill")
-                .args(["-9", &ranks[1].to_string()])
-                .status()
-                .unwrap();
-            break;
-        }
-        assert!(child.try_wait().unwrap().is_none(), "mpirun ended first");
-        assert!(t0.elapsed().as_secs() < 120, "no progress");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    let status = child.wait().unwrap();
-    assert!(!status.success(), "mpirun fails when a rank dies");
+        assert!(lines < total, "the run ended before the kill");
+        lines >= 5
+    });
 
     let mut again = argv("two");
     again.push("--resume".into());
@@ -470,21 +485,14 @@ fn a_pipeline_whose_rank_is_killed_during_ppo_resumes_to_the_same_report() {
         "mpirun -np 2 pipeline",
     );
 
-    let mut child = Command::new("mpirun")
-        .args(["-np", "2", "--oversubscribe", "--bind-to", "none"])
-        .args(["-x", "RLHF_DEVICE=cpu", "-x", "RUST_LOG=warn"])
-        .arg(bin("pipeline"))
-        .args(pipeline_args(&killed, &extra))
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = spawn_mpirun(
+        "pipeline",
+        &pipeline_args(&killed, &extra),
+        Stdio::null(),
+        Stdio::null(),
+    );
     // SIGKILL rank 1 once the first PPO stage has logged two iterations.
-    let t0 = std::time::Instant::now();
-    loop {
+    kill_rank_one_when(child, 300, || {
         // Lines of finished iterations (the file may not exist yet, or end mid-line).
         let done = std::fs::read_to_string(killed.join("ppo/metrics.jsonl"))
             .map(|t| {
@@ -493,24 +501,9 @@ fn a_pipeline_whose_rank_is_killed_during_ppo_resumes_to_the_same_report() {
                     .count()
             })
             .unwrap_or(0);
-        if done >= 2 {
-            assert!(done < 6, "the PPO stage ended before the kill");
-            let ranks = children(child.id());
-            assert_eq!(ranks.len(), 2, "mpirun's ranks: {ranks:?}");
-            Command::new("kill")
-                .args(["-9", &ranks[1].to_string()])
-                .status()
-                .unwrap();
-            break;
-        }
-        assert!(child.try_wait().unwrap().is_none(), "mpirun ended first");
-        assert!(t0.elapsed().as_secs() < 300, "no progress");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    assert!(
-        !child.wait().unwrap().success(),
-        "mpirun fails when a rank dies"
-    );
+        assert!(done < 6, "the PPO stage ended before the kill");
+        done >= 2
+    });
     assert!(!killed.join("report.json").exists());
 
     // The same command again: finished stages are skipped, PPO continues from its checkpoint.

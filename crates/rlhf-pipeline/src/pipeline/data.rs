@@ -38,6 +38,23 @@ struct LabelersDone {
     comparisons: usize,
 }
 
+impl PipelineData {
+    /// The validation split's prompts (training users held out for validation), as prompt
+    /// records.
+    pub fn valid_prompt_records(&self) -> Vec<PromptRecord> {
+        self.sft_valid
+            .iter()
+            .map(|d| PromptRecord {
+                id: d.id.clone(),
+                user_id: d.user_id.clone(),
+                prompt: d.prompt.clone(),
+                task: None,
+                source: None,
+            })
+            .collect()
+    }
+}
+
 /// Generates the world, applies the paper's hygiene and splits by user; writes the data as
 /// JSONL under `out/data/`.
 pub fn prepare_data(cfg: &PipelineConfig, out: &Path) -> anyhow::Result<PipelineData> {

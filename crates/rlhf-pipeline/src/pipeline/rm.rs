@@ -70,18 +70,8 @@ pub fn rm_stage_in(
             )
         } else {
             let sft = CausalLm::load(sample_from, device)?;
-            let valid_prompts: Vec<PromptRecord> = data
-                .sft_valid
-                .iter()
-                .map(|d| PromptRecord {
-                    id: d.id.clone(),
-                    user_id: d.user_id.clone(),
-                    prompt: d.prompt.clone(),
-                    task: None,
-                    source: None,
-                })
-                .take(cfg.rm_valid_prompts)
-                .collect();
+            let mut valid_prompts = data.valid_prompt_records();
+            valid_prompts.truncate(cfg.rm_valid_prompts);
             // Later rounds rank other prompts first (the pool wraps around).
             let n = cfg.rm_prompts.min(data.train_prompts.len());
             let start = ((round - 1) as usize * n) % data.train_prompts.len().max(1);
