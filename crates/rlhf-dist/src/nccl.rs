@@ -235,6 +235,23 @@ impl Nccl {
         Ok(gpu[0] as usize == self.world_size())
     }
 
+    /// Flattens the defined `tensors` into one GPU buffer (f64 if one of them is, else f32) and
+    /// runs the in-place collective `op(buffer, element count, NCCL data type)` on it; returns
+    /// the buffer. The buffer is contiguous and lives until its result has been copied out by
+    /// kernels on the same (default) stream, after NCCL's.
+    fn in_place(
+        &self,
+        tensors: &[Tensor],
+        call: &str,
+        op: impl FnOnce(*mut c_void, usize, c_int) -> c_int,
+    ) -> Result<Tensor> {
+        let kind = crate::flat::mean_kind(tensors)?.unwrap_or(Kind::Float);
+        let flat = Self::flatten(tensors, kind);
+        self.api
+            .check(op(flat.data_ptr(), flat.numel(), Self::dtype(kind)), call)?;
+        Ok(flat)
+    }
+
     /// The defined tensors of `tensors` as one flat GPU buffer of `kind`.
     fn flatten(tensors: &[Tensor], kind: Kind) -> Tensor {
         let parts: Vec<Tensor> = tensors
@@ -290,25 +307,20 @@ impl Collective for Nccl {
         if !self.everyone_on_gpu(tensors)? {
             return self.mpi.all_reduce_mean(tensors);
         }
-        let kind = crate::flat::mean_kind(tensors)?.unwrap_or(Kind::Float);
-        let flat = Self::flatten(tensors, kind);
-        let ptr = flat.data_ptr();
-        // SAFETY: `flat` is a contiguous GPU buffer of `numel` elements of `kind` that lives
-        // until the reduction's result has been copied out on the same (default) stream.
-        self.api.check(
+        let flat = self.in_place(tensors, "ncclAllReduce", |ptr, count, dtype| {
+            // SAFETY: see `in_place`.
             unsafe {
                 (self.api.all_reduce)(
                     ptr,
                     ptr,
-                    flat.numel(),
-                    Self::dtype(kind),
+                    count,
+                    dtype,
                     NCCL_SUM,
                     self.comm,
                     std::ptr::null_mut(),
                 )
-            },
-            "ncclAllReduce",
-        )?;
+            }
+        })?;
         let flat = flat / self.world_size() as f64;
         Self::unflatten(tensors, &flat);
         Ok(())
@@ -336,24 +348,20 @@ impl Collective for Nccl {
         {
             return self.mpi.broadcast_tensors(tensors, root);
         }
-        let kind = crate::flat::mean_kind(tensors)?.unwrap_or(Kind::Float);
-        let flat = Self::flatten(tensors, kind);
-        let ptr = flat.data_ptr();
-        // SAFETY: as in all_reduce_mean.
-        self.api.check(
+        let flat = self.in_place(tensors, "ncclBroadcast", |ptr, count, dtype| {
+            // SAFETY: see `in_place`.
             unsafe {
                 (self.api.broadcast)(
                     ptr,
                     ptr,
-                    flat.numel(),
-                    Self::dtype(kind),
+                    count,
+                    dtype,
                     root as c_int,
                     self.comm,
                     std::ptr::null_mut(),
                 )
-            },
-            "ncclBroadcast",
-        )?;
+            }
+        })?;
         Self::unflatten(tensors, &flat);
         Ok(())
     }
