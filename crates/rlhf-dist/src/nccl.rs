@@ -4,9 +4,9 @@
 //! unique id from rank 0 to the others.
 //!
 //! NCCL and the CUDA runtime are loaded at run time (`dlopen`), so building needs neither. The
-//! library is the one libtorch already loaded when it has one (PyTorch's wheels depend on
-//! `nvidia-nccl-cu13`, which ships `libnccl.so.2` only), else `$RLHF_NCCL_LIBRARY`, else
-//! `libnccl.so.2` or `libnccl.so` on the loader's path.
+//! library is `$RLHF_NCCL_LIBRARY` when set, else `libnccl.so.2` (the copy libtorch loaded, when
+//! it did: PyTorch's wheels depend on `nvidia-nccl-cu13`, which ships `libnccl.so.2` only), else
+//! `libnccl.so`, both as the dynamic loader finds them.
 //!
 //! Streams: tch 0.24 cannot tell which CUDA stream libtorch is using, and libtorch uses the
 //! device's default (null) stream unless a program sets another; the collectives are enqueued
