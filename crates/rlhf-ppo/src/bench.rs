@@ -114,6 +114,9 @@ pub struct WPpoSpec {
     /// LoRA on the policy (the reference is then the policy with its adapters off, no second
     /// copy) and on the value function (its head trained whole); `None`: full fine-tuning.
     pub lora: Option<LoraConfig>,
+    /// Rows per scoring forward pass ([`PpoConfig::scoring_batch_size`]; 0: the minibatch,
+    /// 16 in W-PPO).
+    pub scoring_batch: usize,
 }
 
 /// Runs W-PPO (benches/WORKLOAD.md): policy, frozen reference (same init), frozen reward model and a
@@ -145,6 +148,7 @@ pub fn bench_w_ppo(
         prompt_len: W_PPO_PROMPT_LEN,
         new_tokens: W_PPO_NEW_TOKENS,
         lora: None,
+        scoring_batch: 0,
     };
     let mut v = bench_w_ppo_on(&spec, device, kind, iters)?;
     v["size"] = json!(size);
@@ -174,6 +178,7 @@ pub fn bench_w_ppo_on(
     let ppo = PpoConfig {
         batch_size: b as usize,
         minibatch_size: (b as usize / 4).max(1),
+        scoring_batch_size: spec.scoring_batch,
         max_new_tokens: n,
         ..w_ppo_config()
     };

@@ -47,6 +47,10 @@ struct Args {
     /// ppo: prompts, prompt tokens and new tokens per iteration (default W-PPO's 64,64,64).
     #[arg(long, value_name = "B,P,N", value_delimiter = ',')]
     shape: Option<Vec<i64>>,
+    /// ppo: rows per scoring forward pass (`ppo.scoring_batch_size`; default 0: the
+    /// minibatch of 16; TRL's reference script scores 64).
+    #[arg(long, value_name = "ROWS", default_value_t = 0)]
+    scoring_batch: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -196,6 +200,7 @@ fn main() -> anyhow::Result<()> {
                 prompt_len,
                 new_tokens,
                 lora,
+                scoring_batch: args.scoring_batch,
             };
             let mut v = rlhf_ppo::bench_w_ppo_on(&spec, device, kind, args.iters)?;
             v["size"] = json!(args.size);

@@ -529,7 +529,7 @@ where
             &rows(prompt_ids),
             &rows(prompt_mask),
             &self.generate_config(self.iteration),
-            self.config.micro_batch(),
+            self.config.scoring_batch(),
         )?;
         crate::dist::gather_rollout(&*self.comm, local, b as usize, self.tokens.pad)
     }
