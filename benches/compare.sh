@@ -9,6 +9,9 @@
 #   benches/compare.sh ppo [tiny|gpt2-small]     W-PPO against TRL's PPOTrainer
 #                                                (benches/reference/trl_ppo.py)
 #
+# Arguments after the size go to our `bench` only (e.g. `benches/compare.sh ppo tiny
+# --scoring-batch 64`, the rows per scoring forward pass TRL's script uses).
+#
 # The peers run in the project's .venv: scripts/setup.sh --with-transformers, and for ppo
 # `.venv/bin/python -m pip install trl==1.12.0` (the last TRL with PPOTrainer, under
 # trl.experimental.ppo).
@@ -16,21 +19,23 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 workload="${1:-gen}"
 size="${2:-tiny}"
+shift $(( $# < 2 ? $# : 2 ))
+extra=("$@")
 case "$workload" in
   gen | ppo) ;;
-  *) echo "usage: benches/compare.sh gen|ppo [tiny|gpt2-small]" >&2; exit 2 ;;
+  *) echo "usage: benches/compare.sh gen|ppo [tiny|gpt2-small] [bench options...]" >&2; exit 2 ;;
 esac
 [ -x .venv/bin/python ] || { echo "no .venv: run scripts/setup.sh --with-transformers" >&2; exit 1; }
 cargo build --release -q -p rlhf-examples --bin bench
 field() { python3 -c "import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])['$1'])"; }
 if [ "$workload" = gen ]; then
-  ours() { target/release/bench --workload gen --size "$size" --iters 5 | field tokens_per_s; }
+  ours() { target/release/bench --workload gen --size "$size" --iters 5 "${extra[@]}" | field tokens_per_s; }
   theirs() { .venv/bin/python benches/reference/hf_generate.py --size "$size" --iters 5 | field tokens_per_s; }
   unit="tokens/s"; peer="transformers"
 else
   .venv/bin/python -c "import trl.experimental.ppo" 2>/dev/null ||
     { echo "TRL with PPOTrainer missing: .venv/bin/python -m pip install trl==1.12.0" >&2; exit 1; }
-  ours() { target/release/bench --workload ppo --size "$size" --iters 3 | field seconds_per_iteration; }
+  ours() { target/release/bench --workload ppo --size "$size" --iters 3 "${extra[@]}" | field seconds_per_iteration; }
   theirs() { .venv/bin/python benches/reference/trl_ppo.py --size "$size" --iters 3 | field seconds_per_iteration; }
   unit="s/iteration"; peer="TRL"
 fi

@@ -7,9 +7,9 @@ use rlhf_sft::ResidualDropout;
 
 #[test]
 fn an_override_changes_only_its_key() {
-    let cfg: PipelineConfig = load_config(None, &["rounds=2".to_string()]).unwrap();
+    let cfg: PipelineConfig = load_config(None, &["rounds=3".to_string()]).unwrap();
     let want = PipelineConfig {
-        rounds: 2,
+        rounds: 3,
         ..PipelineConfig::default()
     };
     assert_eq!(cfg, want);

@@ -93,6 +93,14 @@ fn tiny_pipeline_produces_the_table_and_resumes() {
             .is_some());
     }
     assert!(stdout.contains("ppo_ptx_r2"), "{stdout}");
+    assert_eq!(
+        report["final_policy"], "ppo_ptx_r2",
+        "the last round's PPO-ptx is the final policy"
+    );
+    assert!(
+        stdout.contains("final policy (the last round's PPO-ptx): ppo_ptx_r2"),
+        "{stdout}"
+    );
     let round1 = std::fs::read_to_string(out.join("rm/rankings.jsonl")).unwrap();
     let round2 = std::fs::read_to_string(out.join("round-2/rm/rankings.jsonl")).unwrap();
     assert!(!round2.is_empty() && round1 != round2);
@@ -201,6 +209,59 @@ fn killed_during_ppo_resumes_from_its_checkpoint_to_the_same_report() {
     assert_eq!(steps("objective/kl"), vec![1, 2, 3, 4]);
     assert_eq!(steps("eval/gold"), vec![0, 4]);
     assert_eq!(lines.len(), 6);
+}
+
+#[test]
+fn a_run_resumed_before_sft_or_the_rm_stage_trains_the_same_models() {
+    // What a stage draws at random when it starts (SFT's dropout masks, the RM's fresh scalar
+    // head) comes from generators seeded by the stage, not from whatever the earlier stages of
+    // the same process left in libtorch's generator. So a run stopped between stages (here:
+    // its first stages copied into a new run directory) and resumed in a new process ends
+    // with the same models and the same report.
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let extra = ["ppo_iterations=1"];
+    let (ok, _, stderr) = run_with(&a, &extra);
+    assert!(ok, "{stderr}");
+    for (name, done) in [
+        ("before-sft", &["data", "pretrain"][..]),
+        ("before-rm", &["data", "pretrain", "sft", "labelers"][..]),
+    ] {
+        let b = tmp.path().join(name);
+        for stage in done {
+            copy_dir(&a.join(stage), &b.join(stage));
+        }
+        let (ok, _, stderr) = run_with(&b, &extra);
+        assert!(ok, "{stderr}");
+        assert!(
+            !stderr.contains("[pretrain] epoch"),
+            "the copied stages were found done"
+        );
+        for f in [
+            "sft/best/model.safetensors",
+            "rm/final/model.safetensors",
+            "ppo_ptx/final/model.safetensors",
+        ] {
+            assert!(
+                std::fs::read(a.join(f)).unwrap() == std::fs::read(b.join(f)).unwrap(),
+                "{name}: {f} differs when the run resumes in a new process"
+            );
+        }
+        assert_eq!(numbers(&a), numbers(&b), "{name}");
+    }
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
 }
 
 #[test]

@@ -143,6 +143,11 @@ fn print_table(r: &PipelineReport) {
         }
     }
     println!("(win rates judged by held-out labelers on held-out users' prompts; filler, sign-off: share of answers with one; broken: share of `answer only :` prompts answered with either)");
+    if let Some(f) = &r.final_policy {
+        if let Some(w) = r.win_rate_vs_sft.get(f) {
+            println!("final policy (the last round's PPO-ptx): {f}, win rate vs SFT {w:.3}");
+        }
+    }
     if let (Some(a), Some(h)) = (r.labeler_agreement, r.heldout_labeler_agreement) {
         println!("labeler agreement on SFT samples: training {a:.3}, held-out {h:.3}");
     }

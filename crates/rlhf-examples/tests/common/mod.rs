@@ -351,4 +351,6 @@ pub const PIPELINE_TINY: &[&str] = &[
     "eval_prompts=16",
     "max_new_tokens=8",
     "labelers.calibration_prompts=60",
+    // One round (the default is two): the tests that need two set `rounds=2`.
+    "rounds=1",
 ];

@@ -120,7 +120,11 @@ pub struct PipelineConfig {
     /// Rounds of the paper's iteration. Round 1 trains the RM on rankings of SFT samples, then
     /// PPO and PPO-ptx; each later round has the labelers rank samples of the previous round's
     /// PPO-ptx policy, retrains the RM (from the SFT model) on all rankings so far, and trains a
-    /// new PPO-ptx policy from SFT against it (reported as `ppo_ptx_r2`, ...). Default 1.
+    /// new PPO-ptx policy from SFT against it (reported as `ppo_ptx_r2`, ...). The last
+    /// round's PPO-ptx policy is the run's final policy (`final_policy` in the report).
+    /// Default 2: chosen on validation data (the README's "How the defaults were chosen"); a
+    /// second round's RM sees rankings of answers without habits, where only correctness
+    /// differs.
     pub rounds: u64,
     /// Held-out prompts evaluated.
     pub eval_prompts: usize,
@@ -230,7 +234,7 @@ impl Default for PipelineConfig {
             // every setting keeps the pretraining loss below SFT's): see README.
             ptx_coef: 0.05,
             ppo_save_every: 10,
-            rounds: 1,
+            rounds: 2,
             eval_prompts: 1000,
             eval_greedy: false,
             max_new_tokens: 24,
@@ -281,6 +285,10 @@ pub struct PipelineReport {
     /// Processes the run was trained with (`mpirun -np N`; 1 otherwise).
     #[serde(default = "one")]
     pub world_size: usize,
+    /// The run's final policy: the last round's PPO-ptx (`ppo_ptx` with one round,
+    /// `ppo_ptx_rN` with N), the model the paper would ship.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_policy: Option<String>,
 }
 
 fn one() -> usize {
@@ -497,6 +505,7 @@ pub fn run_on(
         policies.push((format!("ppo_ptx_r{round}"), ptx_r.clone()));
         current = ptx_r;
     }
+    report.final_policy = policies.last().map(|(name, _)| name.clone());
     if !root {
         // Rank 0 evaluates and writes the report; the others wait (without spinning).
         comm.barrier()?;
@@ -615,6 +624,13 @@ impl PipelineReport {
                     "| {name} | {:.3} | {g:.3} | {greedy} | {:.2} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |\n",
                     self.win_rate_vs_sft[name], self.kl_to_sft[name], self.pretrain_loss[name],
                     c.correctness, c.filler, c.sign_off, c.broken_constraint
+                ));
+            }
+        }
+        if let Some(f) = &self.final_policy {
+            if let Some(w) = self.win_rate_vs_sft.get(f) {
+                md.push_str(&format!(
+                    "\nFinal policy (the last round's PPO-ptx): {f}, win rate vs SFT {w:.3}.\n"
                 ));
             }
         }

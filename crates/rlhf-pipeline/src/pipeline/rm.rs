@@ -152,6 +152,10 @@ pub fn rm_stage_in(
     let mut trainer = if rlhf_model::checkpoint::resolve_dir(&latest).is_ok() {
         rlhf_reward::RewardTrainer::resume(&latest, device, cfg.rm.clone(), collate, train.len())?
     } else {
+        // The fresh scalar head (and LoRA's A matrices) are drawn from libtorch's generator:
+        // seed it for this stage and round, so the RM does not depend on what earlier stages
+        // of the same process drew (a run resumed before this stage gets the same RM).
+        tch::manual_seed((cfg.seed + 1000 * (round - 1) + 303) as i64);
         let mut model = rlhf_model::ScalarModel::reward_from_lm(sft_dir, device)?;
         if let Some(lora) = &cfg.lora {
             model.attach_lora(lora)?;
