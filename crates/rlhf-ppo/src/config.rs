@@ -29,9 +29,11 @@ pub struct PpoConfig {
     pub micro_batch_size: usize,
     /// Rows per forward pass when a rollout is scored (old and reference log-probs, values, RM
     /// scores; no gradients, so no activations are kept and larger chunks fit in memory).
-    /// 0 means the micro-batch size. Larger chunks run fewer, larger matmuls (on CPU, W-PPO
-    /// tiny's scoring with 64 rows against 16: see the README's speed section); the scores
-    /// agree with the default to float rounding, not bit for bit. Default 0.
+    /// 0 means the micro-batch size. Larger chunks run fewer, larger matmuls: on a 2-core CPU
+    /// W-PPO tiny's scoring already runs at about 67% of the matmul peak with 16 rows and 64
+    /// gain nothing there (README, Speed); it is meant for devices that 16 rows leave idle (not
+    /// measured yet). The scores agree with the default to float rounding, not bit for bit.
+    /// Default 0.
     pub scoring_batch_size: usize,
     /// Passes over each rollout batch. Default 1 (the paper; lm-hp uses 4).
     pub ppo_epochs: usize,
