@@ -251,6 +251,60 @@ fn a_run_resumed_before_sft_or_the_rm_stage_trains_the_same_models() {
     }
 }
 
+#[test]
+fn the_final_policy_is_compared_with_a_larger_sft_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let (ok, _, stderr) = run_with(&run, &["rounds=2", "ppo_iterations=1"]);
+    assert!(ok, "{stderr}");
+    let small = rlhf_examples::pipeline::read_run_config(&run)
+        .unwrap()
+        .model;
+    let shape = rlhf_examples::pipeline::ModelShape {
+        n_embd: 2 * small.n_embd,
+        ..small
+    };
+    let c = rlhf_examples::pipeline::compare_with_larger_sft(&run, &shape).unwrap();
+    assert_eq!(c.final_policy, "ppo_ptx_r2");
+    assert!(
+        c.parameters["sft_large"] > 2 * c.parameters["sft"],
+        "{:?}",
+        c.parameters
+    );
+    assert!(run.join("large/sft/done.json").exists());
+    let (sft, large, fin) = (&c.rows["sft"], &c.rows["sft_large"], &c.rows["ppo_ptx_r2"]);
+    assert_eq!(sft.win_rate_vs_sft, 0.5);
+    assert_eq!(large.win_rate_vs_sft_large, 0.5);
+    let report = numbers(&run);
+    assert_eq!(
+        fin.win_rate_vs_sft,
+        report["win_rate_vs_sft"]["ppo_ptx_r2"].as_f64().unwrap()
+    );
+    assert_eq!(
+        fin.gold_score,
+        report["gold_score"]["ppo_ptx_r2"].as_f64().unwrap(),
+        "the same answers as the run's evaluation"
+    );
+    for r in [sft, large, fin] {
+        for v in [r.win_rate_vs_sft, r.win_rate_vs_sft_large] {
+            assert!((0.0..=1.0).contains(&v), "{c:?}");
+        }
+        assert!(r.pretrain_loss.is_finite());
+    }
+    let written: rlhf_examples::pipeline::LargerSftComparison =
+        serde_json::from_str(&std::fs::read_to_string(run.join("large/report.json")).unwrap())
+            .unwrap();
+    assert_eq!(written, c);
+    // Again: the larger model's stages are found done, and the numbers are the same.
+    assert_eq!(
+        rlhf_examples::pipeline::compare_with_larger_sft(&run, &shape).unwrap(),
+        c
+    );
+    let bad = rlhf_examples::pipeline::ModelShape { n_head: 3, ..shape };
+    let err = rlhf_examples::pipeline::compare_with_larger_sft(&run, &bad).unwrap_err();
+    assert!(format!("{err:#}").contains("multiple of n_head"), "{err:#}");
+}
+
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {

@@ -33,12 +33,14 @@ use std::time::Instant;
 
 mod data;
 mod eval;
+mod larger;
 mod lm;
 mod ppo;
 mod rm;
 
 pub use data::*;
 pub use eval::*;
+pub use larger::*;
 pub use lm::*;
 pub use ppo::*;
 pub use rm::*;
