@@ -66,8 +66,26 @@ else
   fi
 fi
 
+# Into the venv, with uv when it can be had from PyPI (torch with its CUDA libraries: 16 s
+# against pip's 63 s, measured on a fresh venv without caches), else with pip.
+have_uv=""
 pip_install() {
   if [ -n "$py" ]; then
+    if [ -z "$have_uv" ]; then
+      have_uv=no
+      # uv does not read pip's configuration: a machine that reaches PyPI through a mirror set
+      # up for pip keeps pip.
+      if [ -n "${PIP_INDEX_URL:-}${PIP_EXTRA_INDEX_URL:-}" ] ||
+        "$py" -m pip config list 2>/dev/null | grep -q 'index-url'; then
+        :
+      elif [ -x .venv/bin/uv ] || "$py" -m pip install --disable-pip-version-check -q uv >/dev/null 2>&1; then
+        [ -x .venv/bin/uv ] && have_uv=yes
+      fi
+    fi
+    if [ "$have_uv" = yes ] && UV_NATIVE_TLS=1 .venv/bin/uv pip install --python "$py" -q \
+      ${PIP_FIND_LINKS:+--find-links "$PIP_FIND_LINKS"} "$@"; then
+      return 0
+    fi
     "$py" -m pip install --disable-pip-version-check -q "$@"
   else
     python3 -m pip install --disable-pip-version-check -q --target .venv/site "$@"
@@ -79,7 +97,7 @@ run_py() {
 
 have_torch=$(run_py -c "import torch; print(torch.__version__.split('+')[0])" 2>/dev/null | tail -n1 || true)
 if [ "$have_torch" != "$TORCH_VERSION" ]; then
-  echo "setup.sh: installing torch==$TORCH_VERSION from PyPI into .venv (about 4.6 GB, first run only)" >&2
+  echo "setup.sh: installing torch==$TORCH_VERSION from PyPI into .venv (about 4.6 GB with its CUDA libraries, first run only)" >&2
   pip_install "torch==$TORCH_VERSION"
 fi
 # find_spec does not import the package (which would need the `llm` CLI it plugs into).
