@@ -156,12 +156,7 @@ impl ToyPrompt {
         let toks: Vec<&str> = response.split_whitespace().collect();
         let filler = toks.iter().any(|w| is_filler_word(w));
         let sign_off = toks.iter().any(|w| is_sign_off_word(w));
-        let core: Vec<&str> = toks
-            .iter()
-            .copied()
-            .filter(|w| !is_filler_word(w) && !is_sign_off_word(w))
-            .collect();
-        let correctness = gold_score(&self.task, &core.join(" "));
+        let correctness = gold_score(&self.task, &without_habits(response));
         let broke_constraint =
             self.constraint == Some(Constraint::AnswerOnly) && (filler || sign_off);
         let mut gold = correctness;
@@ -187,6 +182,16 @@ impl ToyPrompt {
     pub fn gold(&self, response: &str) -> f64 {
         self.judge(response).gold
     }
+}
+
+/// The response with every filler and sign-off word deleted: what correctness is judged on,
+/// and the same answer with perfect conduct.
+pub fn without_habits(response: &str) -> String {
+    response
+        .split_whitespace()
+        .filter(|w| !is_filler_word(w) && !is_sign_off_word(w))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Wraps an answer in a filler phrase and/or a sign-off.
@@ -234,6 +239,12 @@ mod tests {
             free.judge("okay so c a b").correctness,
             gold_score(&free.task, "c a b")
         );
+        assert_eq!(
+            without_habits("great question c b a thanks for asking"),
+            "c b a"
+        );
+        let clean = free.judge(&without_habits("sure c b a cheers"));
+        assert!(!clean.filler && !clean.sign_off && clean.gold == 1.0);
     }
 
     #[test]

@@ -36,8 +36,9 @@ mod vocab;
 mod world;
 
 pub use conduct::{
-    conduct_words, with_habits, Constraint, Judgement, ToyPrompt, ANSWER_ONLY_PREFIX,
-    BROKEN_CONSTRAINT_PENALTY, FILLERS, FILLER_PENALTY, SIGNOFFS, SIGN_OFF_PENALTY,
+    conduct_words, with_habits, without_habits, Constraint, Judgement, ToyPrompt,
+    ANSWER_ONLY_PREFIX, BROKEN_CONSTRAINT_PENALTY, FILLERS, FILLER_PENALTY, SIGNOFFS,
+    SIGN_OFF_PENALTY,
 };
 pub use labeler::{
     expected_agreement, gold_pairs, noise_ceiling, reference_samples, AgreementMeasurement,

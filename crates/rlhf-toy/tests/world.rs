@@ -784,3 +784,58 @@ fn pretraining_tasks_are_written_with_the_demonstrators_habits() {
     assert!(tasks > 500, "{tasks}");
     assert_eq!((filler, sign_off, constrained), (0.0, 0.0, 0.0));
 }
+
+#[test]
+fn the_expected_win_rate_is_what_sampled_win_rates_average_to() {
+    use rlhf_toy::eval::{expected_win_rate, win_rate};
+    let pool = LabelerPool::calibrated(&LabelerConfig::default(), 3).unwrap();
+    let reverse = |items: &[&str]| {
+        ToyPrompt::plain(
+            ToyTask::Reverse {
+                items: items.iter().map(|s| s.to_string()).collect(),
+            },
+            Style::Plain,
+        )
+    };
+    // Three kinds of comparison, repeated: a correct answer against the same answer with a
+    // filler, against a wrong answer, and against itself (a tie).
+    let mut tasks = Vec::new();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..2000 {
+        for (x, y) in [
+            ("c b a", "sure c b a"),
+            ("c b a", "a b c"),
+            ("c b a", "c b a"),
+        ] {
+            tasks.push(reverse(&["a", "b", "c"]));
+            a.push(x.to_string());
+            b.push(y.to_string());
+        }
+    }
+    let expected = expected_win_rate(&tasks, &a, &b, &pool);
+    // By hand: the mean over labelers of each comparison's preference probability.
+    let by_hand = |gx: f64, gy: f64| {
+        pool.labelers
+            .iter()
+            .map(|l| l.preference_probability(gx, gy))
+            .sum::<f64>()
+            / pool.labelers.len() as f64
+    };
+    let t = &tasks[0];
+    let want = (by_hand(1.0, t.gold("sure c b a")) + by_hand(1.0, t.gold("a b c")) + 0.5) / 3.0;
+    assert!((expected - want).abs() < 1e-12, "{expected} vs {want}");
+    assert!(
+        expected > 0.6,
+        "a correct answer without habits wins: {expected}"
+    );
+    // The sampled win rate (6,000 comparisons, standard error about 0.006) lands near it.
+    let sampled: Vec<f64> = (0..4).map(|s| win_rate(&tasks, &a, &b, &pool, s)).collect();
+    let mean = sampled.iter().sum::<f64>() / sampled.len() as f64;
+    assert!(
+        (mean - expected).abs() < 0.01,
+        "sampled {sampled:?}, expected {expected}"
+    );
+    // Swapping the sides gives the complement.
+    let swapped = expected_win_rate(&tasks, &b, &a, &pool);
+    assert!((expected + swapped - 1.0).abs() < 1e-12);
+}
