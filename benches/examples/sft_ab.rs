@@ -14,6 +14,10 @@
 //! - `malloc`: page faults and CPU time per step, default allocator vs `retain_freed_memory`.
 //! - `profile`: only the current step (for `perf record`).
 //! - `fraction`: the step's model FLOP rate over the matmul peak, both measured every round.
+//! - `rows`: W-PPO's minibatch (16 rows of 64 prompt + 64 response tokens), the policy's
+//!   forward and backward through the response logits, with the last block on every position
+//!   (then narrowed) against the last block on the response positions only
+//!   (`Body::forward_rows`); and the same for a last-token score (W-RM's rows).
 
 use rlhf_model::train::{AdamW, AdamWConfig};
 use rlhf_model::{CausalLm, Gpt2Config, Policy};
@@ -346,8 +350,38 @@ fn main() {
             }
             println!("median fraction of peak {:.3}", median(fr));
         }
+        "rows" => {
+            let (b, t, n) = (16i64, 128i64, 64i64);
+            let ids = Tensor::randint(cfg.vocab_size, [b, t], (Kind::Int64, dev));
+            let w = lm.body().token_embedding().shallow_clone();
+            // The loss only needs to touch every logit; the head is the same in both.
+            let run = |rows: Option<std::ops::Range<i64>>, keep: std::ops::Range<i64>| {
+                let h = lm.body().forward_rows(&ids, None, None, false, rows).unwrap();
+                let h = if h.size()[1] == t {
+                    h.narrow(1, keep.start, keep.end - keep.start)
+                } else {
+                    h
+                };
+                h.matmul(&w.tr())
+                    .log_softmax(-1, Kind::Float)
+                    .mean(Kind::Float)
+                    .backward();
+            };
+            let resp = t - 1 - n..t - 1;
+            let last = t - 1..t;
+            let (r1, r2, r3) = (resp.clone(), resp.clone(), last.clone());
+            interleave(
+                rounds,
+                &mut [
+                    ("response, full last block", Box::new(|| run(None, r1.clone()))),
+                    ("response, rows only", Box::new(|| run(Some(r2.clone()), r2.clone()))),
+                    ("last token, full last block", Box::new(|| run(None, r3.clone()))),
+                    ("last token, rows only", Box::new(|| run(Some(last.clone()), last.clone()))),
+                ],
+            );
+        }
         other => panic!(
-            "unknown comparison {other}: head, adamw, step, grads, malloc, profile or fraction"
+            "unknown comparison {other}: head, adamw, step, grads, malloc, profile, fraction or rows"
         ),
     }
 }

@@ -5,6 +5,7 @@ use crate::error::Result;
 use crate::gpt2::{Gpt2, KvCache};
 use crate::llama::Llama;
 use crate::model_config::ModelConfig;
+use std::ops::Range;
 use tch::{nn, Kind, Tensor};
 
 /// The transformer body, chosen by the config's `model_type`.
@@ -42,6 +43,24 @@ impl Body {
         match self {
             Body::Gpt2(b) => b.forward(input_ids, attention_mask, cache, train),
             Body::Llama(b) => b.forward(input_ids, attention_mask, cache, train),
+        }
+    }
+
+    /// [`Body::forward`] returning only the hidden states of the new-token positions `rows`
+    /// (`[B, R, E]`; `None` = all): the same values, with the last block computed for those
+    /// positions only (see [`Gpt2::forward_rows`]). What the unembedding of selected positions,
+    /// a last-token reward or the values of a response need.
+    pub fn forward_rows(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        cache: Option<&mut KvCache>,
+        train: bool,
+        rows: Option<Range<i64>>,
+    ) -> Result<Tensor> {
+        match self {
+            Body::Gpt2(b) => b.forward_rows(input_ids, attention_mask, cache, train, rows),
+            Body::Llama(b) => b.forward_rows(input_ids, attention_mask, cache, train, rows),
         }
     }
 

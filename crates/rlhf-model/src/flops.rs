@@ -70,6 +70,25 @@ pub fn model_forward_flops(cfg: &ModelConfig, n: f64, ctx: f64, lm_rows: f64) ->
     n * (dense + attn) + lm_rows * 2.0 * e * v
 }
 
+/// Forward FLOPs that one position of the last block does not run when its output is not asked
+/// for ([`crate::Body::forward_rows`]): the attention output projection, the MLP and the
+/// position's `QK^T` and `AV` over `ctx` keys, plus for Llama its query projection (GPT-2's
+/// fused `c_attn` still computes it). Its key and value are still computed.
+pub fn last_block_row_flops(cfg: &ModelConfig, ctx: f64) -> f64 {
+    match cfg {
+        ModelConfig::Gpt2(c) => {
+            let (e, inner) = (c.n_embd as f64, c.inner_dim() as f64);
+            2.0 * (e * e + 2.0 * e * inner) + 2.0 * 2.0 * ctx * e
+        }
+        ModelConfig::Llama(c) => {
+            let e = c.hidden_size as f64;
+            let q = (c.num_attention_heads * c.head_dim()) as f64;
+            let inner = c.intermediate_size as f64;
+            2.0 * (2.0 * e * q + 3.0 * e * inner) + 2.0 * 2.0 * ctx * q
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +120,25 @@ mod tests {
         let s = ModelConfig::Llama(crate::LlamaConfig::smollm2_135m());
         let per_token = model_forward_flops(&s, 1.0, 0.0, 0.0);
         assert!((per_token / 2.0 - 106.2e6).abs() < 1e6, "{per_token}");
+    }
+
+    #[test]
+    fn a_skipped_last_block_row_is_part_of_a_layer() {
+        for cfg in [
+            ModelConfig::Gpt2(Gpt2Config::sized(3, 2, 8, 10, 16)),
+            ModelConfig::Llama(crate::LlamaConfig::sized(3, 2, 1, 8, 16, 10, 32)),
+        ] {
+            let layer = model_forward_flops(&cfg, 1.0, 5.0, 0.0) / 3.0;
+            let skipped = last_block_row_flops(&cfg, 5.0);
+            assert!(
+                skipped > 0.5 * layer && skipped < layer,
+                "{skipped} of {layer}"
+            );
+        }
+        // GPT-2: everything but the fused QKV projection (3 e^2 of a row's 12 e^2 + attention).
+        let cfg = ModelConfig::Gpt2(Gpt2Config::sized(1, 1, 4, 10, 8));
+        let layer = model_forward_flops(&cfg, 1.0, 2.0, 0.0);
+        assert_eq!(last_block_row_flops(&cfg, 2.0), layer - 2.0 * 3.0 * 16.0);
     }
 
     #[test]

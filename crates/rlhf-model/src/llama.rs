@@ -8,10 +8,11 @@
 //! and Llama 3's `rope_scaling`.
 
 use crate::error::Result;
-use crate::gpt2::{AttnMask, KvCache, Step};
+use crate::gpt2::{query_rows, AttnMask, KvCache, Step};
 use crate::llama_config::{LlamaConfig, RopeScaling};
 use crate::lora::{Adapter, Projection};
 use crate::train::{EMBEDDING_GROUP, NO_DECAY_GROUP};
+use std::ops::Range;
 use tch::{nn, Kind, Tensor};
 
 /// `nn.Linear`: weight `[out, in]`, optional bias `[out]`.
@@ -186,7 +187,9 @@ impl Attention {
         }
     }
 
-    /// Shapes: `x [B, T, E]`, `cos`/`sin` `[B or 1, 1, T, D]` -> `[B, T, E]`.
+    /// Shapes: `x [B, T, E]`, `cos`/`sin` `[B or 1, 1, T, D]` -> `[B, R, E]`, the outputs of
+    /// the query positions `rows` (`R` of them; all `T` for `None`, and `mask` is then the
+    /// queries' own). Keys and values (and the cache) cover all `T`.
     #[allow(clippy::too_many_arguments)]
     fn forward(
         &self,
@@ -196,12 +199,35 @@ impl Attention {
         cache: Option<(&mut (Tensor, Tensor), i64)>,
         train: bool,
         autocast: Option<Kind>,
+        rows: Option<&Range<i64>>,
     ) -> Tensor {
         let (b, t, _) = x.size3().expect("attention input is [B, T, E]");
-        let heads = |y: Tensor, n: i64| y.view([b, t, n, self.head_dim]).transpose(1, 2);
-        let rope = |y: Tensor| &y * cos + rotate_half(&y) * sin;
-        let q = rope(heads(self.q_proj.forward(x, train, autocast), self.n_head));
-        let k = rope(heads(self.k_proj.forward(x, train, autocast), self.n_kv));
+        let heads = |y: Tensor, n: i64| {
+            let len = y.size()[1];
+            y.view([b, len, n, self.head_dim]).transpose(1, 2)
+        };
+        let rope = |y: Tensor, cos: &Tensor, sin: &Tensor| &y * cos + rotate_half(&y) * sin;
+        let q = match rows {
+            None => rope(
+                heads(self.q_proj.forward(x, train, autocast), self.n_head),
+                cos,
+                sin,
+            ),
+            Some(r) => {
+                let len = r.end - r.start;
+                let xq = x.narrow(1, r.start, len);
+                rope(
+                    heads(self.q_proj.forward(&xq, train, autocast), self.n_head),
+                    &cos.narrow(2, r.start, len),
+                    &sin.narrow(2, r.start, len),
+                )
+            }
+        };
+        let k = rope(
+            heads(self.k_proj.forward(x, train, autocast), self.n_kv),
+            cos,
+            sin,
+        );
         let v = heads(self.v_proj.forward(x, train, autocast), self.n_kv);
         let (k, v) = match cache {
             None => (k, v),
@@ -233,9 +259,10 @@ impl Attention {
             AttnMask::All => sdpa(None, false),
             AttnMask::Bool(m) => sdpa(Some(m), false),
         };
+        let r = q.size()[2];
         let y = y
             .transpose(1, 2)
-            .reshape([b, t, self.n_head * self.head_dim]);
+            .reshape([b, r, self.n_head * self.head_dim]);
         self.o_proj
             .forward(&y, train, autocast)
             .dropout(self.resid_pdrop, train)
@@ -412,26 +439,49 @@ impl Llama {
         &self,
         input_ids: &Tensor,
         attention_mask: Option<&Tensor>,
+        cache: Option<&mut KvCache>,
+        train: bool,
+    ) -> Result<Tensor> {
+        self.forward_rows(input_ids, attention_mask, cache, train, None)
+    }
+
+    /// [`Llama::forward`] returning only the hidden states of the new-token positions `rows`
+    /// (`[B, R, E]`; `None` = all), as [`crate::Gpt2::forward_rows`]: the last layer computes
+    /// its queries, attention output and MLP for those positions only.
+    pub fn forward_rows(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
         mut cache: Option<&mut KvCache>,
         train: bool,
+        rows: Option<Range<i64>>,
     ) -> Result<Tensor> {
         let n_ctx = self.cfg.max_position_embeddings;
         let step = Step::new(input_ids, attention_mask, cache.as_deref(), n_ctx)?;
+        let t = input_ids.size()[1];
+        let rows = query_rows(rows, t)?;
         let past = step.past;
         let mut x = Tensor::embedding(&self.embed_tokens, input_ids, -1, false, false)
             .dropout(self.cfg.embd_pdrop, train);
         let rope_kind = self.autocast.unwrap_or(x.kind());
         let (cos, sin) = self.rotary(&step.positions, rope_kind);
+        let n_layer = self.layers.len();
         for (i, layer) in self.layers.iter().enumerate() {
             let layer_cache = cache.as_mut().map(|c| (&mut c.layers[i], past));
+            let keep = rows.as_ref().filter(|_| i + 1 == n_layer);
+            let keep_mask = keep.map(|r| step.mask.queries(r, past, t, input_ids.device()));
             let a = layer.self_attn.forward(
                 &layer.input_layernorm.forward(&x),
                 (&cos, &sin),
-                &step.mask,
+                keep_mask.as_ref().unwrap_or(&step.mask),
                 layer_cache,
                 train,
                 self.autocast,
+                keep,
             );
+            if let Some(r) = keep {
+                x = x.narrow(1, r.start, r.end - r.start);
+            }
             x = x.g_add(&a.to_kind(x.kind()));
             let m = layer.mlp.forward(
                 &layer.post_attention_layernorm.forward(&x),
@@ -440,8 +490,11 @@ impl Llama {
             );
             x = x.g_add(&m.to_kind(x.kind()));
         }
+        if let (Some(r), 0) = (&rows, n_layer) {
+            x = x.narrow(1, r.start, r.end - r.start);
+        }
         if let Some(c) = cache {
-            c.len = past + input_ids.size()[1];
+            c.len = past + t;
         }
         Ok(self.norm.forward(&x))
     }

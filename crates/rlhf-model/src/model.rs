@@ -14,6 +14,7 @@ use crate::model_config::{ArchConfig, ModelConfig};
 use crate::ops::{last_token_index, log_probs_of, selected_positions};
 use crate::tokenizer::Tokenizer;
 use crate::traits::{check_last_n, check_target_mask, Policy, RewardModel, ValueFunction};
+use std::ops::Range;
 use std::path::Path;
 use tch::{nn, Device, Kind, Tensor};
 
@@ -290,9 +291,21 @@ impl CausalLm {
     /// The body's final hidden states of a whole batch (no cache). Shapes: `input_ids [B, T]`,
     /// `attention_mask [B, T]` (padding on either side) -> `[B, T, E]`.
     fn hidden(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
+        self.hidden_rows(input_ids, attention_mask, train, None)
+    }
+
+    /// [`Self::hidden`] at the positions `rows` only (`[B, R, E]`; see
+    /// [`Body::forward_rows`]).
+    fn hidden_rows(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        train: bool,
+        rows: Option<Range<i64>>,
+    ) -> Result<Tensor> {
         check_pair(input_ids, attention_mask)?;
         self.body
-            .forward(input_ids, padding_mask(attention_mask)?, None, train)
+            .forward_rows(input_ids, padding_mask(attention_mask)?, None, train, rows)
     }
 
     /// The unembedding. Shapes: `hidden [.., E] -> logits [.., V]` (in the compute dtype).
@@ -351,8 +364,9 @@ impl Policy for CausalLm {
         &self.vs
     }
 
-    /// The body on every token, then the unembedding and the log-softmax only at the positions
-    /// that predict a selected token (half the rows in W-SFT, where the prompt is masked).
+    /// The body's last block, the unembedding and the log-softmax only at the positions that
+    /// predict a selected token (from the first such column to the last; half the rows in
+    /// W-SFT, where the prompt is masked).
     fn masked_token_log_probs(
         &self,
         input_ids: &Tensor,
@@ -362,14 +376,24 @@ impl Policy for CausalLm {
         train: bool,
     ) -> Result<Tensor> {
         check_target_mask(input_ids, target_mask)?;
-        let hidden = self.hidden(input_ids, attention_mask, train)?;
-        let e = hidden.size()[2];
+        let t = input_ids.size()[1];
         let (rows, targets) = selected_positions(target_mask, input_ids);
+        // The columns that predict a selected token, `lo..=hi` (one host read: the rows are
+        // already known on the host side of `nonzero`).
+        let cols = rows.remainder(t);
+        let (lo, hi) = if rows.numel() == 0 {
+            (0, 0)
+        } else {
+            (cols.min().int64_value(&[]), cols.max().int64_value(&[]))
+        };
+        let hidden = self.hidden_rows(input_ids, attention_mask, train, Some(lo..hi + 1))?;
+        let (len, e) = (hi + 1 - lo, hidden.size()[2]);
+        let rows = rows.divide_scalar_mode(t, "floor") * len + (cols - lo);
         let h = hidden.reshape([-1, e]).index_select(0, &rows);
         Ok(log_probs_of(&self.lm_logits(&h), &targets, temperature))
     }
 
-    /// The body on every token, then the unembedding only at the last `n` predicting positions
+    /// The body's last block and the unembedding only at the last `n` predicting positions
     /// (the response in PPO: half the rows of W-PPO).
     fn logits_for_last(
         &self,
@@ -378,9 +402,9 @@ impl Policy for CausalLm {
         n: i64,
         train: bool,
     ) -> Result<Tensor> {
-        let t = check_last_n(input_ids, n)?;
-        let hidden = self.hidden(input_ids, attention_mask, train)?;
-        Ok(self.lm_logits(&hidden.narrow(1, t - 1 - n, n)))
+        let t = check_last_n(input_ids, n, "logits_for_last")?;
+        let hidden = self.hidden_rows(input_ids, attention_mask, train, Some(t - 1 - n..t - 1))?;
+        Ok(self.lm_logits(&hidden))
     }
 
     /// KV-cache sampling: one forward of the prompts, then one token per step.
@@ -404,10 +428,15 @@ impl Policy for CausalLm {
             let len = ids.size()[1];
             let new_ids = ids.narrow(1, len - n_new, n_new);
             let key_mask = left_padded.then_some(mask);
-            let hidden = self
-                .body
-                .forward(&new_ids, key_mask, Some(&mut cache), false)?;
-            Ok(self.lm_logits(&hidden.select(1, n_new - 1)))
+            // Only the last position's output is sampled from (the prompt's in the first call).
+            let hidden = self.body.forward_rows(
+                &new_ids,
+                key_mask,
+                Some(&mut cache),
+                false,
+                Some(n_new - 1..n_new),
+            )?;
+            Ok(self.lm_logits(&hidden.select(1, 0)))
         })
     }
 }
@@ -705,17 +734,38 @@ impl ScalarModel {
         train: bool,
     ) -> Result<Tensor> {
         check_pair(input_ids, attention_mask)?;
-        let hidden = self
-            .body
-            .forward(input_ids, padding_mask(attention_mask)?, None, train)?;
+        let last = last_token_index(attention_mask);
+        // The last block runs for the columns `lo..=hi` that hold some row's last token only
+        // (one column when every row ends in the same one, as left-padded rows do).
+        let (lo, hi) = if last.numel() == 0 {
+            (0, 0)
+        } else {
+            (last.min().int64_value(&[]), last.max().int64_value(&[]))
+        };
+        let hidden = self.body.forward_rows(
+            input_ids,
+            padding_mask(attention_mask)?,
+            None,
+            train,
+            Some(lo..hi + 1),
+        )?;
         let (b, _, e) = hidden.size3()?;
-        let last = last_token_index(attention_mask)
-            .view([b, 1, 1])
-            .expand([b, 1, e], false);
+        let last = (last - lo).view([b, 1, 1]).expand([b, 1, e], false);
         let h = hidden.gather(1, &last, false).squeeze_dim(1);
         Ok(h.matmul(&self.score.tr())
             .squeeze_dim(-1)
             .to_kind(Kind::Float))
+    }
+}
+
+impl ScalarModel {
+    /// Adds `reward_bias` (see [`ValueFunction::values`] below), skipping the op when it is 0.
+    fn with_reward_bias(&self, v: Tensor) -> Tensor {
+        if self.meta.reward_bias == 0.0 {
+            v
+        } else {
+            v + self.meta.reward_bias
+        }
     }
 }
 
@@ -750,11 +800,32 @@ impl ValueFunction for ScalarModel {
     /// normalization bias for one made by [`ScalarModel::value_from_reward`]).
     fn values(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
         let v = self.per_token(input_ids, attention_mask, train)?;
-        Ok(if self.meta.reward_bias == 0.0 {
-            v
-        } else {
-            v + self.meta.reward_bias
-        })
+        Ok(self.with_reward_bias(v))
+    }
+
+    /// The head at positions `T-1-n ..= T-2` only, with the body's last block run for those
+    /// positions only.
+    fn values_for_last(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        n: i64,
+        train: bool,
+    ) -> Result<Tensor> {
+        check_pair(input_ids, attention_mask)?;
+        let t = check_last_n(input_ids, n, "values_for_last")?;
+        let hidden = self.body.forward_rows(
+            input_ids,
+            padding_mask(attention_mask)?,
+            None,
+            train,
+            Some(t - 1 - n..t - 1),
+        )?;
+        let v = hidden
+            .matmul(&self.score.tr())
+            .squeeze_dim(-1)
+            .to_kind(Kind::Float);
+        Ok(self.with_reward_bias(v))
     }
 
     fn var_store(&self) -> &nn::VarStore {

@@ -20,12 +20,13 @@ pub(crate) fn check_target_mask(input_ids: &Tensor, target_mask: &Tensor) -> Res
     Ok(())
 }
 
-/// Checks `1 <= n < T` for [`Policy::logits_for_last`] and returns `T`.
-pub(crate) fn check_last_n(input_ids: &Tensor, n: i64) -> Result<i64> {
+/// Checks `1 <= n < T` for [`Policy::logits_for_last`] or [`ValueFunction::values_for_last`]
+/// (`method`) and returns `T`.
+pub(crate) fn check_last_n(input_ids: &Tensor, n: i64, method: &str) -> Result<i64> {
     let t = *input_ids.size().last().unwrap_or(&0);
     if n < 1 || n >= t {
         return Err(ModelError::Input(format!(
-            "logits_for_last: n = {n} must be in 1..{t} for rows of {t} tokens"
+            "{method}: n = {n} must be in 1..{t} for rows of {t} tokens"
         )));
     }
     Ok(t)
@@ -114,7 +115,7 @@ pub trait Policy {
         n: i64,
         train: bool,
     ) -> Result<Tensor> {
-        let t = check_last_n(input_ids, n)?;
+        let t = check_last_n(input_ids, n, "logits_for_last")?;
         slow_path_once(&LAST_ONCE, "logits_for_last");
         Ok(self
             .logits(input_ids, attention_mask, train)?
@@ -189,6 +190,27 @@ pub trait ValueFunction {
     /// Shapes: `input_ids [B, T]`, `attention_mask [B, T]` -> `[B, T]` (f32); entry `t` is the
     /// value of the state after reading tokens `..=t`.
     fn values(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor>;
+
+    /// The values of the states before each of the last `n` tokens (entries `T-1-n ..= T-2` of
+    /// [`ValueFunction::values`]): with prompt + response rows, one per response token, what
+    /// PPO's scoring and update need.
+    ///
+    /// Shapes: `input_ids [B, T]`, `attention_mask [B, T]`, `1 <= n < T` -> `[B, n]` (f32).
+    ///
+    /// The default computes every value and narrows; [`crate::ScalarModel`] overrides it to run
+    /// its last block for those positions only.
+    fn values_for_last(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        n: i64,
+        train: bool,
+    ) -> Result<Tensor> {
+        let t = check_last_n(input_ids, n, "values_for_last")?;
+        Ok(self
+            .values(input_ids, attention_mask, train)?
+            .narrow(1, t - 1 - n, n))
+    }
 
     /// The trainable variables.
     fn var_store(&self) -> &nn::VarStore;

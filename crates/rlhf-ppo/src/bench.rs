@@ -67,31 +67,39 @@ pub fn w_ppo_config() -> PpoConfig {
 /// The measured matmul peak (the one timer, in `rlhf_model::flops`).
 pub use rlhf_model::flops::matmul_peak_gflops;
 /// Forward FLOPs (the one count, in `rlhf_model::flops`).
-pub use rlhf_model::flops::{forward_flops, model_forward_flops};
+pub use rlhf_model::flops::{forward_flops, last_block_row_flops, model_forward_flops};
 
 /// FLOPs of one W-PPO iteration by phase: `(generation, scoring, training_executed,
-/// training_model)`. Training counts forward + backward as 3 forwards. Scoring and training
-/// apply the unembedding at the response positions only (`Policy::logits_for_last`), so the
-/// executed and the model count of training are equal; both are kept for comparison with
-/// earlier runs, where "executed" also counted the prompt positions' unembedding.
+/// training_model)`. Training counts forward + backward as 3 forwards. The model count is the
+/// body on every token and the unembedding at the response positions; what runs is less: the
+/// last block runs only at the positions whose output is used
+/// ([`rlhf_model::Body::forward_rows`]: the response's for the policy, the reference and the
+/// value, each row's last token for the reward), and generation's prefill only at the last
+/// prompt position. Generation and scoring are counted as executed.
 pub fn w_ppo_flops(cfg: &ModelConfig, ppo: &PpoConfig, b: i64, p: i64, n: i64) -> [f64; 4] {
     let forward_flops = model_forward_flops;
     let (bf, pf, nf) = (b as f64, p as f64, n as f64);
     let t = pf + nf;
     let ctx = (t + 1.0) / 2.0;
-    // Generation: prefill (LM head on the last position), then one token per step.
-    let mut gen = forward_flops(cfg, bf * pf, (pf + 1.0) / 2.0, bf);
+    let skipped = |rows: f64, ctx: f64| rows * last_block_row_flops(cfg, ctx);
+    // Generation: prefill (LM head and last block on the last position), then one token per
+    // step.
+    let mut gen =
+        forward_flops(cfg, bf * pf, (pf + 1.0) / 2.0, bf) - skipped(bf * (pf - 1.0), pf / 2.0);
     for i in 0..n {
         gen += forward_flops(cfg, bf, pf + i as f64 + 1.0, bf);
     }
-    // Scoring: policy and reference (LM head on the response positions), value and reward
-    // (scalar heads).
+    // Policy, reference, value: `p` positions of each row skip the last block (the first
+    // `p - 1` and the last); the reward reads the last token only (no early EOS in W-PPO).
     let lm_resp = forward_flops(cfg, bf * t, ctx, bf * nf);
     let body = forward_flops(cfg, bf * t, ctx, 0.0);
-    let scoring = 2.0 * lm_resp + 2.0 * body;
+    let resp_skip = skipped(bf * pf, pf / 2.0);
+    let scoring =
+        2.0 * (lm_resp - resp_skip) + (body - resp_skip) + body - skipped(bf * (t - 1.0), t / 2.0);
     let epochs = ppo.ppo_epochs as f64;
     let model = 3.0 * epochs * (lm_resp + body);
-    [gen, scoring, model, model]
+    let executed = model - 3.0 * epochs * 2.0 * resp_skip;
+    [gen, scoring, executed, model]
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

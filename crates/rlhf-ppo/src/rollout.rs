@@ -2,7 +2,7 @@
 //! grad (old log-probs, reference log-probs, values, RM score of prompt + response).
 
 use crate::error::{input_err, Result};
-use crate::ops::{response_has_eos, response_values};
+use crate::ops::response_has_eos;
 use rlhf_model::ops::log_probs_of;
 use rlhf_model::{GenerateConfig, Policy, RewardModel, ValueFunction};
 use std::time::Instant;
@@ -199,12 +199,14 @@ where
         );
         drop(ref_logits);
         let val_dev = value.device();
-        let v = value.values(&ids_c.to_device(val_dev), &mask_c.to_device(val_dev), false)?;
-        vals.push(
-            response_values(&v, p)
-                .to_kind(Kind::Float)
-                .to_device(device),
-        );
+        // Values at the states before each response token only.
+        let v = value.values_for_last(
+            &ids_c.to_device(val_dev),
+            &mask_c.to_device(val_dev),
+            n,
+            false,
+        )?;
+        vals.push(v.to_kind(Kind::Float).to_device(device));
         let rm_dev = reward.device();
         let s = reward.score_responses(
             &ids_c.to_device(rm_dev),

@@ -5,8 +5,7 @@ use crate::error::{config_err, input_err, PpoError, Result};
 use crate::kl::KlController;
 use crate::ops::{
     assemble_rewards, clipped_surrogate, clipped_value_loss, explained_variance, gae,
-    masked_entropy, masked_mean, masked_sum_rows, masked_whiten, ppo_loss, response_values,
-    ShapedRewards,
+    masked_entropy, masked_mean, masked_sum_rows, masked_whiten, ppo_loss, ShapedRewards,
 };
 use crate::ptx::{ptx_loss, PtxSource};
 use crate::rollout::{collect_rollout, sync, Rollout, SpecialTokens};

@@ -226,15 +226,17 @@ where
         };
         drop(logits);
         let vdev = self.models.value.device();
-        let vpred = response_values(
-            &self
-                .models
-                .value
-                .values(&ids_m.to_device(vdev), &mask_m.to_device(vdev), false)?,
-            p,
-        )
-        .to_kind(Kind::Float)
-        .to_device(device);
+        let vpred = self
+            .models
+            .value
+            .values_for_last(
+                &ids_m.to_device(vdev),
+                &mask_m.to_device(vdev),
+                n_resp,
+                false,
+            )?
+            .to_kind(Kind::Float)
+            .to_device(device);
         let pg = clipped_surrogate(
             &logp,
             &pick(&rollout.logprobs),
