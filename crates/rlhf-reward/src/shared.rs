@@ -314,10 +314,29 @@ impl SharedPromptScorer {
             .view([n, 1, 1, p])
             .expand([n, 1, r, p], false);
         let mask = Tensor::cat(&[prompt_part, resp_part.expand([n, 1, r, r], false)], 3);
+        // Only each response's last token is read: the last block runs for the response
+        // columns `lo..=hi` that hold one (a single column when the responses are equally long).
+        let last_idx = &batch.response_lens - 1;
+        let (lo, hi) = if n == 0 {
+            (0, r - 1)
+        } else {
+            (
+                last_idx.min().int64_value(&[]),
+                last_idx.max().int64_value(&[]),
+            )
+        };
+        let keep = hi + 1 - lo;
         let n_layer = self.layers.len();
         for (i, l) in self.layers.iter().enumerate() {
             let (qp, kp, vp) = self.split_heads(&l.c_attn.forward(&self.ln(&xp, &l.ln_1)));
             let (qr, kr, vr) = self.split_heads(&l.c_attn.forward(&self.ln(&xr, &l.ln_1)));
+            let last_block = i + 1 == n_layer;
+            let (qr, mask) = if last_block {
+                xr = xr.narrow(1, lo, keep);
+                (qr.narrow(2, lo, keep), mask.narrow(2, lo, keep))
+            } else {
+                (qr, mask.shallow_clone())
+            };
             // Prompts: plain causal attention (right padding never affects real tokens).
             let yp = (i + 1 < n_layer).then(|| {
                 Tensor::scaled_dot_product_attention::<Tensor>(
@@ -355,10 +374,11 @@ impl SharedPromptScorer {
                 xp = xp.g_add(&m);
             }
         }
+        if n_layer == 0 {
+            xr = xr.narrow(1, lo, keep);
+        }
         let e = cfg.n_embd;
-        let last = (&batch.response_lens - 1)
-            .view([n, 1, 1])
-            .expand([n, 1, e], false);
+        let last = (last_idx - lo).view([n, 1, 1]).expand([n, 1, e], false);
         let h = self.ln(&xr.gather(1, &last, false).squeeze_dim(1), &self.ln_f);
         Ok(h.matmul(&self.score.tr())
             .squeeze_dim(-1)
