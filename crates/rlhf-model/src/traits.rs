@@ -85,7 +85,8 @@ pub trait Policy {
     /// `target_mask[:, 1..]`), equal to `token_log_probs(..)` masked by `target_mask[:, 1..]`.
     ///
     /// The default computes every logit and selects; [`crate::CausalLm`] overrides it to apply
-    /// the unembedding and the softmax at the selected positions only.
+    /// the unembedding and the softmax at the selected positions only (and its last block from
+    /// the first selected column to the last).
     fn masked_token_log_probs(
         &self,
         input_ids: &Tensor,
@@ -106,8 +107,9 @@ pub trait Policy {
     ///
     /// Shapes: `input_ids [B, T]`, `attention_mask [B, T]`, `1 <= n < T` -> `[B, n, V]`.
     ///
-    /// The default computes every logit and narrows; [`crate::CausalLm`] overrides it to apply
-    /// the unembedding at those positions only.
+    /// The default computes every logit and narrows; [`crate::CausalLm`] overrides it to run
+    /// its last block and the unembedding at those positions only
+    /// ([`crate::Body::forward_rows`]).
     fn logits_for_last(
         &self,
         input_ids: &Tensor,

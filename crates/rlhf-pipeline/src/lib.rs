@@ -88,12 +88,17 @@ pub fn workload_config(size: &str) -> anyhow::Result<Gpt2Config> {
 /// W-SFT needs the head only where the loss is (`lm_rows` = the `b * t / 2` response
 /// positions): the work a step must do, and what `bench --workload sft` credits. The
 /// conventional count (`lm_rows = b * t`, the head on every position) is reported beside it.
+/// Both count the whole body on every position; the step skips the last block's output
+/// projection and MLP at the prompt positions ([`rlhf_model::Body::forward_rows`]), so what
+/// it executes is a little less (about 7% in W-SFT tiny).
 pub fn train_flops(cfg: &ModelConfig, b: i64, t: i64, lm_rows: i64) -> f64 {
     3.0 * model_forward_flops(cfg, (b * t) as f64, (t as f64 + 1.0) / 2.0, lm_rows as f64)
 }
 
 /// FLOPs of one W-GEN rollout: prefill `b x p` tokens (causal: `p/2` keys on average, LM head on
-/// the last position only), then `new` decode steps of `b` tokens.
+/// the last position only), then `new` decode steps of `b` tokens. The prefill is counted whole;
+/// it skips the last block's output projection and MLP at all but the last prompt position
+/// ([`rlhf_model::Body::forward_rows`]), about 7% of a tiny rollout's FLOPs.
 pub fn gen_flops(cfg: &ModelConfig, b: i64, p: i64, new: i64) -> f64 {
     let b = b as f64;
     let mut f = model_forward_flops(cfg, b * p as f64, (p as f64 + 1.0) / 2.0, b);
