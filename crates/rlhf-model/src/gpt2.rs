@@ -199,7 +199,7 @@ impl AttnMask {
 
 /// Checks the `rows` of a forward call against its `t` new tokens; `None` when they are all of
 /// them (the plain forward).
-pub(crate) fn query_rows(rows: Option<Range<i64>>, t: i64) -> Result<Option<Range<i64>>> {
+fn query_rows(rows: Option<Range<i64>>, t: i64) -> Result<Option<Range<i64>>> {
     match rows {
         None => Ok(None),
         Some(r) if r.start < 0 || r.start >= r.end || r.end > t => Err(ModelError::Input(format!(
@@ -212,23 +212,30 @@ pub(crate) fn query_rows(rows: Option<Range<i64>>, t: i64) -> Result<Option<Rang
 }
 
 /// What one forward call derives from its inputs: the number of cached tokens, the position
-/// ids of the new tokens and the attention mask. Shared by every architecture.
+/// ids of the new tokens, the attention mask and the rows the call returns. Shared by every
+/// architecture.
 pub(crate) struct Step {
     /// Tokens already in the cache.
     pub(crate) past: i64,
+    /// New tokens.
+    t: i64,
     /// Position ids `[B or 1, T]` of the new tokens (`cumsum(mask) - 1` under padding).
     pub(crate) positions: Tensor,
     /// Who may attend to whom.
     pub(crate) mask: AttnMask,
+    /// The new-token positions whose outputs are returned (`None`: all of them).
+    rows: Option<Range<i64>>,
+    device: Device,
 }
 
 impl Step {
-    /// Checks shapes and the cache's room; `n_positions` is the model's context.
+    /// Checks shapes, the cache's room and `rows`; `n_positions` is the model's context.
     pub(crate) fn new(
         input_ids: &Tensor,
         attention_mask: Option<&Tensor>,
         cache: Option<&KvCache>,
         n_positions: i64,
+        rows: Option<Range<i64>>,
     ) -> Result<Step> {
         let (b, t) = input_ids.size2().map_err(|_| {
             ModelError::Input(format!(
@@ -270,9 +277,38 @@ impl Step {
         let mask = AttnMask::build(attention_mask, past, t, device);
         Ok(Step {
             past,
+            t,
             positions,
             mask,
+            rows: query_rows(rows, t)?,
+            device,
         })
+    }
+
+    /// The query rows block `i` of `n_layer` computes and their mask: the rows asked for at
+    /// the last block, `(None, None)` (every row, [`Step::mask`]) elsewhere.
+    pub(crate) fn block_queries(
+        &self,
+        i: usize,
+        n_layer: usize,
+    ) -> (Option<&Range<i64>>, Option<AttnMask>) {
+        let keep = self.rows.as_ref().filter(|_| i + 1 == n_layer);
+        let mask = keep.map(|r| self.mask.queries(r, self.past, self.t, self.device));
+        (keep, mask)
+    }
+
+    /// The hidden states `x [B, T, E]` narrowed to the rows asked for: what a body without
+    /// blocks returns (with blocks, the last one narrows its residual stream itself).
+    pub(crate) fn without_blocks(&self, x: Tensor) -> Tensor {
+        narrow_rows(x, self.rows.as_ref())
+    }
+}
+
+/// `x [B, T, ..]` narrowed to `rows` along the time axis (`None`: unchanged).
+pub(crate) fn narrow_rows(x: Tensor, rows: Option<&Range<i64>>) -> Tensor {
+    match rows {
+        Some(r) => x.narrow(1, r.start, r.end - r.start),
+        None => x,
     }
 }
 
@@ -562,41 +598,36 @@ impl Gpt2 {
             attention_mask,
             cache.as_deref(),
             self.cfg.n_positions,
+            rows,
         )?;
-        let t = input_ids.size()[1];
-        let rows = query_rows(rows, t)?;
-        let (past, positions, mask) = (step.past, step.positions, step.mask);
+        let past = step.past;
         let mut x = (Tensor::embedding(&self.wte, input_ids, -1, false, false)
-            + Tensor::embedding(&self.wpe, &positions, -1, false, false))
+            + Tensor::embedding(&self.wpe, &step.positions, -1, false, false))
         .dropout(self.cfg.embd_pdrop, train);
         let n_layer = self.h.len();
         for (i, block) in self.h.iter().enumerate() {
             let layer_cache = cache.as_mut().map(|c| (&mut c.layers[i], past));
-            let keep = rows.as_ref().filter(|_| i + 1 == n_layer);
-            let keep_mask = keep.map(|r| mask.queries(r, past, t, input_ids.device()));
+            let (keep, keep_mask) = step.block_queries(i, n_layer);
             let a = block.attn.forward(
                 &block.ln_1.forward(&x),
-                keep_mask.as_ref().unwrap_or(&mask),
+                keep_mask.as_ref().unwrap_or(&step.mask),
                 layer_cache,
                 train,
                 self.autocast,
                 keep,
             );
-            if let Some(r) = keep {
-                x = x.narrow(1, r.start, r.end - r.start);
-            }
             // Out of place: LayerNorm's backward needs the residual input unchanged.
-            x = x.g_add(&a);
+            x = narrow_rows(x, keep).g_add(&a);
             let m = block
                 .mlp
                 .forward(&block.ln_2.forward(&x), train, self.autocast);
             x = x.g_add(&m);
         }
-        if let (Some(r), 0) = (&rows, n_layer) {
-            x = x.narrow(1, r.start, r.end - r.start);
+        if n_layer == 0 {
+            x = step.without_blocks(x);
         }
         if let Some(c) = cache {
-            c.len = past + t;
+            c.len = past + input_ids.size()[1];
         }
         Ok(self.ln_f.forward(&x))
     }

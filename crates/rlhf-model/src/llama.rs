@@ -8,7 +8,7 @@
 //! and Llama 3's `rope_scaling`.
 
 use crate::error::Result;
-use crate::gpt2::{query_rows, AttnMask, KvCache, Step};
+use crate::gpt2::{narrow_rows, AttnMask, KvCache, Step};
 use crate::llama_config::{LlamaConfig, RopeScaling};
 use crate::lora::{Adapter, Projection};
 use crate::train::{EMBEDDING_GROUP, NO_DECAY_GROUP};
@@ -457,9 +457,7 @@ impl Llama {
         rows: Option<Range<i64>>,
     ) -> Result<Tensor> {
         let n_ctx = self.cfg.max_position_embeddings;
-        let step = Step::new(input_ids, attention_mask, cache.as_deref(), n_ctx)?;
-        let t = input_ids.size()[1];
-        let rows = query_rows(rows, t)?;
+        let step = Step::new(input_ids, attention_mask, cache.as_deref(), n_ctx, rows)?;
         let past = step.past;
         let mut x = Tensor::embedding(&self.embed_tokens, input_ids, -1, false, false)
             .dropout(self.cfg.embd_pdrop, train);
@@ -468,8 +466,7 @@ impl Llama {
         let n_layer = self.layers.len();
         for (i, layer) in self.layers.iter().enumerate() {
             let layer_cache = cache.as_mut().map(|c| (&mut c.layers[i], past));
-            let keep = rows.as_ref().filter(|_| i + 1 == n_layer);
-            let keep_mask = keep.map(|r| step.mask.queries(r, past, t, input_ids.device()));
+            let (keep, keep_mask) = step.block_queries(i, n_layer);
             let a = layer.self_attn.forward(
                 &layer.input_layernorm.forward(&x),
                 (&cos, &sin),
@@ -479,9 +476,7 @@ impl Llama {
                 self.autocast,
                 keep,
             );
-            if let Some(r) = keep {
-                x = x.narrow(1, r.start, r.end - r.start);
-            }
+            x = narrow_rows(x, keep);
             x = x.g_add(&a.to_kind(x.kind()));
             let m = layer.mlp.forward(
                 &layer.post_attention_layernorm.forward(&x),
@@ -490,11 +485,11 @@ impl Llama {
             );
             x = x.g_add(&m.to_kind(x.kind()));
         }
-        if let (Some(r), 0) = (&rows, n_layer) {
-            x = x.narrow(1, r.start, r.end - r.start);
+        if n_layer == 0 {
+            x = step.without_blocks(x);
         }
         if let Some(c) = cache {
-            c.len = past + t;
+            c.len = past + input_ids.size()[1];
         }
         Ok(self.norm.forward(&x))
     }

@@ -5,7 +5,6 @@
 mod common;
 use common::*;
 use rlhf_model::{CausalLm, ModelError, Policy};
-use std::collections::BTreeMap;
 use tch::{nn, Kind, Tensor};
 
 /// A user policy with only the required methods: it inherits the default
@@ -24,20 +23,6 @@ impl Policy for Plain<'_> {
     fn var_store(&self) -> &nn::VarStore {
         self.0.var_store()
     }
-}
-
-fn zero_grads(lm: &CausalLm) {
-    for mut v in lm.var_store().trainable_variables() {
-        v.zero_grad();
-    }
-}
-
-fn grads(lm: &CausalLm) -> BTreeMap<String, Tensor> {
-    lm.var_store()
-        .variables()
-        .into_iter()
-        .map(|(n, v)| (n, v.grad().copy()))
-        .collect()
 }
 
 /// A batch with right and left padding, and a target mask with fractional weights, an empty
@@ -68,15 +53,15 @@ fn causal_lm_override_equals_full_logits_in_value_and_gradient() {
     let (ids, mask, target) = batch();
     for temperature in [1.0, 0.7] {
         // Full path: every logit, then select.
-        zero_grads(&lm);
+        zero_grads(lm.var_store());
         let full = lm.token_log_probs(&ids, &mask, temperature, false).unwrap();
         let sel = target.narrow(1, 1, 6).ne(0);
         let want = full.masked_select(&sel);
         let w = target.narrow(1, 1, 6).masked_select(&sel);
         (&want * &w).sum(Kind::Float).backward();
-        let g_full = grads(&lm);
+        let g_full = grads(lm.var_store());
 
-        zero_grads(&lm);
+        zero_grads(lm.var_store());
         let got = lm
             .masked_token_log_probs(&ids, &mask, &target, temperature, false)
             .unwrap();
@@ -85,7 +70,7 @@ fn causal_lm_override_equals_full_logits_in_value_and_gradient() {
         let d = max_abs_diff(&got, &want);
         assert!(d < 1e-5, "T={temperature}: log-probs differ by {d}");
         (&got * &w).sum(Kind::Float).backward();
-        let g_masked = grads(&lm);
+        let g_masked = grads(lm.var_store());
 
         assert_eq!(g_full.len(), g_masked.len());
         for (name, a) in &g_full {
@@ -143,13 +128,13 @@ fn matches_a_plain_loop_over_the_logits() {
 fn empty_selection_gives_an_empty_result_and_a_zero_gradient() {
     let lm = small_lm(6);
     let (ids, mask, target) = batch();
-    zero_grads(&lm);
+    zero_grads(lm.var_store());
     let lp = lm
         .masked_token_log_probs(&ids, &mask, &target.zeros_like(), 1.0, false)
         .unwrap();
     assert_eq!(lp.size(), [0]);
     lp.sum(Kind::Float).backward();
-    for (name, g) in grads(&lm) {
+    for (name, g) in grads(lm.var_store()) {
         assert!(
             !g.defined() || f64::try_from(g.abs().max()).unwrap() == 0.0,
             "{name}"
@@ -184,20 +169,20 @@ fn logits_for_last_equals_the_full_logits_narrowed_in_value_and_gradient() {
         (Kind::Float, tch::Device::Cpu),
     );
     for n in [1i64, 3, 6] {
-        zero_grads(&lm);
+        zero_grads(lm.var_store());
         let full = lm.logits(&ids, &mask, false).unwrap().narrow(1, 6 - n, n);
         let wn = w.narrow(1, 0, n);
         (&full * &wn).sum(Kind::Float).backward();
-        let g_full = grads(&lm);
+        let g_full = grads(lm.var_store());
 
-        zero_grads(&lm);
+        zero_grads(lm.var_store());
         let got = lm.logits_for_last(&ids, &mask, n, false).unwrap();
         assert_eq!(got.size(), [4, n, lm.config().vocab_size()]);
         let d = max_abs_diff(&got, &full);
         assert!(d < 1e-5, "n={n}: logits differ by {d}");
         (&got * &wn).sum(Kind::Float).backward();
         for (name, a) in &g_full {
-            let b = &grads(&lm)[name];
+            let b = &grads(lm.var_store())[name];
             let scale = f64::try_from(a.abs().max()).unwrap().max(1e-6);
             let d = max_abs_diff(a, b) / scale;
             assert!(d < 1e-4, "n={n}: grad of {name} differs by {d} (relative)");

@@ -9,7 +9,6 @@ use rlhf_model::{
     Body, CausalLm, GenerateConfig, HeadKind, KvCache, LlamaConfig, ModelError, Policy,
     ScalarModel, ValueFunction,
 };
-use std::collections::BTreeMap;
 use std::ops::Range;
 use tch::{nn, Device, Kind, Tensor};
 
@@ -39,19 +38,6 @@ fn batches() -> Vec<(Tensor, Option<Tensor>)> {
         ),
         (full, None),
     ]
-}
-
-fn grads(vs: &nn::VarStore) -> BTreeMap<String, Tensor> {
-    vs.variables()
-        .into_iter()
-        .map(|(n, v)| (n, v.grad().copy()))
-        .collect()
-}
-
-fn zero_grads(vs: &nn::VarStore) {
-    for mut v in vs.trainable_variables() {
-        v.zero_grad();
-    }
 }
 
 /// Value and gradient of `forward_rows(rows)` against `forward().narrow(rows)`.

@@ -2,7 +2,8 @@
 #![allow(dead_code)]
 
 use rlhf_model::{CausalLm, Gpt2Config};
-use tch::{Device, Tensor};
+use std::collections::BTreeMap;
+use tch::{nn, Device, Tensor};
 
 /// libtorch's generator is global: tests that seed it and then draw from it hold this lock,
 /// so that parallel tests cannot interleave their draws.
@@ -58,4 +59,19 @@ pub fn rows(t: &Tensor) -> Vec<Vec<i64>> {
     (0..t.size()[0])
         .map(|i| Vec::<i64>::try_from(t.get(i)).unwrap())
         .collect()
+}
+
+/// A copy of every variable's gradient, by name.
+pub fn grads(vs: &nn::VarStore) -> BTreeMap<String, Tensor> {
+    vs.variables()
+        .into_iter()
+        .map(|(n, v)| (n, v.grad().copy()))
+        .collect()
+}
+
+/// Zeroes every trainable variable's gradient.
+pub fn zero_grads(vs: &nn::VarStore) {
+    for mut v in vs.trainable_variables() {
+        v.zero_grad();
+    }
 }
