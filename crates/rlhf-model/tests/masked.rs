@@ -28,15 +28,7 @@ impl Policy for Plain<'_> {
 /// A batch with right and left padding, and a target mask with fractional weights, an empty
 /// row and a selected pad position.
 fn batch() -> (Tensor, Tensor, Tensor) {
-    let rows = [
-        vec![5i64, 9, 17, 3, 44, 2, 8],
-        vec![7, 1, 90],
-        vec![11, 12, 13, 14, 15, 16, 17],
-    ];
-    let (ids_r, mask_r) = right_pad(&rows[..2], 0);
-    let (ids_l, mask_l) = left_pad(&rows[1..], 0);
-    let ids = Tensor::cat(&[ids_r, ids_l], 0);
-    let mask = Tensor::cat(&[mask_r, mask_l], 0);
+    let (ids, mask) = padded_batch();
     let target = Tensor::from_slice(&[
         0f32, 0., 0., 1., 1., 0.5, 1., // response tokens 3..=6, one weighted
         0., 0., 1., 0., 0., 0., 0., // one token, then padding

@@ -20,24 +20,11 @@ fn small_llama(seed: i64) -> CausalLm {
     CausalLm::new(&cfg, Device::Cpu).unwrap()
 }
 
-/// Two right-padded and two left-padded rows of 7 columns (one of each without padding), and
-/// a batch without padding.
+/// The padded batch of `common` (right- and left-padded rows), and a batch without padding.
 fn batches() -> Vec<(Tensor, Option<Tensor>)> {
-    let rows = [
-        vec![5i64, 9, 17, 3, 44, 2, 8],
-        vec![7, 1, 90],
-        vec![11, 12, 13, 14, 15, 16, 17],
-    ];
-    let (ids_r, mask_r) = right_pad(&rows[..2], 0);
-    let (ids_l, mask_l) = left_pad(&rows[1..], 0);
+    let (ids, mask) = padded_batch();
     let full = Tensor::from_slice(&[3i64, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7]).view([2, 7]);
-    vec![
-        (
-            Tensor::cat(&[ids_r, ids_l], 0),
-            Some(Tensor::cat(&[mask_r, mask_l], 0)),
-        ),
-        (full, None),
-    ]
+    vec![(ids, Some(mask)), (full, None)]
 }
 
 /// Value and gradient of `forward_rows(rows)` against `forward().narrow(rows)`.

@@ -75,3 +75,19 @@ pub fn zero_grads(vs: &nn::VarStore) {
         v.zero_grad();
     }
 }
+
+/// Four rows of 7 columns: two right-padded, then two left-padded (the first and last of the
+/// four without padding). Returns ids and mask `[4, 7]`.
+pub fn padded_batch() -> (Tensor, Tensor) {
+    let rows = [
+        vec![5i64, 9, 17, 3, 44, 2, 8],
+        vec![7, 1, 90],
+        vec![11, 12, 13, 14, 15, 16, 17],
+    ];
+    let (ids_r, mask_r) = right_pad(&rows[..2], 0);
+    let (ids_l, mask_l) = left_pad(&rows[1..], 0);
+    (
+        Tensor::cat(&[ids_r, ids_l], 0),
+        Tensor::cat(&[mask_r, mask_l], 0),
+    )
+}
