@@ -5,7 +5,7 @@
 KV cache on, random-init GPT-2 of the given size, torch threads = all cores. Prints one JSON line.
 
     scripts/setup.sh --with-transformers
-    .venv/bin/python benches/reference/hf_generate.py --size tiny [--dtype f32|bf16]
+    .venv/bin/python benches/reference/hf_generate.py --size tiny [--dtype f32|bf16] [--device cpu|cuda]
 """
 import argparse
 import json
@@ -26,6 +26,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", default="tiny", choices=SIZES)
     ap.add_argument("--dtype", default="f32", choices=["f32", "bf16"])
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--iters", type=int, default=5)
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count())
@@ -34,9 +35,9 @@ def main():
     cfg = GPT2Config(**SIZES[args.size], resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
                      bos_token_id=v - 1, eos_token_id=v - 1)
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
-    model = GPT2LMHeadModel(cfg).eval().to(dtype)
+    model = GPT2LMHeadModel(cfg).eval().to(device=args.device, dtype=dtype)
     b, p, n = 64, 64, 64
-    prompts = torch.randint(cfg.vocab_size, (b, p))
+    prompts = torch.randint(cfg.vocab_size, (b, p)).to(args.device)
     mask = torch.ones_like(prompts)
     kw = dict(max_new_tokens=n, min_new_tokens=n, do_sample=True, temperature=1.0, top_k=0,
               top_p=1.0, pad_token_id=0, eos_token_id=None, use_cache=True)
@@ -45,6 +46,8 @@ def main():
         with torch.inference_mode():
             out = model.generate(prompts, attention_mask=mask, **kw)
         assert out.shape == (b, p + n), out.shape
+        if args.device == "cuda":
+            torch.cuda.synchronize()
 
     run()
     times = []
@@ -54,7 +57,7 @@ def main():
         times.append(time.perf_counter() - t)
     secs = statistics.median(times)
     print(json.dumps({
-        "workload": "gen", "impl": "transformers", "size": args.size, "device": "cpu",
+        "workload": "gen", "impl": "transformers", "size": args.size, "device": args.device,
         "dtype": args.dtype, "threads": torch.get_num_threads(),
         "tokens_per_s": b * n / secs, "seconds_per_rollout": secs,
         "transformers_version": __import__("transformers").__version__,

@@ -45,12 +45,18 @@ class Timer(TrainerCallback):
         self.marks.append(time.perf_counter())
 
     def on_step_end(self, args, state, control, **kw):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
         self.marks.append(time.perf_counter())
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", default="tiny", choices=SIZES)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                    help="cuda: TRL's own device placement (accelerate), the first GPU")
+    ap.add_argument("--dtype", default="f32", choices=["f32", "bf16"],
+                    help="bf16: TRL's bf16 mixed precision (PPOConfig bf16=True)")
     ap.add_argument("--iters", type=int, default=3, help="timed iterations after one warm-up")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
@@ -82,7 +88,8 @@ def main():
             response_length=n, temperature=1.0, stop_token=None, missing_eos_penalty=None,
             kl_coef=0.05, kl_estimator="k1", gamma=1.0, lam=0.95, cliprange=0.2,
             cliprange_value=0.2, vf_coef=0.1, learning_rate=1e-5, num_sample_generations=0,
-            use_cpu=True, bf16=False, fp16=False, seed=0, dataloader_num_workers=0,
+            use_cpu=args.device == "cpu", bf16=args.dtype == "bf16", fp16=False, seed=0,
+            dataloader_num_workers=0,
         )
         timer = Timer()
         trainer = PPOTrainer(args=config, processing_class=tokenizer, model=policy, ref_model=ref,
@@ -93,7 +100,7 @@ def main():
     assert len(steps) == iters, steps
     secs = statistics.median(steps[1:])
     print(json.dumps({
-        "workload": "ppo", "impl": "trl", "size": args.size, "device": "cpu", "dtype": "f32",
+        "workload": "ppo", "impl": "trl", "size": args.size, "device": args.device, "dtype": args.dtype,
         "threads": torch.get_num_threads(), "seconds_per_iteration": secs,
         "all_iterations_s": steps, "trl_version": __import__("trl").__version__,
         "torch_version": torch.__version__,

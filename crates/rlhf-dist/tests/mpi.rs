@@ -109,3 +109,20 @@ fn bad_arguments_fail() {
     let out = alone(&["--chunk-bytes", "many"]);
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
 }
+
+#[test]
+fn nccl_flag_says_what_it_needs() {
+    // `--nccl` needs the `nccl` build, a CUDA device and an MPI launcher; without any of them it
+    // stops with a message, never falling back to another backend.
+    let out = alone(&["--nccl"]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let expected = if !cfg!(feature = "nccl") {
+        "built without the `nccl` feature"
+    } else if !tch::Cuda::is_available() {
+        "libtorch sees no CUDA device"
+    } else {
+        "needs an MPI launcher"
+    };
+    assert!(err.contains(expected), "{}", describe(&out));
+}

@@ -3,7 +3,9 @@
 //! Every rank passes rank-dependent values to every `Collective` method and checks the exact
 //! results; it prints `rank R/N: all K checks passed` or the mismatches, and exits non-zero on
 //! any mismatch. `--chunk-bytes B` uses `Mpi::init()` (even alone) with B-byte messages, to
-//! exercise chunking; otherwise the backend comes from `rlhf_dist::init()`.
+//! exercise chunking; `--nccl` (a build with the `nccl` feature, under an MPI launcher, one GPU
+//! per rank) uses `rlhf_dist::init_for_devices(true)`, NCCL for the GPU tensors, as the stage
+//! binaries do with `--device cuda`; otherwise the backend comes from `rlhf_dist::init()`.
 
 use std::process::ExitCode;
 
@@ -281,6 +283,24 @@ fn main() -> ExitCode {
             eprintln!("init failed: {e}");
             std::process::exit(2)
         }),
+        [flag] if flag == "--nccl" => {
+            if !cfg!(feature = "nccl") {
+                eprintln!("--nccl: this binary was built without the `nccl` feature");
+                return ExitCode::from(2);
+            }
+            if !tch::Cuda::is_available() {
+                eprintln!("--nccl: libtorch sees no CUDA device");
+                return ExitCode::from(2);
+            }
+            if !matches!(rlhf_dist::Launch::detect(), rlhf_dist::Launch::Mpi { .. }) {
+                eprintln!("--nccl needs an MPI launcher: mpirun -np N dist-selftest --nccl");
+                return ExitCode::from(2);
+            }
+            rlhf_dist::init_for_devices(true).unwrap_or_else(|e| {
+                eprintln!("init_for_devices failed: {e}");
+                std::process::exit(2)
+            })
+        }
         [flag, bytes] if flag == "--chunk-bytes" => {
             let Ok(bytes) = bytes.parse() else {
                 eprintln!("--chunk-bytes needs a number, got {bytes:?}");
@@ -295,7 +315,7 @@ fn main() -> ExitCode {
             }
         }
         _ => {
-            eprintln!("usage: dist-selftest [--chunk-bytes BYTES]");
+            eprintln!("usage: dist-selftest [--chunk-bytes BYTES | --nccl]");
             return ExitCode::from(2);
         }
     };
@@ -307,7 +327,7 @@ fn main() -> ExitCode {
         passed: 0,
         failed: Vec::new(),
     };
-    if n > 1 || args.len() == 2 {
+    if n > 1 || !args.is_empty() {
         checks.error("second Mpi::init", second, "already initialized");
     } else {
         // `init()` made `Single` and never touched MPI, so `second` owns MPI: drop it last.
