@@ -94,8 +94,14 @@ pub fn w_ppo_flops(cfg: &ModelConfig, ppo: &PpoConfig, b: i64, p: i64, n: i64) -
     let lm_resp = forward_flops(cfg, bf * t, ctx, bf * nf);
     let body = forward_flops(cfg, bf * t, ctx, 0.0);
     let resp_skip = skipped(bf * pf, pf / 2.0);
-    let scoring =
-        2.0 * (lm_resp - resp_skip) + (body - resp_skip) + body - skipped(bf * (t - 1.0), t / 2.0);
+    // The policy's pass is skipped when the sampler's log-probs are used.
+    let lm_passes = if ppo.logprobs_from_generation {
+        1.0
+    } else {
+        2.0
+    };
+    let scoring = lm_passes * (lm_resp - resp_skip) + (body - resp_skip) + body
+        - skipped(bf * (t - 1.0), t / 2.0);
     let epochs = ppo.ppo_epochs as f64;
     let model = 3.0 * epochs * (lm_resp + body);
     let executed = model - 3.0 * epochs * 2.0 * resp_skip;
@@ -125,6 +131,9 @@ pub struct WPpoSpec {
     /// Rows per scoring forward pass ([`PpoConfig::scoring_batch_size`]; 0: the minibatch,
     /// 16 in W-PPO).
     pub scoring_batch: usize,
+    /// The old log-probs from the sampler, no scoring pass of the policy
+    /// ([`PpoConfig::logprobs_from_generation`]; TRL's `PPOTrainer` does the same).
+    pub logprobs_from_generation: bool,
 }
 
 /// Runs W-PPO (benches/WORKLOAD.md): policy, frozen reference (same init), frozen reward model and a
@@ -157,6 +166,7 @@ pub fn bench_w_ppo(
         new_tokens: W_PPO_NEW_TOKENS,
         lora: None,
         scoring_batch: 0,
+        logprobs_from_generation: false,
     };
     let mut v = bench_w_ppo_on(&spec, device, kind, iters)?;
     v["size"] = json!(size);
@@ -187,6 +197,7 @@ pub fn bench_w_ppo_on(
         batch_size: b as usize,
         minibatch_size: (b as usize / 4).max(1),
         scoring_batch_size: spec.scoring_batch,
+        logprobs_from_generation: spec.logprobs_from_generation,
         max_new_tokens: n,
         ..w_ppo_config()
     };
@@ -264,6 +275,7 @@ pub fn bench_w_ppo_on(
         "size": match cfg { ModelConfig::Gpt2(_) => "gpt2", ModelConfig::Llama(_) => "llama" },
         "shape": [b, p, n],
         "lora": spec.lora.as_ref().map(|l| l.r),
+        "logprobs_from_generation": spec.logprobs_from_generation,
         "trainable_parameters": trainable,
         "model_parameters": model_params,
         "device": format!("{device:?}").to_lowercase(),

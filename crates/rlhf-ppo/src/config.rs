@@ -35,6 +35,15 @@ pub struct PpoConfig {
     /// measured yet). The scores agree with the default to float rounding, not bit for bit.
     /// Default 0.
     pub scoring_batch_size: usize,
+    /// Take the old log-probs (the PPO ratio's denominator and the KL penalty's policy term)
+    /// from the sampler, which computes them while it samples, instead of a forward pass of
+    /// the policy over the scored rollout: one of scoring's four forward passes fewer, as
+    /// lm-human-preferences and TRL's `PPOTrainer` do. They agree with the forward pass to
+    /// float rounding (the KV cache's one-token steps against one pass over the sequence), not
+    /// bit for bit, so a run differs from the default as a rerun with other rounding would.
+    /// With a custom [`rlhf_model::Policy`], its `generate` must return the log-probs under
+    /// `softmax(logits / temperature)` as the trait documents. Default false.
+    pub logprobs_from_generation: bool,
     /// Passes over each rollout batch. Default 1 (the paper; lm-hp uses 4).
     pub ppo_epochs: usize,
     /// Most tokens sampled per response (fewer when every row has hit EOS). Default 64
@@ -109,6 +118,7 @@ impl Default for PpoConfig {
             minibatch_size: 64,
             micro_batch_size: 0,
             scoring_batch_size: 0,
+            logprobs_from_generation: false,
             ppo_epochs: 1,
             max_new_tokens: 64,
             temperature: 1.0,

@@ -73,6 +73,6 @@ pub use error::{PpoError, Result};
 pub use kl::{AdaptiveKlConfig, AdaptiveKlController, FixedKlController, KlController};
 pub use ops::KlEstimator;
 pub use ptx::{ptx_loss, LmBatch, PackedPtx, PtxSource};
-pub use rollout::{Rollout, SpecialTokens};
+pub use rollout::{Rollout, RolloutOptions, SpecialTokens};
 pub use state::PpoState;
 pub use trainer::{Advantages, IterationStats, PpoModels, PpoTrainer, UpdateStats};

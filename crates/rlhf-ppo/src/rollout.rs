@@ -31,8 +31,9 @@ pub struct Rollout {
     pub response: Tensor,
     /// `[B, N]` f32: 1 for real response tokens (EOS included), 0 after.
     pub response_mask: Tensor,
-    /// Log-probs of the response tokens under the policy at sampling time (full forward,
-    /// sampling temperature) `[B, N]`.
+    /// Log-probs of the response tokens under the policy at sampling time (sampling
+    /// temperature) `[B, N]`: from a forward pass over the rollout, or the sampler's own
+    /// ([`RolloutOptions::logprobs_from_generation`]; 0 after EOS).
     pub logprobs: Tensor,
     /// The same under the frozen reference `[B, N]`.
     pub ref_logprobs: Tensor,
@@ -101,6 +102,18 @@ impl Rollout {
 
 pub use rlhf_model::flops::sync;
 
+/// The sampler's log-probs must cover every sampled token: `[B, N]`.
+fn check_generation_logprobs(lp: &Tensor, b: i64, n: i64) -> Result<()> {
+    if lp.size() != [b, n] {
+        return Err(input_err(format!(
+            "logprobs_from_generation: the policy's generate returned log-probs of shape {:?} \
+             for {b} x {n} sampled tokens",
+            lp.size()
+        )));
+    }
+    Ok(())
+}
+
 /// Checks left-padded prompts `[B, P]` (ids int64, mask of 0/1 with at least one real token,
 /// the last column real in every row).
 pub fn check_prompts(prompt_ids: &Tensor, prompt_mask: &Tensor) -> Result<()> {
@@ -131,6 +144,16 @@ pub fn check_prompts(prompt_ids: &Tensor, prompt_mask: &Tensor) -> Result<()> {
     Ok(())
 }
 
+/// How [`collect_rollout_with`] scores a rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RolloutOptions {
+    /// Rows per scoring forward pass (at least 1).
+    pub chunk: usize,
+    /// The old log-probs from the sampler rather than a forward pass of the policy
+    /// ([`crate::PpoConfig::logprobs_from_generation`]).
+    pub logprobs_from_generation: bool,
+}
+
 /// Samples responses and scores them.
 ///
 /// * generation: `policy.generate` with `gen` (KV cache), prompts left padded;
@@ -154,6 +177,42 @@ where
     M: RewardModel + ?Sized,
     V: ValueFunction + ?Sized,
 {
+    let opts = RolloutOptions {
+        chunk,
+        logprobs_from_generation: false,
+    };
+    collect_rollout_with(
+        policy,
+        reference,
+        reward,
+        value,
+        prompt_ids,
+        prompt_mask,
+        gen,
+        &opts,
+    )
+}
+
+/// [`collect_rollout`] with every scoring option: with `opts.logprobs_from_generation` the
+/// old log-probs are the sampler's (masked to 0 after EOS) and the policy runs no scoring
+/// pass.
+#[allow(clippy::too_many_arguments)]
+pub fn collect_rollout_with<P, R, M, V>(
+    policy: &P,
+    reference: &R,
+    reward: &M,
+    value: &V,
+    prompt_ids: &Tensor,
+    prompt_mask: &Tensor,
+    gen: &GenerateConfig,
+    opts: &RolloutOptions,
+) -> Result<Rollout>
+where
+    P: Policy + ?Sized,
+    R: Policy + ?Sized,
+    M: RewardModel + ?Sized,
+    V: ValueFunction + ?Sized,
+{
     check_prompts(prompt_ids, prompt_mask)?;
     let device = policy.device();
     let _guard = tch::no_grad_guard();
@@ -167,14 +226,17 @@ where
     let generation_s = t0.elapsed().as_secs_f64();
 
     let t1 = Instant::now();
-    let response = generation.tokens;
+    let response = generation.tokens.shallow_clone();
     let response_mask = generation.mask.to_kind(Kind::Float);
     let p = prompt_ids.size()[1];
     let n = response.size()[1];
     let b = prompt_ids.size()[0];
+    if opts.logprobs_from_generation {
+        check_generation_logprobs(&generation.log_probs, b, n)?;
+    }
     let ids = Tensor::cat(&[&prompt_ids, &response], 1);
     let mask = Tensor::cat(&[&prompt_mask, &response_mask.to_kind(Kind::Int64)], 1);
-    let chunk = chunk.max(1) as i64;
+    let chunk = opts.chunk.max(1) as i64;
     let (mut lp, mut ref_lp, mut vals, mut scores) = (vec![], vec![], vec![], vec![]);
     let mut start = 0;
     while start < b {
@@ -183,9 +245,10 @@ where
         let mask_c = mask.narrow(0, start, len);
         // Logits at the response positions only (the prompt's are never used).
         let resp_c = response.narrow(0, start, len);
-        let logits = policy.logits_for_last(&ids_c, &mask_c, n, false)?;
-        lp.push(log_probs_of(&logits, &resp_c, gen.temperature));
-        drop(logits);
+        if !opts.logprobs_from_generation {
+            let logits = policy.logits_for_last(&ids_c, &mask_c, n, false)?;
+            lp.push(log_probs_of(&logits, &resp_c, gen.temperature));
+        }
         let ref_dev = reference.device();
         let ref_logits = reference.logits_for_last(
             &ids_c.to_device(ref_dev),
@@ -220,12 +283,21 @@ where
     let has_eos = gen
         .eos_token_id
         .map(|eos| response_has_eos(&response, &response_mask, eos));
+    let logprobs = if opts.logprobs_from_generation {
+        // 0 after EOS, as the sampler documents (also for a custom policy's sampler).
+        generation
+            .log_probs
+            .to_kind(Kind::Float)
+            .masked_fill(&response_mask.eq(0.0), 0.0)
+    } else {
+        Tensor::cat(&lp, 0)
+    };
     let rollout = Rollout {
         prompt_ids,
         prompt_mask,
         response,
         response_mask,
-        logprobs: Tensor::cat(&lp, 0),
+        logprobs,
         ref_logprobs: Tensor::cat(&ref_lp, 0),
         values: Tensor::cat(&vals, 0),
         scores: Tensor::cat(&scores, 0),

@@ -141,6 +141,16 @@ fn flop_counts_by_hand() {
         - skip(64.0 * 127.0, 64.0);
     assert!((scoring / want - 1.0).abs() < 1e-12, "{scoring} vs {want}");
     assert!((model / (want + 3.0 * resp_skip + skip(64.0 * 127.0, 64.0)) - 6.0).abs() < 1e-9);
+    // With the sampler's log-probs the policy's scoring pass is not run; nothing else changes.
+    let from_gen = rlhf_ppo::PpoConfig {
+        logprobs_from_generation: true,
+        ..w_ppo_config()
+    };
+    let [gen2, scoring2, executed2, model2] =
+        w_ppo_flops(&Gpt2Config::tiny().into(), &from_gen, 64, 64, 64);
+    assert_eq!((gen2, executed2, model2), (gen, executed, model));
+    let policy_pass = forward_flops(&tiny, 64.0 * 128.0, 64.5, 64.0 * 64.0) - resp_skip;
+    assert!(((scoring - scoring2) / policy_pass - 1.0).abs() < 1e-12);
 }
 
 #[test]

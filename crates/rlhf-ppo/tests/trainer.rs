@@ -414,6 +414,69 @@ fn scoring_chunks_of_any_size_give_the_same_rollout() {
 }
 
 #[test]
+fn logprobs_from_generation_agree_with_the_scoring_pass() {
+    // The sampler's log-probs replace the policy's scoring pass: the same tokens, reference
+    // log-probs, values and scores (bit for bit: the same passes), and old log-probs equal to
+    // the forward pass's to float rounding, 0 after EOS.
+    let (ids, mask) = prompts(8, 23);
+    let trainer = |from_generation: bool| {
+        let mut cfg = PpoConfig {
+            logprobs_from_generation: from_generation,
+            ..fast_config(8, 4)
+        };
+        // eps = 1: Adam's first step ~ lr * g, not lr * sign(g), which rounding would flip
+        // for near-zero gradients.
+        for o in [&mut cfg.policy_optimizer, &mut cfg.value_optimizer] {
+            o.lr = 1.0;
+            o.eps = 1.0;
+        }
+        trainer_with_rm(cfg, 24, Some(EOS))
+    };
+    let (mut a, mut b) = (trainer(false), trainer(true));
+    let start = snapshot(a.policy().var_store());
+    let (ra, rb) = (
+        a.rollout(&ids, &mask).unwrap(),
+        b.rollout(&ids, &mask).unwrap(),
+    );
+    assert!(ra.response.equal(&rb.response), "same sampled tokens");
+    assert!(ra.response_mask.equal(&rb.response_mask));
+    let after_eos = rb.response_mask.eq(0.0);
+    assert!(
+        bool::try_from(after_eos.any()).unwrap(),
+        "some row stops at EOS, so the padding is tested"
+    );
+    for (name, x, y) in [
+        ("ref_logprobs", &ra.ref_logprobs, &rb.ref_logprobs),
+        ("values", &ra.values, &rb.values),
+        ("scores", &ra.scores, &rb.scores),
+    ] {
+        assert!(x.equal(y), "{name} differ");
+    }
+    let d = ((&ra.logprobs - &rb.logprobs) * &ra.response_mask)
+        .abs()
+        .max()
+        .double_value(&[]);
+    assert!(d < 1e-5, "old log-probs differ by {d}");
+    let pad_lp = rb.logprobs.masked_select(&after_eos);
+    assert!(bool::try_from(pad_lp.eq(0.0).all()).unwrap(), "0 after EOS");
+    // A whole step trains to the same weights, to rounding.
+    let sa = a.update(&ra, &a.advantages(&ra), None).unwrap();
+    let sb = b.update(&rb, &b.advantages(&rb), None).unwrap();
+    assert_eq!(sa.optimizer_steps, sb.optimizer_steps);
+    let d = max_change(
+        &snapshot(a.policy().var_store()),
+        &snapshot(b.policy().var_store()),
+    );
+    assert!(d < 1e-4, "policies differ by {d} after one update");
+    let moved = max_change(&start, &snapshot(a.policy().var_store()));
+    assert!(
+        moved > 100.0 * d.max(1e-6),
+        "the update moved the weights ({moved})"
+    );
+    assert!((sa.approx_kl - sb.approx_kl).abs() < 1e-5);
+}
+
+#[test]
 fn early_stop_at_target_kl() {
     let cfg = PpoConfig {
         target_kl: Some(1e-12),

@@ -51,6 +51,10 @@ struct Args {
     /// minibatch of 16; TRL's reference script scores 64).
     #[arg(long, value_name = "ROWS", default_value_t = 0)]
     scoring_batch: usize,
+    /// ppo: the old log-probs from the sampler, no scoring pass of the policy
+    /// (`ppo.logprobs_from_generation`; TRL's `PPOTrainer` does the same).
+    #[arg(long)]
+    logprobs_from_generation: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -201,6 +205,7 @@ fn main() -> anyhow::Result<()> {
                 new_tokens,
                 lora,
                 scoring_batch: args.scoring_batch,
+                logprobs_from_generation: args.logprobs_from_generation,
             };
             let mut v = rlhf_ppo::bench_w_ppo_on(&spec, device, kind, args.iters)?;
             v["size"] = json!(args.size);

@@ -8,7 +8,7 @@ use crate::ops::{
     masked_entropy, masked_mean, masked_sum_rows, masked_whiten, ppo_loss, ShapedRewards,
 };
 use crate::ptx::{ptx_loss, PtxSource};
-use crate::rollout::{collect_rollout, sync, Rollout, SpecialTokens};
+use crate::rollout::{collect_rollout_with, sync, Rollout, RolloutOptions, SpecialTokens};
 use crate::state::{config_differences, write_state_dir, PpoState};
 use rlhf_dist::{data_parallel, Collective, Single};
 use rlhf_model::ops::log_probs_of;
@@ -520,7 +520,11 @@ where
         // Data parallel: this rank's share of the rows (all of them for one process).
         let share = data_parallel::shard(b as usize, self.comm.rank(), self.comm.world_size());
         let rows = |t: &Tensor| t.narrow(0, share.start as i64, share.len() as i64);
-        let local = collect_rollout(
+        let opts = RolloutOptions {
+            chunk: self.config.scoring_batch(),
+            logprobs_from_generation: self.config.logprobs_from_generation,
+        };
+        let local = collect_rollout_with(
             &m.policy,
             &m.reference,
             &m.reward,
@@ -528,7 +532,7 @@ where
             &rows(prompt_ids),
             &rows(prompt_mask),
             &self.generate_config(self.iteration),
-            self.config.scoring_batch(),
+            &opts,
         )?;
         crate::dist::gather_rollout(&*self.comm, local, b as usize, self.tokens.pad)
     }
