@@ -226,7 +226,7 @@ where
     let generation_s = t0.elapsed().as_secs_f64();
 
     let t1 = Instant::now();
-    let response = generation.tokens.shallow_clone();
+    let response = generation.tokens;
     let response_mask = generation.mask.to_kind(Kind::Float);
     let p = prompt_ids.size()[1];
     let n = response.size()[1];
