@@ -10,7 +10,8 @@
 #                                                (benches/reference/trl_ppo.py)
 #
 # Arguments after the size go to our `bench` only (e.g. `benches/compare.sh ppo tiny
-# --scoring-batch 64`, the rows per scoring forward pass TRL's script uses).
+# --scoring-batch 64`, the rows per scoring forward pass TRL's script uses, or
+# `--logprobs-from-generation`, the old log-probs from the sampler as TRL takes them).
 #
 # The peers run in the project's .venv: scripts/setup.sh --with-transformers, and for ppo
 # `.venv/bin/python -m pip install trl==1.12.0` (the last TRL with PPOTrainer, under
