@@ -2,23 +2,27 @@
 # The GPU checks of issues #16 and #17 in one prepared call, for a lent GPU machine (the device
 # tool), from the repository root with .gpu/ carried (scripts/gpu_bundle.sh makes it here):
 #
-#   run(command="bash benches/gpu_check.sh", carry=[".gpu"], timeout_s=590)
+#   run(command="bash benches/gpu_check.sh", carry=[".gpu"], timeout_s=420)
+#   then, on the still warm machine: run(command="STEPS=speed SIZES=gpt2-small bash
+#   benches/gpu_check.sh", carry=[".gpu"], timeout_s=420)
 #
 # In order of priority, each step under its own timeout and all of them under BUDGET_S (default
-# 540 s), so that what ran comes back even when time runs out:
+# 360 s, so that a session's 15 device minutes hold a machine start and two calls), so that
+# what ran comes back even when time runs out:
 #   1. NCCL: `mpirun -np 1 dist-selftest --nccl` (every Collective method on GPU tensors through
 #      NCCL; one GPU allows one rank), then `sft` in one process against `mpirun -np 1 sft`
 #      (NCCL) on the same data: the largest weight difference and the run's world_size.
-#   2. Ours on CUDA: `bench` for the matmul peak, W-SFT and W-RM (fp32 and bf16), W-PPO bf16,
-#      tiny.
-#   3. Peers on CUDA, ours / theirs / ours: W-GEN against transformers' generate (fp32, bf16),
-#      W-PPO against TRL 1.12's PPOTrainer (fp32; benches/reference/*.py), tiny.
-#   4. Steps 2 and 3 again for gpt2-small.
+#   2. The matmul peak on CUDA (fp32, bf16), then, tiny: ours / theirs / ours, W-GEN against
+#      transformers' generate and W-PPO against TRL 1.12's PPOTrainer in fp32
+#      (benches/reference/*.py), W-GEN in bf16; ours alone: W-SFT, W-RM (fp32, bf16), W-PPO
+#      bf16.
+#   3. Step 2 again for gpt2-small.
 # Results go to $OUT (the device tool's folder; default /tmp/gpu_check): results.jsonl (one JSON
 # line per measurement, as `bench` and the reference scripts print them, plus the NCCL checks)
 # and log.txt (what ran, how long, and the stderr tail of any failure).
 #
-# STEPS="dist" or STEPS="speed" runs only the NCCL checks (1) or only the speed ones (2-4).
+# STEPS="dist" or STEPS="speed" runs only the NCCL checks (1) or only the speed ones (2, 3);
+# SIZES="tiny" or SIZES="gpt2-small" only those model sizes (default both, tiny first).
 # DEVICE=cpu QUICK=1 benches/gpu_check.sh runs the same steps on this machine's CPU, MPI without
 # NCCL, one iteration each, tiny and fp32 only: a dry run of the script itself.
 set -uo pipefail
@@ -29,8 +33,9 @@ W="$(mktemp -d)"
 DEVICE="${DEVICE:-cuda}"
 QUICK="${QUICK:-0}"
 STEPS="${STEPS:-dist speed}"
+read -r -a sizes <<<"${SIZES:-tiny gpt2-small}"
 PY="${PYTHON:-python3}"
-DEADLINE=$(( $(date +%s) + ${BUDGET_S:-540} ))
+DEADLINE=$(( $(date +%s) + ${BUDGET_S:-360} ))
 mkdir -p "$OUT"
 RES="$OUT/results.jsonl"
 LOG="$OUT/log.txt"
@@ -48,7 +53,7 @@ step() {
   local t0; t0=$(date +%s)
   timeout "$limit" "$@" >"$W/$name.out" 2>"$W/$name.err"
   local rc=$?
-  grep '^{' "$W/$name.out" >>"$RES"
+  grep '^{"' "$W/$name.out" >>"$RES"
   if [ "$rc" -eq 0 ]; then
     log "ok $name ($(( $(date +%s) - t0 )) s)"
   else
@@ -112,34 +117,37 @@ sys.exit(0 if diff <= 1e-4 and report.get("world_size") == 1 else 1)
 PY
 fi
 
-# --- 2.-4. Speed (#17).
+# --- 2., 3. Speed (#17).
 if [[ " $STEPS " == *" speed "* ]]; then
-iters=3; gen_iters=5; sizes=(tiny gpt2-small); dtypes=(f32 bf16)
+iters=3; gen_iters=5; dtypes=(f32 bf16)
 [ "$QUICK" = 1 ] && { iters=1; gen_iters=1; sizes=(tiny); dtypes=(f32); }
 ours() { step "$1" "$2" "$G/bin/bench" --device "$DEVICE" "${@:3}"; }
 peer() { step "$1" "$2" env PYTHONPATH="$PEER_PATH" "$PY" "${@:3}"; }
+for dtype in "${dtypes[@]}"; do
+  ours "matmul_${dtype}" 60 --workload matmul --dtype "$dtype"
+done
 for size in "${sizes[@]}"; do
   long=$([ "$size" = tiny ] && echo 120 || echo 300)
-  # Ours alone: the matmul peak, W-SFT, W-RM, and W-PPO in bf16.
-  for dtype in "${dtypes[@]}"; do
-    [ "$size" = tiny ] && ours "matmul_${dtype}" 60 --workload matmul --dtype "$dtype"
-    for w in sft rm; do
-      ours "${w}_${size}_${dtype}" "$long" --workload "$w" --size "$size" --dtype "$dtype" --iters "$iters"
-    done
-    [ "$dtype" = bf16 ] &&
-      ours "ppo_${size}_bf16" "$long" --workload ppo --size "$size" --dtype bf16 --iters "$iters"
-  done
-  # Against the peers, ours / theirs / ours: W-GEN (fp32, bf16) and W-PPO (fp32).
-  for dtype in "${dtypes[@]}"; do
-    ours "gen_${size}_${dtype}_a" "$long" --workload gen --size "$size" --dtype "$dtype" --iters "$gen_iters"
-    peer "hf_gen_${size}_${dtype}" "$long" benches/reference/hf_generate.py --device "$DEVICE" \
-      --size "$size" --dtype "$dtype" --iters "$gen_iters"
-    ours "gen_${size}_${dtype}_b" "$long" --workload gen --size "$size" --dtype "$dtype" --iters "$gen_iters"
-  done
+  # Against the peers first, ours / theirs / ours: W-GEN and W-PPO in fp32, then W-GEN in bf16.
+  gen_vs_hf() {
+    ours "gen_${size}_$1_a" "$long" --workload gen --size "$size" --dtype "$1" --iters "$gen_iters"
+    peer "hf_gen_${size}_$1" "$long" benches/reference/hf_generate.py --device "$DEVICE" \
+      --size "$size" --dtype "$1" --iters "$gen_iters"
+    ours "gen_${size}_$1_b" "$long" --workload gen --size "$size" --dtype "$1" --iters "$gen_iters"
+  }
+  gen_vs_hf f32
   ours "ppo_${size}_f32_a" "$long" --workload ppo --size "$size" --iters "$iters"
   peer "trl_ppo_${size}_f32" "$long" benches/reference/trl_ppo.py --device "$DEVICE" --size "$size" \
     --iters "$iters"
   ours "ppo_${size}_f32_b" "$long" --workload ppo --size "$size" --iters "$iters"
+  [ "$QUICK" = 1 ] || gen_vs_hf bf16
+  # Ours alone: W-SFT and W-RM (fp32, bf16), W-PPO in bf16.
+  for dtype in "${dtypes[@]}"; do
+    for w in sft rm; do
+      ours "${w}_${size}_${dtype}" "$long" --workload "$w" --size "$size" --dtype "$dtype" --iters "$iters"
+    done
+  done
+  [ "$QUICK" = 1 ] || ours "ppo_${size}_bf16" "$long" --workload ppo --size "$size" --dtype bf16 --iters "$iters"
 done
 fi
 log "done: $(grep -c . "$RES" 2>/dev/null || echo 0) result lines in $RES"
