@@ -14,6 +14,8 @@
 //!   previous copy is moved aside first; [`moved_aside`] finds it after a crash between the
 //!   two renames).
 
+#![warn(missing_docs)]
+
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};

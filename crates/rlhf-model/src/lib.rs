@@ -28,6 +28,8 @@
 //! # Ok::<(), rlhf_model::ModelError>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod array;
 pub mod body;
 pub mod checkpoint;

@@ -4,6 +4,8 @@
 //! JSONL/text input ([`data`]), workload definitions
 //! of benches/WORKLOAD.md, FLOP counts and timing.
 
+#![warn(missing_docs)]
+
 pub mod data;
 pub mod pipeline;
 pub mod plot;

@@ -5,6 +5,8 @@
 //! trainer pretrains on packed text ([`LmData::Blocks`]), and [`masked_lm_loss`] is the loss
 //! PPO-ptx mixes in.
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod eval;
 pub mod loss;

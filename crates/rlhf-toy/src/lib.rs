@@ -27,6 +27,8 @@
 //! assert_eq!(gold_score(&task, &task.canonical_response()), 1.0);
 //! ```
 
+#![warn(missing_docs)]
+
 mod conduct;
 pub mod eval;
 mod labeler;
