@@ -306,7 +306,7 @@ pub fn init() -> Result<Box<dyn Collective>> {
 
 /// [`init`] for ranks that compute on GPUs when `cuda` is true: built with the `nccl` feature
 /// and started by an MPI launcher, tensors on the rank's GPU (`cuda:<local rank>`) are
-/// all-reduced and broadcast by NCCL ([`Nccl`]), the rest over MPI. `RLHF_DIST_BACKEND=mpi`
+/// all-reduced and broadcast by NCCL (`Nccl`), the rest over MPI. `RLHF_DIST_BACKEND=mpi`
 /// keeps everything on MPI (through host memory). Otherwise the same as [`init`].
 pub fn init_for_devices(cuda: bool) -> Result<Box<dyn Collective>> {
     #[cfg(feature = "nccl")]
