@@ -3,8 +3,8 @@
 
 use rlhf_examples::pipeline::PipelineReport;
 use rlhf_examples::plot::{
-    bar_chart, figure, line_chart, pipeline_plots, plot_metrics_jsonl, plot_run_dir, read_metrics,
-    render_figure, Panel, Series, PALETTE,
+    bar_chart, figure, legend_corner, line_chart, pipeline_plots, plot_metrics_jsonl, plot_run_dir,
+    read_metrics, render_figure, Corner, Panel, Series, PALETTE,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -360,4 +360,115 @@ fn pipeline_plots_from_stage_directories() {
     let empty = tempfile::tempdir().unwrap();
     let files = pipeline_plots(empty.path(), &report_only_wins).unwrap();
     assert_eq!(files, vec![empty.path().join("plots/win_rates.png")]);
+}
+
+#[test]
+fn the_legend_goes_to_the_corner_the_lines_leave_free() {
+    // Shares of the plotting area a three-line legend takes.
+    let size = (0.3, 0.2);
+    let lines = |fs: &[fn(f64) -> f64]| -> Vec<Vec<Vec<(f64, f64)>>> {
+        fs.iter().map(|f| vec![ramp(30, f)]).collect()
+    };
+    let corner = |runs: &Vec<Vec<Vec<(f64, f64)>>>| {
+        let pts = runs.iter().flatten().flatten();
+        let (y0, y1) = pts.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+            (a.min(p.1), b.max(p.1))
+        });
+        legend_corner(runs, (1.0, 30.0), (y0, y1), size)
+    };
+    // Rising curves (a reward, a KL) leave the upper left and the lower right empty.
+    let rising = lines(&[|x| x / 30.0, |x| x / 32.0, |x| (x / 30.0).sqrt()]);
+    assert_eq!(corner(&rising), Corner::UpperLeft);
+    // With a flat line along the top as well, only the lower right is free.
+    let capped = lines(&[|x| x / 30.0, |_| 1.0]);
+    assert_eq!(corner(&capped), Corner::LowerRight);
+    // Falling curves (losses): the upper right is empty, and preferred.
+    let falling = lines(&[|x| 5.0 / x.sqrt(), |x| 4.0 / x.sqrt() + 0.3]);
+    assert_eq!(corner(&falling), Corner::UpperRight);
+    // A line that ends high on the right but starts low on the left: the upper left.
+    let late = lines(&[|x| if x > 20.0 { 10.0 } else { 0.0 }, |x| x / 40.0]);
+    assert_eq!(corner(&late), Corner::UpperLeft);
+    // A segment crossing a corner between two far-apart points counts too.
+    let sparse = vec![
+        vec![vec![(1.0, 0.0), (30.0, 1.0)]],
+        vec![vec![(1.0, 1.0), (30.0, 0.0)]],
+    ];
+    let c = legend_corner(&sparse, (1.0, 30.0), (0.0, 1.0), size);
+    assert!(
+        matches!(c, Corner::UpperRight),
+        "{c:?}: every corner is crossed, ties go to the upper right"
+    );
+    // No data at all: the default corner.
+    assert_eq!(
+        legend_corner(&[], (0.0, 1.0), (0.0, 1.0), size),
+        Corner::UpperRight
+    );
+}
+
+#[test]
+fn noisy_lines_stay_inside_the_axes() {
+    // A dense, jagged series (per-step losses): thick polylines with sharp turns used to draw
+    // miter spikes far outside the axes. Every pixel of the series' colour must lie within the
+    // axes (found as the longest runs of the axis colour).
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut noise = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let points: Vec<(f64, f64)> = (1..=1000).map(|i| (i as f64, 0.5 + noise())).collect();
+    let sparse: Vec<(f64, f64)> = (1..=30).map(|i| (i as f64 * 33.0, 0.5 + noise())).collect();
+    let panel = Panel::lines(
+        "noise",
+        "step",
+        vec![Series::new("dense", points), Series::new("sparse", sparse)],
+    );
+    let canvas = render_figure("", &[panel], 1).unwrap();
+    let (w, h) = (canvas.width as usize, canvas.height as usize);
+    let px = |x: usize, y: usize| {
+        let i = 3 * (y * w + x);
+        [canvas.pixels[i], canvas.pixels[i + 1], canvas.pixels[i + 2]]
+    };
+    let axis = [120, 120, 120];
+    let longest_run = |cells: &mut dyn Iterator<Item = [u8; 3]>| {
+        let (mut best, mut cur) = (0, 0);
+        for c in cells {
+            cur = if c == axis { cur + 1 } else { 0 };
+            best = best.max(cur);
+        }
+        best
+    };
+    let x_axis_row = (0..h)
+        .max_by_key(|&y| (longest_run(&mut (0..w).map(|x| px(x, y))), y))
+        .unwrap();
+    let y_axis_col = (0..w)
+        .max_by_key(|&x| (longest_run(&mut (0..h).map(|y| px(x, y))), w - x))
+        .unwrap();
+    assert!(
+        x_axis_row > h / 2 && y_axis_col < w / 4,
+        "axes at row {x_axis_row}, column {y_axis_col}"
+    );
+    let top_row = (0..h).find(|&y| px(y_axis_col, y) == axis).unwrap();
+    let mut outside = 0;
+    for y in 0..h {
+        for x in 0..w {
+            let c = px(x, y);
+            let out = y > x_axis_row + 2 || y + 2 < top_row || x + 2 < y_axis_col;
+            if (c == PALETTE[0] || c == PALETTE[1]) && out {
+                outside += 1;
+            }
+        }
+    }
+    assert_eq!(outside, 0, "series pixels outside the axes");
+    assert!(
+        count(
+            &canvas
+                .pixels
+                .chunks(3)
+                .map(|c| [c[0], c[1], c[2]])
+                .collect::<Vec<_>>(),
+            PALETTE[0]
+        ) > 1000
+    );
 }

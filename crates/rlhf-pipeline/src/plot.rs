@@ -8,8 +8,9 @@
 //!   the losses of each stage, win rates).
 //!
 //! Figures are 800 pixels wide, white, one colour per series (matplotlib's tab10 order), a
-//! legend when a panel has more than one series, markers on series of at most 40 points (so a
-//! single point shows). Non-finite values (NaN, infinities) are skipped. A panel without any
+//! legend when a panel has more than one series (in the corner the lines cover least:
+//! [`legend_corner`]), markers on series of at most 40 points (so a single point shows), and
+//! dense series drawn 1 pixel wide. Non-finite values (NaN, infinities) are skipped. A panel without any
 //! finite point is still drawn, with empty axes and the words "no data". Every PNG is written
 //! atomically (a temporary file in the same directory, then a rename).
 
@@ -19,7 +20,7 @@ use anyhow::Context;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-pub use chart::{Canvas, Rgb, FIGURE_WIDTH, PALETTE, SINGLE_HEIGHT};
+pub use chart::{legend_corner, Canvas, Corner, Rgb, FIGURE_WIDTH, PALETTE, SINGLE_HEIGHT};
 
 /// A named line: `(x, y)` points, drawn in the order given (sort them by x).
 #[derive(Debug, Clone, PartialEq)]

@@ -271,8 +271,20 @@ fn draw_lines(
         let c = colour(i);
         let n: usize = runs.iter().map(Vec::len).sum();
         for (k, run) in runs.iter().enumerate() {
-            let drawn =
-                chart.draw_series(LineSeries::new(run.iter().copied(), c.stroke_width(2)))?;
+            // plotters joins the segments of a thick polyline with miters, which shoot far
+            // past the data (and out of the axes) where a jagged line turns sharply: dense
+            // series are drawn 1 pixel wide (no joins), sparse ones 2 pixels wide one segment
+            // at a time.
+            let drawn = if n > MARKER_MAX_POINTS {
+                chart.draw_series(LineSeries::new(run.iter().copied(), c.stroke_width(1)))?
+            } else if run.len() == 1 {
+                chart.draw_series(LineSeries::new(run.iter().copied(), c.stroke_width(2)))?
+            } else {
+                chart.draw_series(
+                    run.windows(2)
+                        .map(|w| PathElement::new(vec![w[0], w[1]], c.stroke_width(2))),
+                )?
+            };
             if k == 0 {
                 drawn.label(fit(&s.name, 40)).legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3))
@@ -288,15 +300,93 @@ fn draw_lines(
         }
     }
     if series.len() > 1 {
+        // The legend's size as a share of the plotting area, to find the corner it hides least.
+        let (w, h) = chart.plotting_area().dim_in_pixel();
+        let longest = series
+            .iter()
+            .map(|s| fit(&s.name, 40).chars().count())
+            .max();
+        let box_w = (40.0 + 7.5 * longest.unwrap_or(0) as f64) / w.max(1) as f64;
+        let box_h = (12.0 + 19.0 * series.len() as f64) / h.max(1) as f64;
+        let corner = legend_corner(&runs, (x0, x1), (y0, y1), (box_w, box_h));
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
+            .position(match corner {
+                Corner::UpperRight => SeriesLabelPosition::UpperRight,
+                Corner::UpperLeft => SeriesLabelPosition::UpperLeft,
+                Corner::LowerRight => SeriesLabelPosition::LowerRight,
+                Corner::LowerLeft => SeriesLabelPosition::LowerLeft,
+            })
             .background_style(WHITE.mix(0.75))
             .border_style(GRID)
             .label_font((FONT, 13))
             .draw()?;
     }
     Ok(())
+}
+
+/// A corner of a chart's plotting area.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Corner {
+    /// Top right (preferred when corners tie).
+    UpperRight,
+    /// Top left.
+    UpperLeft,
+    /// Bottom right.
+    LowerRight,
+    /// Bottom left.
+    LowerLeft,
+}
+
+/// Where a legend box of `size` (width and height as shares of the plotting area) covers the
+/// fewest of the lines (each segment sampled at 16 points, so a line crossing a corner counts
+/// even between its points), as matplotlib's `loc="best"`; ties go to the upper right, then
+/// upper left, lower right, lower left.
+pub fn legend_corner(
+    runs: &[Vec<Vec<(f64, f64)>>],
+    (x0, x1): (f64, f64),
+    (y0, y1): (f64, f64),
+    (box_w, box_h): (f64, f64),
+) -> Corner {
+    let (xs, ys) = (
+        (x1 - x0).max(f64::MIN_POSITIVE),
+        (y1 - y0).max(f64::MIN_POSITIVE),
+    );
+    let unit = |(x, y): (f64, f64)| ((x - x0) / xs, (y - y0) / ys);
+    let mut samples = Vec::new();
+    for run in runs.iter().flatten() {
+        if let [only] = run.as_slice() {
+            samples.push(unit(*only));
+        }
+        for pair in run.windows(2) {
+            let (a, b) = (unit(pair[0]), unit(pair[1]));
+            samples.extend((0..=16).map(|i| {
+                let t = i as f64 / 16.0;
+                (a.0 + t * (b.0 - a.0), a.1 + t * (b.1 - a.1))
+            }));
+        }
+    }
+    // A little margin around the box (plotters draws it inset from the corner).
+    let (bw, bh) = ((box_w + 0.03).min(1.0), (box_h + 0.03).min(1.0));
+    let covered = |right: bool, upper: bool| {
+        samples
+            .iter()
+            .filter(|&&(u, v)| {
+                let in_x = if right { u >= 1.0 - bw } else { u <= bw };
+                let in_y = if upper { v >= 1.0 - bh } else { v <= bh };
+                in_x && in_y
+            })
+            .count()
+    };
+    [
+        (Corner::UpperRight, covered(true, true)),
+        (Corner::UpperLeft, covered(false, true)),
+        (Corner::LowerRight, covered(true, false)),
+        (Corner::LowerLeft, covered(false, false)),
+    ]
+    .into_iter()
+    .min_by_key(|&(_, n)| n)
+    .map_or(Corner::UpperRight, |(c, _)| c)
 }
 
 fn draw_bars(
