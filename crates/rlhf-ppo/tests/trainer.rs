@@ -115,6 +115,34 @@ fn rollout_has_no_graph_and_the_right_shapes() {
 }
 
 #[test]
+fn value_warmup_trains_the_value_function_alone() {
+    let cfg = PpoConfig {
+        value_warmup_iterations: 1,
+        ..fast_config(8, 4)
+    };
+    let mut tr = trainer_with_rm(cfg, 3, Some(EOS));
+    let p0 = snapshot(tr.policy().var_store());
+    let v0 = snapshot(rlhf_model::ValueFunction::var_store(tr.value()));
+    let (ids, mask) = prompts(8, 4);
+    let mut metrics = MemoryMetrics::default();
+    // Warm-up: the policy keeps its weights, takes no optimizer step and computes no gradient.
+    let s = tr.step(&ids, &mask, None, &mut metrics).unwrap();
+    assert_eq!(s.optimizer_steps, 0);
+    assert_eq!((s.lr, s.policy_grad_norm), (0.0, 0.0));
+    assert_eq!(max_change(&p0, &snapshot(tr.policy().var_store())), 0.0);
+    let v1 = snapshot(rlhf_model::ValueFunction::var_store(tr.value()));
+    assert!(
+        max_change(&v0, &v1) > 1e-4,
+        "the value function did not train"
+    );
+    // After it, both train.
+    let s = tr.step(&ids, &mask, None, &mut metrics).unwrap();
+    assert_eq!(s.optimizer_steps, 4 * 2);
+    assert!(s.lr > 0.0 && s.policy_grad_norm > 0.0);
+    assert!(max_change(&p0, &snapshot(tr.policy().var_store())) > 1e-4);
+}
+
+#[test]
 fn step_trains_policy_and_value_and_leaves_reference_and_reward_alone() {
     let cfg = PpoConfig {
         adaptive_kl: Some(AdaptiveKlConfig {

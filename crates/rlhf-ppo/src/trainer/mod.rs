@@ -88,7 +88,8 @@ pub struct IterationStats {
     pub value_grad_norm: f64,
     /// `policy/lr`.
     pub lr: f64,
-    /// `policy/optimizer_steps` taken this iteration.
+    /// `policy/optimizer_steps` taken this iteration (0 during `value_warmup_iterations`,
+    /// when only the value function trains).
     pub optimizer_steps: u64,
     /// `policy/early_stopped`: the update stopped at `target_kl`.
     pub early_stopped: bool,

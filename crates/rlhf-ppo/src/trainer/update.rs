@@ -153,10 +153,10 @@ where
                 };
                 if train_policy {
                     self.policy_opt.step();
+                    st.optimizer_steps += 1;
                 }
                 self.value_opt.step();
                 n_steps += 1.0;
-                st.optimizer_steps += 1;
                 if let Some(t) = cfg.target_kl {
                     // The minibatch's approx-KL over every rank's micro-batches: the same
                     // decision everywhere.
