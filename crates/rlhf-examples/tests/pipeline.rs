@@ -1,6 +1,7 @@
 //! The pipeline end to end at a tiny size, with two rounds of the paper's iteration: every
 //! stage runs, the report has the paper's table (and the second round's RM and policy), the
-//! plots are written, and a rerun resumes (skips finished stages) with the same report.
+//! plots are written, and a rerun resumes (skips finished stages) with the same report and the
+//! stage times of the run that did the work.
 
 use std::process::Command;
 
@@ -136,6 +137,26 @@ fn tiny_pipeline_produces_the_table_and_resumes() {
     ] {
         assert_eq!(report[key], again[key], "{key}");
     }
+    // The stage times are the first run's (the rerun skipped those stages: it adds almost
+    // nothing), not the rerun's near-zero ones; evaluation and total add the rerun's time.
+    let secs = |r: &serde_json::Value, k: &str| r["seconds"][k].as_f64().unwrap();
+    for stage in ["pretrain", "sft", "rm", "ppo", "ppo_ptx", "ppo_ptx_r2"] {
+        let (a, b) = (secs(&report, stage), secs(&again, stage));
+        assert!(a > 0.0 && b >= a && b < a + 2.0, "{stage}: {a} then {b}");
+    }
+    for k in ["evaluate", "total"] {
+        assert!(secs(&again, k) > secs(&report, k), "{k}");
+    }
+    let total_stages: f64 = [
+        "data", "pretrain", "sft", "labelers", "rm", "ppo", "ppo_ptx",
+    ]
+    .iter()
+    .map(|k| secs(&again, k))
+    .sum();
+    assert!(secs(&again, "total") >= total_stages, "{again}");
+    let timings: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("timings.json")).unwrap()).unwrap();
+    assert_eq!(timings, again["seconds"]);
 }
 
 /// The numbers of a report (everything but the timings).

@@ -283,7 +283,8 @@ pub struct PipelineReport {
     /// With `rounds > 1`: the noise ceiling of each round's held-out rankings.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub rm_accuracy_ceiling_by_round: BTreeMap<String, f64>,
-    /// Wall-clock seconds per stage and in total.
+    /// Wall-clock seconds per stage and in total, over every process that ran the run (a
+    /// resumed run adds its own time to what earlier ones recorded in `timings.json`).
     pub seconds: BTreeMap<String, f64>,
     /// Processes the run was trained with (`mpirun -np N`; 1 otherwise).
     #[serde(default = "one")]
@@ -380,6 +381,57 @@ pub fn run(cfg: &PipelineConfig, out: &Path) -> anyhow::Result<PipelineReport> {
         .context("a single process is rank 0 and has the report")
 }
 
+/// Wall-clock seconds per stage, kept in `timings.json` of the run directory so that a resumed
+/// run reports what each stage took over every process that ran it (a process killed in a
+/// stage loses that stage's unfinished part), not the near-zero time of skipping a finished one.
+struct StageClock {
+    /// `timings.json` (rank 0 only writes it).
+    path: Option<PathBuf>,
+    /// Seconds recorded by earlier processes, stage by stage, and `total`.
+    prior: BTreeMap<String, f64>,
+    /// This process's start, and the total recorded before it.
+    t0: Instant,
+    total_before: f64,
+}
+
+impl StageClock {
+    fn open(out: &Path, root: bool) -> Self {
+        let path = out.join("timings.json");
+        let prior: BTreeMap<String, f64> = match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).unwrap_or_else(|e| {
+                tracing::warn!(
+                    "[pipeline] {} is not valid ({e}): stage times start from 0",
+                    path.display()
+                );
+                BTreeMap::new()
+            }),
+            Err(_) => BTreeMap::new(),
+        };
+        StageClock {
+            total_before: prior.get("total").copied().unwrap_or(0.0),
+            path: root.then_some(path),
+            prior,
+            t0: Instant::now(),
+        }
+    }
+
+    /// Adds the time since `t` to stage `name` (and the process's time to `total`), in the
+    /// report and in `timings.json`.
+    fn record(&mut self, name: &str, t: Instant, report: &mut PipelineReport) {
+        let secs = self.prior.get(name).copied().unwrap_or(0.0) + t.elapsed().as_secs_f64();
+        self.prior.insert(name.to_string(), secs);
+        let total = self.total_before + self.t0.elapsed().as_secs_f64();
+        self.prior.insert("total".into(), total);
+        report.seconds = self.prior.clone();
+        if let Some(path) = &self.path {
+            let text = serde_json::to_string_pretty(&self.prior).unwrap_or_default();
+            if let Err(e) = rlhf_model::checkpoint::write_atomic(path, text.as_bytes()) {
+                tracing::warn!("[pipeline] warning: {} not written: {e}", path.display());
+            }
+        }
+    }
+}
+
 /// [`run`] as one rank of a data-parallel job (`comm` from `rlhf_dist::init_for_devices`): every rank
 /// calls it with the same config and `out`; the training stages split each batch across the
 /// ranks, rank 0 does the rest and writes every file. Returns the report on rank 0, `None` on
@@ -390,7 +442,6 @@ pub fn run_on(
     out: &Path,
     comm: Rc<dyn Collective>,
 ) -> anyhow::Result<Option<PipelineReport>> {
-    let t0 = Instant::now();
     let root = comm.is_root();
     comm.ensure_same(
         "pipeline config",
@@ -406,10 +457,9 @@ pub fn run_on(
         world_size: comm.world_size(),
         ..Default::default()
     };
-    let timed = |name: &str, t: Instant, report: &mut PipelineReport| {
-        report
-            .seconds
-            .insert(name.to_string(), t.elapsed().as_secs_f64());
+    let mut clock = StageClock::open(out, root);
+    let mut timed = |name: &str, t: Instant, report: &mut PipelineReport| {
+        clock.record(name, t, report);
     };
     let t = Instant::now();
     let data = prepare_data_on(cfg, out, root)?;
@@ -524,7 +574,7 @@ pub fn run_on(
             &policies,
             &*comm,
             report,
-            t0,
+            &mut clock,
         )
     })?;
     comm.barrier()?;
@@ -542,13 +592,8 @@ fn evaluate_and_report(
     policies: &[(String, PathBuf)],
     comm: &dyn Collective,
     mut report: PipelineReport,
-    t0: Instant,
+    clock: &mut StageClock,
 ) -> anyhow::Result<PipelineReport> {
-    let timed = |name: &str, t: Instant, report: &mut PipelineReport| {
-        report
-            .seconds
-            .insert(name.to_string(), t.elapsed().as_secs_f64());
-    };
     let t = Instant::now();
     let device = rank_device(comm)?;
     let base = CausalLm::load(base_dir, device)?;
@@ -560,10 +605,7 @@ fn evaluate_and_report(
     let mut models: Vec<(&str, &CausalLm)> = vec![("base", &base), ("sft", &sft)];
     models.extend(loaded.iter().map(|(n, m)| (n.as_str(), m)));
     evaluate_models(cfg, data, &labelers.heldout, &models, &sft, &mut report)?;
-    timed("evaluate", t, &mut report);
-    report
-        .seconds
-        .insert("total".into(), t0.elapsed().as_secs_f64());
+    clock.record("evaluate", t, &mut report);
     let text = serde_json::to_string_pretty(&report)?;
     rlhf_model::checkpoint::write_atomic(&out.join("report.json"), text.as_bytes())?;
     rlhf_model::checkpoint::write_atomic(&out.join("report.md"), report.to_markdown().as_bytes())?;
@@ -651,7 +693,10 @@ impl PipelineReport {
                 .unwrap_or(f64::NAN);
             md.push_str(&format!("- {round}: RM accuracy {a:.3} (ceiling {c:.3})\n"));
         }
-        md.push_str("\n| stage | seconds |\n|---|---|\n");
+        md.push_str(
+            "\nSeconds per stage over every process that ran the run (`timings.json`; a resumed \
+             run adds its own time).\n\n| stage | seconds |\n|---|---|\n",
+        );
         for (k, v) in &self.seconds {
             md.push_str(&format!("| {k} | {v:.1} |\n"));
         }
