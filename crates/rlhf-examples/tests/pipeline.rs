@@ -30,7 +30,15 @@ fn run_with(out: &std::path::Path, extra: &[&str]) -> (bool, String, String) {
 fn tiny_pipeline_produces_the_table_and_resumes() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
-    let (ok, stdout, stderr) = run_with(&out, &["rounds=2"]);
+    // The policies train from the first iteration (no warm-ups) at a high lr, so that in two
+    // iterations they move away from SFT (the `evaluate --run` checks below need that).
+    let extra = [
+        "rounds=2",
+        "ppo.value_warmup_iterations=0",
+        "ppo.lr_warmup_iterations=0",
+        "ppo.policy_optimizer.lr=0.01",
+    ];
+    let (ok, stdout, stderr) = run_with(&out, &extra);
     assert!(ok, "{stderr}");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
@@ -121,7 +129,7 @@ fn tiny_pipeline_produces_the_table_and_resumes() {
     }
 
     // A rerun finds every stage done and reproduces the same numbers.
-    let (ok, _, stderr2) = run_with(&out, &["rounds=2"]);
+    let (ok, _, stderr2) = run_with(&out, &extra);
     assert!(ok, "{stderr2}");
     assert!(
         !stderr2.contains("[pretrain] epoch"),
@@ -157,6 +165,113 @@ fn tiny_pipeline_produces_the_table_and_resumes() {
     let timings: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("timings.json")).unwrap()).unwrap();
     assert_eq!(timings, again["seconds"]);
+
+    // `evaluate --run` judges a checkpoint as the table does: the run's own models get the
+    // report's numbers exactly.
+    let p = |f: &str| out.join(f).display().to_string();
+    for model in ["ppo_ptx", "ppo_ptx_r2"] {
+        let kl = report["kl_to_sft"][model].as_f64().unwrap();
+        assert!(
+            kl > 0.0,
+            "{model} did not move from SFT: the check below would be trivial"
+        );
+    }
+    for (model, dir) in [
+        ("ppo_ptx", "ppo_ptx/final"),
+        ("ppo_ptx_r2", "round-2/ppo_ptx/final"),
+    ] {
+        let row = evaluate(&["--run", &p(""), "--a", &p(dir)]);
+        for (key, col) in [
+            ("win_rate_vs_sft", "win_rate_a_vs_b"),
+            ("gold_score", "gold_a"),
+            ("gold_score_greedy", "gold_greedy_a"),
+            ("kl_to_sft", "kl_a_to_b"),
+            ("pretrain_loss", "pretrain_loss_a"),
+        ] {
+            assert_eq!(
+                report[key][model], row[col],
+                "{model}: {key} vs {col}: {row}"
+            );
+        }
+        assert_eq!(report["conduct"][model]["filler"], row["filler_a"]);
+        assert_eq!(row["judge"], "heldout_labelers");
+    }
+    let sft = evaluate(&["--run", &p(""), "--a", &p("sft/best")]);
+    assert_eq!(sft["win_rate_a_vs_b"], 0.5, "{sft}");
+    // --b replaces the run's SFT model as the baseline (here the pretrained model).
+    let vs_base = evaluate(&[
+        "--run",
+        &p(""),
+        "--a",
+        &p("sft/best"),
+        "--b",
+        &p("pretrain/best"),
+    ]);
+    let kl = vs_base["kl_a_to_b"].as_f64().unwrap();
+    assert!(
+        kl > 0.0 && vs_base["win_rate_a_vs_b"] != 0.5,
+        "SFT against base: {vs_base}"
+    );
+    // The default judgement (greedy answers, reference-calibrated labelers) and a reward model.
+    let heldout = p("data/heldout_prompts.jsonl");
+    let (sft_dir, ptx_dir, rm_dir) = (p("sft/best"), p("ppo_ptx/final"), p("rm/final"));
+    let with = |extra: &[&str]| {
+        let base = [
+            "--prompts",
+            &heldout,
+            "--max-prompts",
+            "24",
+            "--device",
+            "cpu",
+        ];
+        evaluate(&[extra, &base[..]].concat())
+    };
+    let same = with(&["--a", &sft_dir, "--b", &sft_dir]);
+    assert_eq!(same["win_rate_a_vs_b"], 0.5, "{same}");
+    assert_eq!(same["gold_a"], same["gold_b"]);
+    let lab = with(&["--a", &ptx_dir, "--b", &sft_dir]);
+    assert_eq!(lab["judge"], "simulated_labelers");
+    assert_eq!(lab["prompts"], 24);
+    assert!(
+        (0.0..=1.0).contains(&lab["win_rate_a_vs_b"].as_f64().unwrap()),
+        "{lab}"
+    );
+    let by_rm = with(&["--a", &ptx_dir, "--b", &sft_dir, "--reward", &rm_dir]);
+    assert_eq!(by_rm["judge"], "reward_model");
+    assert!(
+        by_rm["mean_reward_a"].as_f64().unwrap().is_finite(),
+        "{by_rm}"
+    );
+    // --run takes its prompts from the run.
+    let o = Command::new(env!("CARGO_BIN_EXE_evaluate"))
+        .args([
+            "--run",
+            &p(""),
+            "--a",
+            &p("sft/best"),
+            "--prompts",
+            &heldout,
+        ])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot be used with"));
+}
+
+/// Runs `evaluate` (on the CPU) and parses the JSON line it prints.
+fn evaluate(args: &[&str]) -> serde_json::Value {
+    let o = Command::new(env!("CARGO_BIN_EXE_evaluate"))
+        .args(args)
+        .env("RLHF_DEVICE", "cpu")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "evaluate {args:?}: {stderr}");
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("evaluate printed no JSON ({e}): {stdout}"))
 }
 
 /// The numbers of a report (everything but the timings).

@@ -4,19 +4,34 @@
 //! [--max-new-tokens N] [--seed S] [--device auto|cpu|cuda]`
 //!
 //! Both models answer each prompt greedily. The judge is a reward model (`--reward`: the higher
-//! score wins) or, for toy-world prompts, the simulated labelers (the paper's judgement);
-//! identical answers are ties and count half. Prints one JSON object.
+//! score wins) or, for toy-world prompts, simulated labelers calibrated on the toy world's
+//! reference answers (perfect, corrupted and junk); identical answers are ties and count half.
+//! Prints one JSON object.
+//!
+//! `evaluate --run RUN_DIR --a DIR [--b DIR]` judges A as a finished pipeline run's table does:
+//! the run's held-out labelers, its held-out users' prompts (`eval_prompts` of them), answers
+//! sampled at temperature 1 with the run's sampler seed (`eval_greedy` as configured), against
+//! the run's SFT model (or `--b`); it prints the table's row for A (win rate, gold, gold of
+//! greedy answers, KL to B, pretraining loss, correctness and conduct). A checkpoint of the run
+//! gets the number of the run's `report.json`; any other checkpoint with the run's tokenizer
+//! (an intermediate PPO checkpoint, a policy trained outside the pipeline) gets a number on
+//! the same footing. The default judgement above differs from the table's (greedy answers,
+//! labelers calibrated on other comparisons), so compare its numbers only with each other.
 
 use anyhow::Context;
 use clap::Parser;
 use rlhf_data::records::PromptRecord;
 use rlhf_examples::data::read_records;
+use rlhf_examples::pipeline::{
+    evaluate_models, labeler_stage, prepare_data_on, PipelineConfig, PipelineReport,
+};
 use rlhf_examples::stage::{check_same_vocab, collator, load_lm, load_reward};
+use rlhf_model::CausalLm;
 use rlhf_model::{parse_device, RewardModel};
 use rlhf_toy::eval::{answers, mean_gold, win_rate};
 use rlhf_toy::{LabelerConfig, LabelerPool, ToyPrompt};
 use serde_json::json;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
 
 #[derive(Parser, Debug)]
@@ -27,12 +42,17 @@ struct Args {
     /// Checkpoint A (an LM).
     #[arg(long)]
     a: PathBuf,
-    /// Checkpoint B (an LM; the baseline, e.g. the SFT model).
-    #[arg(long)]
-    b: PathBuf,
-    /// Prompts, JSONL {"id", "user_id", "prompt"}.
-    #[arg(long)]
-    prompts: PathBuf,
+    /// Checkpoint B (an LM; the baseline, e.g. the SFT model). Default with --run: the run's
+    /// SFT model.
+    #[arg(long, required_unless_present = "run")]
+    b: Option<PathBuf>,
+    /// Prompts, JSONL {"id", "user_id", "prompt"} (not with --run: it uses the run's).
+    #[arg(long, required_unless_present = "run", conflicts_with = "run")]
+    prompts: Option<PathBuf>,
+    /// A finished pipeline run: judge A as its table does (its held-out labelers, prompts,
+    /// sampling and seeds; see the binary's docs).
+    #[arg(long, conflicts_with_all = ["reward", "max_prompts", "max_new_tokens", "seed", "no_chat_template"])]
+    run: Option<PathBuf>,
     /// Judge with this reward model instead of the simulated labelers.
     #[arg(long)]
     reward: Option<PathBuf>,
@@ -66,8 +86,14 @@ fn main() -> anyhow::Result<()> {
         );
     }
     let device = parse_device(&args.device)?;
+    if let Some(run) = &args.run {
+        return evaluate_as_run(run, &args.a, args.b.as_deref(), device);
+    }
+    let (Some(b_dir), Some(prompts_path)) = (&args.b, &args.prompts) else {
+        anyhow::bail!("--b and --prompts are required without --run");
+    };
     let a = load_lm(&args.a, device, "--a")?;
-    let b = load_lm(&args.b, device, "--b")?;
+    let b = load_lm(b_dir, device, "--b")?;
     let rm = args
         .reward
         .as_ref()
@@ -95,7 +121,7 @@ fn main() -> anyhow::Result<()> {
             args.max_new_tokens
         );
     }
-    let prompts: Vec<PromptRecord> = read_records(&args.prompts, false)?;
+    let prompts: Vec<PromptRecord> = read_records(prompts_path, false)?;
     let prompts = &prompts[..prompts.len().min(args.max_prompts)];
     let chat = !args.no_chat_template;
     let col = collator(&a, max_prompt as usize, args.max_new_tokens as usize, chat)?;
@@ -163,5 +189,70 @@ fn main() -> anyhow::Result<()> {
         }
     };
     println!("{result}");
+    Ok(())
+}
+
+/// `--run`: A judged as the run's table judges its models (`evaluate_models`, the pipeline's
+/// own evaluation), against the run's SFT model or `b`.
+fn evaluate_as_run(
+    run: &Path,
+    a_dir: &Path,
+    b_dir: Option<&Path>,
+    device: tch::Device,
+) -> anyhow::Result<()> {
+    let cfg_path = run.join("config.toml");
+    let cfg: PipelineConfig = toml::from_str(
+        &std::fs::read_to_string(&cfg_path)
+            .with_context(|| format!("--run: reading {}", cfg_path.display()))?,
+    )
+    .with_context(|| format!("--run: {} is not a pipeline config", cfg_path.display()))?;
+    anyhow::ensure!(
+        run.join("labelers/done.json").exists(),
+        "--run: {} has no calibrated labelers (labelers/done.json): give a pipeline run that \
+         got past its labeler stage",
+        run.display()
+    );
+    // The run's data, rebuilt from its seed (nothing is written into the run).
+    let data = prepare_data_on(&cfg, run, false)?;
+    let sft_dir = run.join("sft/best");
+    let labelers = labeler_stage(&cfg, &data, &sft_dir, run)?;
+    let b_dir = b_dir.unwrap_or(&sft_dir);
+    let a = load_lm(a_dir, device, "--a")?;
+    let b = load_lm(b_dir, device, "--b")?;
+    let vocab = |m: &CausalLm| m.tokenizer().map(|t| t.inner().get_vocab(true));
+    let run_vocab = Some(data.collator.tokenizer().get_vocab(true));
+    for (m, flag) in [(&a, "--a"), (&b, "--b")] {
+        anyhow::ensure!(
+            vocab(m) == run_vocab,
+            "{flag} does not use the run's tokenizer (toy world): compare models of that run"
+        );
+    }
+    let mut report = PipelineReport::default();
+    evaluate_models(
+        &cfg,
+        &data,
+        &labelers.heldout,
+        &[("a", &a)],
+        &b,
+        &mut report,
+    )?;
+    let c = report.conduct["a"];
+    println!(
+        "{}",
+        json!({
+            "judge": "heldout_labelers",
+            "run": run.display().to_string(),
+            "prompts": cfg.eval_prompts.min(data.world.heldout_prompts.len()),
+            "win_rate_a_vs_b": report.win_rate_vs_sft["a"],
+            "gold_a": report.gold_score["a"],
+            "gold_greedy_a": report.gold_score_greedy["a"],
+            "kl_a_to_b": report.kl_to_sft["a"],
+            "pretrain_loss_a": report.pretrain_loss["a"],
+            "correctness_a": c.correctness,
+            "filler_a": c.filler,
+            "sign_off_a": c.sign_off,
+            "broken_constraint_a": c.broken_constraint,
+        })
+    );
     Ok(())
 }
