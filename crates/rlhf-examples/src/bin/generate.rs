@@ -11,7 +11,9 @@ use rlhf_model::{parse_device, parse_kind, GenerateConfig, LoadOptions, Policy};
 use tch::Tensor;
 
 #[derive(Parser, Debug)]
-#[command(about = "Generate a continuation of a prompt with a checkpoint (HF GPT-2 layout)")]
+#[command(
+    about = "Generate a continuation of a prompt with a checkpoint (Hugging Face layout: GPT-2 or the Llama family)"
+)]
 struct Args {
     /// Checkpoint directory (config.json, model.safetensors, tokenizer.json).
     #[arg(long)]

@@ -60,7 +60,7 @@ impl Default for SftRunConfig {
 #[derive(Parser, Debug)]
 #[command(about = "Supervised fine-tuning on demonstrations (InstructGPT stage 1)")]
 struct Args {
-    /// Pretrained LM checkpoint to start from (HF GPT-2 layout with tokenizer.json).
+    /// Pretrained LM checkpoint to start from (Hugging Face layout, GPT-2 or the Llama family, with tokenizer.json).
     #[arg(long)]
     init: PathBuf,
     /// Demonstrations, JSONL: {"id", "user_id", "prompt", "response"} per line.
