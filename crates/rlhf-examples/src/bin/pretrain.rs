@@ -83,7 +83,9 @@ impl Default for PretrainRunConfig {
 }
 
 #[derive(Parser, Debug)]
-#[command(about = "Pretrain a GPT-2 language model on text (from scratch or a checkpoint)")]
+#[command(
+    about = "Pretrain a language model on text: a new GPT-2 from scratch, or any checkpoint (GPT-2 or the Llama family) further"
+)]
 struct Args {
     /// Corpus: JSONL {"id", "user_id", "text"} (.jsonl) or plain text (blank-line separated).
     #[arg(long)]
