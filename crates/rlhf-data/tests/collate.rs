@@ -337,3 +337,64 @@ fn collating_a_wsft_batch_is_fast() {
     }
     assert!(start.elapsed().as_secs_f64() < 1.0, "{:?}", start.elapsed());
 }
+
+#[test]
+fn truncation_counts_what_the_limits_cut() {
+    let c = cfg(3, 3);
+    let pairs = [
+        pair(&[5, 6, 7], &[8, 9]),            // fits: 2 response tokens + EOS
+        pair(&[5, 6, 7, 8], &[9]),            // prompt cut
+        pair(&[5], &[8, 9, 10]),              // response fits only without its EOS: cut
+        pair(&[4, 5, 6, 7], &[8, 9, 10, 11]), // both
+    ];
+    let t = c.truncation_of_pairs(&pairs);
+    assert_eq!(
+        (t.examples, t.prompts_cut, t.responses, t.responses_cut),
+        (4, 2, 4, 2)
+    );
+    // What collation keeps agrees: a cut response's row has no EOS.
+    for p in &pairs {
+        let (kept, eos) = c.truncate_response(&p.response);
+        assert_eq!(
+            c.cuts_response(&p.response),
+            kept.len() < p.response.len() || !eos
+        );
+        assert_eq!(
+            c.cuts_prompt(&p.prompt),
+            c.truncate_prompt(&p.prompt).len() < p.prompt.len()
+        );
+    }
+    let msg = t
+        .message(
+            "demonstrations of d.jsonl",
+            &c,
+            "train.max_prompt_tokens",
+            "train.max_response_tokens",
+        )
+        .unwrap();
+    assert!(msg.contains("2 of 4 demonstrations of d.jsonl have a prompt longer than train.max_prompt_tokens = 3"), "{msg}");
+    assert!(
+        msg.contains("2 of 4 responses are cut at train.max_response_tokens = 3"),
+        "{msg}"
+    );
+    // Without an EOS to append, a response of exactly the limit is whole.
+    let no_eos = CollateConfig {
+        append_eos: false,
+        ..c.clone()
+    };
+    assert!(!no_eos.cuts_response(&[8, 9, 10]) && no_eos.cuts_response(&[8, 9, 10, 11]));
+    // Rankings: the prompt once, every response.
+    let r = TokenizedRanking {
+        prompt: vec![1, 2, 3, 4],
+        responses: vec![vec![5], vec![5, 6, 7], vec![5, 6]],
+        ranking: vec![0, 1, 2],
+    };
+    let t = c.truncation_of_rankings(&[r.clone(), r]);
+    assert_eq!(
+        (t.examples, t.prompts_cut, t.responses, t.responses_cut),
+        (2, 2, 6, 2)
+    );
+    // Nothing cut: no message.
+    let fits = c.truncation_of_pairs(&pairs[..1]);
+    assert_eq!(fits.message("x", &c, "a", "b"), None);
+}

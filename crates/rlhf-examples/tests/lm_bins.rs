@@ -125,6 +125,34 @@ fn pretrain_then_sft_train_and_resume() {
     );
     assert!(ok, "{err}");
     assert!(err.contains("validation demonstrations"), "{err}");
+    assert!(
+        !err.contains("responses are cut"),
+        "nothing is cut with the defaults: {err}"
+    );
+    // Demonstrations cut by the limits are reported, with the keys that raise them.
+    let cut = tmp.path().join("sft-cut");
+    let (ok, err) = run(
+        env!("CARGO_BIN_EXE_sft"),
+        &[
+            "--init",
+            &s(&pre.join("best")),
+            "--data",
+            &s(&w.join("demonstrations.jsonl")),
+            "--out",
+            &s(&cut),
+            "--device",
+            "cpu",
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "train.max_response_tokens=2",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("responses are cut at train.max_response_tokens = 2"),
+        "{err}"
+    );
     let after = weight(&sft.join("epoch-2"));
     assert!(
         f64::try_from((&after - weight(&pre.join("best"))).abs().max()).unwrap() > 0.0,

@@ -184,6 +184,7 @@ fn smoke_then_resume() {
         &sets,
     );
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("longer than"), "nothing is cut here");
     assert_eq!(metric_steps(&run), vec![1, 2]);
     let (it, ckpt) = latest(&run);
     assert_eq!(it, 2);
@@ -455,4 +456,20 @@ fn stopped_and_resumed_equals_straight_through() {
     );
     assert!(!o.status.success());
     assert!(stderr(&o).contains("clip_range"), "{}", stderr(&o));
+}
+
+#[test]
+fn prompts_cut_to_max_prompt_tokens_are_reported() {
+    let f = fixture();
+    let mut sets = TINY.to_vec();
+    sets.extend(["iterations=1", "max_prompt_tokens=3", "ppo.ptx_coef=0"]);
+    let o = ppo(&f, &f.root.join("run"), &[], &sets);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let n = std::fs::read_to_string(&f.prompts).unwrap().lines().count();
+    let long = format!(
+        "of {n} prompts of {} are longer than max_prompt_tokens = 3",
+        f.prompts.display()
+    );
+    assert!(err.contains(&long), "{err}");
 }

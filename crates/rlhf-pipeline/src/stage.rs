@@ -274,6 +274,21 @@ pub fn train_lm(
     Ok(report)
 }
 
+/// Logs a warning when the collation limits cut some of a dataset's tokens
+/// ([`rlhf_data::collate::Truncation::message`]), naming the stage, the data and the keys that
+/// raise the limits: no token is dropped silently.
+pub fn warn_truncation(
+    stage: &str,
+    what: &str,
+    t: rlhf_data::collate::Truncation,
+    cfg: &rlhf_data::collate::CollateConfig,
+    (prompt_key, response_key): (&str, &str),
+) {
+    if let Some(m) = t.message(what, cfg, prompt_key, response_key) {
+        tracing::warn!("[{stage}] {m}");
+    }
+}
+
 /// The EOS and pad ids of a model (from its config, else its tokenizer's `<|endoftext|>`).
 pub fn special_ids(model: &CausalLm) -> anyhow::Result<(u32, u32)> {
     let eos = model

@@ -134,6 +134,48 @@ impl CollateConfig {
         }
     }
 
+    /// Whether [`CollateConfig::truncate_prompt`] drops tokens of this prompt.
+    pub fn cuts_prompt(&self, prompt: &[u32]) -> bool {
+        prompt.len() > self.max_prompt_tokens
+    }
+
+    /// Whether [`CollateConfig::truncate_response`] drops tokens of this response, or the EOS
+    /// that would follow it.
+    pub fn cuts_response(&self, response: &[u32]) -> bool {
+        self.truncate_response(response).0.len() < response.len()
+            || (self.append_eos && !self.truncate_response(response).1)
+    }
+
+    /// What these limits cut from prompt/response pairs (demonstrations).
+    pub fn truncation_of_pairs<E: PromptResponseIds>(&self, examples: &[E]) -> Truncation {
+        Truncation {
+            examples: examples.len(),
+            prompts_cut: examples
+                .iter()
+                .filter(|e| self.cuts_prompt(e.prompt_ids()))
+                .count(),
+            responses: examples.len(),
+            responses_cut: examples
+                .iter()
+                .filter(|e| self.cuts_response(e.response_ids()))
+                .count(),
+        }
+    }
+
+    /// What these limits cut from rankings (each prompt once, each of its responses).
+    pub fn truncation_of_rankings(&self, rankings: &[TokenizedRanking]) -> Truncation {
+        let responses = rankings.iter().flat_map(|r| &r.responses);
+        Truncation {
+            examples: rankings.len(),
+            prompts_cut: rankings
+                .iter()
+                .filter(|r| self.cuts_prompt(&r.prompt))
+                .count(),
+            responses: responses.clone().count(),
+            responses_cut: responses.filter(|x| self.cuts_response(x)).count(),
+        }
+    }
+
     fn seq_len(&self, longest: usize, what: &str) -> Result<usize> {
         match self.padding {
             Padding::Longest => Ok(longest),
@@ -158,6 +200,52 @@ pub trait PromptResponseIds {
     fn prompt_ids(&self) -> &[u32];
     /// Response token ids (no EOS).
     fn response_ids(&self) -> &[u32];
+}
+
+/// What the collation limits cut from a dataset ([`CollateConfig::truncation_of_pairs`],
+/// [`CollateConfig::truncation_of_rankings`]): the stages report it, so that no token is
+/// dropped silently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Truncation {
+    /// Examples (demonstrations, rankings or prompts) counted.
+    pub examples: usize,
+    /// Examples whose prompt is longer than `max_prompt_tokens` (its first tokens are dropped).
+    pub prompts_cut: usize,
+    /// Responses counted.
+    pub responses: usize,
+    /// Responses cut at `max_response_tokens` (their last tokens, or the EOS after them, are
+    /// dropped).
+    pub responses_cut: usize,
+}
+
+impl Truncation {
+    /// A sentence for the log, or `None` when nothing is cut. `what` names the examples
+    /// (`"demonstrations of demos.jsonl"`), `prompt_key` and `response_key` the settings that
+    /// raise the limits.
+    pub fn message(
+        &self,
+        what: &str,
+        cfg: &CollateConfig,
+        prompt_key: &str,
+        response_key: &str,
+    ) -> Option<String> {
+        let mut parts = vec![];
+        if self.prompts_cut > 0 {
+            parts.push(format!(
+                "{} of {} {what} have a prompt longer than {prompt_key} = {} tokens (its first \
+                 tokens are dropped)",
+                self.prompts_cut, self.examples, cfg.max_prompt_tokens
+            ));
+        }
+        if self.responses_cut > 0 {
+            parts.push(format!(
+                "{} of {} responses are cut at {response_key} = {} tokens, EOS included (their \
+                 last tokens or their EOS are dropped)",
+                self.responses_cut, self.responses, cfg.max_response_tokens
+            ));
+        }
+        (!parts.is_empty()).then(|| format!("{}: raise the limits to keep them", parts.join("; ")))
+    }
 }
 
 /// A tokenized prompt/response pair.

@@ -251,6 +251,7 @@ fn main() -> anyhow::Result<()> {
     // Data.
     let records: Vec<PromptRecord> = read_records(&args.prompts, cfg.lenient)?;
     let mut prompts: Vec<Vec<i64>> = Vec::with_capacity(records.len());
+    let mut cut = 0usize;
     for r in &records {
         let ids = match &chat {
             Some(t) => t
@@ -268,7 +269,17 @@ fn main() -> anyhow::Result<()> {
             );
         }
         let keep = ids.len().saturating_sub(max_prompt);
+        cut += usize::from(keep > 0);
         prompts.push(ids[keep..].to_vec());
+    }
+    if cut > 0 {
+        tracing::warn!(
+            "[ppo] {cut} of {} prompts of {} are longer than max_prompt_tokens = {max_prompt} \
+             tokens (their first tokens are dropped): raise it (with the model's n_positions in \
+             mind) to keep them",
+            prompts.len(),
+            args.prompts.display()
+        );
     }
     let mut ptx = match (&args.pretrain, cfg.ppo.ptx_coef > 0.0) {
         (Some(path), true) => {

@@ -24,7 +24,7 @@ use rlhf_data::records::{Demonstration, Ranking};
 use rlhf_dist::Collective;
 use rlhf_examples::data::read_records;
 use rlhf_examples::run::{load_config, Progress};
-use rlhf_examples::stage::{chat_template, CommonArgs};
+use rlhf_examples::stage::{chat_template, warn_truncation, CommonArgs};
 use rlhf_model::train::{MetricsSink, NoMetrics};
 use rlhf_model::{CheckpointMeta, HeadKind, LoadOptions, ScalarModel};
 use rlhf_reward::trainer::{latest_checkpoint, RankingData, RewardTrainConfig, RewardTrainer};
@@ -235,6 +235,12 @@ fn main() -> anyhow::Result<()> {
     }
     let col = collator(&model, &cfg, !args.common.no_chat_template)?;
     let train_tok = col.tokenize_rankings(&train)?;
+    let keys = ("max_prompt_tokens", "max_response_tokens");
+    let cut = |t: &[rlhf_data::collate::TokenizedRanking], what: &str| {
+        let c = col.config();
+        warn_truncation("reward", what, c.truncation_of_rankings(t), c, keys);
+    };
+    cut(&train_tok, "training rankings");
     let valid_data = if valid.is_empty() {
         None
     } else {
@@ -243,10 +249,9 @@ fn main() -> anyhow::Result<()> {
         } else {
             None
         };
-        Some(RankingData {
-            groups: col.tokenize_rankings(&valid)?,
-            gold,
-        })
+        let groups = col.tokenize_rankings(&valid)?;
+        cut(&groups, "validation rankings");
+        Some(RankingData { groups, gold })
     };
 
     let run = args.common.open_run_of(run_path, "reward", &*comm)?;

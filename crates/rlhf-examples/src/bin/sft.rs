@@ -13,7 +13,7 @@ use rlhf_data::hygiene::split_by_user;
 use rlhf_data::records::Demonstration;
 use rlhf_examples::data::read_records;
 use rlhf_examples::stage::{
-    check_same_vocab, collator, load_lm, load_reward, train_lm, CommonArgs,
+    check_same_vocab, collator, load_lm, load_reward, train_lm, warn_truncation, CommonArgs,
 };
 use rlhf_model::{CausalLm, Policy};
 use rlhf_sft::{mean_greedy_reward, LmData, SftConfig};
@@ -145,6 +145,13 @@ fn main() -> anyhow::Result<()> {
     let to_data = |d: &[Demonstration], file: &Path| -> anyhow::Result<LmData> {
         let pairs = col.tokenize_demonstrations(d)?;
         check_fit(&pairs, d, file, col.config(), n_positions)?;
+        warn_truncation(
+            "sft",
+            &format!("demonstrations from {}", file.display()),
+            col.config().truncation_of_pairs(&pairs),
+            col.config(),
+            ("train.max_prompt_tokens", "train.max_response_tokens"),
+        );
         Ok(LmData::Demonstrations {
             pairs,
             collate: col.config().clone(),

@@ -117,13 +117,24 @@ pub fn sft_stage_on(
         lm.attach_lora(lora)?;
     }
     let col = &data.collator;
-    let to_data = |d: &[Demonstration]| -> anyhow::Result<LmData> {
+    let to_data = |d: &[Demonstration], what: &str| -> anyhow::Result<LmData> {
+        let pairs = col.tokenize_demonstrations(d)?;
+        if comm.is_root() {
+            crate::stage::warn_truncation(
+                "sft",
+                what,
+                col.config().truncation_of_pairs(&pairs),
+                col.config(),
+                ("sft.max_prompt_tokens", "sft.max_response_tokens"),
+            );
+        }
         Ok(LmData::Demonstrations {
-            pairs: col.tokenize_demonstrations(d)?,
+            pairs,
             collate: col.config().clone(),
         })
     };
-    let (train, valid) = (to_data(&data.sft_train)?, to_data(&data.sft_valid)?);
+    let train = to_data(&data.sft_train, "training demonstrations")?;
+    let valid = to_data(&data.sft_valid, "validation demonstrations")?;
     let run = open_stage_dir(&dir, "sft", comm)?;
     if comm.is_root() {
         run.write_config(&cfg.sft)?;

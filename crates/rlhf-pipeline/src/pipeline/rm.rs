@@ -125,6 +125,16 @@ pub fn rm_stage_in(
     }
     all_train.extend(train_r.iter().cloned());
     let train = col.tokenize_rankings(&all_train)?;
+    if comm.is_root() {
+        let c = col.config();
+        crate::stage::warn_truncation(
+            "rm",
+            "rankings",
+            c.truncation_of_rankings(&train),
+            c,
+            ("sft.max_prompt_tokens", "sft.max_response_tokens"),
+        );
+    }
     let gold: Vec<Vec<f64>> = valid_r
         .iter()
         .map(|r| {
