@@ -570,3 +570,46 @@ fn a_bad_rlhf_device_is_an_error() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("RLHF_DEVICE=\"tpu\""), "{err}");
 }
+
+#[test]
+fn bad_pipeline_configs_fail_before_any_work() {
+    use rlhf_examples::pipeline::PipelineConfig;
+    PipelineConfig::default().validate().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    for (set, says) in [
+        ("rounds=0", "rounds is 0"),
+        ("ppo_iterations=0", "ppo_iterations is 0"),
+        ("eval_prompts=0", "eval_prompts is 0"),
+        ("gen_batch=0", "gen_batch is 0"),
+        ("max_new_tokens=0", "max_new_tokens is 0"),
+        ("rm_k=[1,1]", "rm_k is [1, 1]"),
+        ("rm_k=[5,4]", "rm_k is [5, 4]"),
+        ("ptx_coef=-1", "ptx_coef is -1"),
+        ("valid_fraction=0", "valid_fraction is 0"),
+        ("model.n_head=3", "n_embd a multiple of n_head"),
+        ("max_new_tokens=200", "more than model.n_positions"),
+        ("sft.epochs=0", "epochs must be at least 1"),
+        ("ppo.minibatch_size=0", "minibatch_size"),
+    ] {
+        let out = tmp.path().join("run");
+        let t = std::time::Instant::now();
+        // The default (full-size) config with one bad key: it must fail before pretraining.
+        let o = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+            .args(["--out", out.to_str().unwrap(), "--set", set])
+            .env("RLHF_DEVICE", "cpu")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{set}: {err}");
+        assert!(
+            err.contains("invalid pipeline config") && err.contains(says),
+            "{set}: {err}"
+        );
+        assert!(!out.exists(), "{set}: the run directory was created");
+        assert!(
+            t.elapsed().as_secs_f64() < 20.0,
+            "{set}: took {:?}",
+            t.elapsed()
+        );
+    }
+}

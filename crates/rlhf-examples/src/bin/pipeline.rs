@@ -72,6 +72,8 @@ fn main() -> anyhow::Result<()> {
         overrides.push(format!("rounds={n}"));
     }
     let cfg: PipelineConfig = rlhf_examples::run::load_config(args.config.as_deref(), &overrides)?;
+    // Every rank checks the same config: a bad one ends them all before any work.
+    anyhow::Context::context(cfg.validate(), "invalid pipeline config")?;
     let out = match args.out {
         Some(out) => out,
         None => {

@@ -148,6 +148,96 @@ pub struct PipelineConfig {
     pub lora: Option<rlhf_model::LoraConfig>,
 }
 
+impl PipelineConfig {
+    /// Checks every setting before any work starts, naming the key to change (a bad value
+    /// found only when its stage comes would cost the minutes of the stages before it).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        use anyhow::{bail, Context as _};
+        let positive = |key: &str, v: u64| -> anyhow::Result<()> {
+            if v == 0 {
+                bail!("{key} is 0: expected at least 1");
+            }
+            Ok(())
+        };
+        positive("rounds", self.rounds)?;
+        positive("ppo_iterations", self.ppo_iterations)?;
+        positive("eval_prompts", self.eval_prompts as u64)?;
+        positive("rm_prompts", self.rm_prompts as u64)?;
+        positive("rm_valid_prompts", self.rm_valid_prompts as u64)?;
+        positive("gen_batch", self.gen_batch as u64)?;
+        positive("max_prompts_per_user", self.max_prompts_per_user as u64)?;
+        if self.max_new_tokens < 1 {
+            bail!(
+                "max_new_tokens is {}: expected at least 1",
+                self.max_new_tokens
+            );
+        }
+        let (min_k, max_k) = self.rm_k;
+        if min_k < 2 || min_k > max_k {
+            bail!(
+                "rm_k is [{min_k}, {max_k}]: expected [fewest, most] responses per ranking with \
+                 2 <= fewest <= most (the paper: [4, 9])"
+            );
+        }
+        if !(self.valid_fraction > 0.0 && self.valid_fraction < 1.0) {
+            bail!(
+                "valid_fraction is {}: expected a share in (0, 1) (the RM's held-out accuracy \
+                 and the PPO evaluation need validation users)",
+                self.valid_fraction
+            );
+        }
+        if !(self.ptx_coef >= 0.0 && self.ptx_coef.is_finite()) {
+            bail!(
+                "ptx_coef is {}: expected a finite value >= 0",
+                self.ptx_coef
+            );
+        }
+        if !(self.rm_sample_temperature > 0.0 && self.rm_sample_temperature.is_finite()) {
+            bail!(
+                "rm_sample_temperature is {}: expected a finite value > 0",
+                self.rm_sample_temperature
+            );
+        }
+        let m = &self.model;
+        if m.n_layer < 1 || m.n_head < 1 || m.n_embd < 1 || m.n_embd % m.n_head != 0 {
+            bail!(
+                "model: n_layer {}, n_head {}, n_embd {}: expected positive sizes with n_embd a \
+                 multiple of n_head",
+                m.n_layer,
+                m.n_head,
+                m.n_embd
+            );
+        }
+        if self.block_len < 2 || self.block_len as i64 > m.n_positions {
+            bail!(
+                "block_len is {}: expected 2 to model.n_positions ({})",
+                self.block_len,
+                m.n_positions
+            );
+        }
+        let longest = self.sft.max_prompt_tokens as i64
+            + self.max_new_tokens.max(self.sft.max_response_tokens as i64);
+        if longest > m.n_positions {
+            bail!(
+                "sft.max_prompt_tokens ({}) + the longest answer (max_new_tokens {}, \
+                 sft.max_response_tokens {}) is {longest} tokens, more than model.n_positions \
+                 ({}): lower them or raise model.n_positions",
+                self.sft.max_prompt_tokens,
+                self.max_new_tokens,
+                self.sft.max_response_tokens,
+                m.n_positions
+            );
+        }
+        self.world.validate().context("world")?;
+        self.labelers.validate().context("labelers")?;
+        self.pretrain.validate().context("pretrain")?;
+        self.sft.validate().context("sft")?;
+        self.rm.validate().context("rm")?;
+        self.ppo.validate().context("ppo")?;
+        Ok(())
+    }
+}
+
 impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
@@ -442,6 +532,7 @@ pub fn run_on(
     out: &Path,
     comm: Rc<dyn Collective>,
 ) -> anyhow::Result<Option<PipelineReport>> {
+    cfg.validate().context("invalid pipeline config")?;
     let root = comm.is_root();
     comm.ensure_same(
         "pipeline config",
