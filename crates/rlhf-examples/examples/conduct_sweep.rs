@@ -12,7 +12,6 @@
 //! (few-shot prompts) and of PPO-ptx (trained under the run's penalties; it has dropped the
 //! habits, which is what matters here) on the validation prompts.
 
-use anyhow::Context;
 use rlhf_examples::pipeline::{prepare_data, sample_distinct, PipelineConfig};
 use rlhf_model::CausalLm;
 use rlhf_toy::eval::{answers, few_shot_prompt, Shot};
@@ -43,10 +42,7 @@ fn main() -> anyhow::Result<()> {
     rlhf_examples::init_runtime();
     let args = <Args as clap::Parser>::parse();
     let (run, n) = (args.run, args.prompts);
-    let cfg: PipelineConfig = toml::from_str(
-        &std::fs::read_to_string(run.join("config.toml"))
-            .with_context(|| format!("reading {}", run.join("config.toml").display()))?,
-    )?;
+    let cfg = PipelineConfig::from_run(&run)?;
     let tmp = tempfile::tempdir()?;
     let data = prepare_data(&cfg, tmp.path())?;
     let col = &data.collator;

@@ -36,10 +36,7 @@ fn main() -> anyhow::Result<()> {
     rlhf_examples::init_runtime();
     let args = <Args as clap::Parser>::parse();
     let run = args.run;
-    let mut cfg: PipelineConfig = toml::from_str(
-        &std::fs::read_to_string(run.join("config.toml"))
-            .with_context(|| format!("reading {}", run.join("config.toml").display()))?,
-    )?;
+    let mut cfg = PipelineConfig::from_run(&run)?;
     let tmp = tempfile::tempdir()?;
     let mut data = prepare_data(&cfg, tmp.path())?;
     let sft_dir = if cfg.lora.is_some() {

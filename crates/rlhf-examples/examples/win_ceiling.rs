@@ -50,10 +50,7 @@ fn main() -> anyhow::Result<()> {
     rlhf_examples::init_runtime();
     let args = <Args as clap::Parser>::parse();
     let run = args.run;
-    let cfg: PipelineConfig = toml::from_str(
-        &std::fs::read_to_string(run.join("config.toml"))
-            .with_context(|| format!("reading {}", run.join("config.toml").display()))?,
-    )?;
+    let cfg = PipelineConfig::from_run(&run)?;
     anyhow::ensure!(cfg.lora.is_none(), "runs with LoRA are not supported here");
     anyhow::ensure!(
         run.join("labelers/done.json").exists(),

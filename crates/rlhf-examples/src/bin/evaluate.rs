@@ -200,12 +200,7 @@ fn evaluate_as_run(
     b_dir: Option<&Path>,
     device: tch::Device,
 ) -> anyhow::Result<()> {
-    let cfg_path = run.join("config.toml");
-    let cfg: PipelineConfig = toml::from_str(
-        &std::fs::read_to_string(&cfg_path)
-            .with_context(|| format!("--run: reading {}", cfg_path.display()))?,
-    )
-    .with_context(|| format!("--run: {} is not a pipeline config", cfg_path.display()))?;
+    let cfg = PipelineConfig::from_run(run).context("--run")?;
     anyhow::ensure!(
         run.join("labelers/done.json").exists(),
         "--run: {} has no calibrated labelers (labelers/done.json): give a pipeline run that \

@@ -149,6 +149,22 @@ pub struct PipelineConfig {
 }
 
 impl PipelineConfig {
+    /// The resolved config of a pipeline run directory (its `config.toml`), for tools that
+    /// work on a finished run; the error names the file.
+    pub fn from_run(run: &Path) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let path = run.join("config.toml");
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "reading {}: is {} a pipeline run directory?",
+                path.display(),
+                run.display()
+            )
+        })?;
+        toml::from_str(&text)
+            .with_context(|| format!("{} is not a pipeline config", path.display()))
+    }
+
     /// Checks every setting before any work starts, naming the key to change (a bad value
     /// found only when its stage comes would cost the minutes of the stages before it).
     pub fn validate(&self) -> anyhow::Result<()> {
