@@ -256,6 +256,24 @@ fn tiny_pipeline_produces_the_table_and_resumes() {
         .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot be used with"));
+
+    // A rerun with another config would skip the finished stages under the new settings: it
+    // is refused, naming the keys, and leaves the run as it was. The evaluation's settings
+    // may change (the evaluation runs again).
+    let config_before = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    let changed = [&extra[..], &["ppo_iterations=3", "ppo.kl_coef=0.2"]].concat();
+    let (ok, _, err) = run_with(&out, &changed);
+    assert!(!ok, "a changed config resumed the run");
+    assert!(
+        err.contains("another config (ppo.kl_coef: 0.1 -> 0.2, ppo_iterations: 2 -> 3)"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("config.toml")).unwrap(),
+        config_before
+    );
+    let (ok, _, err) = run_with(&out, &[&extra[..], &["eval_prompts=8"]].concat());
+    assert!(ok, "{err}");
 }
 
 /// Runs `evaluate` (on the CPU) and parses the JSON line it prints.

@@ -26,7 +26,7 @@ use rlhf_toy::{
     toy_tokenizer, LabelerConfig, LabelerPool, ToyConfig, ToyPrompt, ToyWorld, TOY_EOS_ID,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Instant;
@@ -538,6 +538,63 @@ impl StageClock {
     }
 }
 
+/// Keys a rerun may change in an existing run directory: they only decide which rounds run
+/// and how the (always repeated) evaluation is done.
+const RERUN_MAY_CHANGE: [&str; 3] = ["rounds", "eval_prompts", "eval_greedy"];
+
+/// A rerun into an existing run directory resumes it, so its config must be the run's: stages
+/// that the run finished are not redone, and a changed setting would silently not apply to
+/// them while `config.toml` claimed it did. The error lists the keys that differ.
+fn check_resumable(cfg: &PipelineConfig, out: &Path) -> anyhow::Result<()> {
+    fn flatten(prefix: &str, v: &serde_json::Value, into: &mut BTreeMap<String, String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    flatten(&key, v, into);
+                }
+            }
+            other => {
+                into.insert(prefix.to_string(), other.to_string());
+            }
+        }
+    }
+    let old = PipelineConfig::from_run(out)?;
+    let (mut a, mut b) = (BTreeMap::new(), BTreeMap::new());
+    flatten("", &serde_json::to_value(&old)?, &mut a);
+    flatten("", &serde_json::to_value(cfg)?, &mut b);
+    let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    let none = "(unset)".to_string();
+    let changed: Vec<String> = keys
+        .into_iter()
+        .filter(|k| !RERUN_MAY_CHANGE.contains(&k.as_str()))
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| {
+            format!(
+                "{k}: {} -> {}",
+                a.get(k).unwrap_or(&none),
+                b.get(k).unwrap_or(&none)
+            )
+        })
+        .collect();
+    if !changed.is_empty() {
+        anyhow::bail!(
+            "{} holds a pipeline run with another config ({}): a rerun resumes the run and would \
+             not redo the stages it finished. Give a new --out, or rerun with the run's own \
+             config ({}) to resume it; only {} may change between reruns",
+            out.display(),
+            changed.join(", "),
+            out.join("config.toml").display(),
+            RERUN_MAY_CHANGE.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// [`run`] as one rank of a data-parallel job (`comm` from `rlhf_dist::init_for_devices`): every rank
 /// calls it with the same config and `out`; the training stages split each batch across the
 /// ranks, rank 0 does the rest and writes every file. Returns the report on rank 0, `None` on
@@ -557,6 +614,9 @@ pub fn run_on(
             .as_bytes(),
     )?;
     if root {
+        if out.join("config.toml").exists() {
+            check_resumable(cfg, out)?;
+        }
         std::fs::create_dir_all(out)?;
         RunDir::open(out)?.write_config(cfg)?;
     }
