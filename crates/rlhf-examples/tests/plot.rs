@@ -472,3 +472,19 @@ fn noisy_lines_stay_inside_the_axes() {
         ) > 1000
     );
 }
+
+#[test]
+fn bar_panels_draw_their_reference_lines() {
+    let bars = vec![("a".to_string(), 0.3), ("b".to_string(), 0.7)];
+    let reference = [160, 160, 160];
+    let grey = |panel: Panel| {
+        let c = render_figure("", &[panel], 1).unwrap();
+        let px: Vec<[u8; 3]> = c.pixels.chunks(3).map(|p| [p[0], p[1], p[2]]).collect();
+        count(&px, reference)
+    };
+    assert_eq!(grey(Panel::bars("plain", bars.clone())), 0);
+    let with = grey(Panel::bars("with SFT", bars.clone()).with_hline(0.5, "SFT"));
+    assert!(with > 200, "the dashed line at 0.5 has {with} pixels");
+    // A reference line above every bar widens the axis to show it.
+    assert!(grey(Panel::bars("above", bars).with_hline(2.0, "top")) > 200);
+}

@@ -616,7 +616,7 @@ pub fn pipeline_plots(
         )
         .with_hline(0.5, "SFT"),
         Panel::bars(
-            "gold score (greedy answers)",
+            "gold score (the answers judged above)",
             model_bars(&report.gold_score),
         ),
     ];

@@ -251,22 +251,7 @@ fn draw_lines(
         .x_label_formatter(&|v| format_tick(*v, xs))
         .y_label_formatter(&|v| format_tick(*v, ys))
         .draw()?;
-    for (y, label) in &panel.hlines {
-        if !y.is_finite() {
-            continue;
-        }
-        chart.draw_series(DashedLineSeries::new(
-            vec![(x0, *y), (x1, *y)],
-            6,
-            4,
-            REFERENCE.stroke_width(1),
-        ))?;
-        chart.draw_series(std::iter::once(Text::new(
-            label.clone(),
-            (x0 + xs * 0.01, *y + ys * 0.015),
-            (FONT, 12).into_font().color(&MUTED),
-        )))?;
-    }
+    draw_hlines(&mut chart, &panel.hlines, (x0, x1), ys)?;
     for (i, (s, runs)) in series.iter().zip(&runs).enumerate() {
         let c = colour(i);
         let n: usize = runs.iter().map(Vec::len).sum();
@@ -389,13 +374,47 @@ pub fn legend_corner(
     .map_or(Corner::UpperRight, |(c, _)| c)
 }
 
+/// The panel's dashed reference lines, each labelled at its left end.
+fn draw_hlines(
+    chart: &mut ChartContext<
+        '_,
+        BitMapBackend<'_>,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+    hlines: &[(f64, String)],
+    (x0, x1): (f64, f64),
+    ys: f64,
+) -> anyhow::Result<()> {
+    let xs = x1 - x0;
+    for (y, label) in hlines {
+        if !y.is_finite() {
+            continue;
+        }
+        chart.draw_series(DashedLineSeries::new(
+            vec![(x0, *y), (x1, *y)],
+            6,
+            4,
+            REFERENCE.stroke_width(1),
+        ))?;
+        chart.draw_series(std::iter::once(Text::new(
+            label.clone(),
+            (x0 + xs * 0.01, *y + ys * 0.015),
+            (FONT, 12).into_font().color(&MUTED),
+        )))?;
+    }
+    Ok(())
+}
+
 fn draw_bars(
     area: &DrawingArea<BitMapBackend, Shift>,
     panel: &Panel,
     bars: &[(String, f64)],
 ) -> anyhow::Result<()> {
     let finite = bars.iter().map(|b| b.1).filter(|v| v.is_finite());
-    let (lo, hi) = finite.fold((0.0f64, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
+    let refs = panel.hlines.iter().map(|h| h.0).filter(|v| v.is_finite());
+    let (lo, hi) = finite
+        .chain(refs)
+        .fold((0.0f64, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
     let (y0, y1) = axis_range(lo, hi, false, 0.1);
     let n = bars.len();
     let mut chart = ChartBuilder::on(area)
@@ -446,5 +465,7 @@ fn draw_bars(
             &MUTED,
         )))?;
     }
+    // Reference lines over the bars.
+    draw_hlines(&mut chart, &panel.hlines, (0.0, n as f64), ys)?;
     Ok(())
 }
