@@ -17,7 +17,8 @@ use std::path::PathBuf;
     about = "InstructGPT in miniature on the toy world (SFT, RM, PPO, PPO-ptx) with the paper's table"
 )]
 struct Args {
-    /// Run directory (default: `runs/pipeline-<time>`); an existing one is resumed.
+    /// Run directory (default: `runs/pipeline-<time>`); an existing one is resumed, with its own
+    /// config (a different one is refused, except for rounds and the evaluation settings).
     #[arg(long)]
     out: Option<PathBuf>,
     /// TOML config (keys of PipelineConfig; defaults for the rest).
