@@ -39,11 +39,7 @@ fn main() -> anyhow::Result<()> {
     let mut cfg = PipelineConfig::from_run(&run)?;
     let tmp = tempfile::tempdir()?;
     let mut data = prepare_data(&cfg, tmp.path())?;
-    let sft_dir = if cfg.lora.is_some() {
-        run.join("sft/merged")
-    } else {
-        run.join("sft/best")
-    };
+    let sft_dir = cfg.sft_dir(&run);
     anyhow::ensure!(
         run.join("labelers/done.json").exists(),
         "{} has no calibrated labelers (labelers/done.json): run the pipeline first",

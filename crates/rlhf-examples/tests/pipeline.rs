@@ -573,6 +573,14 @@ fn lora_pipeline_trains_adapters_in_every_stage() {
     }
     // The merged SFT model is the SFT model: against itself its KL is 0.
     assert!(report["kl_to_sft"]["sft"].as_f64().unwrap().abs() < 1e-9);
+    // `evaluate --run` compares with the merged SFT model too, as the table does.
+    let p = |f: &str| out.join(f).display().to_string();
+    let row = evaluate(&["--run", &p(""), "--a", &p("ppo_ptx/final")]);
+    assert_eq!(
+        report["win_rate_vs_sft"]["ppo_ptx"], row["win_rate_a_vs_b"],
+        "{row}"
+    );
+    assert_eq!(report["kl_to_sft"]["ppo_ptx"], row["kl_a_to_b"], "{row}");
 }
 
 /// An `RLHF_DEVICE` that names no device stops the run with the variable's name, instead of

@@ -209,7 +209,7 @@ fn evaluate_as_run(
     );
     // The run's data, rebuilt from its seed (nothing is written into the run).
     let data = prepare_data_on(&cfg, run, false)?;
-    let sft_dir = run.join("sft/best");
+    let sft_dir = cfg.sft_dir(run);
     let labelers = labeler_stage(&cfg, &data, &sft_dir, run)?;
     let b_dir = b_dir.unwrap_or(&sft_dir);
     let a = load_lm(a_dir, device, "--a")?;

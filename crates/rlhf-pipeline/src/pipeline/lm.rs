@@ -106,7 +106,7 @@ pub fn sft_stage_on(
     let best = dir.join("best");
     let merged = dir.join("merged");
     if stage_done(&dir) {
-        return Ok(if cfg.lora.is_some() { merged } else { best });
+        return Ok(cfg.sft_dir(out));
     }
     let device = rank_device(comm)?;
     let mut lm = CausalLm::load(base, device)?;

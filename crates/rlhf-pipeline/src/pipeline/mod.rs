@@ -165,6 +165,17 @@ impl PipelineConfig {
             .with_context(|| format!("{} is not a pipeline config", path.display()))
     }
 
+    /// The SFT model of a run in directory `run` made with this config: `sft/best`, or with
+    /// LoRA the merged model `sft/merged` (what every later stage starts from and the table
+    /// compares with).
+    pub fn sft_dir(&self, run: &Path) -> PathBuf {
+        run.join(if self.lora.is_some() {
+            "sft/merged"
+        } else {
+            "sft/best"
+        })
+    }
+
     /// Checks every setting before any work starts, naming the key to change (a bad value
     /// found only when its stage comes would cost the minutes of the stages before it).
     pub fn validate(&self) -> anyhow::Result<()> {
