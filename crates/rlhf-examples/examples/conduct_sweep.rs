@@ -48,7 +48,7 @@ fn main() -> anyhow::Result<()> {
     let col = &data.collator;
     let device = rlhf_examples::stage_device()?;
     let base = CausalLm::load(run.join("pretrain/best"), device)?;
-    let sft = CausalLm::load(run.join("sft/best"), device)?;
+    let sft = CausalLm::load(cfg.sft_dir(&run), device)?;
     // PPO-ptx's column is left out (NaN) while the run has none yet.
     let ptx = CausalLm::load(run.join("ppo_ptx/final"), device).ok();
 
