@@ -49,29 +49,6 @@ fn readme_build_script_is_ours() {
     );
 }
 
-/// Flattens a JSON object into `a.b.c` keys.
-fn flatten(
-    prefix: &str,
-    v: &serde_json::Value,
-    out: &mut std::collections::BTreeMap<String, serde_json::Value>,
-) {
-    match v {
-        serde_json::Value::Object(m) => {
-            for (k, x) in m {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten(&key, x, out);
-            }
-        }
-        other => {
-            out.insert(prefix.to_string(), other.clone());
-        }
-    }
-}
-
 /// The rows `(key, default)` of the README table under the heading that starts with `heading`,
 /// for rows naming one key.
 fn readme_rows(heading: &str) -> Vec<(String, String)> {
@@ -100,8 +77,7 @@ fn readme_rows(heading: &str) -> Vec<(String, String)> {
 /// Checks each README default that is a plain value (number, bool, string, list, `off` for
 /// none) against the code's `Default`; returns how many were checked.
 fn check_defaults(heading: &str, strip: &str, default: serde_json::Value) -> usize {
-    let mut flat = std::collections::BTreeMap::new();
-    flatten("", &default, &mut flat);
+    let flat = rlhf_examples::pipeline::flatten_json(&default);
     let mut checked = 0;
     for (key, cell) in readme_rows(heading) {
         let Some(key) = key.strip_prefix(strip) else {

@@ -103,23 +103,24 @@ fn pretrain_then_sft_train_and_resume() {
         "a finished run resumes to the same result"
     );
 
+    // `sft` from the pretrained model on the world's demonstrations, into `out`.
+    let (init, demos) = (s(&pre.join("best")), s(&w.join("demonstrations.jsonl")));
+    let sft_run = |out: &Path, sets: &[&str]| {
+        let out = s(out);
+        let mut a = vec![
+            "--init", &init, "--data", &demos, "--out", &out, "--device", "cpu",
+        ];
+        for x in sets {
+            a.extend(["--set", x]);
+        }
+        run(env!("CARGO_BIN_EXE_sft"), &a)
+    };
     let sft = tmp.path().join("sft");
-    let (ok, err) = run(
-        env!("CARGO_BIN_EXE_sft"),
+    let (ok, err) = sft_run(
+        &sft,
         &[
-            "--init",
-            &s(&pre.join("best")),
-            "--data",
-            &s(&w.join("demonstrations.jsonl")),
-            "--out",
-            &s(&sft),
-            "--device",
-            "cpu",
-            "--set",
             "train.epochs=2",
-            "--set",
             "train.batch_size=16",
-            "--set",
             "valid_fraction=0.2",
         ],
     );
@@ -131,23 +132,7 @@ fn pretrain_then_sft_train_and_resume() {
     );
     // Demonstrations cut by the limits are reported, with the keys that raise them.
     let cut = tmp.path().join("sft-cut");
-    let (ok, err) = run(
-        env!("CARGO_BIN_EXE_sft"),
-        &[
-            "--init",
-            &s(&pre.join("best")),
-            "--data",
-            &s(&w.join("demonstrations.jsonl")),
-            "--out",
-            &s(&cut),
-            "--device",
-            "cpu",
-            "--set",
-            "train.epochs=1",
-            "--set",
-            "train.max_response_tokens=2",
-        ],
-    );
+    let (ok, err) = sft_run(&cut, &["train.epochs=1", "train.max_response_tokens=2"]);
     assert!(ok, "{err}");
     assert!(
         err.contains("responses are cut at train.max_response_tokens = 2"),

@@ -549,6 +549,31 @@ impl StageClock {
     }
 }
 
+/// A JSON value as `a.b.c` keys (nested objects flattened; arrays and scalars are leaves):
+/// how a config's settings are compared and listed.
+pub fn flatten_json(v: &serde_json::Value) -> BTreeMap<String, serde_json::Value> {
+    fn walk(prefix: &str, v: &serde_json::Value, into: &mut BTreeMap<String, serde_json::Value>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, x, into);
+                }
+            }
+            other => {
+                into.insert(prefix.to_string(), other.clone());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk("", v, &mut out);
+    out
+}
+
 /// Keys a rerun may change in an existing run directory: they only decide which rounds run
 /// and how the (always repeated) evaluation is done.
 const RERUN_MAY_CHANGE: [&str; 3] = ["rounds", "eval_prompts", "eval_greedy"];
@@ -557,27 +582,14 @@ const RERUN_MAY_CHANGE: [&str; 3] = ["rounds", "eval_prompts", "eval_greedy"];
 /// that the run finished are not redone, and a changed setting would silently not apply to
 /// them while `config.toml` claimed it did. The error lists the keys that differ.
 fn check_resumable(cfg: &PipelineConfig, out: &Path) -> anyhow::Result<()> {
-    fn flatten(prefix: &str, v: &serde_json::Value, into: &mut BTreeMap<String, String>) {
-        match v {
-            serde_json::Value::Object(m) => {
-                for (k, v) in m {
-                    let key = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    flatten(&key, v, into);
-                }
-            }
-            other => {
-                into.insert(prefix.to_string(), other.to_string());
-            }
-        }
-    }
+    let settings = |c: &PipelineConfig| -> anyhow::Result<BTreeMap<String, String>> {
+        Ok(flatten_json(&serde_json::to_value(c)?)
+            .into_iter()
+            .map(|(k, v)| (k, v.to_string()))
+            .collect())
+    };
     let old = PipelineConfig::from_run(out)?;
-    let (mut a, mut b) = (BTreeMap::new(), BTreeMap::new());
-    flatten("", &serde_json::to_value(&old)?, &mut a);
-    flatten("", &serde_json::to_value(cfg)?, &mut b);
+    let (a, b) = (settings(&old)?, settings(cfg)?);
     let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
     let none = "(unset)".to_string();
     let changed: Vec<String> = keys
