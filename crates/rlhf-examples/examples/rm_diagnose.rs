@@ -38,7 +38,7 @@ use rlhf_data::records::{read_jsonl, Demonstration, Ranking, ReadOptions};
 use rlhf_examples::pipeline::{prepare_data, PipelineConfig};
 use rlhf_model::train::NoMetrics;
 use rlhf_model::{CausalLm, Policy, ScalarModel};
-use rlhf_reward::{gold_agreement, RankingData, RewardTrainer};
+use rlhf_reward::{gold_agreement, RankingData, RewardTrainer, TrainableRewardModel};
 use rlhf_toy::{without_habits, ToyPrompt};
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
@@ -66,6 +66,91 @@ struct Args {
     /// Seed of the scalar head's initialization (the run's first RM stage used `seed + 303`).
     #[arg(long)]
     seed: Option<i64>,
+    /// Where the score is read: `last` (the head at the last token, the pipeline's RM) or
+    /// `sum` (the head summed over every real token: the prompt's part is the same for all of
+    /// a prompt's responses, so the ranking loss sees the sum over the response).
+    #[arg(long, default_value = "last")]
+    pool: String,
+}
+
+/// The RM with its head summed over every real token instead of read at the last one.
+struct SumPooled(ScalarModel);
+
+impl rlhf_model::SaveDir for SumPooled {
+    fn save_dir(&self, dir: &std::path::Path) -> rlhf_model::Result<()> {
+        self.0.save_dir(dir)
+    }
+}
+
+impl rlhf_model::Checkpointable for SumPooled {
+    fn meta(&self) -> &rlhf_model::CheckpointMeta {
+        self.0.meta()
+    }
+    fn meta_mut(&mut self) -> &mut rlhf_model::CheckpointMeta {
+        self.0.meta_mut()
+    }
+    fn save_with_extras(
+        &self,
+        dir: &std::path::Path,
+        extras: Vec<(&str, Vec<u8>)>,
+    ) -> rlhf_model::Result<()> {
+        self.0.save_with_extras(dir, extras)
+    }
+    fn restore_from(&mut self, dir: &std::path::Path) -> rlhf_model::Result<()> {
+        self.0.restore_from(dir)
+    }
+}
+
+impl TrainableRewardModel for SumPooled {
+    fn forward_scores(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        train: bool,
+    ) -> rlhf_reward::Result<Tensor> {
+        let v = self.0.per_token(input_ids, attention_mask, train)?;
+        Ok((v * attention_mask.to_kind(Kind::Float)).sum_dim_intlist(
+            [1i64].as_slice(),
+            false,
+            Kind::Float,
+        ))
+    }
+    fn var_store(&self) -> &tch::nn::VarStore {
+        rlhf_model::ValueFunction::var_store(&self.0)
+    }
+    fn uses_dropout(&self) -> bool {
+        TrainableRewardModel::uses_dropout(&self.0)
+    }
+}
+
+/// Trains `model` on `train` and prints its validation accuracies.
+fn train_and_report<M: TrainableRewardModel>(
+    model: M,
+    rm_cfg: &rlhf_reward::RewardTrainConfig,
+    col: &rlhf_data::collate::Collator,
+    train: &[rlhf_data::collate::TokenizedRanking],
+    valid: &RankingData,
+    what: &str,
+) -> anyhow::Result<RewardTrainer<M>> {
+    let mut trainer = RewardTrainer::new(model, rm_cfg.clone(), col.config().clone(), train.len())?;
+    let t0 = std::time::Instant::now();
+    trainer.fit(train, None, &mut NoMetrics, None, &mut |_, _, _| {})?;
+    println!(
+        "RM {what} on {} rankings, {} epoch(s), lr {}: trained in {:.0} s",
+        train.len(),
+        rm_cfg.epochs,
+        rm_cfg.optimizer.lr,
+        t0.elapsed().as_secs_f64()
+    );
+    let rep = trainer.evaluate(valid)?;
+    println!(
+        "validation, {} rankings: accuracy against the labelers {:.3}, against the gold order {:.3} ({} pairs)",
+        valid.groups.len(),
+        rep.stats.total.accuracy(),
+        rep.gold_accuracy.unwrap_or(f64::NAN),
+        rep.gold_pairs
+    );
+    Ok(trainer)
 }
 
 /// Each response's judgement under its prompt.
@@ -213,27 +298,33 @@ fn main() -> anyhow::Result<()> {
     tch::manual_seed(args.seed.unwrap_or(cfg.seed as i64 + 303));
     let init = args.init.clone().unwrap_or_else(|| run.join("sft/best"));
     let model = ScalarModel::reward_from_lm(&init, Device::Cpu)?;
-    let mut trainer = RewardTrainer::new(model, rm_cfg.clone(), col.config().clone(), train.len())?;
-    let t0 = std::time::Instant::now();
-    trainer.fit(&train, None, &mut NoMetrics, None, &mut |_, _, _| {})?;
-    println!(
-        "RM from {} on {} rankings ({} labels), {} epoch(s), lr {}: trained in {:.0} s",
+    let what = format!(
+        "from {} ({} labels, pool {})",
         init.display(),
-        train.len(),
         args.labels,
-        rm_cfg.epochs,
-        rm_cfg.optimizer.lr,
-        t0.elapsed().as_secs_f64()
+        args.pool
     );
-    let rep = trainer.evaluate(&valid)?;
-    println!(
-        "validation, {} rankings: accuracy against the labelers {:.3}, against the gold order {:.3} ({} pairs)",
-        valid_r.len(),
-        rep.stats.total.accuracy(),
-        rep.gold_accuracy.unwrap_or(f64::NAN),
-        rep.gold_pairs
-    );
-    let (c_groups, c_gold) = correctness_groups(&valid_r)?;
+    match args.pool.as_str() {
+        "last" => {
+            let t = train_and_report(model, &rm_cfg, col, &train, &valid, &what)?;
+            judge_groups(&t, &run, &valid_r, col)
+        }
+        "sum" => {
+            let t = train_and_report(SumPooled(model), &rm_cfg, col, &train, &valid, &what)?;
+            judge_groups(&t, &run, &valid_r, col)
+        }
+        other => anyhow::bail!("--pool must be last or sum, not {other:?}"),
+    }
+}
+
+/// The correctness and conduct measurements of a trained RM (and the SFT likelihood's).
+fn judge_groups<M: TrainableRewardModel>(
+    trainer: &RewardTrainer<M>,
+    run: &std::path::Path,
+    valid_r: &[Ranking],
+    col: &rlhf_data::collate::Collator,
+) -> anyhow::Result<()> {
+    let (c_groups, c_gold) = correctness_groups(valid_r)?;
     let lm = CausalLm::load(run.join("sft/best"), Device::Cpu)?;
     let (mut agree, mut pairs) = (0.0, 0);
     for (s, g) in likelihoods(&lm, &c_groups, col)?.iter().zip(&c_gold) {
@@ -247,7 +338,7 @@ fn main() -> anyhow::Result<()> {
     );
     for (name, (groups, gold)) in [
         ("correctness", (c_groups, c_gold)),
-        ("conduct", conduct_groups(&valid_r)?),
+        ("conduct", conduct_groups(valid_r)?),
     ] {
         let d = RankingData {
             groups: col.tokenize_rankings(&groups)?,

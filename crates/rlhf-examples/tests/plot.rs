@@ -250,6 +250,17 @@ fn metrics_without_step_use_iteration_or_line_order() {
     let log = read_metrics(&path).unwrap();
     assert_eq!(log.x_key, "iteration");
     assert_eq!(log.series("r"), vec![(7.0, 1.0), (9.0, 2.0)]);
+    // PPO's lines carry both keys (its `step` is the iteration) and its first line, the
+    // evaluation before training, `step` 0 alone: the axis is the iteration.
+    std::fs::write(
+        &path,
+        "{\"step\":0,\"g\":5}\n{\"iteration\":1,\"step\":1,\"r\":1}\n",
+    )
+    .unwrap();
+    let log = read_metrics(&path).unwrap();
+    assert_eq!(log.x_key, "iteration");
+    assert_eq!(log.series("g"), vec![(0.0, 5.0)]);
+    assert_eq!(log.series("r"), vec![(1.0, 1.0)]);
     std::fs::write(&path, "{\"r\":1}\n{\"r\":2}\n").unwrap();
     let log = read_metrics(&path).unwrap();
     assert_eq!(log.x_key, "record");

@@ -174,20 +174,22 @@ pub struct MetricsLog {
     pub path: PathBuf,
     /// One entry per good line: its x (see [`read_metrics`]) and its finite numeric fields.
     pub records: Vec<(f64, BTreeMap<String, f64>)>,
-    /// What the x values are: `step`, `iteration` or `record` (the line's ordinal).
+    /// What the x values are: `iteration` (PPO), `step` or `record` (the line's ordinal).
     pub x_key: String,
     /// Lines that were skipped: `(line number from 1, why)`.
     pub skipped: Vec<(usize, String)>,
 }
 
-/// Fields that are x axes, not metrics.
-const X_KEYS: [&str; 2] = ["step", "iteration"];
+/// Fields that are x axes, not metrics, in the order a line's x is taken from them: PPO's
+/// lines carry both, and their `step` is the iteration (the metrics writer's counter).
+const X_KEYS: [&str; 2] = ["iteration", "step"];
 
 /// Reads a `metrics.jsonl` (one JSON object per line, as `rlhf_model::train::JsonlMetrics`
 /// writes it).
 ///
-/// - A line's x is its `step` field, else its `iteration` field, else its ordinal among the
-///   good lines (1, 2, ...).
+/// - A line's x is its `iteration` field, else its `step` field, else its ordinal among the
+///   good lines (1, 2, ...). The axis is named `iteration` when some line has one (PPO's
+///   metrics: its evaluation at the start is written with `step` 0 alone).
 /// - Numeric fields are kept; strings, booleans, `null` (how NaN is written), arrays and
 ///   non-finite numbers are ignored. Nested objects are flattened with `/` (`{"val": {"loss":
 ///   1}}` is `val/loss`). Lines may lack any key.
@@ -234,7 +236,7 @@ pub fn read_metrics(path: &Path) -> anyhow::Result<MetricsLog> {
         };
         log.records.push((x, fields));
     }
-    log.x_key = ["step", "iteration", "record"]
+    log.x_key = ["iteration", "step", "record"]
         .into_iter()
         .find(|k| x_kinds.contains(k))
         .unwrap_or("step")
