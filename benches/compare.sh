@@ -48,7 +48,7 @@ else
   unit="s/iteration"; peer="TRL"
 fi
 o1=$(ours); t=$(theirs); o2=$(ours)
-peak=$(target/release/bench --workload matmul | field matmul_peak_gflops)
+peak=$(target/release/bench --workload matmul --dtype "$dtype" | field matmul_peak_gflops)
 python3 - "$o1" "$t" "$o2" "$peak" "$size" "$workload" "$unit" "$peer" "$dtype" <<'PY'
 import sys
 o1, t, o2, peak = map(float, sys.argv[1:5])

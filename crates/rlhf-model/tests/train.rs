@@ -252,3 +252,105 @@ fn zero_grad_backward_equals_zero_grad_then_backward_and_accumulates_after() {
     opt.zero_grad_backward(&loss(&ids)).unwrap();
     opt.step();
 }
+
+/// A store holding one variable `w` with these values, in `kind`.
+fn one_var(values: &Tensor, kind: Kind) -> tch::nn::VarStore {
+    let mut vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let _ = vs.root().var_copy("w", values);
+    vs.set_kind(kind);
+    vs
+}
+
+/// `steps` AdamW steps of `vs`'s `w` with the constant gradient `g` (optionally a state
+/// round trip through a new optimizer after `restart_at` steps); returns `w` in f32.
+fn train_w(
+    vs: &tch::nn::VarStore,
+    g: &Tensor,
+    cfg: &AdamWConfig,
+    steps: usize,
+    restart_at: Option<usize>,
+) -> Tensor {
+    let w = vs.variables()["w"].shallow_clone();
+    let mut opt = AdamW::new(vs, cfg).unwrap();
+    for i in 0..steps {
+        if restart_at == Some(i) {
+            let state: std::collections::BTreeMap<String, Tensor> = opt
+                .state()
+                .into_iter()
+                .map(|(k, t)| (k, t.copy()))
+                .collect();
+            opt = AdamW::new(vs, cfg).unwrap();
+            opt.load_state(&state).unwrap();
+        }
+        opt.zero_grad();
+        (&w * g.to_kind(w.kind())).sum(Kind::Float).backward();
+        opt.step();
+    }
+    w.detach().to_kind(Kind::Float)
+}
+
+#[test]
+fn bf16_variables_take_updates_below_their_rounding_step_through_f32_masters() {
+    let _rng = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    tch::manual_seed(5);
+    // Weights of GPT-2's scale, representable in bf16, and a gradient of either sign.
+    let w0 = (Tensor::randn([2000], (Kind::Float, tch::Device::Cpu)) * 0.02)
+        .to_kind(Kind::BFloat16)
+        .to_kind(Kind::Float);
+    let g = Tensor::randn([2000], (Kind::Float, tch::Device::Cpu))
+        .to_kind(Kind::BFloat16)
+        .to_kind(Kind::Float);
+    // lr 1e-5 (W-PPO's): each step moves a weight by about 1e-5, under half the bf16 step of
+    // most of them (6e-5 at |w| in [0.016, 0.031)).
+    let cfg = AdamWConfig {
+        lr: 1e-5,
+        weight_decay: 0.1,
+        ..Default::default()
+    };
+    let steps = 200;
+    let reference = train_w(&one_var(&w0, Kind::Float), &g, &cfg, steps, None);
+    let bf = train_w(&one_var(&w0, Kind::BFloat16), &g, &cfg, steps, None);
+    let moved_f32 = f64::try_from((&reference - &w0).abs().mean(Kind::Float)).unwrap();
+    let moved_bf = f64::try_from((&bf - &w0).abs().mean(Kind::Float)).unwrap();
+    assert!(moved_f32 > 1.5e-3, "f32 moved {moved_f32}");
+    assert!(
+        (moved_bf / moved_f32 - 1.0).abs() < 0.1,
+        "bf16 weights moved {moved_bf} on average, f32 ones {moved_f32}"
+    );
+    // Each bf16 weight is the rounding of the f32 trajectory: within one bf16 step of it.
+    let step = reference.abs() * 2f64.powi(-7) + 1e-9;
+    let off = (&bf - &reference).abs() - step;
+    assert!(
+        f64::try_from(off.max()).unwrap() <= 0.0,
+        "a bf16 weight left the f32 trajectory by more than its rounding step"
+    );
+    // The masters are saved and restored with the state: a restart is invisible.
+    let resumed = train_w(&one_var(&w0, Kind::BFloat16), &g, &cfg, steps, Some(77));
+    assert!(
+        resumed.equal(&bf),
+        "a state round trip changed the bf16 trajectory"
+    );
+}
+
+#[test]
+fn bf16_master_follows_weights_written_after_the_optimizer_was_built() {
+    let _rng = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    tch::manual_seed(6);
+    let w0 = (Tensor::randn([64], (Kind::Float, tch::Device::Cpu)) * 0.02)
+        .to_kind(Kind::BFloat16)
+        .to_kind(Kind::Float);
+    let vs = one_var(&w0, Kind::BFloat16);
+    let w = vs.variables()["w"].shallow_clone();
+    let mut opt = AdamW::new(&vs, &AdamWConfig::default()).unwrap();
+    // New weights arrive (a checkpoint loaded, rank 0's weights broadcast): the step must
+    // start from them, not from the master taken when the optimizer was built.
+    let loaded = Tensor::full([64], 0.5, (Kind::BFloat16, tch::Device::Cpu));
+    tch::no_grad(|| w.shallow_clone().copy_(&loaded));
+    (&w * 0.0).sum(Kind::Float).backward();
+    opt.step();
+    assert!(
+        w.equal(&loaded),
+        "a zero-gradient step moved the loaded weights: {:?}",
+        w.get(0)
+    );
+}

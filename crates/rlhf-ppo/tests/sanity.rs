@@ -54,14 +54,20 @@ fn ppo_config(seed: i64, policy_lr: f64) -> PpoConfig {
     ppo
 }
 
-fn trainer(seed: i64) -> Trainer {
+fn trainer(seed: i64, kind: Kind) -> Trainer {
     let cfg = Gpt2Config::sized(2, 2, 32, VOCAB, 32).with_dropout(0.0);
     tch::manual_seed(seed);
-    let policy = CausalLm::new(&cfg, Device::Cpu).unwrap();
+    let mut policy = CausalLm::new(&cfg, Device::Cpu).unwrap();
     let mut reference = CausalLm::new(&cfg, Device::Cpu).unwrap();
     reference.var_store_mut().copy(policy.var_store()).unwrap();
     reference.var_store_mut().freeze();
-    let value = ScalarModel::new(&cfg, HeadKind::Value, Device::Cpu).unwrap();
+    let mut value = ScalarModel::new(&cfg, HeadKind::Value, Device::Cpu).unwrap();
+    if kind != Kind::Float {
+        rlhf_model::cpu::ensure_usable_cpu_isa();
+        policy.set_kind(kind);
+        reference.set_kind(kind);
+        value.set_kind(kind);
+    }
     let models = PpoModels {
         policy,
         reference,
@@ -95,14 +101,19 @@ fn prompts(seed: i64) -> (Tensor, Tensor) {
     (ids, mask)
 }
 
-/// Every iteration's stats of one run.
-fn run(seed: i64) -> Vec<IterationStats> {
+/// Every iteration's stats of one run, with the models' weights in `kind`.
+fn run_in(seed: i64, kind: Kind) -> Vec<IterationStats> {
     tch::set_num_threads(1);
-    let mut tr = trainer(seed);
+    let mut tr = trainer(seed, kind);
     let (ids, mask) = prompts(seed);
     (0..ITERATIONS)
         .map(|_| tr.step(&ids, &mask, None, &mut NoMetrics).unwrap())
         .collect()
+}
+
+/// Every iteration's stats of one run in f32.
+fn run(seed: i64) -> Vec<IterationStats> {
+    run_in(seed, Kind::Float)
 }
 
 /// Mean score of the first and of the last three iterations.
@@ -137,14 +148,43 @@ fn ppo_raises_a_token_share_reward_on_a_random_gpt2() {
     }
 }
 
+/// The same run with every model's weights in bf16 (the `ppo` binary's `dtype = "bf16"`):
+/// the optimizer's f32 master weights keep the updates that bf16 would round away. Measured
+/// with `measure_seeds` (`BF16=1`, 2026-12-06, a CPU with AVX512_BF16), first three -> last
+/// three iterations:
+///
+/// | seed | 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 |
+/// |---|---|---|---|---|---|---|---|---|
+/// | first | 0.065 | 0.033 | 0.043 | 0.058 | 0.055 | 0.041 | 0.039 | 0.029 |
+/// | last | 0.956 | 0.627 | 0.469 | 0.541 | 0.638 | 0.624 | 0.849 | 0.600 |
+///
+/// The smallest rise is +0.43 (seed 2); the test runs seed 0 and asks for +0.25, as in f32.
+#[test]
+fn ppo_in_bf16_raises_the_reward_too() {
+    let stats = run_in(0, Kind::BFloat16);
+    let (first, last) = first_last(&stats);
+    let scores: Vec<f64> = stats.iter().map(|s| s.scores).collect();
+    assert!(first < 0.1, "{scores:?}");
+    assert!(last > first + 0.25, "scores {scores:?}");
+    for s in &stats {
+        assert!(s.kl.is_finite() && s.kl < 30.0, "KL {}", s.kl);
+        assert!(s.policy_loss.is_finite() && s.value_loss.is_finite());
+    }
+}
+
 /// Prints the numbers the margin above was chosen from:
-/// `cargo test -p rlhf-ppo --test sanity -- --ignored --nocapture`.
+/// `cargo test -p rlhf-ppo --test sanity -- --ignored --nocapture` (`BF16=1` for the bf16
+/// run's).
 #[test]
 #[ignore]
 fn measure_seeds() {
+    let kind = match std::env::var("BF16").as_deref() {
+        Ok("1") => Kind::BFloat16,
+        _ => Kind::Float,
+    };
     for seed in 0..8 {
         let t0 = std::time::Instant::now();
-        let stats = run(seed);
+        let stats = run_in(seed, kind);
         let (first, last) = first_last(&stats);
         let kl = stats.last().unwrap().kl;
         println!(
