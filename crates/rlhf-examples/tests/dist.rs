@@ -79,22 +79,36 @@ fn kill_rank_one_when(mut child: Child, timeout_s: u64, mut ready: impl FnMut() 
 
 /// The largest |a - b| over the weights of two checkpoint directories.
 fn max_weight_diff(a: &Path, b: &Path) -> f64 {
-    max_weight_diff_except(a, b, &[])
+    worst_weight_diff(a, b, &[], false).0
 }
 
-/// [`max_weight_diff`] over the tensors not named in `skip`.
-fn max_weight_diff_except(a: &Path, b: &Path, skip: &[&str]) -> f64 {
+/// The largest |difference| between the weights of a 1-process and an N-rank run (whose sums
+/// run in other orders), and the variable that holds it, leaving out the variables named in
+/// `noise_only` and every layer's key bias (the middle third of `attn.c_attn.bias`: it adds
+/// `q . b_k` to all of a query's scores alike, which softmax ignores, so its true gradient is
+/// 0 and it gets rounding noise only, which AdamW turns into steps of about lr whatever their
+/// size; measured on an AVX-512 CPU: 1.6e-4 apart in the RM test below at lr 3e-3, every
+/// other weight within 1.3e-7).
+fn ranks_weight_diff(a: &Path, b: &Path, noise_only: &[&str]) -> (f64, String) {
+    worst_weight_diff(a, b, noise_only, true)
+}
+
+fn worst_weight_diff(a: &Path, b: &Path, skip: &[&str], skip_key_bias: bool) -> (f64, String) {
     let (wa, wb) = (weights(a), weights(b));
     assert_eq!(wa.len(), wb.len());
     wa.iter()
         .filter(|(n, _)| !skip.contains(&n.as_str()))
         .map(|(n, x)| {
-            (x.to_kind(tch::Kind::Double) - wb[n].to_kind(tch::Kind::Double))
-                .abs()
-                .max()
-                .double_value(&[])
+            let diff = (x.to_kind(tch::Kind::Double) - wb[n].to_kind(tch::Kind::Double)).abs();
+            let diff = if skip_key_bias && n.ends_with("attn.c_attn.bias") {
+                let e = diff.size()[0] / 3;
+                tch::Tensor::cat(&[diff.narrow(0, 0, e), diff.narrow(0, 2 * e, e)], 0)
+            } else {
+                diff
+            };
+            (diff.max().double_value(&[]), n.clone())
         })
-        .fold(0.0, f64::max)
+        .fold((0.0, String::new()), |w, x| if x.0 > w.0 { x } else { w })
 }
 
 fn world_size(run: &Path) -> u64 {
@@ -126,8 +140,11 @@ fn sft_on_two_ranks_equals_one_process() {
     run_ok("sft", &argv("one"));
     let two = mpirun(2, "sft", &argv("two"));
     ok(&two, "mpirun -np 2 sft");
-    let d = max_weight_diff(&f.p("one/epoch-2"), &f.p("two/epoch-2"));
-    assert!(d <= 1e-4, "2 ranks differ from 1 process by {d}");
+    let (d, name) = ranks_weight_diff(&f.p("one/epoch-2"), &f.p("two/epoch-2"), &[]);
+    assert!(
+        d <= 1e-4,
+        "2 ranks differ from 1 process by {d} (in {name})"
+    );
     assert!(
         max_weight_diff(&f.p("sft"), &f.p("two/epoch-2")) > 1e-3,
         "training moved the weights"
@@ -193,12 +210,16 @@ fn reward_on_two_ranks_equals_one_process() {
     // The ranking loss depends on score differences only, so the final LayerNorm's bias (a
     // shift of every score) has a true gradient of exactly 0: what it gets is rounding noise,
     // which AdamW turns into steps of about lr whatever its size. Any change of summation
-    // order moves it (measured: 2.6e-3 here, lr 3e-3); every other weight must agree.
+    // order moves it (measured: 2.6e-3 here, lr 3e-3); so do the key biases (see
+    // `ranks_weight_diff`); every other weight must agree.
     let noise_only = ["transformer.ln_f.bias"];
     for ckpt in ["epoch-1", "epoch-2", "final"] {
         let (a, b) = (f.p(&format!("one/{ckpt}")), f.p(&format!("two/{ckpt}")));
-        let d = max_weight_diff_except(&a, &b, &noise_only);
-        assert!(d <= 1e-4, "{ckpt}: 2 ranks differ from 1 process by {d}");
+        let (d, name) = ranks_weight_diff(&a, &b, &noise_only);
+        assert!(
+            d <= 1e-4,
+            "{ckpt}: 2 ranks differ from 1 process by {d} (in {name})"
+        );
     }
     assert_eq!(world_size(&f.p("one")), 1);
     assert_eq!(world_size(&f.p("two")), 2);
@@ -262,8 +283,11 @@ fn ppo_two_ranks_equal_one_process(micro: &str) {
             f.p(&format!("one/checkpoints/{ckpt}")),
             f.p(&format!("two/checkpoints/{ckpt}")),
         );
-        let d = max_weight_diff(&a, &b);
-        assert!(d <= 1e-4, "{ckpt}: 2 ranks differ from 1 process by {d}");
+        let (d, name) = ranks_weight_diff(&a, &b, &[]);
+        assert!(
+            d <= 1e-4,
+            "{ckpt}: 2 ranks differ from 1 process by {d} (in {name})"
+        );
     }
     assert!(
         max_weight_diff(&f.p("sft"), &f.p("two/checkpoints/iter-000003/policy")) > 1e-4,
@@ -345,10 +369,10 @@ fn a_run_whose_rank_is_killed_resumes_to_the_same_weights() {
     let mut again = argv("two");
     again.push("--resume".into());
     ok(&mpirun(2, "sft", &again), "mpirun -np 2 sft --resume");
-    let d = max_weight_diff(&f.p("one/epoch-12"), &f.p("two/epoch-12"));
+    let (d, name) = ranks_weight_diff(&f.p("one/epoch-12"), &f.p("two/epoch-12"), &[]);
     assert!(
         d <= 1e-4,
-        "the resumed 2-rank run differs from 1 process by {d}"
+        "the resumed 2-rank run differs from 1 process by {d} (in {name})"
     );
     assert_eq!(metric_lines(&f.p("two")), total);
 }
@@ -409,12 +433,15 @@ fn the_pipeline_runs_on_two_ranks() {
         ("ppo/final", 1e-3),
         ("ppo_ptx/final", 1e-3),
     ] {
-        let d = max_weight_diff_except(
+        let (d, name) = ranks_weight_diff(
             &one.join(stage),
             &two.join(stage),
             &["transformer.ln_f.bias"],
         );
-        assert!(d <= tol, "{stage}: 2 ranks differ from 1 process by {d}");
+        assert!(
+            d <= tol,
+            "{stage}: 2 ranks differ from 1 process by {d} (in {name})"
+        );
     }
     let moved = max_weight_diff(&two.join("sft/best"), &two.join("ppo_ptx/final"));
     assert!(moved > 5e-5, "PPO-ptx moved the policy only {moved}");

@@ -137,15 +137,10 @@ impl Param {
     /// The update with libtorch ops (any device and dtype): applied to the f32 master when
     /// the variable has one, which the variable then takes rounded.
     fn step_tensor_ops(&mut self, g: &Tensor, h: &Hyper) {
-        let Some(master) = self.master.as_mut() else {
+        let Some(master) = self.master.as_ref().map(Tensor::shallow_clone) else {
             let var = self.var.shallow_clone();
             return self.update(&var, g, h);
         };
-        if !master.to_kind(self.var.kind()).equal(&self.var) {
-            // The variable was written since the last step: start again from it.
-            master.copy_(&self.var);
-        }
-        let master = master.shallow_clone();
         self.update(&master, g, h);
         self.var.copy_(&master);
     }
@@ -322,6 +317,31 @@ fn run_fused(jobs: Vec<FusedJob<'_>>, h: &Hyper) {
     });
 }
 
+/// Takes each f32 master again from its variable where the variable no longer holds the
+/// master's rounding (weights loaded or broadcast since the last step), so that the step
+/// starts from them. One host sync for all variables (on CUDA a sync per variable would cost
+/// more than the check).
+fn resync_stale_masters(params: &mut [Param]) {
+    let flags: Vec<Tensor> = params
+        .iter()
+        .filter_map(|p| {
+            let m = p.master.as_ref()?;
+            Some(m.to_kind(p.var.kind()).not_equal_tensor(&p.var).any())
+        })
+        .collect();
+    if flags.is_empty() {
+        return;
+    }
+    let stale = Vec::<bool>::try_from(Tensor::stack(&flags, 0).to_device(tch::Device::Cpu))
+        .expect("a bool vector");
+    let with_master = params.iter_mut().filter(|p| p.master.is_some());
+    for (p, stale) in with_master.zip(stale) {
+        if let (true, Some(m)) = (stale, p.master.as_mut()) {
+            m.copy_(&p.var);
+        }
+    }
+}
+
 impl AdamW {
     /// AdamW over the trainable variables of `vs`, at learning rate `cfg.lr`.
     pub fn new(vs: &nn::VarStore, cfg: &AdamWConfig) -> Result<Self> {
@@ -493,6 +513,7 @@ impl AdamW {
             eps: self.cfg.eps,
             lr: self.lr,
         };
+        resync_stale_masters(&mut self.params);
         let mut jobs: Vec<FusedJob<'_>> = Vec::new();
         // The gradients are kept alive here while `jobs` borrows their memory.
         let grads: Vec<Tensor> = self.params.iter().map(|p| p.var.grad()).collect();
