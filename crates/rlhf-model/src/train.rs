@@ -488,10 +488,11 @@ impl AdamW {
     ///
     /// Contiguous f32 CPU variables (the usual case) are updated by one fused pass over
     /// parameter, gradient and both moments, split across libtorch's intra-op thread count;
-    /// anything else (CUDA, bf16 weights, strided tensors) takes [`AdamW::step_tensor_ops`]'s
-    /// path. Both compute the same f32 formula. The fused pass writes the variables' memory
-    /// directly, so it does not bump their autograd version counters: do not step while a
-    /// graph that saved the weights is still to be backpropagated.
+    /// anything else (CUDA, bf16 weights through their f32 masters, strided tensors) takes
+    /// [`AdamW::step_tensor_ops`]'s path. Both compute the same f32 formula. The fused pass
+    /// writes the variables' memory directly, so it does not bump their autograd version
+    /// counters: do not step while a graph that saved the weights is still to be
+    /// backpropagated.
     pub fn step(&mut self) {
         self.step_impl(true);
     }
