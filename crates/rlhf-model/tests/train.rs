@@ -253,6 +253,13 @@ fn zero_grad_backward_equals_zero_grad_then_backward_and_accumulates_after() {
     opt.step();
 }
 
+/// `n` f32 values, normal(0, std), each exactly representable in bf16.
+fn bf16_representable(n: i64, std: f64) -> Tensor {
+    (Tensor::randn([n], (Kind::Float, tch::Device::Cpu)) * std)
+        .to_kind(Kind::BFloat16)
+        .to_kind(Kind::Float)
+}
+
 /// A store holding one variable `w` with these values, in `kind`.
 fn one_var(values: &Tensor, kind: Kind) -> tch::nn::VarStore {
     let mut vs = tch::nn::VarStore::new(tch::Device::Cpu);
@@ -293,13 +300,9 @@ fn train_w(
 fn bf16_variables_take_updates_below_their_rounding_step_through_f32_masters() {
     let _rng = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(5);
-    // Weights of GPT-2's scale, representable in bf16, and a gradient of either sign.
-    let w0 = (Tensor::randn([2000], (Kind::Float, tch::Device::Cpu)) * 0.02)
-        .to_kind(Kind::BFloat16)
-        .to_kind(Kind::Float);
-    let g = Tensor::randn([2000], (Kind::Float, tch::Device::Cpu))
-        .to_kind(Kind::BFloat16)
-        .to_kind(Kind::Float);
+    // Weights of GPT-2's scale and a gradient of either sign.
+    let w0 = bf16_representable(2000, 0.02);
+    let g = bf16_representable(2000, 1.0);
     // lr 1e-5 (W-PPO's): each step moves a weight by about 1e-5, under half the bf16 step of
     // most of them (6e-5 at |w| in [0.016, 0.031)).
     let cfg = AdamWConfig {
@@ -336,9 +339,7 @@ fn bf16_variables_take_updates_below_their_rounding_step_through_f32_masters() {
 fn bf16_master_follows_weights_written_after_the_optimizer_was_built() {
     let _rng = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(6);
-    let w0 = (Tensor::randn([64], (Kind::Float, tch::Device::Cpu)) * 0.02)
-        .to_kind(Kind::BFloat16)
-        .to_kind(Kind::Float);
+    let w0 = bf16_representable(64, 0.02);
     let vs = one_var(&w0, Kind::BFloat16);
     let w = vs.variables()["w"].shallow_clone();
     let mut opt = AdamW::new(&vs, &AdamWConfig::default()).unwrap();
