@@ -13,7 +13,8 @@
 //!   keep the labelers' order);
 //! - `--epochs N`: that many epochs instead of the run's;
 //! - `--init DIR`: the RM made from another LM (e.g. `RUN_DIR/large/sft/best`);
-//! - `--max-rankings N`: the first N rankings only.
+//! - `--max-rankings N`: the first N rankings only;
+//! - `--pool sum|lik`: where the score comes from (see `--help`).
 //!
 //! and evaluates it on the run's validation rankings (`RUN_DIR/rm/valid_rankings.jsonl`, never
 //! the evaluation's prompts) four ways:
@@ -43,6 +44,11 @@ use rlhf_toy::{without_habits, ToyPrompt};
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
 
+#[path = "common/lik_rm.rs"]
+#[allow(dead_code)]
+mod lik_rm;
+use lik_rm::LikRm;
+
 #[derive(clap::Parser, Debug)]
 #[command(
     about = "Trains the run's reward model on labeler or gold labels and measures what it judges"
@@ -68,9 +74,15 @@ struct Args {
     seed: Option<i64>,
     /// Where the score is read: `last` (the head at the last token, the pipeline's RM) or
     /// `sum` (the head summed over every real token: the prompt's part is the same for all of
-    /// a prompt's responses, so the ranking loss sees the sum over the response).
+    /// a prompt's responses, so the ranking loss sees the sum over the response) or `lik`
+    /// (the last token's head plus a learned gain times the sequence's log-likelihood under
+    /// the RM's own unembedding, kept from the SFT model and trained with it;
+    /// `common/lik_rm.rs`).
     #[arg(long, default_value = "last")]
     pool: String,
+    /// With `--pool lik`: the starting value of the learned gain on the log-likelihood.
+    #[arg(long, default_value_t = 0.1)]
+    lik_gain: f64,
 }
 
 /// The RM with its head summed over every real token instead of read at the last one.
@@ -313,7 +325,20 @@ fn main() -> anyhow::Result<()> {
             let t = train_and_report(SumPooled(model), &rm_cfg, col, &train, &valid, &what)?;
             judge_groups(&t, &run, &valid_r, col)
         }
-        other => anyhow::bail!("--pool must be last or sum, not {other:?}"),
+        "lik" => {
+            let lm = CausalLm::load(&init, Device::Cpu)?;
+            let t = train_and_report(
+                LikRm::new(lm, args.lik_gain),
+                &rm_cfg,
+                col,
+                &train,
+                &valid,
+                &what,
+            )?;
+            println!("learned gain: {:.4}", t.model().gain.double_value(&[0]));
+            judge_groups(&t, &run, &valid_r, col)
+        }
+        other => anyhow::bail!("--pool must be last, sum or lik, not {other:?}"),
     }
 }
 
