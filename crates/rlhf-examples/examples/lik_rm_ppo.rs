@@ -32,13 +32,19 @@ struct Args {
     out: PathBuf,
     #[arg(long, default_value_t = 0.1)]
     lik_gain: f64,
+    /// PPO iterations (default: the run's).
+    #[arg(long)]
+    iterations: Option<u64>,
 }
 
 fn main() -> anyhow::Result<()> {
     rlhf_examples::init_runtime();
     let args = <Args as clap::Parser>::parse();
     let run = args.run;
-    let cfg = PipelineConfig::from_run(&run)?;
+    let mut cfg = PipelineConfig::from_run(&run)?;
+    if let Some(n) = args.iterations {
+        cfg.ppo_iterations = n;
+    }
     let opts = ReadOptions::default();
     let train_r = read_jsonl::<Ranking>(run.join("rm/rankings.jsonl"), &opts)?.0;
     let valid_r = read_jsonl::<Ranking>(run.join("rm/valid_rankings.jsonl"), &opts)?.0;
