@@ -22,8 +22,9 @@ pub enum ModelError {
         /// What is wrong, with line and column when serde knows them.
         msg: String,
     },
-    /// A configuration value is out of range or inconsistent.
-    #[error("invalid model config: {0}")]
+    /// A configuration value (of a model, an optimizer or a training switch) is out of range or
+    /// inconsistent.
+    #[error("invalid configuration: {0}")]
     Config(String),
     /// A checkpoint directory is incomplete, of the wrong kind, or does not match the config.
     #[error("checkpoint {path}: {msg}")]
