@@ -6,7 +6,9 @@
 //! `cargo run --release -p rlhf-examples --example gold_ppo -- RUN_DIR OUT_DIR [key=value ...]`
 //! where RUN_DIR holds a pipeline run (its `config.toml`, `sft/best`, `rm/final`) and the keys
 //! are pipeline config keys in TOML syntax (e.g. `ppo_iterations=40 ptx_coef=0.0`; `-- --help`
-//! shows the usage).
+//! shows the usage). It prints the pipeline's report for SFT and the gold-trained policy on the
+//! training users' validation prompts judged by the training labelers (as `valid_table` does),
+//! never on the evaluation's held-out prompts.
 
 use anyhow::Context;
 use rlhf_examples::pipeline::{
@@ -70,10 +72,16 @@ fn main() -> anyhow::Result<()> {
     let policy = CausalLm::load(&dir, device)?;
     let mut report = Default::default();
     let labelers = labeler_stage(&cfg, &data, &sft_dir, &out)?;
+    // Measured as settings are chosen (`valid_table`): the training users' validation prompts
+    // and the training labelers, never the evaluation's held-out prompts and labelers.
+    let mut data = data;
+    let mut cfg = cfg;
+    data.world.heldout_prompts = data.valid_prompt_records();
+    cfg.eval_prompts = data.world.heldout_prompts.len();
     evaluate_models(
         &cfg,
         &data,
-        &labelers.heldout,
+        &labelers.train,
         &[("sft", &sft), ("ppo_gold", &policy)],
         &sft,
         &mut report,
