@@ -3,7 +3,7 @@
 //! judged by the **training** labelers (never the held-out group), for a finished run's policies
 //! and any others (e.g. a PPO-ptx policy trained with another setting).
 //!
-//! `cargo run --release -p rlhf-examples --example valid_table -- RUN_DIR [NAME=POLICY_DIR]...`
+//! `cargo run --release -p rlhf-examples --example valid_table -- RUN_DIR [--greedy] [NAME=POLICY_DIR]...`
 //!
 //! RUN_DIR holds a finished pipeline run (`config.toml`, `sft/best`, `labelers/done.json`, and
 //! `ppo/final`, `ppo_ptx/final` when present). Prints one row per policy: win rate against SFT,
@@ -30,6 +30,9 @@ struct Args {
     /// Validation prompts to measure on (default: all of them).
     #[arg(long)]
     prompts: Option<usize>,
+    /// Decode greedily (the config's `eval_greedy = true`) instead of sampling at temperature 1.
+    #[arg(long)]
+    greedy: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,6 +40,7 @@ fn main() -> anyhow::Result<()> {
     let args = <Args as clap::Parser>::parse();
     let run = args.run;
     let mut cfg = PipelineConfig::from_run(&run)?;
+    cfg.eval_greedy |= args.greedy;
     let tmp = tempfile::tempdir()?;
     let mut data = prepare_data(&cfg, tmp.path())?;
     let sft_dir = cfg.sft_dir(&run);
