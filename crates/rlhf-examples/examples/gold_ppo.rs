@@ -6,13 +6,14 @@
 //! `cargo run --release -p rlhf-examples --example gold_ppo -- RUN_DIR OUT_DIR [key=value ...]`
 //! where RUN_DIR holds a pipeline run (its `config.toml`, `sft/best`, `rm/final`) and the keys
 //! are pipeline config keys in TOML syntax (e.g. `ppo_iterations=40 ptx_coef=0.0`; `-- --help`
-//! shows the usage). It prints the pipeline's report for SFT and the gold-trained policy on the
+//! shows the usage); `--learned-rm` trains against the run's RM instead (the pipeline's
+//! PPO-ptx stage with the overrides). It prints the pipeline's report for SFT and the gold-trained policy on the
 //! training users' validation prompts judged by the training labelers (as `valid_table` does),
 //! never on the evaluation's held-out prompts.
 
 use anyhow::Context;
 use rlhf_examples::pipeline::{
-    evaluate_models, labeler_stage, ppo_stage_with, prepare_data, PipelineConfig,
+    evaluate_models, labeler_stage, ppo_stage_on, ppo_stage_with, prepare_data, PipelineConfig,
 };
 use rlhf_model::CausalLm;
 use rlhf_toy::eval::GoldReward;
@@ -32,6 +33,10 @@ struct Args {
     /// Overrides of the run's pipeline config in TOML syntax, e.g. ppo_iterations=40 ptx_coef=0.0.
     #[arg(value_name = "KEY=VALUE")]
     overrides: Vec<String>,
+    /// Train against the run's learned RM (`RUN_DIR/rm/final`) instead of the gold score: the
+    /// pipeline's PPO-ptx stage with other settings, for comparing them on validation.
+    #[arg(long)]
+    learned_rm: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,6 +45,7 @@ fn main() -> anyhow::Result<()> {
         run,
         out,
         overrides,
+        learned_rm,
     } = <Args as clap::Parser>::parse();
     let mut text = std::fs::read_to_string(run.join("config.toml"))
         .with_context(|| format!("reading {}", run.join("config.toml").display()))?;
@@ -52,20 +58,35 @@ fn main() -> anyhow::Result<()> {
     let cfg: PipelineConfig = toml::from_str(&text)?;
     std::fs::create_dir_all(&out)?;
     let data = prepare_data(&cfg, &out)?;
-    let gold = GoldReward::new(&data.train_prompts, &data.collator)?;
     let sft_dir = run.join("sft").join("best");
+    let rm_dir = run.join("rm").join("final");
+    let comm = std::rc::Rc::new(rlhf_dist::Single) as std::rc::Rc<dyn rlhf_dist::Collective>;
     let t = std::time::Instant::now();
-    let dir = ppo_stage_with(
-        &cfg,
-        &data,
-        &sft_dir,
-        &run.join("rm").join("final"),
-        gold,
-        &out,
-        "ppo_gold",
-        cfg.ptx_coef,
-        &(std::rc::Rc::new(rlhf_dist::Single) as std::rc::Rc<dyn rlhf_dist::Collective>),
-    )?;
+    let dir = if learned_rm {
+        ppo_stage_on(
+            &cfg,
+            &data,
+            &sft_dir,
+            &rm_dir,
+            &out,
+            "ppo_gold",
+            cfg.ptx_coef,
+            &comm,
+        )?
+    } else {
+        let gold = GoldReward::new(&data.train_prompts, &data.collator)?;
+        ppo_stage_with(
+            &cfg,
+            &data,
+            &sft_dir,
+            &rm_dir,
+            gold,
+            &out,
+            "ppo_gold",
+            cfg.ptx_coef,
+            &comm,
+        )?
+    };
     eprintln!("[gold_ppo] PPO took {:.1}s", t.elapsed().as_secs_f64());
     let device = rlhf_examples::stage_device()?;
     let sft = CausalLm::load(&sft_dir, device)?;
