@@ -106,6 +106,16 @@ fn main() -> anyhow::Result<()> {
             ids.len()
         );
     }
+    // Checked before any work: the model refuses a longer sequence only once it gets there.
+    let room = n_positions - ids.len() as i64;
+    if args.max_new_tokens > room {
+        bail!(
+            "--max-new-tokens is {}, but the prompt is {} tokens long and the model's context \
+             (n_positions) is {n_positions}: use --max-new-tokens {room} or less",
+            args.max_new_tokens,
+            ids.len()
+        );
+    }
     let eos = lm
         .config()
         .eos_token_id()

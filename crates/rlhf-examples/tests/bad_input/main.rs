@@ -660,6 +660,16 @@ fn generation_settings_out_of_range() {
             &["--max-new-tokens=0"],
             &["--max-new-tokens is 0", "at least 1"],
         ),
+        // The prompt and the answer must fit the model's context (80), which the model would
+        // only find out after generating up to it.
+        (
+            &["--max-new-tokens=90"],
+            &[
+                "--max-new-tokens is 90",
+                "context (n_positions) is 80",
+                "or less",
+            ],
+        ),
     ];
     for (extra, want) in cases {
         fails("generate", &generate(&sft_dir, extra), want);
