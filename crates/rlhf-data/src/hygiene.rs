@@ -167,6 +167,31 @@ impl fmt::Display for DedupReport {
     }
 }
 
+/// How many of `valid`'s records have a prompt that also appears in `train` (compared in
+/// their [`normalize_text`] forms). Validation prompts seen in training make validation numbers
+/// optimistic, and a model chosen by them over-fitted; the paper split by user ID to avoid it.
+///
+/// ```
+/// use rlhf_data::hygiene::prompts_seen_in;
+/// use rlhf_data::records::Demonstration;
+/// let p = |s: &str| Demonstration {
+///     id: s.into(),
+///     user_id: "u".into(),
+///     prompt: s.into(),
+///     response: "r".into(),
+/// };
+/// let train = [p("Sort: b a"), p("Reverse: x y")];
+/// let valid = [p("sort:  B A"), p("Count: a a")];
+/// assert_eq!(prompts_seen_in(&valid, &train), 1);
+/// ```
+pub fn prompts_seen_in<V: HasPrompt, T: HasPrompt>(valid: &[V], train: &[T]) -> usize {
+    let seen: HashSet<String> = train.iter().map(|r| normalize_text(r.prompt())).collect();
+    valid
+        .iter()
+        .filter(|r| seen.contains(&normalize_text(r.prompt())))
+        .count()
+}
+
 /// Removes duplicate prompts, keeping the first occurrence (input order is preserved).
 ///
 /// Two prompts are duplicates if their [`normalize_text`] forms are equal (`exact`) or share

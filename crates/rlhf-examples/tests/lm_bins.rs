@@ -127,6 +127,10 @@ fn pretrain_then_sft_train_and_resume() {
     assert!(ok, "{err}");
     assert!(err.contains("validation demonstrations"), "{err}");
     assert!(
+        !err.contains("also appear in the training data"),
+        "the split by user shares no prompt: {err}"
+    );
+    assert!(
         !err.contains("responses are cut"),
         "nothing is cut with the defaults: {err}"
     );
@@ -136,6 +140,32 @@ fn pretrain_then_sft_train_and_resume() {
     assert!(ok, "{err}");
     assert!(
         err.contains("responses are cut at train.max_response_tokens = 2"),
+        "{err}"
+    );
+    // Validation data that repeats the training prompts is named, not used silently.
+    let leak = s(&tmp.path().join("sft-leak"));
+    let (ok, err) = run(
+        env!("CARGO_BIN_EXE_sft"),
+        &[
+            "--init",
+            &init,
+            "--data",
+            &demos,
+            "--valid",
+            &demos,
+            "--out",
+            &leak,
+            "--device",
+            "cpu",
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "train.batch_size=16",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("validation prompts (") && err.contains("also appear in the training data"),
         "{err}"
     );
     let after = weight(&sft.join("epoch-2"));

@@ -289,6 +289,30 @@ pub fn warn_truncation(
     }
 }
 
+/// Logs a warning (on rank 0, `root`) when validation records given with `--valid` share
+/// prompts with the training data ([`rlhf_data::hygiene::prompts_seen_in`]); `consequence` says
+/// which numbers that makes optimistic.
+pub fn warn_seen_prompts<V: rlhf_data::hygiene::HasPrompt, T: rlhf_data::hygiene::HasPrompt>(
+    stage: &str,
+    valid: &[V],
+    valid_file: &Path,
+    train: &[T],
+    train_file: &Path,
+    consequence: &str,
+    root: bool,
+) {
+    let n = rlhf_data::hygiene::prompts_seen_in(valid, train);
+    if root && n > 0 {
+        tracing::warn!(
+            "[{stage}] {n} of {} validation prompts ({}) also appear in the training data ({}): \
+             {consequence}; remove them, or leave out --valid to split by user",
+            valid.len(),
+            valid_file.display(),
+            train_file.display()
+        );
+    }
+}
+
 /// The EOS and pad ids of a model (from its config, else its tokenizer's `<|endoftext|>`).
 pub fn special_ids(model: &CausalLm) -> anyhow::Result<(u32, u32)> {
     let eos = model

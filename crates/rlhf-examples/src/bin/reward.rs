@@ -24,7 +24,7 @@ use rlhf_data::records::{Demonstration, Ranking};
 use rlhf_dist::Collective;
 use rlhf_examples::data::read_records;
 use rlhf_examples::run::{load_config, Progress};
-use rlhf_examples::stage::{chat_template, warn_truncation, CommonArgs};
+use rlhf_examples::stage::{chat_template, warn_seen_prompts, warn_truncation, CommonArgs};
 use rlhf_model::train::{MetricsSink, NoMetrics};
 use rlhf_model::{CheckpointMeta, HeadKind, LoadOptions, ScalarModel};
 use rlhf_reward::trainer::{latest_checkpoint, RankingData, RewardTrainConfig, RewardTrainer};
@@ -203,6 +203,10 @@ fn main() -> anyhow::Result<()> {
     };
     if train.is_empty() {
         bail!("no training rankings left after the validation split");
+    }
+    if let (Some(v), Some(d)) = (args.valid.first(), args.data.first()) {
+        let what = "the validation accuracy will be optimistic";
+        warn_seen_prompts("reward", &valid, v, &train, d, what, comm.is_root());
     }
     let demos: Vec<Demonstration> = match &args.demos {
         Some(p) => read_records(p, cfg.lenient)?,

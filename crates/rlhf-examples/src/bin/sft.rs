@@ -13,7 +13,8 @@ use rlhf_data::hygiene::split_by_user;
 use rlhf_data::records::Demonstration;
 use rlhf_examples::data::read_records;
 use rlhf_examples::stage::{
-    check_same_vocab, collator, load_lm, load_reward, train_lm, warn_truncation, CommonArgs,
+    check_same_vocab, collator, load_lm, load_reward, train_lm, warn_seen_prompts, warn_truncation,
+    CommonArgs,
 };
 use rlhf_model::{CausalLm, Policy};
 use rlhf_sft::{mean_greedy_reward, LmData, SftConfig};
@@ -134,6 +135,10 @@ fn main() -> anyhow::Result<()> {
     };
     if train.is_empty() {
         anyhow::bail!("no training demonstrations left after the validation split");
+    }
+    if let Some(v) = &args.valid {
+        let what = "the validation loss, and the epoch chosen by it, will be optimistic";
+        warn_seen_prompts("sft", &valid, v, &train, &args.data, what, comm.is_root());
     }
     let col = collator(
         &model,
