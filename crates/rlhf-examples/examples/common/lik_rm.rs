@@ -69,6 +69,17 @@ impl LikRm {
         Ok(head.to_kind(Kind::Float) + &self.gain * lik)
     }
 
+    /// [`LikRm::raw`] with the normalization applied: what PPO reads.
+    fn scored(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        from: i64,
+        train: bool,
+    ) -> rlhf_model::Result<Tensor> {
+        Ok(self.raw(input_ids, attention_mask, from, train)? * self.norm.0 + self.norm.1)
+    }
+
     /// Sets the normalization so the demonstrations' response-only scores have mean 0, std 1.
     pub fn normalize_on(
         &mut self,
@@ -167,7 +178,7 @@ impl rlhf_model::RewardModel for LikRm {
         attention_mask: &Tensor,
         train: bool,
     ) -> rlhf_model::Result<Tensor> {
-        Ok(self.raw(input_ids, attention_mask, 1, train)? * self.norm.0 + self.norm.1)
+        self.scored(input_ids, attention_mask, 1, train)
     }
     fn score_responses(
         &self,
@@ -176,6 +187,6 @@ impl rlhf_model::RewardModel for LikRm {
         response_start: i64,
         train: bool,
     ) -> rlhf_model::Result<Tensor> {
-        Ok(self.raw(input_ids, attention_mask, response_start, train)? * self.norm.0 + self.norm.1)
+        self.scored(input_ids, attention_mask, response_start, train)
     }
 }
