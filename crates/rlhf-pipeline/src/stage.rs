@@ -1,4 +1,4 @@
-//! Plumbing shared by the LM-training stage binaries (`pretrain`, `sft`).
+//! Plumbing shared by the stage binaries (`pretrain`, `sft`, `reward`, ...).
 
 use crate::run::{Progress, RunDir};
 use anyhow::{bail, Context};
@@ -287,6 +287,42 @@ pub fn warn_truncation(
     if let Some(m) = t.message(what, cfg, prompt_key, response_key) {
         tracing::warn!("[{stage}] {m}");
     }
+}
+
+/// Checks that every example, truncated by `collate`'s limits, fits the model's context of
+/// `n_positions` tokens: `examples` yields `(id, prompt ids, response ids)` (a ranking yields
+/// one item per response). The error names `source` (the file), the first example that does not fit and
+/// the config keys to lower (`keys`: the prompt's and the response's limit), with values that
+/// fit. Checking the data rather than the limits lets a short dataset run on a short-context
+/// model with the default limits.
+pub fn check_fit<'a>(
+    examples: impl IntoIterator<Item = (&'a str, &'a [u32], &'a [u32])>,
+    what: &str,
+    source: &str,
+    collate: &rlhf_data::collate::CollateConfig,
+    n_positions: i64,
+    (prompt_key, response_key): (&str, &str),
+) -> anyhow::Result<()> {
+    for (id, prompt, response) in examples {
+        let prompt = collate.truncate_prompt(prompt).len();
+        let (response, eos) = collate.truncate_response(response);
+        let len = prompt + response.len() + usize::from(eos);
+        if len as i64 > n_positions {
+            bail!(
+                "{}: {what} {id:?} takes {len} tokens ({prompt} of prompt, {} of response) after \
+                 truncation to {prompt_key} = {} and {response_key} = {}, more than the model's \
+                 n_positions {n_positions}: lower them so that they sum to at most {n_positions} \
+                 (e.g. --set {prompt_key}={} --set {response_key}={})",
+                source,
+                len - prompt,
+                collate.max_prompt_tokens,
+                collate.max_response_tokens,
+                n_positions / 2,
+                n_positions - n_positions / 2
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Logs a warning (on rank 0, `root`) when validation records given with `--valid` share

@@ -24,7 +24,9 @@ use rlhf_data::records::{Demonstration, Ranking};
 use rlhf_dist::Collective;
 use rlhf_examples::data::read_records;
 use rlhf_examples::run::{load_config, Progress};
-use rlhf_examples::stage::{chat_template, warn_seen_prompts, warn_truncation, CommonArgs};
+use rlhf_examples::stage::{
+    chat_template, check_fit, warn_seen_prompts, warn_truncation, CommonArgs,
+};
 use rlhf_model::train::{MetricsSink, NoMetrics};
 use rlhf_model::{CheckpointMeta, HeadKind, LoadOptions, ScalarModel};
 use rlhf_reward::trainer::{latest_checkpoint, RankingData, RewardTrainConfig, RewardTrainer};
@@ -129,14 +131,6 @@ fn collator(model: &ScalarModel, cfg: &RewardRunConfig, chat: bool) -> anyhow::R
     let pad = model.config().pad_token_id().unwrap_or(eos);
     let collate = CollateConfig::new(eos as u32, pad as u32)
         .with_limits(cfg.max_prompt_tokens, cfg.max_response_tokens);
-    let n_pos = model.config().n_positions() as usize;
-    if cfg.max_prompt_tokens + cfg.max_response_tokens > n_pos {
-        bail!(
-            "max_prompt_tokens + max_response_tokens = {} exceeds the model's n_positions {n_pos}: \
-             lower them (e.g. --set max_response_tokens=...)",
-            cfg.max_prompt_tokens + cfg.max_response_tokens
-        );
-    }
     Ok(Collator::new(tok.inner().clone(), collate)?.with_chat_template(chat_template(tok, chat)?))
 }
 
@@ -238,13 +232,23 @@ fn main() -> anyhow::Result<()> {
         );
     }
     let col = collator(&model, &cfg, !args.common.no_chat_template)?;
-    let train_tok = col.tokenize_rankings(&train)?;
     let keys = ("max_prompt_tokens", "max_response_tokens");
-    let cut = |t: &[rlhf_data::collate::TokenizedRanking], what: &str| {
+    let n_positions = model.config().n_positions();
+    // Tokenizes `rankings` (read from `file`), checks that they fit the model's context after
+    // truncation and warns about the tokens truncation drops.
+    let tokenize = |rankings: &[Ranking], files: &[PathBuf], what: &str| {
+        let t = col.tokenize_rankings(rankings)?;
         let c = col.config();
-        warn_truncation("reward", what, c.truncation_of_rankings(t), c, keys);
+        let examples = t.iter().zip(rankings).flat_map(|(t, r)| {
+            (t.responses.iter()).map(move |x| (r.id.as_str(), &t.prompt[..], &x[..]))
+        });
+        let source = files.iter().map(|f| f.display().to_string());
+        let source = source.collect::<Vec<_>>().join(", ");
+        check_fit(examples, "ranking", &source, c, n_positions, keys)?;
+        warn_truncation("reward", what, c.truncation_of_rankings(&t), c, keys);
+        anyhow::Ok(t)
     };
-    cut(&train_tok, "training rankings");
+    let train_tok = tokenize(&train, &args.data, "training rankings")?;
     let valid_data = if valid.is_empty() {
         None
     } else {
@@ -253,8 +257,12 @@ fn main() -> anyhow::Result<()> {
         } else {
             None
         };
-        let groups = col.tokenize_rankings(&valid)?;
-        cut(&groups, "validation rankings");
+        let files = if args.valid.is_empty() {
+            &args.data
+        } else {
+            &args.valid
+        };
+        let groups = tokenize(&valid, files, "validation rankings")?;
         Some(RankingData { groups, gold })
     };
 

@@ -8,13 +8,12 @@
 //! given, as in the paper, else lowest validation loss), `state/` (to resume) and `report.json`.
 
 use clap::Parser;
-use rlhf_data::collate::{CollateConfig, TokenizedPair};
 use rlhf_data::hygiene::split_by_user;
 use rlhf_data::records::Demonstration;
 use rlhf_examples::data::read_records;
 use rlhf_examples::stage::{
-    check_same_vocab, collator, load_lm, load_reward, train_lm, warn_seen_prompts, warn_truncation,
-    CommonArgs,
+    check_fit, check_same_vocab, collator, load_lm, load_reward, train_lm, warn_seen_prompts,
+    warn_truncation, CommonArgs,
 };
 use rlhf_model::{CausalLm, Policy};
 use rlhf_sft::{mean_greedy_reward, LmData, SftConfig};
@@ -149,7 +148,18 @@ fn main() -> anyhow::Result<()> {
     let n_positions = model.config().n_positions();
     let to_data = |d: &[Demonstration], file: &Path| -> anyhow::Result<LmData> {
         let pairs = col.tokenize_demonstrations(d)?;
-        check_fit(&pairs, d, file, col.config(), n_positions)?;
+        let examples = pairs.iter().zip(d);
+        let examples = examples.map(|(p, d)| (d.id.as_str(), &p.prompt[..], &p.response[..]));
+        let keys = ("train.max_prompt_tokens", "train.max_response_tokens");
+        let source = file.display().to_string();
+        check_fit(
+            examples,
+            "demonstration",
+            &source,
+            col.config(),
+            n_positions,
+            keys,
+        )?;
         warn_truncation(
             "sft",
             &format!("demonstrations from {}", file.display()),
@@ -230,38 +240,5 @@ fn main() -> anyhow::Result<()> {
         selector,
         &*comm,
     )?;
-    Ok(())
-}
-
-/// Checks that every demonstration, truncated as configured, fits the model's context; the
-/// error names the first that does not and the keys to lower.
-fn check_fit(
-    pairs: &[TokenizedPair],
-    demos: &[Demonstration],
-    file: &Path,
-    collate: &CollateConfig,
-    n_positions: i64,
-) -> anyhow::Result<()> {
-    for (pair, demo) in pairs.iter().zip(demos) {
-        let prompt = collate.truncate_prompt(&pair.prompt).len();
-        let (response, eos) = collate.truncate_response(&pair.response);
-        let len = prompt + response.len() + usize::from(eos);
-        if len as i64 > n_positions {
-            anyhow::bail!(
-                "{}: demonstration {:?} takes {len} tokens ({prompt} of prompt, {} of response) \
-                 after truncation to train.max_prompt_tokens = {} and train.max_response_tokens \
-                 = {}, more than the model's n_positions {n_positions}: lower them so that they \
-                 sum to at most {n_positions} (e.g. --set train.max_prompt_tokens={} --set \
-                 train.max_response_tokens={})",
-                file.display(),
-                demo.id,
-                len - prompt,
-                collate.max_prompt_tokens,
-                collate.max_response_tokens,
-                n_positions / 2,
-                n_positions - n_positions / 2
-            );
-        }
-    }
     Ok(())
 }

@@ -648,6 +648,39 @@ fn demonstrations_longer_than_the_context() {
 }
 
 #[test]
+fn rankings_longer_than_the_context() {
+    let f = fixture();
+    // The toy model has n_positions 80. Limits that sum to more are fine while the rankings
+    // fit (the RM used to refuse the limits themselves, so its defaults failed on such a
+    // model); a ranking that does not fit is named.
+    let wide = [
+        "--set",
+        "max_prompt_tokens=128",
+        "--set",
+        "max_response_tokens=128",
+    ];
+    let a = reward(&f, &f.s("sft"), &f.s("rankings.jsonl"), &wide);
+    let o = run("reward", &a);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "short rankings, long limits: {err}");
+    let long = vec!["apple"; 150].join(" ");
+    let line = serde_json::json!({"id": "long-one", "user_id": "u", "prompt": long,
+        "responses": ["red", long], "ranking": [0, 1]})
+    .to_string();
+    let bad = with_line(&f, "rankings.jsonl", 3, &line, "long.jsonl");
+    let a = reward(&f, &f.s("sft"), &bad, &wide);
+    fails(
+        "reward",
+        &a,
+        &[
+            "long.jsonl: ranking \"long-one\" takes 130 tokens (128 of prompt, 2 of response)",
+            "n_positions 80",
+            "--set max_prompt_tokens=40 --set max_response_tokens=40",
+        ],
+    );
+}
+
+#[test]
 fn generation_settings_out_of_range() {
     let f = fixture();
     let sft_dir = f.s("sft");
