@@ -259,7 +259,8 @@ pub fn dedup_prompts<T: HasPrompt>(records: Vec<T>, cfg: &DedupConfig) -> (Vec<T
 pub enum PiiKind {
     /// An e-mail address, replaced by `<EMAIL>`.
     Email,
-    /// A payment card number (13-19 digits passing the Luhn check), replaced by `<CARD_NUMBER>`.
+    /// A payment card number (13-19 digits, together or in the printed groups of four, passing
+    /// the Luhn check), replaced by `<CARD_NUMBER>`.
     CardNumber,
     /// A US social security number (`123-45-6789`), replaced by `<SSN>`.
     Ssn,
@@ -422,7 +423,16 @@ impl PiiScrubber {
                     PiiKind::Email,
                     r"(?i)\b[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}\b",
                 ),
-                pat(PiiKind::CardNumber, r"\b(?:\d[ -]?){12,18}\d\b"),
+                // 13-19 digits written together or in the printed groups (4-4-4-4(-3),
+                // Amex's 4-6-5, Diners' 4-6-4), never digit by digit: "0 0 0 ... 0" is a list.
+                pat(
+                    PiiKind::CardNumber,
+                    r"(?x)\b(?:
+                        \d{13,19}
+                      | \d{4}(?:[\ -]\d{4}){2}[\ -]\d{1,4}(?:[\ -]\d{3})?
+                      | \d{4}[\ -]\d{6}[\ -]\d{4,5}
+                    )\b",
+                ),
                 pat(PiiKind::Ssn, r"\b\d{3}-\d{2}-\d{4}\b"),
                 pat(
                     PiiKind::Phone,

@@ -343,6 +343,8 @@ fn pii_scrub_replaces_common_formats() {
         ("ssn 123-45-6789", "ssn <SSN>"),
         ("card 4111 1111 1111 1111 ok", "card <CARD_NUMBER> ok"),
         ("card 4111-1111-1111-1111", "card <CARD_NUMBER>"),
+        ("card 4111111111111111.", "card <CARD_NUMBER>."),
+        ("amex 3782 822463 10005", "amex <CARD_NUMBER>"),
         ("server 192.168.0.1 down", "server <IP_ADDRESS> down"),
     ];
     for (input, expected) in cases {
@@ -355,6 +357,9 @@ fn pii_scrub_replaces_common_formats() {
         "version 1.2.3",
         "the numbers 12 345",
         "4111 1111 1111 1112 fails the Luhn check",
+        // Digits one by one are a list, not a card number (this one passes the Luhn check).
+        "sort : 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 =>",
+        "digits 4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1",
         "999.1.1.1 is not an address",
         "email me @ home",
     ] {
