@@ -398,3 +398,42 @@ fn truncation_counts_what_the_limits_cut() {
     let fits = c.truncation_of_pairs(&pairs[..1]);
     assert_eq!(fits.message("x", &c, "a", "b"), None);
 }
+
+#[test]
+fn unknown_tokens_are_counted_for_tokenizers_that_have_one() {
+    use rlhf_data::collate::Collator;
+    use std::str::FromStr;
+    let word_level = r#"{"version": "1.0", "truncation": null, "padding": null,
+        "added_tokens": [], "normalizer": null,
+        "pre_tokenizer": {"type": "WhitespaceSplit"}, "post_processor": null, "decoder": null,
+        "model": {"type": "WordLevel", "unk_token": "<unk>",
+                  "vocab": {"<unk>": 0, "<eos>": 1, "red": 2, "fox": 3}}}"#;
+    let tok = tokenizers::Tokenizer::from_str(word_level).unwrap();
+    let col = Collator::new(tok, CollateConfig::new(1, 1)).unwrap();
+    assert_eq!(col.unknown_token(), Some(("<unk>".to_string(), 0)));
+    let a = col.encode("red fox").unwrap();
+    let b = col.encode("the red cat").unwrap();
+    assert_eq!(b, [0, 2, 0]);
+    let u = col.unknown_tokens([&a[..], &b[..]]).unwrap();
+    assert_eq!((u.sequences, u.sequences_with_unknown), (2, 1));
+    assert_eq!((u.tokens, u.unknown), (5, 2));
+    let m = u.message("prompts of p.jsonl").unwrap();
+    let start = "prompts of p.jsonl: 2 of 5 tokens (40.0%, in 1 of 2 sequences) are the \
+                 tokenizer's unknown token <unk>";
+    assert!(m.starts_with(start), "{m}");
+    // Known text only: counted, nothing to say.
+    let u = col.unknown_tokens([&a[..]]).unwrap();
+    assert_eq!((u.unknown, u.message("x")), (0, None));
+    // A byte-level BPE has no unknown token.
+    let bpe = r#"{"version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": null, "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false,
+        "trim_offsets": true, "use_regex": true}, "post_processor": null, "decoder": null,
+        "model": {"type": "BPE", "dropout": null, "unk_token": null,
+                  "continuing_subword_prefix": null, "end_of_word_suffix": null,
+                  "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                  "vocab": {"a": 0, "b": 1}, "merges": []}}"#;
+    let tok = tokenizers::Tokenizer::from_str(bpe).unwrap();
+    let col = Collator::new(tok, CollateConfig::new(0, 0)).unwrap();
+    assert_eq!(col.unknown_token(), None);
+    assert_eq!(col.unknown_tokens([&[0u32, 1][..]]), None);
+}

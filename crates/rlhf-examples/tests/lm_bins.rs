@@ -72,6 +72,10 @@ fn pretrain_then_sft_train_and_resume() {
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     let (ok, err) = run(env!("CARGO_BIN_EXE_pretrain"), &a);
     assert!(ok, "{err}");
+    assert!(
+        !err.contains("unknown token"),
+        "the toy corpus is in the vocabulary: {err}"
+    );
     for f in [
         "config.toml",
         "metrics.jsonl",
@@ -166,6 +170,35 @@ fn pretrain_then_sft_train_and_resume() {
     assert!(ok, "{err}");
     assert!(
         err.contains("validation prompts (") && err.contains("also appear in the training data"),
+        "{err}"
+    );
+    assert!(!err.contains("unknown token"), "{err}");
+    // Words outside the word-level vocabulary are counted, not turned into <unk> silently.
+    let text = std::fs::read_to_string(&demos).unwrap();
+    let odd = text.replacen("\"response\":\"", "\"response\":\"zebra quokka ", 3);
+    assert_ne!(odd, text);
+    let odd_demos = tmp.path().join("odd.jsonl");
+    std::fs::write(&odd_demos, odd).unwrap();
+    let out = s(&tmp.path().join("sft-odd"));
+    let a = [
+        "--init",
+        &init,
+        "--data",
+        &s(&odd_demos),
+        "--out",
+        &out,
+        "--device",
+        "cpu",
+    ];
+    let (ok, err) = run(
+        env!("CARGO_BIN_EXE_sft"),
+        &[&a[..], &["--set", "train.epochs=1"]].concat(),
+    );
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("odd.jsonl, prompts and responses: 6 of ")
+            && err.contains("in 3 of ")
+            && err.contains("are the tokenizer's unknown token <unk>"),
         "{err}"
     );
     let after = weight(&sft.join("epoch-2"));

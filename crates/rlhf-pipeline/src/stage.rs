@@ -289,6 +289,15 @@ pub fn warn_truncation(
     }
 }
 
+/// Logs a warning when the tokenizer mapped some of a dataset's tokens to its unknown token
+/// ([`rlhf_data::collate::UnknownTokens::message`]; `None`, a tokenizer without one, says
+/// nothing): text the model will not see is reported, not dropped silently.
+pub fn warn_unknown(stage: &str, what: &str, unknown: Option<rlhf_data::collate::UnknownTokens>) {
+    if let Some(m) = unknown.and_then(|u| u.message(what)) {
+        tracing::warn!("[{stage}] {m}");
+    }
+}
+
 /// Checks that every example, truncated by `collate`'s limits, fits the model's context of
 /// `n_positions` tokens: `examples` yields `(id, prompt ids, response ids)` (a ranking yields
 /// one item per response). The error names `source` (the file), the first example that does not fit and

@@ -248,6 +248,77 @@ impl Truncation {
     }
 }
 
+/// How much of a dataset a tokenizer mapped to its unknown token ([`Collator::unknown_tokens`]):
+/// text outside a word-level vocabulary becomes `<unk>`, and the model never sees what it was,
+/// so the stages report it rather than train on it silently. Byte-level BPE tokenizers (GPT-2,
+/// the Llama family) have no unknown token and never lose text this way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownTokens {
+    /// The tokenizer's unknown token (e.g. `<unk>`).
+    pub token: String,
+    /// Sequences counted (prompts, responses, documents or packed blocks).
+    pub sequences: usize,
+    /// Sequences with at least one unknown token.
+    pub sequences_with_unknown: usize,
+    /// Tokens counted.
+    pub tokens: usize,
+    /// Unknown tokens among them.
+    pub unknown: usize,
+}
+
+impl UnknownTokens {
+    /// Counts the occurrences of `unk` (the id of `token`) in `sequences`.
+    ///
+    /// ```
+    /// use rlhf_data::collate::UnknownTokens;
+    /// let seqs: [&[u32]; 3] = [&[5, 0, 7], &[3], &[0, 0]];
+    /// let u = UnknownTokens::count("<unk>", 0, seqs);
+    /// assert_eq!((u.sequences, u.sequences_with_unknown, u.tokens, u.unknown), (3, 2, 6, 3));
+    /// let m = u.message("prompts of p.jsonl").unwrap();
+    /// assert!(m.starts_with("prompts of p.jsonl: 3 of 6 tokens (50.0%, in 2 of 3 sequences)"));
+    /// ```
+    pub fn count<'a, T>(token: &str, unk: u32, sequences: impl IntoIterator<Item = &'a [T]>) -> Self
+    where
+        T: Copy + Into<i64> + 'a,
+    {
+        let mut u = UnknownTokens {
+            token: token.to_string(),
+            sequences: 0,
+            sequences_with_unknown: 0,
+            tokens: 0,
+            unknown: 0,
+        };
+        for seq in sequences {
+            let n = seq.iter().filter(|&&t| t.into() == i64::from(unk)).count();
+            u.sequences += 1;
+            u.sequences_with_unknown += usize::from(n > 0);
+            u.tokens += seq.len();
+            u.unknown += n;
+        }
+        u
+    }
+
+    /// A sentence for the log, or `None` when no token is unknown. `what` names the data
+    /// (`"demonstrations of demos.jsonl"`).
+    pub fn message(&self, what: &str) -> Option<String> {
+        (self.unknown > 0).then(|| {
+            format!(
+                "{what}: {} of {} tokens ({:.1}%, in {} of {} sequences) are the tokenizer's \
+                 unknown token {}: the model sees {} where the text had something outside the \
+                 vocabulary; use a tokenizer that covers the data (a byte-level BPE, as GPT-2's \
+                 or Llama's, has no unknown token)",
+                self.unknown,
+                self.tokens,
+                100.0 * self.unknown as f64 / self.tokens.max(1) as f64,
+                self.sequences_with_unknown,
+                self.sequences,
+                self.token,
+                self.token
+            )
+        })
+    }
+}
+
 /// A tokenized prompt/response pair.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TokenizedPair {

@@ -95,6 +95,25 @@ impl Collator {
         Ok(self)
     }
 
+    /// The tokenizer's unknown token and its id (`unk_token` of a word-level, WordPiece or
+    /// BPE model, `unk_id` of a Unigram one), or `None` when it has none (byte-level BPE).
+    pub fn unknown_token(&self) -> Option<(String, u32)> {
+        unknown_token(&self.tokenizer)
+    }
+
+    /// How many tokens of `sequences` (ids from this collator) are the unknown token; `None`
+    /// when the tokenizer has none. See [`UnknownTokens`].
+    pub fn unknown_tokens<'a, T>(
+        &self,
+        sequences: impl IntoIterator<Item = &'a [T]>,
+    ) -> Option<UnknownTokens>
+    where
+        T: Copy + Into<i64> + 'a,
+    {
+        let (token, id) = self.unknown_token()?;
+        Some(UnknownTokens::count(&token, id, sequences))
+    }
+
     /// The tokenizer.
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
@@ -198,4 +217,15 @@ impl Collator {
             .collect::<Result<Vec<_>>>()?;
         pack_documents(&docs, block_len, self.config.eos_id, self.config.pad_id)
     }
+}
+
+/// The unknown token of `tokenizer` and its id, read from its model's serialized settings
+/// (`unk_token` of WordLevel, WordPiece and BPE, `unk_id` of Unigram); `None` when it has none.
+pub fn unknown_token(tokenizer: &Tokenizer) -> Option<(String, u32)> {
+    let model = serde_json::to_value(tokenizer.get_model()).ok()?;
+    if let Some(token) = model.get("unk_token").and_then(|t| t.as_str()) {
+        return Some((token.to_string(), tokenizer.token_to_id(token)?));
+    }
+    let id = u32::try_from(model.get("unk_id")?.as_u64()?).ok()?;
+    Some((tokenizer.id_to_token(id)?, id))
 }

@@ -6,7 +6,7 @@
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use rlhf_examples::stage::{chat_template, load_lm};
+use rlhf_examples::stage::{chat_template, load_lm, warn_unknown};
 use rlhf_model::{parse_device, parse_kind, GenerateConfig, LoadOptions, Policy};
 use tch::Tensor;
 
@@ -98,6 +98,10 @@ fn main() -> anyhow::Result<()> {
     if ids.is_empty() {
         bail!("the prompt is empty after tokenization");
     }
+    let unknown = rlhf_data::collate::unknown_token(tok.inner());
+    let unknown =
+        unknown.map(|(t, id)| rlhf_data::collate::UnknownTokens::count(&t, id, [&ids[..]]));
+    warn_unknown("generate", "the prompt", unknown);
     let n_positions = lm.config().n_positions();
     if ids.len() as i64 >= n_positions {
         bail!(

@@ -11,11 +11,11 @@ use anyhow::Context;
 use clap::Parser;
 use rlhf_data::collate::{CollateConfig, Collator};
 use rlhf_examples::data::read_texts;
-use rlhf_examples::stage::{load_lm, special_ids, train_lm, CommonArgs};
+use rlhf_examples::stage::{load_lm, special_ids, train_lm, warn_unknown, CommonArgs};
 use rlhf_model::{CausalLm, Gpt2Config, Tokenizer};
 use rlhf_sft::{LmData, ResidualDropout, SftConfig};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Shape of a model made from scratch (the vocabulary comes from the tokenizer).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -167,12 +167,21 @@ fn main() -> anyhow::Result<()> {
             (t, v)
         }
     };
-    let train = LmData::Blocks(col.pack_texts(&train_texts, cfg.block_len)?);
+    let pack = |texts: &[String], file: &Path| -> anyhow::Result<LmData> {
+        let blocks = col.pack_texts(texts, cfg.block_len)?;
+        // The real tokens of each block (padding is on the right).
+        let rows = (0..blocks.num_blocks).map(|b| {
+            let mask = &blocks.attention_mask[b * blocks.block_len..(b + 1) * blocks.block_len];
+            &blocks.row(b)[..mask.iter().sum::<i64>() as usize]
+        });
+        let what = format!("the text of {}", file.display());
+        warn_unknown("pretrain", &what, col.unknown_tokens(rows));
+        Ok(LmData::Blocks(blocks))
+    };
+    let train = pack(&train_texts, &args.data)?;
+    let valid_file = args.valid.as_deref().unwrap_or(&args.data);
     let valid = (!valid_texts.is_empty())
-        .then(|| {
-            col.pack_texts(&valid_texts, cfg.block_len)
-                .map(LmData::Blocks)
-        })
+        .then(|| pack(&valid_texts, valid_file))
         .transpose()?;
     let run = args.common.open_run_of(run_path, "pretrain", &*comm)?;
     if comm.is_root() {

@@ -25,7 +25,7 @@ use rlhf_dist::Collective;
 use rlhf_examples::data::read_records;
 use rlhf_examples::run::{load_config, Progress};
 use rlhf_examples::stage::{
-    chat_template, check_fit, warn_seen_prompts, warn_truncation, CommonArgs,
+    chat_template, check_fit, warn_seen_prompts, warn_truncation, warn_unknown, CommonArgs,
 };
 use rlhf_model::train::{MetricsSink, NoMetrics};
 use rlhf_model::{CheckpointMeta, HeadKind, LoadOptions, ScalarModel};
@@ -235,7 +235,7 @@ fn main() -> anyhow::Result<()> {
     let keys = ("max_prompt_tokens", "max_response_tokens");
     let n_positions = model.config().n_positions();
     // Tokenizes `rankings` (read from `file`), checks that they fit the model's context after
-    // truncation and warns about the tokens truncation drops.
+    // truncation and warns about the tokens truncation drops or the tokenizer did not know.
     let tokenize = |rankings: &[Ranking], files: &[PathBuf], what: &str| {
         let t = col.tokenize_rankings(rankings)?;
         let c = col.config();
@@ -246,6 +246,11 @@ fn main() -> anyhow::Result<()> {
         let source = source.collect::<Vec<_>>().join(", ");
         check_fit(examples, "ranking", &source, c, n_positions, keys)?;
         warn_truncation("reward", what, c.truncation_of_rankings(&t), c, keys);
+        let texts = t
+            .iter()
+            .flat_map(|t| std::iter::once(&t.prompt[..]).chain(t.responses.iter().map(|x| &x[..])));
+        let what = format!("{what} ({source}), prompts and responses");
+        warn_unknown("reward", &what, col.unknown_tokens(texts));
         anyhow::Ok(t)
     };
     let train_tok = tokenize(&train, &args.data, "training rankings")?;

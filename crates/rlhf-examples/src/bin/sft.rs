@@ -13,7 +13,7 @@ use rlhf_data::records::Demonstration;
 use rlhf_examples::data::read_records;
 use rlhf_examples::stage::{
     check_fit, check_same_vocab, collator, load_lm, load_reward, train_lm, warn_seen_prompts,
-    warn_truncation, CommonArgs,
+    warn_truncation, warn_unknown, CommonArgs,
 };
 use rlhf_model::{CausalLm, Policy};
 use rlhf_sft::{mean_greedy_reward, LmData, SftConfig};
@@ -167,6 +167,12 @@ fn main() -> anyhow::Result<()> {
             col.config(),
             ("train.max_prompt_tokens", "train.max_response_tokens"),
         );
+        let texts = pairs.iter().flat_map(|p| [&p.prompt[..], &p.response[..]]);
+        let what = format!(
+            "demonstrations from {}, prompts and responses",
+            file.display()
+        );
+        warn_unknown("sft", &what, col.unknown_tokens(texts));
         Ok(LmData::Demonstrations {
             pairs,
             collate: col.config().clone(),
