@@ -13,13 +13,17 @@
 //! * [`write_dir_atomic`]: a directory filled in a temporary sibling, then swapped in (the
 //!   previous copy is moved aside first; [`moved_aside`] finds it after a crash between the
 //!   two renames).
+//! * [`write_files_atomic`]: such a directory from `(name, bytes)` pairs. A large file whose
+//!   bytes equal those of one it wrote earlier in the process (a LoRA run's frozen base
+//!   weights, saved in every checkpoint) becomes a hard link to it instead of a second copy.
 
 #![warn(missing_docs)]
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// An IO error with the path it happened on.
 #[derive(Debug)]
@@ -228,17 +232,80 @@ pub fn write_dir_atomic<E: From<Error>>(
     Ok(())
 }
 
+/// Files at least this large written by [`write_files_atomic`] are remembered, and a later
+/// file with the same bytes is hard-linked to one of them instead of written again.
+pub const LINK_MIN_BYTES: usize = 1 << 20;
+
+/// How many such files are remembered (the most recent ones).
+const REMEMBERED: usize = 16;
+
+/// Large files written by this process, the most recent first.
+static WRITTEN: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// True when the file at `path` holds exactly `bytes` (read in chunks; stops at the first
+/// difference, so a file that differs early costs little).
+fn holds(path: &Path, bytes: &[u8]) -> bool {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() && m.len() == bytes.len() as u64 => {}
+        _ => return false,
+    }
+    let Ok(mut f) = File::open(path) else {
+        return false;
+    };
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0;
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => return at == bytes.len(),
+            Ok(n) if at + n <= bytes.len() && buf[..n] == bytes[at..at + n] => at += n,
+            _ => return false,
+        }
+    }
+}
+
+/// Writes `bytes` as `path` (a new file), or hard-links it to a remembered file with the
+/// same bytes.
+fn write_or_link(path: &Path, bytes: &[u8]) -> Result<()> {
+    if bytes.len() >= LINK_MIN_BYTES {
+        let known = WRITTEN.lock().map(|w| w.clone()).unwrap_or_default();
+        for src in known {
+            if holds(&src, bytes) && std::fs::hard_link(&src, path).is_ok() {
+                return Ok(());
+            }
+        }
+    }
+    let mut f = File::create(path).map_err(err(path))?;
+    f.write_all(bytes).map_err(err(path))?;
+    f.sync_all().map_err(err(path))
+}
+
 /// The files `(name, bytes)` as the directory `dir`, atomically (see [`write_dir_atomic`]).
+///
+/// A file of at least [`LINK_MIN_BYTES`] whose bytes equal those of a file this function wrote
+/// earlier in the process (one of the last 16, where it still is) is hard-linked to it rather
+/// than written: a LoRA run saves its frozen base weights in every checkpoint, and they then
+/// take the disk (and the time) of one copy. The comparison is byte for byte; writes always
+/// make new files (never rewrite one in place), so the linked names cannot diverge through
+/// this crate. Where linking fails (another file system), the file is written.
 pub fn write_files_atomic(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
     write_dir_atomic(dir, |tmp| {
         for (name, bytes) in files {
-            let path = tmp.join(name);
-            let mut f = File::create(&path).map_err(err(&path))?;
-            f.write_all(bytes).map_err(err(&path))?;
-            f.sync_all().map_err(err(&path))?;
+            write_or_link(&tmp.join(name), bytes)?;
         }
         Ok::<(), Error>(())
-    })
+    })?;
+    let big = files.iter().filter(|(_, b)| b.len() >= LINK_MIN_BYTES);
+    let big: Vec<PathBuf> = big.map(|(name, _)| dir.join(name)).collect();
+    if !big.is_empty() {
+        if let Ok(mut w) = WRITTEN.lock() {
+            w.retain(|p| !big.contains(p));
+            for p in big.into_iter().rev() {
+                w.insert(0, p);
+            }
+            w.truncate(REMEMBERED);
+        }
+    }
+    Ok(())
 }
 
 /// The previous copy of `dir` that [`write_dir_atomic`] moved aside, when a crash came
@@ -422,5 +489,50 @@ mod tests {
         );
         assert!(p.join(".keep-me").exists());
         assert!(!p.join(".rankings.jsonl.tmp-11-0").exists());
+    }
+
+    #[test]
+    fn identical_large_files_become_hard_links() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let ino = |p: PathBuf| std::fs::metadata(p).unwrap().ino();
+        let big: Vec<u8> = (0..LINK_MIN_BYTES + 7).map(|i| (i % 251) as u8).collect();
+        let mut other = big.clone();
+        *other.last_mut().unwrap() ^= 1; // same length, differs in its last byte
+        let small = b"config".to_vec();
+        let write = |name: &str, weights: &Vec<u8>| {
+            let files = [
+                ("model.bin", weights.clone()),
+                ("config.json", small.clone()),
+            ];
+            write_files_atomic(&d.path().join(name), &files).unwrap();
+        };
+        write("epoch-1", &big);
+        write("epoch-2", &big);
+        write("epoch-3", &other);
+        let p = |dir: &str, f: &str| d.path().join(dir).join(f);
+        assert_eq!(
+            ino(p("epoch-1", "model.bin")),
+            ino(p("epoch-2", "model.bin"))
+        );
+        assert_ne!(
+            ino(p("epoch-2", "model.bin")),
+            ino(p("epoch-3", "model.bin"))
+        );
+        // Small files are always written.
+        assert_ne!(
+            ino(p("epoch-1", "config.json")),
+            ino(p("epoch-2", "config.json"))
+        );
+        assert_eq!(std::fs::read(p("epoch-3", "model.bin")).unwrap(), other);
+        // Replacing a directory keeps the other names' bytes: epoch-1 gets new weights,
+        // epoch-2 still holds the old ones.
+        write("epoch-1", &other);
+        assert_eq!(std::fs::read(p("epoch-1", "model.bin")).unwrap(), other);
+        assert_eq!(std::fs::read(p("epoch-2", "model.bin")).unwrap(), big);
+        // A remembered file that was removed is not linked to (and nothing fails).
+        std::fs::remove_dir_all(d.path().join("epoch-2")).unwrap();
+        write("epoch-4", &big);
+        assert_eq!(std::fs::read(p("epoch-4", "model.bin")).unwrap(), big);
     }
 }
