@@ -217,6 +217,14 @@ fn sft_with_lora_trains_adapters_and_generate_applies_them() {
         best.to_str().unwrap(),
     ]);
     assert_eq!(adapted, applied);
+    // merged/: the best epoch as plain weights, the start of `reward` and `ppo`.
+    let merged = f.p("sft/merged");
+    assert!(!merged.join("adapter_config.json").exists());
+    assert!(CausalLm::load(&merged, Device::Cpu)
+        .unwrap()
+        .lora()
+        .is_none());
+    assert_eq!(gen(&["--model", merged.to_str().unwrap()]), adapted);
 }
 
 /// `ppo` with a `[lora]` table: the policy trains adapters against itself with adapters off

@@ -565,7 +565,8 @@ impl ScalarModel {
                 return Err(ModelError::ckpt(
                     &files.dir,
                     "this language model has LoRA adapters: a reward model is built from plain \
-                     weights, so merge them into the checkpoint first (CausalLm::save_merged)",
+                     weights, so merge them into the checkpoint first (CausalLm::save_merged; \
+                     `sft` with [lora] writes its best epoch merged as RUN/merged/)",
                 ));
             }
             model.load_adapter(&files.dir)?;

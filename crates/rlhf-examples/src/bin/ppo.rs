@@ -353,8 +353,9 @@ fn main() -> anyhow::Result<()> {
                         if p.lora().is_some() {
                             bail!(
                             "[lora]: --policy {} has LoRA adapters already (a LoRA SFT run); the \
-                             reference must be that SFT model, so export it merged first \
-                             (CausalLm::save_merged) or drop [lora] to go on training its \
+                             reference must be that SFT model, so start from it merged (the \
+                             run's merged/ directory, which `sft` with [lora] writes; in code \
+                             CausalLm::save_merged) or drop [lora] to go on training its \
                              adapters against a full copy",
                             args.policy.display()
                         );

@@ -5,7 +5,9 @@
 //!
 //! The run directory gets `config.toml` (resolved), `metrics.jsonl`, `epoch-N/`, `best/` (the
 //! selected epoch: highest RM score of greedy answers to validation prompts when --reward is
-//! given, as in the paper, else lowest validation loss), `state/` (to resume) and `report.json`.
+//! given, as in the paper, else lowest validation loss), `state/` (to resume) and `report.json`;
+//! with `[lora]`, also `merged/`: the best epoch with its adapters folded into the weights, the
+//! plain checkpoint `reward --init` and `ppo --policy` start from.
 
 use clap::Parser;
 use rlhf_data::hygiene::split_by_user;
@@ -97,7 +99,8 @@ fn main() -> anyhow::Result<()> {
     if let Some(lora) = &cfg.lora {
         if model.lora().is_some() {
             anyhow::bail!(
-                "[lora]: --init {} has LoRA adapters already; merge them first or drop [lora]",
+                "[lora]: --init {} has LoRA adapters already; start from it merged (the run's \
+                 merged/ directory, which `sft` with [lora] writes) or drop [lora]",
                 args.init.display()
             );
         }
@@ -246,5 +249,16 @@ fn main() -> anyhow::Result<()> {
         selector,
         &*comm,
     )?;
+    if cfg.lora.is_some() && comm.is_root() {
+        // `reward --init` and `ppo --policy` start from plain weights: the best epoch with its
+        // adapters folded in, as the pipeline's `sft/merged/`.
+        let merged = run.join("merged");
+        CausalLm::load(run.join("best"), device)?.save_merged(&merged)?;
+        tracing::info!(
+            "[sft] the best epoch with its adapters merged (for `reward --init` and `ppo \
+             --policy`): {}",
+            merged.display()
+        );
+    }
     Ok(())
 }
