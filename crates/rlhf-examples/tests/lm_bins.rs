@@ -206,6 +206,43 @@ fn pretrain_then_sft_train_and_resume() {
         f64::try_from((&after - weight(&pre.join("best"))).abs().max()).unwrap() > 0.0,
         "SFT changed the weights"
     );
+
+    // `generate --prompts`: one demonstration-format line per prompt, in order; greedy answers
+    // in left-padded batches (of 4, then 3) equal the answers to each prompt alone.
+    let text = std::fs::read_to_string(w.join("prompts.jsonl")).unwrap();
+    let seven: Vec<&str> = text.lines().take(7).collect();
+    let prompts = tmp.path().join("seven.jsonl");
+    std::fs::write(&prompts, seven.join("\n") + "\n").unwrap();
+    let model = s(&sft.join("best"));
+    let gen = |extra: &[&str]| {
+        let mut a = vec!["--model", &model, "--device", "cpu", "--greedy"];
+        a.extend(["--max-new-tokens", "8"]);
+        a.extend(extra);
+        let out = Command::new(env!("CARGO_BIN_EXE_generate"))
+            .args(&a)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let out = gen(&["--prompts", &s(&prompts), "--batch-size", "4"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 7, "{out}");
+    for (line, input) in lines.iter().zip(&seven) {
+        let got: serde_json::Value = serde_json::from_str(line).unwrap();
+        let want: serde_json::Value = serde_json::from_str(input).unwrap();
+        for key in ["id", "user_id", "prompt"] {
+            assert_eq!(got[key], want[key], "{line}");
+        }
+        let prompt = want["prompt"].as_str().unwrap();
+        let alone = gen(&["--prompt", prompt]);
+        assert_eq!(
+            got["response"].as_str().unwrap(),
+            alone.trim_end(),
+            "{prompt}"
+        );
+    }
 }
 
 #[test]

@@ -1,14 +1,25 @@
-//! Prints a model's continuation of a prompt (only the continuation, on stdout).
+//! Prints a model's continuation of a prompt (only the continuation, on stdout), or answers a
+//! file of prompts.
 //!
-//! `generate --model DIR --prompt TEXT --max-new-tokens N [--greedy | --temperature T --top-k K
-//! --top-p P] [--seed S] [--device auto|cpu|cuda] [--dtype f32|bf16] [--adapter PEFT_DIR]
-//! [--no-chat-template]`
+//! `generate --model DIR (--prompt TEXT | --prompts prompts.jsonl [--batch-size B])
+//! --max-new-tokens N [--greedy | --temperature T --top-k K --top-p P] [--seed S]
+//! [--device auto|cpu|cuda] [--dtype f32|bf16] [--adapter PEFT_DIR] [--no-chat-template]`
+//!
+//! With `--prompts` (JSONL `{"id", "user_id", "prompt"}`), the prompts are answered in batches
+//! and each answer is printed as one JSONL line `{"id", "user_id", "prompt", "response"}`: the
+//! demonstration format, so the output can be read, compared, ranked or trained on (an answer
+//! that is EOS at once prints an empty `response`, which `sft` refuses). Batch `i`
+//! samples with the seed mixed with `i`: the same file, batch size and seed give the same
+//! answers.
 
 use anyhow::{bail, Context};
 use clap::Parser;
+use rlhf_data::records::{Demonstration, PromptRecord};
+use rlhf_examples::data::read_records;
+use rlhf_examples::run::Progress;
 use rlhf_examples::stage::{chat_template, load_lm, warn_unknown};
 use rlhf_model::{parse_device, parse_kind, GenerateConfig, LoadOptions, Policy};
-use tch::Tensor;
+use std::io::Write;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -19,8 +30,15 @@ struct Args {
     #[arg(long)]
     model: std::path::PathBuf,
     /// The prompt text.
+    #[arg(long, required_unless_present = "prompts", conflicts_with = "prompts")]
+    prompt: Option<String>,
+    /// Prompts, JSONL {"id", "user_id", "prompt"}: print one JSONL line {"id", "user_id",
+    /// "prompt", "response"} per prompt, in the file's order.
     #[arg(long)]
-    prompt: String,
+    prompts: Option<std::path::PathBuf>,
+    /// With --prompts: prompts answered together (one left-padded batch).
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
     /// Maximum number of tokens to generate.
     #[arg(long, default_value_t = 64)]
     max_new_tokens: i64,
@@ -91,39 +109,19 @@ fn main() -> anyhow::Result<()> {
             args.model.display()
         );
     };
-    let ids = match chat_template(tok, !args.no_chat_template)? {
-        Some(t) => tok.encode(&t.render_prompt(&args.prompt)?)?,
-        None => tok.encode(&args.prompt)?,
+    let template = chat_template(tok, !args.no_chat_template)?;
+    let encode = |text: &str| -> anyhow::Result<Vec<i64>> {
+        Ok(match &template {
+            Some(t) => tok.encode(&t.render_prompt(text)?)?,
+            None => tok.encode(text)?,
+        })
     };
-    if ids.is_empty() {
-        bail!("the prompt is empty after tokenization");
-    }
-    let unknown = rlhf_data::collate::unknown_token(tok.inner());
-    let unknown =
-        unknown.map(|(t, id)| rlhf_data::collate::UnknownTokens::count(&t, id, [&ids[..]]));
-    warn_unknown("generate", "the prompt", unknown);
     let n_positions = lm.config().n_positions();
-    if ids.len() as i64 >= n_positions {
-        bail!(
-            "the prompt is {} tokens long but the model's context (n_positions) is {n_positions}: \
-             shorten it to leave room for the answer",
-            ids.len()
-        );
-    }
-    // Checked before any work: the model refuses a longer sequence only once it gets there.
-    let room = n_positions - ids.len() as i64;
-    if args.max_new_tokens > room {
-        bail!(
-            "--max-new-tokens is {}, but the prompt is {} tokens long and the model's context \
-             (n_positions) is {n_positions}: use --max-new-tokens {room} or less",
-            args.max_new_tokens,
-            ids.len()
-        );
-    }
     let eos = lm
         .config()
         .eos_token_id()
         .or_else(|| tok.token_id(rlhf_model::tokenizer::ENDOFTEXT));
+    let pad = lm.config().pad_id();
     let cfg = GenerateConfig {
         max_new_tokens: args.max_new_tokens,
         do_sample: !args.greedy,
@@ -131,18 +129,107 @@ fn main() -> anyhow::Result<()> {
         top_k: args.top_k,
         top_p: args.top_p,
         eos_token_id: eos,
-        pad_token_id: lm.config().pad_id(),
+        pad_token_id: pad,
         seed: Some(args.seed),
     };
-    let prompt = Tensor::from_slice(&ids).unsqueeze(0).to_device(device);
-    let out = lm.generate(&prompt, &prompt.ones_like(), &cfg)?;
-    let n_real = out.mask.sum(tch::Kind::Float).double_value(&[]) as usize;
-    let toks = Vec::<i64>::try_from(out.tokens.get(0).to_device(tch::Device::Cpu))?;
-    let toks: Vec<i64> = toks
-        .into_iter()
-        .take(n_real)
-        .filter(|&t| Some(t) != eos)
-        .collect();
-    println!("{}", tok.decode(&toks, true)?);
+    // The answers to `rows` (token ids), decoded, EOS and padding dropped.
+    let answer = |rows: &[&[i64]], seed: u64| -> anyhow::Result<Vec<String>> {
+        let (ids, mask) = rlhf_ppo::data::left_pad(rows, pad)?;
+        let (ids, mask) = (ids.to_device(device), mask.to_device(device));
+        let cfg = GenerateConfig {
+            seed: Some(seed),
+            ..cfg.clone()
+        };
+        let out = lm.generate(&ids, &mask, &cfg)?;
+        let tokens = out.tokens.to_device(tch::Device::Cpu);
+        let real = out.mask.to_device(tch::Device::Cpu);
+        (0..rows.len() as i64)
+            .map(|r| {
+                let toks = Vec::<i64>::try_from(tokens.get(r))?;
+                let keep = Vec::<f32>::try_from(real.get(r))?;
+                let toks: Vec<i64> = (toks.into_iter().zip(keep))
+                    .filter(|&(t, k)| k > 0.0 && Some(t) != eos)
+                    .map(|(t, _)| t)
+                    .collect();
+                Ok(tok.decode(&toks, true)?)
+            })
+            .collect()
+    };
+    let unknown = rlhf_data::collate::unknown_token(tok.inner());
+    let count_unknown = |seqs: &[&[i64]]| {
+        let seqs = seqs.iter().copied();
+        (unknown.as_ref()).map(|(t, id)| rlhf_data::collate::UnknownTokens::count(t, *id, seqs))
+    };
+    // Room for the answer in the model's context, checked before any work (the model refuses
+    // a longer sequence only once it gets there). `what` names the prompt.
+    let check_room = |len: usize, what: &str| -> anyhow::Result<()> {
+        if len == 0 {
+            bail!("{what} is empty after tokenization");
+        }
+        if len as i64 >= n_positions {
+            bail!(
+                "{what} is {len} tokens long but the model's context (n_positions) is \
+                 {n_positions}: shorten it to leave room for the answer"
+            );
+        }
+        let room = n_positions - len as i64;
+        if args.max_new_tokens > room {
+            bail!(
+                "--max-new-tokens is {}, but {what} is {len} tokens long and the model's \
+                 context (n_positions) is {n_positions}: use --max-new-tokens {room} or less",
+                args.max_new_tokens
+            );
+        }
+        Ok(())
+    };
+    let Some(path) = &args.prompts else {
+        let ids = encode(
+            args.prompt
+                .as_deref()
+                .expect("clap requires --prompt or --prompts"),
+        )?;
+        warn_unknown("generate", "the prompt", count_unknown(&[&ids[..]]));
+        check_room(ids.len(), "the prompt")?;
+        println!("{}", answer(&[&ids[..]], args.seed)?[0]);
+        return Ok(());
+    };
+    if args.batch_size == 0 {
+        bail!("--batch-size is 0: expected at least 1");
+    }
+    let records: Vec<PromptRecord> = read_records(path, false)?;
+    if records.is_empty() {
+        bail!("{}: no prompts", path.display());
+    }
+    let mut rows = Vec::with_capacity(records.len());
+    for r in &records {
+        let what = format!("prompt {:?} of {}", r.id, path.display());
+        let ids = encode(&r.prompt).with_context(|| what.clone())?;
+        check_room(ids.len(), &what)?;
+        rows.push(ids);
+    }
+    let refs: Vec<&[i64]> = rows.iter().map(Vec::as_slice).collect();
+    let what = format!("the prompts of {}", path.display());
+    warn_unknown("generate", &what, count_unknown(&refs));
+    let mut progress = Progress::new("generate", records.len() as u64);
+    let mut stdout = std::io::stdout().lock();
+    for (i, (batch, recs)) in refs
+        .chunks(args.batch_size)
+        .zip(records.chunks(args.batch_size))
+        .enumerate()
+    {
+        let seed = rlhf_data::seed::mix2(args.seed, i as u64);
+        for (r, response) in recs.iter().zip(answer(batch, seed)?) {
+            let line = Demonstration {
+                id: r.id.clone(),
+                user_id: r.user_id.clone(),
+                prompt: r.prompt.clone(),
+                response,
+            };
+            writeln!(stdout, "{}", serde_json::to_string(&line)?)?;
+        }
+        stdout.flush()?;
+        let done = (i * args.batch_size + batch.len()) as u64;
+        progress.update(done, "prompts answered");
+    }
     Ok(())
 }

@@ -719,6 +719,22 @@ fn generation_settings_out_of_range() {
             "shorten it",
         ],
     );
+    // With --prompts, the prompt that does not fit is named.
+    let line = serde_json::json!({"id": "long-one", "user_id": "u", "prompt": long}).to_string();
+    let file = with_line(&f, "world/prompts.jsonl", 2, &line, "long_prompts.jsonl");
+    let mut a = args(&["--model", &sft_dir, "--prompts", &file, "--device", "cpu"]);
+    a.extend(args(&["--max-new-tokens", "4"]));
+    fails(
+        "generate",
+        &a,
+        &[
+            "prompt \"long-one\" of",
+            "long_prompts.jsonl is 100 tokens long",
+            "shorten it",
+        ],
+    );
+    let a = args(&["--model", &sft_dir, "--prompts", &file, "--batch-size", "0"]);
+    fails("generate", &a, &["--batch-size is 0"]);
     let a = evaluate(&sft_dir, &sft_dir, &prompts, &["--max-new-tokens", "90"]);
     fails(
         "evaluate",
