@@ -70,7 +70,7 @@ stage ppo $B/ppo --policy "$W/sft/best" --reward "$W/rm/final" --prompts "$W/pro
   --set ppo.batch_size=8 --set ppo.minibatch_size=4 --set ppo.ppo_epochs=1 \
   --set ppo.max_new_tokens=16 --set ptx_block_len=64 --set ptx_batch_size=4 \
   --set ppo.ptx_coef=0.5 --set ppo.value_warmup_iterations=0
-stage evaluate $B/evaluate --a "$W/ppo/checkpoints/iter-000002/policy" --b "$W/sft/best" \
+stage evaluate $B/evaluate --a "$W/ppo/final" --b "$W/sft/best" \
   --prompts "$W/prompts.jsonl" --reward "$W/rm/final" --max-prompts 16 --max-new-tokens 16
 echo "--- step timings (from the stages' logs)"
 grep -hE "step|iter|epoch" "$W/sft.log" | tail -3

@@ -190,6 +190,20 @@ fn smoke_then_resume() {
     assert_eq!(it, 2);
     assert!(run.join("config.toml").exists() && run.join("report.json").exists());
     assert!(run.join("plots/objective.png").exists(), "PPO plots");
+    // final/: the last policy, its files hard links to the checkpoint's.
+    {
+        use std::os::unix::fs::MetadataExt;
+        let ino = |p: PathBuf| std::fs::metadata(p).unwrap().ino();
+        let (a, b) = (run.join("final"), ckpt.join("policy"));
+        assert_eq!(
+            ino(a.join("model.safetensors")),
+            ino(b.join("model.safetensors"))
+        );
+        assert!(a.join("tokenizer.json").exists() && a.join("config.json").exists());
+        let report = std::fs::read_to_string(run.join("report.json")).unwrap();
+        let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+        assert_eq!(report["final"].as_str(), a.to_str());
+    }
     // Policy and value trained; the SFT and RM checkpoints untouched.
     let d_policy = max_diff(&weights(&f.sft), &weights(&ckpt.join("policy")));
     assert!(d_policy > 1e-5, "policy unchanged: {d_policy}");

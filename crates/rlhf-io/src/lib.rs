@@ -13,6 +13,7 @@
 //! * [`write_dir_atomic`]: a directory filled in a temporary sibling, then swapped in (the
 //!   previous copy is moved aside first; [`moved_aside`] finds it after a crash between the
 //!   two renames).
+//! * [`link_dir_atomic`]: such a directory of hard links to another's files;
 //! * [`write_files_atomic`]: such a directory from `(name, bytes)` pairs. A large file whose
 //!   bytes equal those of one it wrote earlier in the process (a LoRA run's frozen base
 //!   weights, saved in every checkpoint) becomes a hard link to it instead of a second copy.
@@ -308,6 +309,30 @@ pub fn write_files_atomic(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
     Ok(())
 }
 
+/// `dst` as a copy of the directory `src` (its files; not recursive), made of hard links to
+/// `src`'s files (copies where linking fails), atomically (see [`write_dir_atomic`]). For
+/// directories whose files are never rewritten in place, as every checkpoint written here:
+/// `dst` then costs no disk and stays valid when `src` is removed.
+pub fn link_dir_atomic(src: &Path, dst: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(src).map_err(err(src))?;
+    let mut files = vec![];
+    for e in entries {
+        let e = e.map_err(err(src))?;
+        if e.file_type().map_err(err(&e.path()))?.is_file() {
+            files.push((e.path(), e.file_name()));
+        }
+    }
+    write_dir_atomic(dst, |tmp| {
+        for (path, name) in &files {
+            let to = tmp.join(name);
+            if std::fs::hard_link(path, &to).is_err() {
+                std::fs::copy(path, &to).map_err(err(path))?;
+            }
+        }
+        Ok::<(), Error>(())
+    })
+}
+
 /// The previous copy of `dir` that [`write_dir_atomic`] moved aside, when a crash came
 /// between its two renames (`dir` is then missing). `complete` says whether a candidate is a
 /// whole copy (e.g. has its config file).
@@ -534,5 +559,24 @@ mod tests {
         std::fs::remove_dir_all(d.path().join("epoch-2")).unwrap();
         write("epoch-4", &big);
         assert_eq!(std::fs::read(p("epoch-4", "model.bin")).unwrap(), big);
+    }
+
+    #[test]
+    fn linked_directories_share_the_files_and_survive_the_source() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let (src, dst) = (d.path().join("iter-2/policy"), d.path().join("final"));
+        write_files_atomic(&src, &[("a", b"1".to_vec()), ("b", b"22".to_vec())]).unwrap();
+        link_dir_atomic(&src, &dst).unwrap();
+        let ino = |p: PathBuf| std::fs::metadata(p).unwrap().ino();
+        assert_eq!(ino(src.join("a")), ino(dst.join("a")));
+        // Replaced atomically by a later link; the source's removal leaves the copy whole.
+        write_files_atomic(&src, &[("a", b"3".to_vec())]).unwrap();
+        link_dir_atomic(&src, &dst).unwrap();
+        std::fs::remove_dir_all(d.path().join("iter-2")).unwrap();
+        assert_eq!(std::fs::read(dst.join("a")).unwrap(), b"3");
+        assert!(!dst.join("b").exists());
+        assert!(link_dir_atomic(&d.path().join("nothing"), &dst).is_err());
+        assert_eq!(std::fs::read(dst.join("a")).unwrap(), b"3");
     }
 }

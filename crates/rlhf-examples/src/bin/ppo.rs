@@ -11,7 +11,8 @@
 //! `objective/entropy`, `policy/approxkl`, `policy/clipfrac`, `loss/policy`, `loss/value`,
 //! `loss/ptx`, `val/explained_variance`, `time/generation`, `time/scoring`, `time/training`,
 //! ...), `checkpoints/iter-NNNNNN/` with `checkpoints/latest.json` pointing at the newest, and
-//! `report.json`. A checkpoint holds
+//! `report.json`; a finished run also `final/`, the last policy (hard links to its checkpoint's
+//! files). A checkpoint holds
 //!
 //! * `policy/`, `value/`: the two trained models (Hugging Face layout);
 //! * `trainer/`: the trainer's state (`rlhf_ppo::PpoState`: iterations done, the KL
@@ -504,7 +505,19 @@ fn main() -> anyhow::Result<()> {
         );
     }
     if let Some(c) = checkpoints.latest()? {
+        let finished = end == cfg.iterations;
+        let last_dir = run.join("final");
+        if finished {
+            // final/: the last policy under a fixed name, as `reward` writes its RM (hard links
+            // to the checkpoint's files, so it costs no disk and outlives checkpoint pruning).
+            rlhf_io::link_dir_atomic(&c.policy(), &last_dir)?;
+        } else if last_dir.exists() {
+            // A finished run continued to more iterations: its old final/ is not final now.
+            std::fs::remove_dir_all(&last_dir)
+                .with_context(|| format!("removing {}", last_dir.display()))?;
+        }
         let report = serde_json::json!({
+            "final": finished.then_some(&last_dir),
             "iterations": trainer.iteration(),
             "kl_coef": trainer.kl_coef(),
             "world_size": comm.world_size(),
@@ -517,7 +530,11 @@ fn main() -> anyhow::Result<()> {
             &run.join("report.json"),
             serde_json::to_string_pretty(&report)?.as_bytes(),
         )?;
-        tracing::info!("[ppo] done: policy in {}", c.policy().display());
+        if finished {
+            tracing::info!("[ppo] done: policy in {}", last_dir.display());
+        } else {
+            tracing::info!("[ppo] policy so far in {}", c.policy().display());
+        }
     }
     if let Err(e) = rlhf_examples::plot::plot_run_dir(&run.path) {
         tracing::warn!("[ppo] warning: plots not written: {e:#}");
