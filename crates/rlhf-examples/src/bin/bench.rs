@@ -4,8 +4,9 @@
 //! [--dtype f32|bf16]` (`gen`, `sft` and `ppo` also take `--size smollm2`: SmolLM2-135M's
 //! Llama shape). `ppo` also takes `--lora R` (adapters of rank R, alpha 2R, on q/k/v/o (GPT-2:
 //! c_attn, c_proj) of the policy and the value function, the reference being the policy with
-//! its adapters off) and `--shape B,P,N` (prompts, prompt tokens, new tokens; W-PPO's is
-//! 64,64,64).
+//! its adapters off). `gen` and `ppo` take `--shape B,P,N` (prompts, prompt tokens, new tokens;
+//! W-GEN's and W-PPO's is 64,64,64): `--shape 64,64,1` against the default, for example,
+//! separates the prefill from the decode steps.
 
 use clap::Parser;
 use rlhf_examples::{
@@ -44,7 +45,8 @@ struct Args {
     /// ppo: train LoRA adapters of this rank instead of every weight.
     #[arg(long, value_name = "R")]
     lora: Option<i64>,
-    /// ppo: prompts, prompt tokens and new tokens per iteration (default W-PPO's 64,64,64).
+    /// gen and ppo: prompts, prompt tokens and new tokens (default W-GEN's and W-PPO's
+    /// 64,64,64).
     #[arg(long, value_name = "B,P,N", value_delimiter = ',')]
     shape: Option<Vec<i64>>,
     /// ppo: rows per scoring forward pass (`ppo.scoring_batch_size`; default 0: the
@@ -74,7 +76,7 @@ fn main() -> anyhow::Result<()> {
             tch::manual_seed(0);
             let mut lm = CausalLm::new(&cfg, device)?;
             lm.set_kind(kind);
-            let (b, p, n) = (64, 64, 64);
+            let [b, p, n] = shape(args.shape.as_deref(), [64, 64, 64])?;
             let prompts = Tensor::randint(cfg.vocab_size(), [b, p], (Kind::Int64, device));
             let mask = prompts.ones_like();
             let gen = GenerateConfig {
@@ -89,6 +91,7 @@ fn main() -> anyhow::Result<()> {
             let flops = gen_flops(&cfg, b, p, n);
             json!({
                 "workload": "gen",
+                "shape": [b, p, n],
                 "tokens_per_s": (b * n) as f64 / secs,
                 "seconds_per_rollout": secs,
                 "model_gflops_per_s": flops / secs / 1e9,
@@ -174,18 +177,12 @@ fn main() -> anyhow::Result<()> {
         }
         "ppo" => {
             let model = bench_model_config(&args.size)?;
-            let [prompts, prompt_len, new_tokens] = match args.shape.as_deref() {
-                Some(&[b, p, n]) => [b, p, n],
-                Some(other) => anyhow::bail!(
-                    "--shape takes three numbers B,P,N (prompts, prompt tokens, new tokens); \
-                     got {other:?}"
-                ),
-                None => [
-                    rlhf_ppo::bench::W_PPO_PROMPTS,
-                    rlhf_ppo::bench::W_PPO_PROMPT_LEN,
-                    rlhf_ppo::bench::W_PPO_NEW_TOKENS,
-                ],
-            };
+            let w_ppo = [
+                rlhf_ppo::bench::W_PPO_PROMPTS,
+                rlhf_ppo::bench::W_PPO_PROMPT_LEN,
+                rlhf_ppo::bench::W_PPO_NEW_TOKENS,
+            ];
+            let [prompts, prompt_len, new_tokens] = shape(args.shape.as_deref(), w_ppo)?;
             let lora = args.lora.map(|r| rlhf_model::LoraConfig {
                 r,
                 lora_alpha: 2.0 * r as f64,
@@ -224,4 +221,16 @@ fn main() -> anyhow::Result<()> {
         .extend(base.as_object().unwrap().clone());
     println!("{line}");
     Ok(())
+}
+
+/// `--shape B,P,N`, or `default` without it; each number at least 1.
+fn shape(arg: Option<&[i64]>, default: [i64; 3]) -> anyhow::Result<[i64; 3]> {
+    match arg {
+        None => Ok(default),
+        Some(&[b, p, n]) if b > 0 && p > 0 && n > 0 => Ok([b, p, n]),
+        Some(other) => anyhow::bail!(
+            "--shape takes three positive numbers B,P,N (prompts, prompt tokens, new tokens); \
+             got {other:?}"
+        ),
+    }
 }
