@@ -298,6 +298,18 @@ pub fn warn_unknown(stage: &str, what: &str, unknown: Option<rlhf_data::collate:
     }
 }
 
+/// How many tokens of `sequences` (ids from `tok`) are its unknown token; `None` when it has
+/// none (see [`rlhf_data::collate::UnknownTokens`]).
+pub fn unknown_tokens<'a, T: Copy + Into<i64> + 'a>(
+    tok: &rlhf_model::Tokenizer,
+    sequences: impl IntoIterator<Item = &'a [T]>,
+) -> Option<rlhf_data::collate::UnknownTokens> {
+    let (token, id) = rlhf_data::collate::unknown_token(tok.inner())?;
+    Some(rlhf_data::collate::UnknownTokens::count(
+        &token, id, sequences,
+    ))
+}
+
 /// Checks that every example, truncated by `collate`'s limits, fits the model's context of
 /// `n_positions` tokens: `examples` yields `(id, prompt ids, response ids)` (a ranking yields
 /// one item per response). The error names `source` (the file), the first example that does not fit and

@@ -17,7 +17,7 @@ use clap::Parser;
 use rlhf_data::records::{Demonstration, PromptRecord};
 use rlhf_examples::data::read_records;
 use rlhf_examples::run::Progress;
-use rlhf_examples::stage::{chat_template, load_lm, warn_unknown};
+use rlhf_examples::stage::{chat_template, load_lm, unknown_tokens, warn_unknown};
 use rlhf_model::{parse_device, parse_kind, GenerateConfig, LoadOptions, Policy};
 use std::io::Write;
 
@@ -155,11 +155,7 @@ fn main() -> anyhow::Result<()> {
             })
             .collect()
     };
-    let unknown = rlhf_data::collate::unknown_token(tok.inner());
-    let count_unknown = |seqs: &[&[i64]]| {
-        let seqs = seqs.iter().copied();
-        (unknown.as_ref()).map(|(t, id)| rlhf_data::collate::UnknownTokens::count(t, *id, seqs))
-    };
+    let count_unknown = |seqs: &[&[i64]]| unknown_tokens(tok, seqs.iter().copied());
     // Room for the answer in the model's context, checked before any work (the model refuses
     // a longer sequence only once it gets there). `what` names the prompt.
     let check_room = |len: usize, what: &str| -> anyhow::Result<()> {

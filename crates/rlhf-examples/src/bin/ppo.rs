@@ -48,8 +48,8 @@ use rlhf_dist::Collective;
 use rlhf_examples::data::{read_records, read_texts};
 use rlhf_examples::run::{load_config, truncate_metrics, Progress};
 use rlhf_examples::stage::{
-    chat_template, check_same_vocab, checkpoint_head, load_reward, special_ids, warn_unknown,
-    CommonArgs,
+    chat_template, check_same_vocab, checkpoint_head, load_reward, special_ids, unknown_tokens,
+    warn_unknown, CommonArgs,
 };
 use rlhf_model::train::{MetricsSink, NoMetrics};
 use rlhf_model::{parse_kind, AdaptersOff, CausalLm, HeadKind, LoadOptions, Policy, ScalarModel};
@@ -274,13 +274,12 @@ fn main() -> anyhow::Result<()> {
         cut += usize::from(keep > 0);
         prompts.push(ids[keep..].to_vec());
     }
-    let unknown = rlhf_data::collate::unknown_token(tok.inner());
-    let count = |seqs: &[Vec<i64>]| {
-        let seqs = seqs.iter().map(|s| &s[..]);
-        (unknown.as_ref()).map(|(t, id)| rlhf_data::collate::UnknownTokens::count(t, *id, seqs))
-    };
     let what = format!("the prompts of {}", args.prompts.display());
-    warn_unknown("ppo", &what, count(&prompts));
+    warn_unknown(
+        "ppo",
+        &what,
+        unknown_tokens(&tok, prompts.iter().map(|s| &s[..])),
+    );
     if cut > 0 {
         tracing::warn!(
             "[ppo] {cut} of {} prompts of {} are longer than max_prompt_tokens = {max_prompt} \
@@ -301,13 +300,11 @@ fn main() -> anyhow::Result<()> {
                 })
                 .collect::<Result<_, _>>()
                 .with_context(|| format!("--pretrain {}", path.display()))?;
-            let seqs = docs.iter().map(|d| &d[..]);
-            let n = (unknown.as_ref())
-                .map(|(t, id)| rlhf_data::collate::UnknownTokens::count(t, *id, seqs));
+            let what = format!("the text of --pretrain {}", path.display());
             warn_unknown(
                 "ppo",
-                &format!("the text of --pretrain {}", path.display()),
-                n,
+                &what,
+                unknown_tokens(&tok, docs.iter().map(|d| &d[..])),
             );
             let blocks = pack_documents(&docs, block_len, eos, pad)?;
             let bs = if cfg.ptx_batch_size == 0 {
