@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use rlhf_data::records::{read_jsonl, read_text_documents, Mode, ReadOptions, Record, TextSplit};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Reads a JSONL file of records. Strict mode stops at the first bad line (the error names the
 /// file, line and field); lenient mode skips bad lines and prints how many and why.
@@ -22,6 +22,45 @@ pub fn read_records<R: Record>(path: &Path, lenient: bool) -> anyhow::Result<Vec
         anyhow::bail!("{}: no records", path.display());
     }
     Ok(records)
+}
+
+/// Reads records from several JSONL files (as [`read_records`] each), keeping ids unique across
+/// them, as they are within a file: a record repeated in two files would count twice. Strict
+/// mode stops at the first repeated id, naming both files; lenient mode skips the later copy
+/// and reports how many were skipped.
+pub fn read_records_from<R: Record>(paths: &[PathBuf], lenient: bool) -> anyhow::Result<Vec<R>> {
+    let mut seen: std::collections::HashMap<String, usize> = Default::default();
+    let mut out = Vec::new();
+    for (i, path) in paths.iter().enumerate() {
+        let mut skipped = 0usize;
+        for r in read_records::<R>(path, lenient)? {
+            // Ids are unique within a file (read_jsonl refuses or skips a repeat), so an id
+            // seen before comes from an earlier file.
+            if let Some(&first) = seen.get(r.id()) {
+                if !lenient {
+                    anyhow::bail!(
+                        "{}: id {:?} is also in {}: expected ids unique across the files (the \
+                         record would count twice); remove one copy, or set lenient = true to \
+                         skip the later ones",
+                        path.display(),
+                        r.id(),
+                        paths[first].display()
+                    );
+                }
+                skipped += 1;
+                continue;
+            }
+            seen.insert(r.id().to_string(), i);
+            out.push(r);
+        }
+        if skipped > 0 {
+            tracing::warn!(
+                "warning: {}: skipped {skipped} records whose id an earlier file has",
+                path.display()
+            );
+        }
+    }
+    Ok(out)
 }
 
 /// Reads pretraining text: JSONL `{id, user_id, text}` records (`.jsonl`), or a plain text file

@@ -22,7 +22,7 @@ use rlhf_data::collate::{CollateConfig, Collator};
 use rlhf_data::hygiene::split_by_user;
 use rlhf_data::records::{Demonstration, Ranking};
 use rlhf_dist::Collective;
-use rlhf_examples::data::read_records;
+use rlhf_examples::data::{read_records, read_records_from};
 use rlhf_examples::run::{load_config, Progress};
 use rlhf_examples::stage::{
     chat_template, check_fit, warn_seen_prompts, warn_truncation, warn_unknown, CommonArgs,
@@ -134,14 +134,6 @@ fn collator(model: &ScalarModel, cfg: &RewardRunConfig, chat: bool) -> anyhow::R
     Ok(Collator::new(tok.inner().clone(), collate)?.with_chat_template(chat_template(tok, chat)?))
 }
 
-fn read_rankings(paths: &[PathBuf], lenient: bool) -> anyhow::Result<Vec<Ranking>> {
-    let mut out = Vec::new();
-    for p in paths {
-        out.extend(read_records::<Ranking>(p, lenient)?);
-    }
-    Ok(out)
-}
-
 fn main() -> anyhow::Result<()> {
     rlhf_examples::init_runtime();
     let args = Args::parse();
@@ -180,7 +172,7 @@ fn main() -> anyhow::Result<()> {
     let device = args.common.device_of(&*comm)?;
     let opts = LoadOptions::from(device);
     // Inputs first: a bad file should fail before any work.
-    let rankings = read_rankings(&args.data, cfg.lenient)?;
+    let rankings = read_records_from::<Ranking>(&args.data, cfg.lenient)?;
     let (train, valid) = if args.valid.is_empty() {
         if cfg.valid_fraction > 0.0 {
             let s = split_by_user(
@@ -193,7 +185,10 @@ fn main() -> anyhow::Result<()> {
             (rankings, Vec::new())
         }
     } else {
-        (rankings, read_rankings(&args.valid, cfg.lenient)?)
+        (
+            rankings,
+            read_records_from::<Ranking>(&args.valid, cfg.lenient)?,
+        )
     };
     if train.is_empty() {
         bail!("no training rankings left after the validation split");

@@ -500,6 +500,27 @@ fn rankings_with_fewer_than_two_responses() {
 }
 
 #[test]
+fn rankings_repeated_across_data_files() {
+    let f = fixture();
+    // The same rankings under two names: each id would count twice.
+    let copy = f.write(
+        "copy.jsonl",
+        &std::fs::read_to_string(f.p("rankings.jsonl")).unwrap(),
+    );
+    let a = reward(&f, &f.s("sft"), &f.s("rankings.jsonl"), &["--data", &copy]);
+    fails(
+        "reward",
+        &a,
+        &[
+            "copy.jsonl: id ",
+            "is also in",
+            "rankings.jsonl",
+            "lenient = true",
+        ],
+    );
+}
+
+#[test]
 fn ranking_that_is_not_a_permutation() {
     let f = fixture();
     let bad = with_line(
