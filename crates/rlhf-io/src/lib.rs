@@ -243,9 +243,11 @@ const REMEMBERED: usize = 16;
 /// Large files written by this process, the most recent first.
 static WRITTEN: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
-/// True when the file at `path` holds exactly `bytes` (read in chunks; stops at the first
-/// difference, so a file that differs early costs little).
+/// True when the file at `path` holds exactly `bytes`. Its last MiB is compared first (a
+/// checkpoint whose trained tensors sort last, as a LoRA reward model's score head, differs
+/// there), then the whole file in chunks, stopping at the first difference.
 fn holds(path: &Path, bytes: &[u8]) -> bool {
+    use std::io::{Seek, SeekFrom};
     match std::fs::metadata(path) {
         Ok(m) if m.is_file() && m.len() == bytes.len() as u64 => {}
         _ => return false,
@@ -254,6 +256,15 @@ fn holds(path: &Path, bytes: &[u8]) -> bool {
         return false;
     };
     let mut buf = vec![0u8; 1 << 20];
+    let tail = bytes.len().min(buf.len());
+    let from = bytes.len() - tail;
+    if f.seek(SeekFrom::Start(from as u64)).is_err()
+        || f.read_exact(&mut buf[..tail]).is_err()
+        || buf[..tail] != bytes[from..]
+        || f.seek(SeekFrom::Start(0)).is_err()
+    {
+        return false;
+    }
     let mut at = 0;
     loop {
         match f.read(&mut buf) {
@@ -524,6 +535,8 @@ mod tests {
         let big: Vec<u8> = (0..LINK_MIN_BYTES + 7).map(|i| (i % 251) as u8).collect();
         let mut other = big.clone();
         *other.last_mut().unwrap() ^= 1; // same length, differs in its last byte
+        let mut head = big.clone();
+        head[0] ^= 1; // same length and last MiB, differs in its first byte
         let small = b"config".to_vec();
         let write = |name: &str, weights: &Vec<u8>| {
             let files = [
@@ -535,7 +548,10 @@ mod tests {
         write("epoch-1", &big);
         write("epoch-2", &big);
         write("epoch-3", &other);
+        write("head", &head);
         let p = |dir: &str, f: &str| d.path().join(dir).join(f);
+        assert_ne!(ino(p("epoch-1", "model.bin")), ino(p("head", "model.bin")));
+        assert_eq!(std::fs::read(p("head", "model.bin")).unwrap(), head);
         assert_eq!(
             ino(p("epoch-1", "model.bin")),
             ino(p("epoch-2", "model.bin"))
