@@ -3,8 +3,8 @@
 
 use crate::body::Body;
 use crate::checkpoint::{
-    load_into_varstore, read_checkpoint, write_checkpoint_with, CheckpointFiles, CheckpointMeta,
-    HeadKind,
+    load_into_varstore, named_variables, read_checkpoint, write_checkpoint_tensors,
+    write_checkpoint_with, CheckpointFiles, CheckpointMeta, HeadKind,
 };
 use crate::error::{ModelError, Result};
 use crate::generate::{generate_uncached, generate_with, GenerateConfig, Generation};
@@ -454,6 +454,10 @@ pub struct ScalarModel {
     tokenizer: Option<Tokenizer>,
     meta: CheckpointMeta,
     lora: LoraState,
+    /// With adapters: the head as it was when they were attached, which `model.safetensors`
+    /// keeps (the trained head is the adapter's `modules_to_save` copy, as in PEFT), so the
+    /// base weights' file stays the same from one checkpoint to the next.
+    head_base: Option<Tensor>,
 }
 
 impl ScalarModel {
@@ -486,6 +490,7 @@ impl ScalarModel {
             tokenizer: None,
             meta: CheckpointMeta::new(head),
             lora: LoraState::default(),
+            head_base: None,
         })
     }
 
@@ -584,13 +589,16 @@ impl ScalarModel {
     /// Attaches LoRA adapters to the body (see [`CausalLm::attach_lora`]); the scalar head
     /// keeps training whole, as PEFT's `modules_to_save` does for sequence classification.
     pub fn attach_lora(&mut self, cfg: &LoraConfig) -> Result<usize> {
-        self.lora.attach(
+        let base = self.score.detach().copy();
+        let n = self.lora.attach(
             &self.vs,
             &mut self.body,
             &self.config,
             cfg,
             &head_module(&self.score),
-        )
+        )?;
+        self.head_base = Some(base);
+        Ok(n)
     }
 
     /// The LoRA settings, when adapters are attached.
@@ -607,13 +615,16 @@ impl ScalarModel {
     /// Attaches the PEFT adapter in `dir` (task type `SEQ_CLS`; the head as
     /// `modules_to_save`).
     pub fn load_adapter(&mut self, dir: impl AsRef<Path>) -> Result<()> {
+        let base = self.score.detach().copy();
         self.lora.load(
             &self.vs,
             &mut self.body,
             &self.config,
             dir.as_ref(),
             &head_module(&self.score),
-        )
+        )?;
+        self.head_base = Some(base);
+        Ok(())
     }
 
     /// Saves an ordinary checkpoint with the adapters folded into the weights.
@@ -638,15 +649,28 @@ impl ScalarModel {
 
     /// Saves the checkpoint plus extra files (e.g. optimizer state) in the same atomic
     /// directory write.
+    ///
+    /// With adapters, `model.safetensors` holds the head as it was when they were attached
+    /// (PEFT's layout: the trained head is the adapter's `modules_to_save` copy, and loading
+    /// applies it), so that file is byte-identical from one checkpoint to the next and later
+    /// saves hard-link it ([`rlhf_io::write_files_atomic`]).
     pub fn save_with(&self, dir: impl AsRef<Path>, extra: Vec<(&str, Vec<u8>)>) -> Result<()> {
         let mut files =
             self.lora
                 .files(&self.vs, &self.config, "SEQ_CLS", &head_module(&self.score))?;
         files.extend(extra);
-        write_checkpoint_with(
+        let mut tensors = named_variables(&self.vs);
+        if let (Some(_), Some(base)) = (self.lora.config(), &self.head_base) {
+            for (name, t) in tensors.iter_mut() {
+                if name == "score.weight" {
+                    *t = base.to_kind(t.kind());
+                }
+            }
+        }
+        write_checkpoint_tensors(
             dir.as_ref(),
             &self.config,
-            &self.vs,
+            &tensors,
             self.tokenizer.as_ref(),
             &self.meta,
             files,

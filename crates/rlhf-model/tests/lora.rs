@@ -218,6 +218,8 @@ fn scalar_models_train_adapters_and_their_head() {
         };
         assert!(rm.attach_lora(&lora).unwrap() > 0, "{arch}");
         assert_eq!(max_diff(&before, &score(&rm)), 0.0, "{arch}");
+        let dir = tempfile::tempdir().unwrap();
+        rm.save(dir.path().join("start")).unwrap();
         let trainable: Vec<String> = {
             let vs = rm.var_store_mut();
             let vars = vs.variables();
@@ -268,8 +270,16 @@ fn scalar_models_train_adapters_and_their_head() {
             "{arch}: adapters off changed nothing"
         );
 
-        let dir = tempfile::tempdir().unwrap();
         rm.save(dir.path().join("rm")).unwrap();
+        // The base weights' file keeps the head as attached (the trained one is the adapter's
+        // modules_to_save copy): byte-identical from checkpoint to checkpoint, also after a
+        // load, so the checkpoints share it (rlhf_io hard-links equal files).
+        let weights =
+            |d: &str| std::fs::read(dir.path().join(d).join("model.safetensors")).unwrap();
+        assert!(
+            weights("start") == weights("rm"),
+            "{arch}: the base file changed"
+        );
         let peft: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(dir.path().join("rm").join(ADAPTER_CONFIG_FILE)).unwrap(),
         )
@@ -279,6 +289,11 @@ fn scalar_models_train_adapters_and_their_head() {
         let back = ScalarModel::load(dir.path().join("rm"), Device::Cpu).unwrap();
         assert_eq!(back.lora().unwrap().r, 2);
         assert!(max_diff(&after, &score(&back)) < 1e-6, "{arch}: round trip");
+        back.save(dir.path().join("again")).unwrap();
+        assert!(
+            weights("again") == weights("rm"),
+            "{arch}: the base file changed on reload"
+        );
 
         let value = ScalarModel::value_from_reward(dir.path().join("rm"), Device::Cpu).unwrap();
         assert!(value.lora().is_some(), "{arch}");
