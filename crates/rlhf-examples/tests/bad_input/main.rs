@@ -728,32 +728,28 @@ fn generation_settings_out_of_range() {
     for (extra, want) in cases {
         fails("generate", &generate(&sft_dir, extra), want);
     }
+    // A prompt longer than the context, given with `flag` (--prompt or --prompts).
+    let too_long = |flag: &str, value: &str, want: &[&str]| {
+        let mut a = args(&["--model", &sft_dir, flag, value, "--device", "cpu"]);
+        a.extend(args(&["--max-new-tokens", "4"]));
+        fails("generate", &a, want);
+    };
     let long = vec!["apple"; 100].join(" ");
-    let mut a = args(&["--model", &sft_dir, "--prompt", &long, "--device", "cpu"]);
-    a.extend(args(&["--max-new-tokens", "4"]));
-    fails(
-        "generate",
-        &a,
-        &[
-            "the prompt is 100 tokens long",
-            "n_positions) is 80",
-            "shorten it",
-        ],
-    );
+    let want = [
+        "the prompt is 100 tokens long",
+        "n_positions) is 80",
+        "shorten it",
+    ];
+    too_long("--prompt", &long, &want);
     // With --prompts, the prompt that does not fit is named.
     let line = serde_json::json!({"id": "long-one", "user_id": "u", "prompt": long}).to_string();
     let file = with_line(&f, "world/prompts.jsonl", 2, &line, "long_prompts.jsonl");
-    let mut a = args(&["--model", &sft_dir, "--prompts", &file, "--device", "cpu"]);
-    a.extend(args(&["--max-new-tokens", "4"]));
-    fails(
-        "generate",
-        &a,
-        &[
-            "prompt \"long-one\" of",
-            "long_prompts.jsonl is 100 tokens long",
-            "shorten it",
-        ],
-    );
+    let want = [
+        "prompt \"long-one\" of",
+        "long_prompts.jsonl is 100 tokens long",
+        "shorten it",
+    ];
+    too_long("--prompts", &file, &want);
     let a = args(&["--model", &sft_dir, "--prompts", &file, "--batch-size", "0"]);
     fails("generate", &a, &["--batch-size is 0"]);
     let a = evaluate(&sft_dir, &sft_dir, &prompts, &["--max-new-tokens", "90"]);
