@@ -31,7 +31,7 @@ pub struct PpoConfig {
     /// scores; no gradients, so no activations are kept and larger chunks fit in memory).
     /// 0 means the micro-batch size. Larger chunks run fewer, larger matmuls: on a 2-core CPU
     /// W-PPO tiny's scoring already runs at about 67% of the matmul peak with 16 rows and 64
-    /// gain nothing there (README, Speed); it is meant for devices that 16 rows leave idle (not
+    /// gain nothing there (`docs/speed.md`); it is meant for devices that 16 rows leave idle (not
     /// measured yet). The scores agree with the default to float rounding, not bit for bit.
     /// Default 0.
     pub scoring_batch_size: usize,

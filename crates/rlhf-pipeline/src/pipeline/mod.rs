@@ -124,10 +124,10 @@ pub struct PipelineConfig {
     /// PPO-ptx policy, retrains the RM (from the SFT model) on all rankings so far, and trains a
     /// new PPO-ptx policy from SFT against it (reported as `ppo_ptx_r2`, ...). The last
     /// round's PPO-ptx policy is the run's final policy (`final_policy` in the report).
-    /// Default 2: chosen on validation data (the README's "How the defaults were chosen"; a
+    /// Default 2: chosen on validation data (`docs/results.md`, "How the defaults were chosen"; a
     /// small gain, within noise on the held-out prompts). A second round's RM also sees
     /// rankings of answers without habits, which differ mostly in correctness (at the default
-    /// size it barely learns to judge them: README). `rounds = 1` saves about 1.5 minutes.
+    /// size it barely learns to judge them: `docs/results.md`). `rounds = 1` saves about 1.5 minutes.
     pub rounds: u64,
     /// Held-out prompts evaluated.
     pub eval_prompts: usize,
@@ -351,7 +351,7 @@ impl Default for PipelineConfig {
             ppo_eval_prompts: 128,
             // Chosen on validation prompts with the training labelers (seeds 0-2: PPO-ptx's win
             // rate against SFT 0.689 at 0.05, 0.688 at 0.1, 0.683 at 0.2; within noise, and
-            // every setting keeps the pretraining loss below SFT's): see README.
+            // every setting keeps the pretraining loss below SFT's): see `docs/results.md`.
             ptx_coef: 0.05,
             ppo_save_every: 10,
             rounds: 2,
