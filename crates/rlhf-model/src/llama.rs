@@ -8,7 +8,7 @@
 //! and Llama 3's `rope_scaling`.
 
 use crate::error::Result;
-use crate::gpt2::{narrow_rows, AttnMask, KvCache, Step};
+use crate::gpt2::{narrow_rows, AttnMask, Keys, KvCache, Step};
 use crate::llama_config::{LlamaConfig, RopeScaling};
 use crate::lora::{Adapter, Projection};
 use crate::train::{EMBEDDING_GROUP, NO_DECAY_GROUP};
@@ -201,7 +201,7 @@ impl Attention {
         autocast: Option<Kind>,
         rows: Option<&Range<i64>>,
     ) -> Tensor {
-        let (b, t, _) = x.size3().expect("attention input is [B, T, E]");
+        let (b, _, _) = x.size3().expect("attention input is [B, T, E]");
         let heads = |y: Tensor, n: i64| {
             let len = y.size()[1];
             y.view([b, len, n, self.head_dim]).transpose(1, 2)
@@ -229,36 +229,10 @@ impl Attention {
             sin,
         );
         let v = heads(self.v_proj.forward(x, train, autocast), self.n_kv);
-        let (k, v) = match cache {
-            None => (k, v),
-            Some(((kc, vc), past)) => {
-                kc.narrow(2, past, t).copy_(&k);
-                vc.narrow(2, past, t).copy_(&v);
-                (kc.narrow(2, 0, past + t), vc.narrow(2, 0, past + t))
-            }
-        };
-        // Grouped-query attention: query head h reads key/value head h / (H / KV), as
-        // Hugging Face's `repeat_kv` arranges them.
-        let rep = self.n_head / self.n_kv;
-        let repeat = |y: Tensor| {
-            if rep == 1 {
-                return y;
-            }
-            let (_, _, s, d) = y.size4().expect("keys are [B, KV, S, D]");
-            y.unsqueeze(2)
-                .expand([b, self.n_kv, rep, s, d], false)
-                .reshape([b, self.n_head, s, d])
-        };
-        let (k, v) = (repeat(k), repeat(v));
+        let keys = Keys::new(k, v, cache);
         let dropout = if train { self.attn_pdrop } else { 0.0 };
-        let sdpa = |m: Option<&Tensor>, causal: bool| {
-            Tensor::scaled_dot_product_attention(&q, &k, &v, m, dropout, causal, None, false)
-        };
-        let y = match mask {
-            AttnMask::Causal => sdpa(None, true),
-            AttnMask::All => sdpa(None, false),
-            AttnMask::Bool(m) => sdpa(Some(m), false),
-        };
+        // Grouped-query attention: `attend` lets query head h read key/value head h / (H / KV).
+        let y = mask.attend(&q, &keys, dropout, None);
         let r = q.size()[2];
         let y = y
             .transpose(1, 2)
