@@ -81,32 +81,7 @@ fn bf16_cached_decoding_matches_the_full_forward() {
             .unwrap()
             .to_kind(Kind::Float);
         // Room for 16 tokens: every step leaves unfilled positions.
-        let mut cache = rlhf_model::KvCache::new(lm.config(), 3, 16, Kind::BFloat16, Device::Cpu);
-        let got = tch::no_grad(|| {
-            let h = lm
-                .body()
-                .forward(
-                    &ids.narrow(1, 0, 6),
-                    Some(&mask.narrow(1, 0, 6)),
-                    Some(&mut cache),
-                    false,
-                )
-                .unwrap();
-            let mut got = vec![lm.lm_logits(&h)];
-            for t in 6..10 {
-                let h = lm
-                    .body()
-                    .forward(
-                        &ids.narrow(1, t, 1),
-                        Some(&mask.narrow(1, 0, t + 1)),
-                        Some(&mut cache),
-                        false,
-                    )
-                    .unwrap();
-                got.push(lm.lm_logits(&h));
-            }
-            Tensor::cat(&got, 1).to_kind(Kind::Float)
-        });
+        let got = incremental_logits(lm, (&ids, &mask), 6, 16, Kind::BFloat16).to_kind(Kind::Float);
         let pad_rows = mask.to_kind(Kind::Bool).logical_not().unsqueeze(-1);
         let scale = f64::try_from(full.abs().max()).unwrap();
         let rel = max_abs_diff(

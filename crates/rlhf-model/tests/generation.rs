@@ -39,39 +39,14 @@ fn incremental_logits_equal_full_forward_with_left_padding() {
     let lm = small_lm(1);
     let (ids, mask) = left_pad(&[vec![5, 6, 7, 8, 9, 10, 11, 12], vec![1, 2, 3]], 0);
     let full = tch::no_grad(|| lm.logits(&ids, &mask, false)).unwrap();
-    let mut cache = KvCache::new(lm.config(), 2, 8, Kind::Float, Device::Cpu);
-    tch::no_grad(|| {
-        let h = lm
-            .body()
-            .forward(
-                &ids.narrow(1, 0, 6),
-                Some(&mask.narrow(1, 0, 6)),
-                Some(&mut cache),
-                false,
-            )
-            .unwrap();
-        let mut got = vec![lm.lm_logits(&h)];
-        for t in 6..8 {
-            let h = lm
-                .body()
-                .forward(
-                    &ids.narrow(1, t, 1),
-                    Some(&mask.narrow(1, 0, t + 1)),
-                    Some(&mut cache),
-                    false,
-                )
-                .unwrap();
-            got.push(lm.lm_logits(&h));
-        }
-        let got = Tensor::cat(&got, 1);
-        // Compare real positions only (pad rows' outputs are never read).
-        let m = mask.to_kind(Kind::Bool).unsqueeze(-1);
-        let d = max_abs_diff(
-            &got.masked_fill(&m.logical_not(), 0.0),
-            &full.masked_fill(&m.logical_not(), 0.0),
-        );
-        assert!(d <= 1e-5, "{d}");
-    });
+    let got = incremental_logits(&lm, (&ids, &mask), 6, 8, Kind::Float);
+    // Compare real positions only (pad rows' outputs are never read).
+    let m = mask.to_kind(Kind::Bool).unsqueeze(-1);
+    let d = max_abs_diff(
+        &got.masked_fill(&m.logical_not(), 0.0),
+        &full.masked_fill(&m.logical_not(), 0.0),
+    );
+    assert!(d <= 1e-5, "{d}");
 }
 
 #[test]

@@ -4,10 +4,10 @@
 //! left-padded), the scalar head, KV cache == full forward, and checkpoint round trips.
 
 mod common;
-use common::{left_pad, max_abs_diff, rows};
+use common::{incremental_logits, left_pad, max_abs_diff, rows};
 use rlhf_model::checkpoint::read_safetensors;
 use rlhf_model::{
-    CausalLm, GenerateConfig, HeadKind, KvCache, LlamaConfig, ModelConfig, Policy, ScalarModel,
+    CausalLm, GenerateConfig, HeadKind, LlamaConfig, ModelConfig, Policy, ScalarModel,
     ValueFunction,
 };
 use serde::Deserialize;
@@ -160,32 +160,7 @@ fn incremental_logits_equal_full_forward_with_left_padding() {
             pad,
         );
         let full = tch::no_grad(|| lm.logits(&ids, &mask, false)).unwrap();
-        let mut cache = KvCache::new(lm.config(), 3, 10, Kind::Float, Device::Cpu);
-        let got = tch::no_grad(|| {
-            let h = lm
-                .body()
-                .forward(
-                    &ids.narrow(1, 0, 6),
-                    Some(&mask.narrow(1, 0, 6)),
-                    Some(&mut cache),
-                    false,
-                )
-                .unwrap();
-            let mut got = vec![lm.lm_logits(&h)];
-            for t in 6..10 {
-                let h = lm
-                    .body()
-                    .forward(
-                        &ids.narrow(1, t, 1),
-                        Some(&mask.narrow(1, 0, t + 1)),
-                        Some(&mut cache),
-                        false,
-                    )
-                    .unwrap();
-                got.push(lm.lm_logits(&h));
-            }
-            Tensor::cat(&got, 1)
-        });
+        let got = incremental_logits(&lm, (&ids, &mask), 6, 10, Kind::Float);
         let pad_rows = mask.to_kind(Kind::Bool).logical_not().unsqueeze(-1);
         let d = max_abs_diff(
             &got.masked_fill(&pad_rows, 0.0),

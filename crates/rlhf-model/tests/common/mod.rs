@@ -1,9 +1,9 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use rlhf_model::{CausalLm, Gpt2Config};
+use rlhf_model::{CausalLm, Gpt2Config, KvCache};
 use std::collections::BTreeMap;
-use tch::{nn, Device, Tensor};
+use tch::{nn, Device, Kind, Tensor};
 
 /// libtorch's generator is global: tests that seed it and then draw from it hold this lock,
 /// so that parallel tests cannot interleave their draws.
@@ -90,4 +90,43 @@ pub fn padded_batch() -> (Tensor, Tensor) {
         Tensor::cat(&[ids_r, ids_l], 0),
         Tensor::cat(&[mask_r, mask_l], 0),
     )
+}
+
+/// Logits `[B, T, V]` of `ids` computed incrementally, as the sampler computes them: the first
+/// `prefill` tokens in one cached forward call, then one token per call, with the attention
+/// mask so far at each call (left padding), in a KV cache of `capacity` tokens of `kind`.
+pub fn incremental_logits(
+    lm: &CausalLm,
+    (ids, mask): (&Tensor, &Tensor),
+    prefill: i64,
+    capacity: i64,
+    kind: Kind,
+) -> Tensor {
+    let (b, t) = ids.size2().unwrap();
+    let mut cache = KvCache::new(lm.config(), b, capacity, kind, Device::Cpu);
+    tch::no_grad(|| {
+        let h = lm
+            .body()
+            .forward(
+                &ids.narrow(1, 0, prefill),
+                Some(&mask.narrow(1, 0, prefill)),
+                Some(&mut cache),
+                false,
+            )
+            .unwrap();
+        let mut got = vec![lm.lm_logits(&h)];
+        for i in prefill..t {
+            let h = lm
+                .body()
+                .forward(
+                    &ids.narrow(1, i, 1),
+                    Some(&mask.narrow(1, 0, i + 1)),
+                    Some(&mut cache),
+                    false,
+                )
+                .unwrap();
+            got.push(lm.lm_logits(&h));
+        }
+        Tensor::cat(&got, 1)
+    })
 }
