@@ -135,8 +135,20 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .map(|p| col.encode_prompt(&p.prompt))
         .collect::<Result<_, _>>()?;
-    let ans_a = answers(&a, &ids, &col, args.max_new_tokens, None, 64)?;
-    let ans_b = answers(&b, &ids, &col, args.max_new_tokens, None, 64)?;
+    // Progress: with a real model each phase takes minutes on a CPU.
+    let timed = |what: &str, m: &CausalLm| -> anyhow::Result<Vec<String>> {
+        let start = std::time::Instant::now();
+        tracing::info!(
+            "{what}: greedy answers to {} prompts, at most {} tokens each",
+            ids.len(),
+            args.max_new_tokens
+        );
+        let out = answers(m, &ids, &col, args.max_new_tokens, None, 64)?;
+        tracing::info!("{what}: done in {:.1} s", start.elapsed().as_secs_f64());
+        Ok(out)
+    };
+    let ans_a = timed("--a", &a)?;
+    let ans_b = timed("--b", &b)?;
     let result = match &rm {
         Some(rm) => {
             let cc = col.config();
@@ -158,7 +170,10 @@ fn main() -> anyhow::Result<()> {
                 }
                 Ok(out)
             };
+            let start = std::time::Instant::now();
+            tracing::info!("--reward: scoring {} answers", 2 * prompts.len());
             let (sa, sb) = (score(&ans_a)?, score(&ans_b)?);
+            tracing::info!("--reward: done in {:.1} s", start.elapsed().as_secs_f64());
             let wins: f64 = sa
                 .iter()
                 .zip(&sb)
