@@ -264,7 +264,10 @@ pub enum PiiKind {
     CardNumber,
     /// A US social security number (`123-45-6789`), replaced by `<SSN>`.
     Ssn,
-    /// A phone number (grouped digits, optional country code), replaced by `<PHONE>`.
+    /// A phone number, replaced by `<PHONE>`: three groups of digits ending in a group of four
+    /// (`555-123-4567`, `(555) 123-4567`, `020 7946 0958`), with an optional `+` country
+    /// code, or `+` and 8-15 digits. Groups of three at the end (`100 200 300`) are a list of
+    /// numbers, not a phone number.
     Phone,
     /// An IPv4 address, replaced by `<IP_ADDRESS>`.
     IpAddress,
@@ -439,8 +442,8 @@ impl PiiScrubber {
                     r"(?x)
                     (?:\+\d{1,3}[\ .-]?)?
                     (?:
-                        \(\d{2,4}\)[\ .-]?\d{3,4}[\ .-]?\d{3,4}
-                      | \b\d{2,4}[\ .-]\d{3,4}[\ .-]\d{3,4}
+                        \(\d{2,4}\)[\ .-]?\d{3,4}[\ .-]?\d{4}
+                      | \b\d{2,4}[\ .-]\d{3,4}[\ .-]\d{4}
                     )\b
                     | \+\d{8,15}\b",
                 ),

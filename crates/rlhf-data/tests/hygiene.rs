@@ -362,6 +362,10 @@ fn pii_scrub_replaces_common_formats() {
         "digits 4 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1",
         "999.1.1.1 is not an address",
         "email me @ home",
+        // Lists of numbers whose last group is not four digits are not phone numbers.
+        "add 100 200 300",
+        "sum 12 345 678 =>",
+        "count 1000 200 300",
     ] {
         let (out, counts) = s.scrub(clean);
         assert!(
