@@ -236,12 +236,19 @@ fn tiny_pipeline_produces_the_table_and_resumes() {
         (0.0..=1.0).contains(&lab["win_rate_a_vs_b"].as_f64().unwrap()),
         "{lab}"
     );
-    let by_rm = with(&["--a", &ptx_dir, "--b", &sft_dir, "--reward", &rm_dir]);
+    let answers = tmp.path().join("answers.jsonl");
+    let by_rm = with(&[
+        "--a",
+        &ptx_dir,
+        "--b",
+        &sft_dir,
+        "--reward",
+        &rm_dir,
+        "--answers",
+        answers.to_str().unwrap(),
+    ]);
     assert_eq!(by_rm["judge"], "reward_model");
-    assert!(
-        by_rm["mean_reward_a"].as_f64().unwrap().is_finite(),
-        "{by_rm}"
-    );
+    check_reward_answers(&by_rm, &answers, &ptx_dir, &rm_dir);
     // --run takes its prompts from the run.
     let o = Command::new(env!("CARGO_BIN_EXE_evaluate"))
         .args([
@@ -277,6 +284,46 @@ fn tiny_pipeline_produces_the_table_and_resumes() {
 }
 
 /// Runs `evaluate` (on the CPU) and parses the JSON line it prints.
+/// `evaluate --reward --answers FILE`: one row per prompt, the printed means are the rows'
+/// means, and each row's reward (scored in batches) is what the RM gives the row alone.
+fn check_reward_answers(
+    printed: &serde_json::Value,
+    answers: &std::path::Path,
+    a_dir: &str,
+    rm_dir: &str,
+) {
+    use rlhf_examples::stage::{collator, load_lm, load_reward};
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(answers)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 24);
+    let device = tch::Device::Cpu;
+    let a = load_lm(std::path::Path::new(a_dir), device, "a").unwrap();
+    let rm = load_reward(std::path::Path::new(rm_dir), device, "rm").unwrap();
+    // evaluate's limits: 32 answer tokens (its default), the prompt's last tokens in the rest.
+    let n_ctx = a.config().n_positions().min(rm.config().n_positions());
+    let col = collator(&a, (n_ctx - 33).min(128) as usize, 32, true).unwrap();
+    for side in ["a", "b"] {
+        let mut sum = 0.0;
+        for row in &rows {
+            let got = row[format!("reward_{side}")].as_f64().unwrap();
+            sum += got;
+            let pair = rlhf_data::collate::TokenizedPair {
+                prompt: col.encode_prompt(row["prompt"].as_str().unwrap()).unwrap(),
+                response: col.encode(row[side].as_str().unwrap()).unwrap(),
+            };
+            let raw =
+                rlhf_reward::trainer::score_demonstrations(&rm, &[pair], col.config(), 1).unwrap();
+            let alone = raw[0] * rm.meta().reward_gain + rm.meta().reward_bias;
+            assert!((got - alone).abs() < 1e-4, "{row}: {alone} alone");
+        }
+        let mean = printed[format!("mean_reward_{side}")].as_f64().unwrap();
+        assert!((mean - sum / 24.0).abs() < 1e-9, "{printed}");
+    }
+}
+
 fn evaluate(args: &[&str]) -> serde_json::Value {
     let o = Command::new(env!("CARGO_BIN_EXE_evaluate"))
         .args(args)

@@ -1,12 +1,14 @@
 //! Win rate of one checkpoint against another on a prompt file.
 //!
 //! `evaluate --a DIR --b DIR --prompts prompts.jsonl [--reward RM_DIR] [--max-prompts N]
-//! [--max-new-tokens N] [--seed S] [--device auto|cpu|cuda]`
+//! [--max-new-tokens N] [--seed S] [--answers FILE] [--device auto|cpu|cuda]`
 //!
 //! Both models answer each prompt greedily. The judge is a reward model (`--reward`: the higher
-//! score wins) or, for toy-world prompts, simulated labelers calibrated on the toy world's
-//! reference answers (perfect, corrupted and junk); identical answers are ties and count half.
-//! Prints one JSON object.
+//! score wins; it scores prompt + answer as the stages feed it: the prompt's last tokens, and
+//! an EOS after an answer that ended, none after one cut at `--max-new-tokens`) or, for
+//! toy-world prompts, simulated labelers calibrated on the toy world's reference answers
+//! (perfect, corrupted and junk); identical answers are ties and count half. Prints one JSON
+//! object; `--answers FILE` also writes every prompt's two answers (and rewards) as JSONL.
 //!
 //! `evaluate --run RUN_DIR --a DIR [--b DIR]` judges A as a finished pipeline run's table does:
 //! the run's held-out labelers, its held-out users' prompts (`eval_prompts` of them), answers
@@ -20,19 +22,23 @@
 
 use anyhow::Context;
 use clap::Parser;
+use rlhf_data::collate::TokenizedPair;
 use rlhf_data::records::PromptRecord;
 use rlhf_examples::data::read_records;
 use rlhf_examples::pipeline::{
     evaluate_models, labeler_stage, prepare_data_on, PipelineConfig, PipelineReport,
 };
 use rlhf_examples::stage::{check_same_vocab, collator, load_lm, load_reward};
+use rlhf_model::parse_device;
 use rlhf_model::CausalLm;
-use rlhf_model::{parse_device, RewardModel};
+use rlhf_reward::trainer::score_demonstrations;
 use rlhf_toy::eval::{answers, mean_gold, win_rate};
 use rlhf_toy::{LabelerConfig, LabelerPool, ToyPrompt};
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use tch::{Kind, Tensor};
+
+/// Rows per forward pass when `--reward` scores the answers.
+const SCORE_BATCH: usize = 16;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -71,6 +77,10 @@ struct Args {
     /// Encode prompts as they are, even when --a has a chat template.
     #[arg(long)]
     no_chat_template: bool,
+    /// Also write each prompt's answers as JSONL: {"id", "prompt", "a", "b"}, with
+    /// "reward_a" and "reward_b" under --reward (not with --run).
+    #[arg(long, conflicts_with = "run")]
+    answers: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -83,6 +93,12 @@ fn main() -> anyhow::Result<()> {
         anyhow::bail!(
             "--max-new-tokens is {}: expected at least 1",
             args.max_new_tokens
+        );
+    }
+    if let Some(path) = args.answers.as_ref().filter(|p| p.is_dir()) {
+        anyhow::bail!(
+            "--answers {} is a folder: expected a file name",
+            path.display()
         );
     }
     let device = parse_device(&args.device)?;
@@ -149,26 +165,28 @@ fn main() -> anyhow::Result<()> {
     };
     let ans_a = timed("--a", &a)?;
     let ans_b = timed("--b", &b)?;
+    let mut scores: Option<(Vec<f64>, Vec<f64>)> = None;
     let result = match &rm {
         Some(rm) => {
-            let cc = col.config();
+            // Prompt + answer + EOS, truncated as the models were fed (the collator's limits),
+            // scored `SCORE_BATCH` rows per forward pass, with the checkpoint's normalization.
             let score = |ans: &[String]| -> anyhow::Result<Vec<f64>> {
-                let mut out = vec![];
-                for (p, r) in prompts.iter().zip(ans) {
-                    let mut t = cc.truncate_prompt(&col.encode_prompt(&p.prompt)?).to_vec();
-                    let r = col.encode(r)?;
-                    t.extend(&r[..r.len().min(args.max_new_tokens as usize)]);
-                    t.push(col.config().eos_id);
-                    let x = Tensor::from_slice(&t.iter().map(|&v| v as i64).collect::<Vec<_>>())
-                        .unsqueeze(0)
-                        .to_device(device);
-                    out.push(
-                        tch::no_grad(|| rm.score(&x, &x.ones_like(), false))?
-                            .to_kind(Kind::Double)
-                            .double_value(&[0]),
-                    );
-                }
-                Ok(out)
+                let rows: Vec<TokenizedPair> = prompts
+                    .iter()
+                    .zip(ans)
+                    .map(|(p, r)| -> anyhow::Result<TokenizedPair> {
+                        Ok(TokenizedPair {
+                            prompt: col.encode_prompt(&p.prompt)?,
+                            response: col.encode(r)?,
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
+                let raw = score_demonstrations(rm, &rows, col.config(), SCORE_BATCH)?;
+                let meta = rm.meta();
+                Ok(raw
+                    .into_iter()
+                    .map(|s| s * meta.reward_gain + meta.reward_bias)
+                    .collect())
             };
             let start = std::time::Instant::now();
             tracing::info!("--reward: scoring {} answers", 2 * prompts.len());
@@ -188,9 +206,11 @@ fn main() -> anyhow::Result<()> {
                     }
                 })
                 .sum();
-            json!({"judge": "reward_model", "win_rate_a_vs_b": wins / prompts.len() as f64,
+            let result = json!({"judge": "reward_model", "win_rate_a_vs_b": wins / prompts.len() as f64,
                    "mean_reward_a": sa.iter().sum::<f64>() / sa.len() as f64,
-                   "mean_reward_b": sb.iter().sum::<f64>() / sb.len() as f64, "prompts": prompts.len()})
+                   "mean_reward_b": sb.iter().sum::<f64>() / sb.len() as f64, "prompts": prompts.len()});
+            scores = Some((sa, sb));
+            result
         }
         None => {
             let tasks: Vec<ToyPrompt> = prompts
@@ -203,6 +223,25 @@ fn main() -> anyhow::Result<()> {
                    "gold_a": mean_gold(&tasks, &ans_a), "gold_b": mean_gold(&tasks, &ans_b), "prompts": prompts.len()})
         }
     };
+    if let Some(path) = &args.answers {
+        let mut out = String::new();
+        for (i, p) in prompts.iter().enumerate() {
+            let mut row = json!({"id": p.id, "prompt": p.prompt, "a": ans_a[i], "b": ans_b[i]});
+            if let Some((sa, sb)) = &scores {
+                row["reward_a"] = json!(sa[i]);
+                row["reward_b"] = json!(sb[i]);
+            }
+            out.push_str(&row.to_string());
+            out.push('\n');
+        }
+        rlhf_io::write_atomic(path, out.as_bytes())
+            .with_context(|| format!("--answers {}", path.display()))?;
+        tracing::info!(
+            "--answers: {} rows written to {}",
+            prompts.len(),
+            path.display()
+        );
+    }
     println!("{result}");
     Ok(())
 }
