@@ -208,6 +208,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Builds the directory `dir` atomically: `fill` writes into a fresh temporary sibling, which
 /// then replaces `dir` (an existing `dir` is moved aside first and removed after the swap).
 /// If `fill` fails, the temporary is removed and `dir` is untouched.
+///
+/// An existing `dir` is replaced only when the new contents have every name it holds (an
+/// earlier version of the same checkpoint, say): one that holds anything else (a user's
+/// folder given by mistake) is an error, and is left as it was.
 pub fn write_dir_atomic<E: From<Error>>(
     dir: &Path,
     fill: impl FnOnce(&Path) -> std::result::Result<(), E>,
@@ -216,7 +220,7 @@ pub fn write_dir_atomic<E: From<Error>>(
     std::fs::create_dir_all(&parent).map_err(err(&parent))?;
     let tmp = temp_path(dir, TempKind::Tmp)?;
     std::fs::create_dir_all(&tmp).map_err(err(&tmp))?;
-    if let Err(e) = fill(&tmp) {
+    if let Err(e) = fill(&tmp).and_then(|()| Ok(check_replaceable(dir, &tmp)?)) {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
@@ -229,6 +233,42 @@ pub fn write_dir_atomic<E: From<Error>>(
     sync_parent(dir);
     if had_old {
         let _ = std::fs::remove_dir_all(&old);
+    }
+    Ok(())
+}
+
+/// Errors when `dir` exists and holds an entry that `new` (its replacement) does not.
+fn check_replaceable(dir: &Path, new: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            return Err(Error {
+                path: dir.to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "is a file, not a folder: refusing to replace it (remove it, or choose \
+                     another path)",
+                ),
+            })
+        }
+        Err(e) => return Err(err(dir)(e)),
+    };
+    for e in entries {
+        let name = e.map_err(err(dir))?.file_name();
+        if std::fs::symlink_metadata(new.join(&name)).is_err() {
+            return Err(Error {
+                path: dir.to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!(
+                        "holds {:?}, which the folder written in its place would not: \
+                         refusing to replace it (remove it, or choose another path)",
+                        name.to_string_lossy()
+                    ),
+                ),
+            });
+        }
     }
     Ok(())
 }
@@ -501,6 +541,32 @@ mod tests {
     }
 
     #[test]
+    fn a_folder_with_other_contents_is_not_replaced() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("mine");
+        std::fs::create_dir_all(dir.join("photos")).unwrap();
+        std::fs::write(dir.join("notes.txt"), "keep").unwrap();
+        std::fs::write(dir.join("x"), "old").unwrap();
+        let e = write_files_atomic(&dir, &[("x", b"1".to_vec())]).unwrap_err();
+        assert!(e.to_string().contains("refusing to replace it"), "{e}");
+        assert_eq!(std::fs::read(dir.join("notes.txt")).unwrap(), b"keep");
+        assert_eq!(std::fs::read(dir.join("x")).unwrap(), b"old");
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1, "{e}");
+        // With the same names (an earlier copy of the same checkpoint), or more, it is.
+        std::fs::remove_dir(dir.join("photos")).unwrap();
+        let new = [("x", b"1".to_vec()), ("notes.txt", b"new".to_vec())];
+        write_files_atomic(&dir, &new).unwrap();
+        assert_eq!(std::fs::read(dir.join("notes.txt")).unwrap(), b"new");
+        write_files_atomic(&dir, &[new[0].clone(), ("y", b"2".to_vec())]).unwrap_err();
+        // A file in the way is not replaced by a folder.
+        let file = d.path().join("file");
+        std::fs::write(&file, "text").unwrap();
+        let e = write_files_atomic(&file, &[("x", b"1".to_vec())]).unwrap_err();
+        assert!(e.to_string().contains("is a file"), "{e}");
+        assert_eq!(std::fs::read(&file).unwrap(), b"text");
+    }
+
+    #[test]
     fn recovery_removes_temporaries_and_restores_moved_aside_copies() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path();
@@ -587,12 +653,17 @@ mod tests {
         let ino = |p: PathBuf| std::fs::metadata(p).unwrap().ino();
         assert_eq!(ino(src.join("a")), ino(dst.join("a")));
         // Replaced atomically by a later link; the source's removal leaves the copy whole.
-        write_files_atomic(&src, &[("a", b"3".to_vec())]).unwrap();
+        write_files_atomic(&src, &[("a", b"3".to_vec()), ("b", b"4".to_vec())]).unwrap();
         link_dir_atomic(&src, &dst).unwrap();
         std::fs::remove_dir_all(d.path().join("iter-2")).unwrap();
         assert_eq!(std::fs::read(dst.join("a")).unwrap(), b"3");
-        assert!(!dst.join("b").exists());
+        assert_eq!(std::fs::read(dst.join("b")).unwrap(), b"4");
         assert!(link_dir_atomic(&d.path().join("nothing"), &dst).is_err());
         assert_eq!(std::fs::read(dst.join("a")).unwrap(), b"3");
+        // A copy without one of dst's files would lose it: refused, dst as it was.
+        let other = d.path().join("other");
+        write_files_atomic(&other, &[("a", b"5".to_vec())]).unwrap();
+        assert!(link_dir_atomic(&other, &dst).is_err());
+        assert_eq!(std::fs::read(dst.join("b")).unwrap(), b"4");
     }
 }

@@ -10,7 +10,8 @@ use rlhf_model::{CausalLm, Gpt2Config, Policy, Tokenizer};
     about = "Write a random-init GPT-2 checkpoint (config.json, model.safetensors, tokenizer.json)"
 )]
 struct Args {
-    /// Output checkpoint directory (replaced atomically if it exists).
+    /// Output checkpoint directory (an earlier checkpoint there is replaced atomically; a
+    /// folder holding other files is refused).
     #[arg(long)]
     out: std::path::PathBuf,
     /// byte-tiny (the tiny shape over the 257-token byte-level vocabulary), tiny or gpt2-small.
