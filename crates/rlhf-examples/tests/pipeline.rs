@@ -80,9 +80,33 @@ fn tiny_pipeline_produces_the_table_and_resumes() {
         stdout.contains("win rate vs SFT") && stdout.contains("ppo_ptx"),
         "{stdout}"
     );
-    assert!(std::fs::read_to_string(out.join("report.md"))
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("| ppo_ptx |") && md.contains("## Examples"),
+        "{md}"
+    );
+    // answers.jsonl holds what the table judged: its answers give the report's gold scores.
+    let judged: Vec<serde_json::Value> = std::fs::read_to_string(out.join("answers.jsonl"))
         .unwrap()
-        .contains("| ppo_ptx |"));
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(judged.len(), 16);
+    let tasks: Vec<rlhf_toy::ToyPrompt> = judged
+        .iter()
+        .map(|r| rlhf_toy::ToyPrompt::parse(r["prompt"].as_str().unwrap()).unwrap())
+        .collect();
+    for model in ["base", "sft", "ppo", "ppo_ptx", "ppo_ptx_r2"] {
+        let ans: Vec<String> = judged
+            .iter()
+            .map(|r| r[model].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            rlhf_toy::eval::mean_gold(&tasks, &ans),
+            report["gold_score"][model].as_f64().unwrap(),
+            "{model}"
+        );
+    }
     // Round 2: rankings of the round-1 PPO-ptx policy, a new RM on all rankings, a new policy.
     for key in [
         "win_rate_vs_sft",

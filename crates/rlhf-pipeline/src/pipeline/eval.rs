@@ -10,7 +10,7 @@ pub fn evaluate_models(
     models: &[(&str, &CausalLm)],
     sft: &CausalLm,
     report: &mut PipelineReport,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<EvalAnswers> {
     let col = &data.collator;
     // The base model is prompted with labeler demonstrations (the only answers the pipeline
     // has), habits included.
@@ -33,6 +33,10 @@ pub fn evaluate_models(
     // of randomness); SFT's are its answers to the same prompts.
     let decode_seed = (!cfg.eval_greedy).then_some(cfg.seed + 41);
     let sft_answers = answers(sft, &ev.prompts, col, n, decode_seed, cfg.gen_batch)?;
+    let mut judged = EvalAnswers {
+        prompts: data.world.heldout_prompts[..ev.tasks.len()].to_vec(),
+        answers: vec![],
+    };
     for (name, model) in models {
         let prompts = if *name == "base" {
             &ev.few_shot
@@ -69,6 +73,54 @@ pub fn evaluate_models(
             report.gold_score[*name], report.gold_score_greedy[*name], report.win_rate_vs_sft[*name], report.kl_to_sft[*name], report.pretrain_loss[*name],
             c.correctness, c.filler, c.sign_off, c.broken_constraint
         );
+        judged.answers.push((name.to_string(), ans));
     }
-    Ok(())
+    Ok(judged)
+}
+
+/// The answers the table judged: every evaluated model's (sampled, or greedy with
+/// `eval_greedy`) answer to each held-out prompt. The base model answered the same task as a
+/// few-shot prompt.
+#[derive(Debug, Clone, Default)]
+pub struct EvalAnswers {
+    /// The held-out prompts, in order.
+    pub prompts: Vec<PromptRecord>,
+    /// Each model's answers to them, in the table's order.
+    pub answers: Vec<(String, Vec<String>)>,
+}
+
+impl EvalAnswers {
+    /// One JSON object per prompt and line: `{"id", "prompt", MODEL: answer, ...}`.
+    pub fn to_jsonl(&self) -> String {
+        let mut out = String::new();
+        for (i, p) in self.prompts.iter().enumerate() {
+            let mut row = serde_json::Map::new();
+            row.insert("id".into(), p.id.clone().into());
+            row.insert("prompt".into(), p.prompt.clone().into());
+            for (name, ans) in &self.answers {
+                row.insert(name.clone(), ans[i].clone().into());
+            }
+            out.push_str(&serde_json::Value::Object(row).to_string());
+            out.push('\n');
+        }
+        out
+    }
+
+    /// The first `n` prompts with every model's answer, as a markdown section.
+    pub fn to_markdown(&self, n: usize) -> String {
+        let code = |t: &str| format!("`{}`", t.replace('`', "'").replace('\n', " "));
+        let mut md = format!(
+            "\n## Examples\n\nThe first {} held-out prompts and each model's answer, as judged \
+             (every answer in `answers.jsonl`; the base model answered the task as a few-shot \
+             prompt).\n",
+            n.min(self.prompts.len())
+        );
+        for (i, p) in self.prompts.iter().take(n).enumerate() {
+            md.push_str(&format!("\n{}\n\n", code(&p.prompt)));
+            for (name, ans) in &self.answers {
+                md.push_str(&format!("- {name}: {}\n", code(&ans[i])));
+            }
+        }
+        md
+    }
 }

@@ -794,11 +794,13 @@ fn evaluate_and_report(
         .collect::<anyhow::Result<_>>()?;
     let mut models: Vec<(&str, &CausalLm)> = vec![("base", &base), ("sft", &sft)];
     models.extend(loaded.iter().map(|(n, m)| (n.as_str(), m)));
-    evaluate_models(cfg, data, &labelers.heldout, &models, &sft, &mut report)?;
+    let judged = evaluate_models(cfg, data, &labelers.heldout, &models, &sft, &mut report)?;
     clock.record("evaluate", t, &mut report);
     let text = serde_json::to_string_pretty(&report)?;
     rlhf_model::checkpoint::write_atomic(&out.join("report.json"), text.as_bytes())?;
-    rlhf_model::checkpoint::write_atomic(&out.join("report.md"), report.to_markdown().as_bytes())?;
+    let md = report.to_markdown() + &judged.to_markdown(3);
+    rlhf_model::checkpoint::write_atomic(&out.join("report.md"), md.as_bytes())?;
+    rlhf_model::checkpoint::write_atomic(&out.join("answers.jsonl"), judged.to_jsonl().as_bytes())?;
     match crate::plot::pipeline_plots(out, &report) {
         Ok(files) => tracing::info!(
             "[pipeline] {} plots written (summary in {})",
