@@ -204,7 +204,19 @@ fn tiny_pipeline_produces_the_table_and_resumes() {
         ("ppo_ptx", "ppo_ptx/final"),
         ("ppo_ptx_r2", "round-2/ppo_ptx/final"),
     ] {
-        let row = evaluate(&["--run", &p(""), "--a", &p(dir)]);
+        let answers = tmp.path().join(format!("{model}.jsonl"));
+        let answers_arg = answers.to_str().unwrap();
+        let row = evaluate(&["--run", &p(""), "--a", &p(dir), "--answers", answers_arg]);
+        // --answers: the answers the table judged, A's and the baseline's (SFT's).
+        let rows: Vec<serde_json::Value> = std::fs::read_to_string(&answers)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(rows.len(), judged.len());
+        for (r, j) in rows.iter().zip(&judged) {
+            assert_eq!((&r["a"], &r["b"]), (&j[model], &j["sft"]), "{r}");
+        }
         for (key, col) in [
             ("win_rate_vs_sft", "win_rate_a_vs_b"),
             ("gold_score", "gold_a"),

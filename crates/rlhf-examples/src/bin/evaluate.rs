@@ -10,11 +10,12 @@
 //! (perfect, corrupted and junk); identical answers are ties and count half. Prints one JSON
 //! object; `--answers FILE` also writes every prompt's two answers (and rewards) as JSONL.
 //!
-//! `evaluate --run RUN_DIR --a DIR [--b DIR]` judges A as a finished pipeline run's table does:
-//! the run's held-out labelers, its held-out users' prompts (`eval_prompts` of them), answers
-//! sampled at temperature 1 with the run's sampler seed (`eval_greedy` as configured), against
-//! the run's SFT model (or `--b`); it prints the table's row for A (win rate, gold, gold of
-//! greedy answers, KL to B, pretraining loss, correctness and conduct). A checkpoint of the run
+//! `evaluate --run RUN_DIR --a DIR [--b DIR] [--answers FILE]` judges A as a finished pipeline
+//! run's table does: the run's held-out labelers, its held-out users' prompts (`eval_prompts`
+//! of them), answers sampled at temperature 1 with the run's sampler seed (`eval_greedy` as
+//! configured), against the run's SFT model (or `--b`); it prints the table's row for A (win
+//! rate, gold, gold of greedy answers, KL to B, pretraining loss, correctness and conduct), and
+//! `--answers` writes the answers of A and B that were judged. A checkpoint of the run
 //! gets the number of the run's `report.json`; any other checkpoint with the run's tokenizer
 //! (an intermediate PPO checkpoint, a policy trained outside the pipeline) gets a number on
 //! the same footing. The default judgement above differs from the table's (greedy answers,
@@ -34,7 +35,7 @@ use rlhf_model::CausalLm;
 use rlhf_reward::trainer::score_demonstrations;
 use rlhf_toy::eval::{answers, mean_gold, win_rate};
 use rlhf_toy::{LabelerConfig, LabelerPool, ToyPrompt};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 /// Rows per forward pass when `--reward` scores the answers.
@@ -78,8 +79,8 @@ struct Args {
     #[arg(long)]
     no_chat_template: bool,
     /// Also write each prompt's answers as JSONL: {"id", "prompt", "a", "b"}, with
-    /// "reward_a" and "reward_b" under --reward (not with --run).
-    #[arg(long, conflicts_with = "run")]
+    /// "reward_a" and "reward_b" under --reward.
+    #[arg(long)]
     answers: Option<PathBuf>,
 }
 
@@ -103,7 +104,13 @@ fn main() -> anyhow::Result<()> {
     }
     let device = parse_device(&args.device)?;
     if let Some(run) = &args.run {
-        return evaluate_as_run(run, &args.a, args.b.as_deref(), device);
+        return evaluate_as_run(
+            run,
+            &args.a,
+            args.b.as_deref(),
+            args.answers.as_deref(),
+            device,
+        );
     }
     let (Some(b_dir), Some(prompts_path)) = (&args.b, &args.prompts) else {
         anyhow::bail!("--b and --prompts are required without --run");
@@ -252,6 +259,7 @@ fn evaluate_as_run(
     run: &Path,
     a_dir: &Path,
     b_dir: Option<&Path>,
+    answers_path: Option<&Path>,
     device: tch::Device,
 ) -> anyhow::Result<()> {
     let cfg = PipelineConfig::from_run(run).context("--run")?;
@@ -277,7 +285,7 @@ fn evaluate_as_run(
         );
     }
     let mut report = PipelineReport::default();
-    evaluate_models(
+    let judged = evaluate_models(
         &cfg,
         &data,
         &labelers.heldout,
@@ -285,6 +293,16 @@ fn evaluate_as_run(
         &b,
         &mut report,
     )?;
+    if let Some(path) = answers_path {
+        let rows: Vec<Value> = judged
+            .prompts
+            .iter()
+            .zip(&judged.answers[0].1)
+            .zip(&judged.baseline)
+            .map(|((p, a), b)| json!({"id": p.id, "prompt": p.prompt, "a": a, "b": b}))
+            .collect();
+        write_answers(path, &rows)?;
+    }
     let c = report.conduct["a"];
     println!(
         "{}",
@@ -302,6 +320,23 @@ fn evaluate_as_run(
             "sign_off_a": c.sign_off,
             "broken_constraint_a": c.broken_constraint,
         })
+    );
+    Ok(())
+}
+
+/// `--answers`: one JSON object per line.
+fn write_answers(path: &Path, rows: &[Value]) -> anyhow::Result<()> {
+    let mut out = String::new();
+    for row in rows {
+        out.push_str(&row.to_string());
+        out.push('\n');
+    }
+    rlhf_io::write_atomic(path, out.as_bytes())
+        .with_context(|| format!("--answers {}", path.display()))?;
+    tracing::info!(
+        "--answers: {} rows written to {}",
+        rows.len(),
+        path.display()
     );
     Ok(())
 }

@@ -36,6 +36,7 @@ pub fn evaluate_models(
     let mut judged = EvalAnswers {
         prompts: data.world.heldout_prompts[..ev.tasks.len()].to_vec(),
         answers: vec![],
+        baseline: sft_answers.clone(),
     };
     for (name, model) in models {
         let prompts = if *name == "base" {
@@ -87,6 +88,8 @@ pub struct EvalAnswers {
     pub prompts: Vec<PromptRecord>,
     /// Each model's answers to them, in the table's order.
     pub answers: Vec<(String, Vec<String>)>,
+    /// The answers every win rate was judged against (the SFT model's, in a pipeline run).
+    pub baseline: Vec<String>,
 }
 
 impl EvalAnswers {
