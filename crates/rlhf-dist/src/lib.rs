@@ -111,10 +111,18 @@ pub enum Error {
     },
     /// A libtorch error while copying tensors.
     #[error("tensor copy failed: {0}")]
-    Torch(#[from] tch::TchError),
+    Torch(tch::TchError),
     /// NCCL could not be loaded or one of its calls failed (feature `nccl`).
     #[error("NCCL: {0}")]
     Nccl(String),
+}
+
+/// Not `#[from]`: that would also make the libtorch error the `source()`, and error reports
+/// (`anyhow`'s) would print its message, often long, twice.
+impl From<tch::TchError> for Error {
+    fn from(e: tch::TchError) -> Self {
+        Error::Torch(e)
+    }
 }
 
 impl std::fmt::Debug for dyn Collective {

@@ -41,11 +41,9 @@ impl std::fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
-    }
-}
+/// The message names `source` already, so it is not also returned by `source()` (error
+/// reports, `anyhow`'s among them, would print it twice).
+impl std::error::Error for Error {}
 
 /// Results of this crate.
 pub type Result<T> = std::result::Result<T, Error>;

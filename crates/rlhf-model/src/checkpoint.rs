@@ -355,7 +355,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Writes a whole directory atomically: the files go into a temporary sibling directory, which
 /// then replaces `dir` (an existing `dir` is moved aside and removed after the swap;
-/// `rlhf_io::write_files_atomic`).
+/// `rlhf_io::write_files_atomic`). An existing `dir` holding a name that `files` lacks is not
+/// replaced: an error, so that a mistaken path never loses a user's files.
 pub fn write_dir_atomic(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
     Ok(rlhf_io::write_files_atomic(dir, files)?)
 }

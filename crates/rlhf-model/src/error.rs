@@ -6,13 +6,13 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file or directory.
         path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        /// The underlying error (in the message already, so not also a `source()`: error
+        /// reports would print it twice).
+        error: std::io::Error,
     },
     /// A JSON file (config.json, rlhf.json) is malformed or has a field of the wrong type.
     #[error("{path}: {msg}")]
@@ -47,17 +47,25 @@ pub enum ModelError {
     Input(String),
     /// An error reported by libtorch.
     #[error("libtorch: {0}")]
-    Torch(#[from] tch::TchError),
+    Torch(tch::TchError),
+}
+
+/// Not `#[from]`: that would also make the libtorch error the `source()`, and error reports
+/// (`anyhow`'s) would print its message, often long, twice.
+impl From<tch::TchError> for ModelError {
+    fn from(e: tch::TchError) -> Self {
+        ModelError::Torch(e)
+    }
 }
 
 /// Result with [`ModelError`].
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;
 
 impl ModelError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
         ModelError::Io {
             path: path.into(),
-            source,
+            error,
         }
     }
     pub(crate) fn ckpt(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {

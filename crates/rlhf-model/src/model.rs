@@ -225,7 +225,9 @@ impl CausalLm {
     /// Saves config.json, model.safetensors (HF names; a tied `lm_head` is not stored, as
     /// `transformers` does), tokenizer.json (when the model has one) and rlhf.json, atomically;
     /// with LoRA adapters, model.safetensors holds the base weights and PEFT's adapter files
-    /// are written beside them (see [`crate::lora`]).
+    /// are written beside them (see [`crate::lora`]). An existing `dir` is replaced only when
+    /// it holds nothing but files the new checkpoint has too (an earlier save); a folder with
+    /// anything else is an error and stays as it was.
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
         self.save_with(dir, vec![])
     }

@@ -145,7 +145,7 @@ fn pretty<T: Serialize>(v: &T) -> String {
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| PpoError::Io {
         path: path.to_path_buf(),
-        source: e,
+        error: e,
     })?;
     serde_json::from_str(&text).map_err(|e| PpoError::Resume {
         path: path.to_path_buf(),
@@ -225,7 +225,7 @@ impl PpoCheckpoints {
         let dir = self.root().join(&name);
         let io = |path: &Path, e| PpoError::Io {
             path: path.to_path_buf(),
-            source: e,
+            error: e,
         };
         std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
         let models = trainer.models();

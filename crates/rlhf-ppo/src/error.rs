@@ -22,7 +22,7 @@ pub enum PpoError {
     Data(#[from] rlhf_data::Error),
     /// An error reported by libtorch.
     #[error("libtorch: {0}")]
-    Torch(#[from] tch::TchError),
+    Torch(tch::TchError),
     /// A saved trainer state cannot be restored (missing, damaged, or made for other settings
     /// or other models).
     #[error("cannot resume from {path}: {msg}")]
@@ -33,14 +33,22 @@ pub enum PpoError {
         msg: String,
     },
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        /// The underlying error (in the message already, so not also a `source()`: error
+        /// reports would print it twice).
+        error: std::io::Error,
     },
+}
+
+/// Not `#[from]`: that would also make the libtorch error the `source()`, and error reports
+/// (`anyhow`'s) would print its message, often long, twice.
+impl From<tch::TchError> for PpoError {
+    fn from(e: tch::TchError) -> Self {
+        PpoError::Torch(e)
+    }
 }
 
 /// Result with [`PpoError`].

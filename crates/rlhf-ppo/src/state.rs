@@ -173,7 +173,7 @@ impl PpoState {
         let path = dir.join(STATE_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| PpoError::Io {
             path: path.clone(),
-            source: e,
+            error: e,
         })?;
         let file: StateFile = serde_json::from_str(&text)
             .map_err(|e| resume_err(&path, format!("not a PPO trainer state: {e}")))?;

@@ -27,10 +27,18 @@ pub enum RewardError {
     },
     /// An error reported by libtorch.
     #[error("libtorch: {0}")]
-    Torch(#[from] tch::TchError),
+    Torch(tch::TchError),
     /// A collective operation of a data-parallel run failed.
     #[error(transparent)]
     Dist(#[from] rlhf_dist::Error),
+}
+
+/// Not `#[from]`: that would also make the libtorch error the `source()`, and error reports
+/// (`anyhow`'s) would print its message, often long, twice.
+impl From<tch::TchError> for RewardError {
+    fn from(e: tch::TchError) -> Self {
+        RewardError::Torch(e)
+    }
 }
 
 /// Result with [`RewardError`].

@@ -38,13 +38,13 @@ pub enum SftError {
         msg: String,
     },
     /// Writing the trainer state failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The error.
-        #[source]
-        source: std::io::Error,
+        /// The error (in the message already, so not also a `source()`: error reports would
+        /// print it twice).
+        error: std::io::Error,
     },
     /// A collective operation of a data-parallel run failed.
     #[error(transparent)]

@@ -10,7 +10,7 @@
 mod common;
 mod helpers;
 
-use common::{args, run, Fixture};
+use common::{args, files, run, run_ok, Fixture};
 use helpers::*;
 
 #[test]
@@ -824,4 +824,28 @@ fn ppo_stop_after_zero() {
         &["--stop-after", "0"],
     );
     fails("ppo", &a, &["--stop-after 0", "give K >= 1"]);
+}
+
+#[test]
+fn a_checkpoint_is_not_written_over_a_users_folder() {
+    let f = Fixture::new();
+    let dir = f.p("mine");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("notes.txt"), "keep").unwrap();
+    let a = args(&["--out", &f.s("mine"), "--size", "byte-tiny"]);
+    let o = run("init-model", &a);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    // One message, said once (no "Caused by" repeating it).
+    assert_eq!(err.matches("refusing to replace it").count(), 1, "{err}");
+    assert!(
+        err.contains("\"notes.txt\"") && !err.contains("panicked"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(dir.join("notes.txt")).unwrap(), b"keep");
+    assert_eq!(files(&dir).len(), 1, "{:?}", files(&dir));
+    // An earlier checkpoint there is replaced.
+    let a = args(&["--out", &f.s("ckpt"), "--size", "byte-tiny"]);
+    run_ok("init-model", &a);
+    run_ok("init-model", &a);
 }
