@@ -32,7 +32,7 @@ fn save_tiny_llama(f: &Fixture) {
     lm.save(f.p("llama")).unwrap();
 }
 
-/// One epoch of `sft` from `llama/` into `sft/` with these extra `--set`s; returns stderr.
+/// One epoch of `sft` from `llama/` into `llama_sft/` with these extra `--set`s; returns stderr.
 fn run_sft(f: &Fixture, extra: &[&str]) -> String {
     let mut a = args(&[
         "--init",
@@ -40,7 +40,7 @@ fn run_sft(f: &Fixture, extra: &[&str]) -> String {
         "--data",
         &f.s("world/demonstrations.jsonl"),
         "--out",
-        &f.s("sft"),
+        &f.s("llama_sft"),
         "--device",
         "cpu",
     ]);
@@ -54,7 +54,7 @@ fn run_sft(f: &Fixture, extra: &[&str]) -> String {
     run_ok("sft", &a)
 }
 
-/// `reward` arguments: one epoch on `rankings.jsonl` from `init` into `rm/`, plus `extra`
+/// `reward` arguments: one epoch on `rankings.jsonl` from `init` into `llama_rm/`, plus `extra`
 /// arguments and `--set`s.
 fn reward_args(f: &Fixture, init: &str, extra: &[&str], extra_sets: &[&str]) -> Vec<String> {
     let mut a = args(&[
@@ -63,7 +63,7 @@ fn reward_args(f: &Fixture, init: &str, extra: &[&str], extra_sets: &[&str]) -> 
         "--data",
         &f.s("rankings.jsonl"),
         "--out",
-        &f.s("rm"),
+        &f.s("llama_rm"),
         "--device",
         "cpu",
     ]);
@@ -86,7 +86,7 @@ fn sft_reward_ppo_and_generate_take_a_llama() {
     let q = "model.layers.0.self_attn.q_proj.weight";
 
     run_sft(&f, &["train.optimizer.lr=1e-3", "valid_fraction=0.1"]);
-    let sft = f.p("sft/best");
+    let sft = f.p("llama_sft/best");
     assert_eq!(config(&sft)["model_type"], "llama");
     assert_eq!(config(&sft)["architectures"][0], "LlamaForCausalLM");
     assert!(changed(&f.p("llama"), &sft, q) > 0.0, "sft trained");
@@ -98,7 +98,7 @@ fn sft_reward_ppo_and_generate_take_a_llama() {
         &[],
     );
     run_ok("reward", &a);
-    let rm = f.p("rm/final");
+    let rm = f.p("llama_rm/final");
     assert_eq!(
         config(&rm)["architectures"][0],
         "LlamaForSequenceClassification"
@@ -174,7 +174,7 @@ fn sft_with_lora_trains_adapters_and_generate_applies_them() {
         ],
     );
     assert!(err.contains("LoRA r = 4 on 3 projections"), "{err}");
-    let best = f.p("sft/best");
+    let best = f.p("llama_sft/best");
     assert!(best.join("adapter_config.json").exists());
     assert!(best.join("adapter_model.safetensors").exists());
     // The base weights did not move.
@@ -218,7 +218,7 @@ fn sft_with_lora_trains_adapters_and_generate_applies_them() {
     ]);
     assert_eq!(adapted, applied);
     // merged/: the best epoch as plain weights, the start of `reward` and `ppo`.
-    let merged = f.p("sft/merged");
+    let merged = f.p("llama_sft/merged");
     assert!(!merged.join("adapter_config.json").exists());
     assert!(CausalLm::load(&merged, Device::Cpu)
         .unwrap()
@@ -319,7 +319,7 @@ fn reward_with_lora_trains_adapters_and_the_head() {
     );
     let err = run_ok("reward", &a);
     assert!(err.contains("LoRA r = 4 on 3 projections"), "{err}");
-    let rm = f.p("rm/final");
+    let rm = f.p("llama_rm/final");
     let peft: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(rm.join("adapter_config.json")).unwrap())
             .unwrap();

@@ -453,7 +453,7 @@ fn a_run_resumed_before_sft_or_the_rm_stage_trains_the_same_models() {
     // What a stage draws at random when it starts (SFT's dropout masks, the RM's fresh scalar
     // head) comes from generators seeded by the stage, not from whatever the earlier stages of
     // the same process left in libtorch's generator. So a run stopped between stages (here:
-    // its first stages copied into a new run directory) and resumed in a new process ends
+    // its config and first stages copied into a new run directory) and resumed in a new process ends
     // with the same models and the same report.
     let tmp = tempfile::tempdir().unwrap();
     let a = tmp.path().join("a");
@@ -468,6 +468,7 @@ fn a_run_resumed_before_sft_or_the_rm_stage_trains_the_same_models() {
         for stage in done {
             copy_dir(&a.join(stage), &b.join(stage));
         }
+        std::fs::copy(a.join("config.toml"), b.join("config.toml")).unwrap();
         let (ok, _, stderr) = run_with(&b, &extra);
         assert!(ok, "{stderr}");
         assert!(

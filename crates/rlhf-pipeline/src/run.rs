@@ -139,6 +139,35 @@ impl RunDir {
     }
 }
 
+/// Errors when `dir` exists and holds anything: a new run goes into a new or empty folder, so
+/// that its files never mix with (or overwrite) a user's. `flag` names the option in the
+/// message (`--out`).
+pub fn ensure_no_other_files(dir: &Path, flag: &str) -> anyhow::Result<()> {
+    let mut entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            bail!(
+                "{flag} {} is a file: give a new or empty folder",
+                dir.display()
+            )
+        }
+        Err(e) => return Err(e).with_context(|| format!("{flag} {}", dir.display())),
+    };
+    if let Some(e) = entries.next() {
+        let name = e
+            .with_context(|| format!("{flag} {}", dir.display()))?
+            .file_name();
+        bail!(
+            "{flag} {} holds other files ({:?}, ...) and no run: give a new or empty folder, so \
+             that the run's files do not mix with them",
+            dir.display(),
+            name.to_string_lossy()
+        );
+    }
+    Ok(())
+}
+
 /// Repairs a directory tree after a process writing into it was killed in the middle of an
 /// atomic write (see `rlhf_io::recover_interrupted_writes`, which knows the temporary names of
 /// every writer). Returns the paths it removed or restored.

@@ -60,6 +60,9 @@ impl CommonArgs {
         if self.resume && !started {
             bail!("--resume: {} holds no run to continue", path.display());
         }
+        if !started {
+            crate::run::ensure_no_other_files(&path, "--out")?;
+        }
         Ok(path)
     }
 

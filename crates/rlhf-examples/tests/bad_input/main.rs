@@ -849,3 +849,28 @@ fn a_checkpoint_is_not_written_over_a_users_folder() {
     run_ok("init-model", &a);
     run_ok("init-model", &a);
 }
+
+#[test]
+fn a_run_does_not_go_into_a_folder_with_other_files() {
+    let f = fixture();
+    let dir = f.p("mine");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("notes.txt"), "keep").unwrap();
+    let mut a = sft(&f, &f.s("sft"), &f.s("world/demonstrations.jsonl"), &[]);
+    let i = a.iter().position(|x| x == "--out").unwrap();
+    a[i + 1] = f.s("mine");
+    let pipeline = args(&["--out", &f.s("mine"), "--set", "world.num_users=40"]);
+    for (bin, a) in [("sft", &a), ("pipeline", &pipeline)] {
+        let o = run(bin, a);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{bin}: {err}");
+        assert!(
+            err.contains("holds other files (\"notes.txt\", ...) and no run"),
+            "{bin}: {err}"
+        );
+        assert_eq!(files(&dir), ["notes.txt"], "{bin}");
+    }
+    // An empty folder is a new run's.
+    std::fs::remove_file(dir.join("notes.txt")).unwrap();
+    run_ok("sft", &a);
+}

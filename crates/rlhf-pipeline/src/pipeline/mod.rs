@@ -639,6 +639,8 @@ pub fn run_on(
     if root {
         if out.join("config.toml").exists() {
             check_resumable(cfg, out)?;
+        } else {
+            crate::run::ensure_no_other_files(out, "--out")?;
         }
         std::fs::create_dir_all(out)?;
         RunDir::open(out)?.write_config(cfg)?;
