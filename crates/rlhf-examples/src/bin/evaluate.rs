@@ -231,23 +231,16 @@ fn main() -> anyhow::Result<()> {
         }
     };
     if let Some(path) = &args.answers {
-        let mut out = String::new();
+        let mut rows = vec![];
         for (i, p) in prompts.iter().enumerate() {
             let mut row = json!({"id": p.id, "prompt": p.prompt, "a": ans_a[i], "b": ans_b[i]});
             if let Some((sa, sb)) = &scores {
                 row["reward_a"] = json!(sa[i]);
                 row["reward_b"] = json!(sb[i]);
             }
-            out.push_str(&row.to_string());
-            out.push('\n');
+            rows.push(row);
         }
-        rlhf_io::write_atomic(path, out.as_bytes())
-            .with_context(|| format!("--answers {}", path.display()))?;
-        tracing::info!(
-            "--answers: {} rows written to {}",
-            prompts.len(),
-            path.display()
-        );
+        write_answers(path, &rows)?;
     }
     println!("{result}");
     Ok(())
