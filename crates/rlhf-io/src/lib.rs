@@ -12,7 +12,7 @@
 //! * [`write_atomic`]: a whole file at once;
 //! * [`write_dir_atomic`]: a directory filled in a temporary sibling, then swapped in (the
 //!   previous copy is moved aside first; [`moved_aside`] finds it after a crash between the
-//!   two renames).
+//!   two renames). An existing folder holding a name the new one lacks is never replaced.
 //! * [`link_dir_atomic`]: such a directory of hard links to another's files;
 //! * [`write_files_atomic`]: such a directory from `(name, bytes)` pairs. A large file whose
 //!   bytes equal those of one it wrote earlier in the process (a LoRA run's frozen base
