@@ -89,13 +89,21 @@ impl CommonArgs {
     }
 
     /// [`CommonArgs::open_run`] in a data-parallel job: rank 0 opens (and on `--resume`
-    /// recovers) the run directory, the others wait for it and only read it.
+    /// recovers) the run directory, the others wait for it and only read it. Without `--out`,
+    /// every rank takes rank 0's default name (each named one by its own clock).
     pub fn open_run_of(
         &self,
         path: PathBuf,
         stage: &str,
         comm: &dyn Collective,
     ) -> anyhow::Result<RunDir> {
+        let path = if self.out.is_none() && comm.world_size() > 1 {
+            let mut name = path.to_string_lossy().into_owned().into_bytes();
+            comm.broadcast_bytes(&mut name, 0)?;
+            PathBuf::from(String::from_utf8(name).context("rank 0's run directory name")?)
+        } else {
+            path
+        };
         let run = if comm.is_root() {
             Some(self.open_run(path.clone(), stage))
         } else {
