@@ -35,7 +35,8 @@ pub struct CommonArgs {
 }
 
 impl CommonArgs {
-    /// Opens the run directory; refuses to reuse one that holds a run unless `--resume`.
+    /// Opens the run directory; refuses to reuse one that holds a run unless `--resume`, and
+    /// to start a run in a folder that holds other files.
     /// On `--resume`, first tidies what a killed run left (see [`RunDir::recover`]).
     pub fn run_dir(&self, stage: &str) -> anyhow::Result<RunDir> {
         let path = self.run_path(stage)?;
