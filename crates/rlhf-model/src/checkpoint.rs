@@ -1,11 +1,13 @@
 //! Checkpoint directories in Hugging Face layout — `config.json`, `model.safetensors`,
 //! `tokenizer.json` — plus `rlhf.json`, a small file of ours (head kind, reward normalization,
 //! training step). Directories are written whole into a temporary sibling and renamed into
-//! place, so a crash never leaves a half-written checkpoint.
+//! place, so a crash never leaves a half-written checkpoint. Reading also takes sharded
+//! weights (`model.safetensors.index.json` and its shards), tensor by tensor.
 
 use crate::error::{ModelError, Result};
 use crate::model_config::ModelConfig;
 use crate::tokenizer::Tokenizer;
+use crate::weights::Weights;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -13,8 +15,9 @@ use tch::{nn, Kind, Tensor};
 
 /// File names inside a checkpoint directory.
 pub const CONFIG_FILE: &str = "config.json";
-/// Weights, safetensors format with `{"format": "pt"}` metadata as `transformers` expects.
-pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// Weights, safetensors format with `{"format": "pt"}` metadata as `transformers` expects;
+/// a sharded checkpoint has [`WEIGHTS_INDEX_FILE`] and its shards instead (read, not written).
+pub use crate::weights::{WEIGHTS_FILE, WEIGHTS_INDEX_FILE};
 /// Hugging Face `tokenizers` JSON.
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
 /// Our own metadata.
@@ -116,25 +119,18 @@ pub(crate) struct CheckpointFiles {
     pub(crate) config: ModelConfig,
     pub(crate) head: HeadKind,
     pub(crate) meta: CheckpointMeta,
-    pub(crate) tensors: BTreeMap<String, Tensor>,
+    pub(crate) weights: Weights,
     pub(crate) tokenizer: Option<Tokenizer>,
 }
 
 pub(crate) fn read_checkpoint(dir: &Path) -> Result<CheckpointFiles> {
     let dir = resolve_dir(dir)?;
     let config = ModelConfig::from_file(dir.join(CONFIG_FILE))?;
-    let weights = dir.join(WEIGHTS_FILE);
-    if !weights.exists() {
-        return Err(ModelError::ckpt(
-            &dir,
-            format!("no {WEIGHTS_FILE} (only safetensors weights are read)"),
-        ));
-    }
-    let tensors = read_safetensors(&weights)?;
+    let weights = Weights::open_dir(&dir)?;
     let meta = CheckpointMeta::read(&dir)?;
     let head = match &meta {
         Some(m) => m.head,
-        None if tensors.contains_key("score.weight") => HeadKind::Reward,
+        None if weights.contains("score.weight") => HeadKind::Reward,
         None => HeadKind::Lm,
     };
     let meta = meta.unwrap_or_else(|| CheckpointMeta::new(head));
@@ -162,7 +158,7 @@ pub(crate) fn read_checkpoint(dir: &Path) -> Result<CheckpointFiles> {
         config,
         head,
         meta,
-        tensors,
+        weights,
         tokenizer,
     })
 }
@@ -268,22 +264,6 @@ fn kind_to_dtype(kind: Kind) -> Result<safetensors::Dtype> {
     })
 }
 
-fn dtype_to_kind(dtype: safetensors::Dtype) -> Option<Kind> {
-    use safetensors::Dtype;
-    Some(match dtype {
-        Dtype::F32 => Kind::Float,
-        Dtype::F64 => Kind::Double,
-        Dtype::F16 => Kind::Half,
-        Dtype::BF16 => Kind::BFloat16,
-        Dtype::I64 => Kind::Int64,
-        Dtype::I32 => Kind::Int,
-        Dtype::I8 => Kind::Int8,
-        Dtype::U8 => Kind::Uint8,
-        Dtype::BOOL => Kind::Bool,
-        _ => return None,
-    })
-}
-
 /// Serializes named tensors to safetensors bytes with `{"format": "pt"}` metadata (which
 /// `transformers` requires). Tensors are moved to the CPU and made contiguous.
 pub fn safetensors_bytes(tensors: &[(String, Tensor)]) -> Result<Vec<u8>> {
@@ -329,22 +309,7 @@ pub fn safetensors_bytes(tensors: &[(String, Tensor)]) -> Result<Vec<u8>> {
 
 /// Reads every tensor of a safetensors file (on the CPU, in the file's dtype), sorted by name.
 pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, Tensor>> {
-    let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes)
-        .map_err(|e| ModelError::ckpt(path, format!("not a valid safetensors file: {e}")))?;
-    let mut out = BTreeMap::new();
-    for (name, view) in st.tensors() {
-        let kind = dtype_to_kind(view.dtype()).ok_or_else(|| {
-            ModelError::ckpt(
-                path,
-                format!("tensor {name} has unsupported dtype {:?}", view.dtype()),
-            )
-        })?;
-        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
-        let t = Tensor::f_from_data_size(view.data(), &shape, kind)?;
-        out.insert(name, t);
-    }
-    Ok(out)
+    Weights::open_file(path)?.read_all()
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename
@@ -415,22 +380,29 @@ pub fn normalize_prefixed_name(body_prefix: &str, name: &str) -> Option<String> 
     Some(format!("{body_prefix}.{name}"))
 }
 
-/// Copies `tensors` (HF names) into the variables of `vs`, checking the key sets and shapes.
+/// Copies named tensors (HF names) into the variables of `vs`, checking the key sets and
+/// shapes. `tensors` may read each tensor only when it is asked for ([`Weights::iter`]), so
+/// that loading holds one tensor besides the variables.
 ///
 /// `ignore` lists names that may be in the file but are not variables (e.g. `lm_head.weight`
-/// of a tied model). Missing variables, unexpected tensors and shape mismatches are errors that
-/// name the tensor.
+/// of a tied model); `keep` lists variables that keep their initialization (a fresh head).
+/// Missing variables, unexpected tensors and shape mismatches are errors that name the tensor.
 pub(crate) fn load_into_varstore(
     vs: &tch::nn::VarStore,
-    tensors: BTreeMap<String, Tensor>,
+    tensors: impl IntoIterator<Item = Result<(String, Tensor)>>,
     path: &Path,
     ignore: &[&str],
+    keep: &[&str],
     body_prefix: &str,
 ) -> Result<()> {
     let mut vars = vs.variables();
+    for name in keep {
+        vars.remove(*name);
+    }
     let mut unexpected = vec![];
     let _guard = tch::no_grad_guard();
-    for (name, t) in tensors {
+    for item in tensors {
+        let (name, t) = item?;
         let normalized = match body_prefix {
             "transformer" => normalize_hf_name(&name),
             prefix => normalize_prefixed_name(prefix, &name),
@@ -438,7 +410,7 @@ pub(crate) fn load_into_varstore(
         let Some(name) = normalized else {
             continue;
         };
-        if ignore.contains(&name.as_str()) {
+        if ignore.contains(&name.as_str()) || keep.contains(&name.as_str()) {
             continue;
         }
         match vars.remove(&name) {

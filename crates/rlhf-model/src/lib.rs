@@ -50,6 +50,7 @@ pub mod role;
 pub mod tokenizer;
 pub mod train;
 pub mod traits;
+mod weights;
 
 pub use body::Body;
 pub use checkpoint::{CheckpointMeta, HeadKind};

@@ -111,8 +111,8 @@ impl CausalLm {
         })
     }
 
-    /// Loads a checkpoint directory (ours or one saved by `transformers`' `save_pretrained`).
-    /// Errors if it holds a reward or value head.
+    /// Loads a checkpoint directory (ours or one saved by `transformers`' `save_pretrained`,
+    /// in one `model.safetensors` or sharded). Errors if it holds a reward or value head.
     pub fn load(dir: impl AsRef<Path>, opts: impl Into<LoadOptions>) -> Result<Self> {
         let opts = opts.into();
         let files = read_checkpoint(dir.as_ref())?;
@@ -127,7 +127,7 @@ impl CausalLm {
             ));
         }
         let mut config = files.config.clone();
-        if !files.tensors.contains_key("lm_head.weight") {
+        if !files.weights.contains("lm_head.weight") {
             // No separate unembedding in the file: the head is tied, whatever the config says
             // (Hugging Face ties it in that case too).
             config.set_tie_word_embeddings(true);
@@ -140,9 +140,10 @@ impl CausalLm {
         };
         load_into_varstore(
             &model.vs,
-            files.tensors,
+            files.weights.iter(),
             &files.dir,
             ignore,
+            &[],
             config.body_prefix(),
         )?;
         model.tokenizer = files.tokenizer;
@@ -553,17 +554,19 @@ impl ScalarModel {
     ) -> Result<Self> {
         let new_head = head(files.head);
         let mut model = ScalarModel::new(&files.config, new_head, opts.device)?;
-        let mut tensors = files.tensors;
-        tensors.remove("lm_head.weight");
-        if files.head == HeadKind::Lm {
-            // A fresh head: keep the initialization.
-            tensors.insert("score.weight".into(), model.score.detach().copy());
-        }
+        // An LM checkpoint's unembedding is dropped; its RM gets a fresh head, kept as
+        // initialized.
+        let keep: &[&str] = if files.head == HeadKind::Lm {
+            &["score.weight"]
+        } else {
+            &[]
+        };
         load_into_varstore(
             &model.vs,
-            tensors,
+            files.weights.iter(),
             &files.dir,
-            &[],
+            &["lm_head.weight"],
+            keep,
             files.config.body_prefix(),
         )?;
         model.tokenizer = files.tokenizer;

@@ -26,7 +26,8 @@ use std::io::Write;
     about = "Generate a continuation of a prompt with a checkpoint (Hugging Face layout: GPT-2 or the Llama family)"
 )]
 struct Args {
-    /// Checkpoint directory (config.json, model.safetensors, tokenizer.json).
+    /// Checkpoint directory (config.json, model.safetensors or a sharded checkpoint's
+    /// model.safetensors.index.json and shards, tokenizer.json).
     #[arg(long)]
     model: std::path::PathBuf,
     /// The prompt text.

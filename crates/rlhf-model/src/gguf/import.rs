@@ -339,7 +339,14 @@ pub fn import_gguf(gguf: impl AsRef<Path>, out: impl AsRef<Path>) -> Result<Impo
     let tokenizer = Tokenizer::from_json(&tokenizer_json_from_gguf(&g)?)?;
     let mut lm = CausalLm::new(&cfg, Device::Cpu)?;
     let n_tensors = tensors.len();
-    load_into_varstore(lm.var_store(), tensors, &g.path, &[], "model")?;
+    load_into_varstore(
+        lm.var_store(),
+        tensors.into_iter().map(Ok),
+        &g.path,
+        &[],
+        &[],
+        "model",
+    )?;
     let template = meta_str(&g, "tokenizer.chat_template").map(str::to_string);
     let token = |key: &str| -> Value {
         let id = g.get(key).and_then(GgufValue::as_u64);
