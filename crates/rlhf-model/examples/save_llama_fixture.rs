@@ -10,7 +10,14 @@ use tch::{Device, Kind, Tensor};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fixtures = Path::new("crates/rlhf-model/tests/fixtures");
-    for kind in ["llama", "qwen2"] {
+    let kinds: Vec<String> = std::env::args().skip(1).collect();
+    let all = ["llama", "qwen2", "qwen3", "mistral"].map(String::from);
+    // Optional kinds as arguments (`-- qwen3 mistral`): only those.
+    for kind in if kinds.is_empty() {
+        &all[..]
+    } else {
+        &kinds[..]
+    } {
         tch::manual_seed(11);
         let mut lm = CausalLm::load(fixtures.join(format!("hf-tiny-{kind}")), Device::Cpu)?;
         tch::no_grad(|| {

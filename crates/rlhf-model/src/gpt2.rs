@@ -374,8 +374,8 @@ impl Step {
         }
         if past + t > n_positions {
             return Err(ModelError::Input(format!(
-                "sequence of {} tokens is longer than the model's context (n_positions / \
-                 max_position_embeddings {n_positions})",
+                "sequence of {} tokens is longer than the model's context of {n_positions} \
+                 (n_positions / max_position_embeddings; a Mistral model's sliding_window)",
                 past + t,
             )));
         }

@@ -2,7 +2,7 @@
 //!
 //! Transformer language models on LibTorch (through `tch`), as InstructGPT's three stages need
 //! them. Two architectures, chosen by `config.json`'s `model_type` ([`ModelConfig`]): GPT-2
-//! ([`Gpt2`]) and the Llama family ([`Llama`]: Llama 2/3, Qwen2, SmolLM2).
+//! ([`Gpt2`]) and the Llama family ([`Llama`]: Llama 2/3, Qwen2, Qwen3, Mistral, SmolLM2).
 //!
 //! - [`CausalLm`]: the language model (Hugging Face `GPT2LMHeadModel` / `LlamaForCausalLM`),
 //!   a [`Policy`] with a KV-cache sampler ([`GenerateConfig`]: greedy, temperature, top-k,

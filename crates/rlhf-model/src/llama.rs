@@ -1,5 +1,7 @@
-//! The Llama-family decoder body (Hugging Face `LlamaModel` / `Qwen2Model`): token embedding,
-//! pre-RMSNorm layers with rotary grouped-query self-attention and a SwiGLU MLP, final RMSNorm.
+//! The Llama-family decoder body (Hugging Face `LlamaModel` / `Qwen2Model` / `Qwen3Model` /
+//! `MistralModel`): token embedding, pre-RMSNorm layers with rotary grouped-query
+//! self-attention (Qwen3: with an RMSNorm on each head's queries and keys) and a SwiGLU MLP,
+//! final RMSNorm.
 //!
 //! Variable names mirror Hugging Face (`embed_tokens`, `layers.{i}.self_attn.q_proj`,
 //! `layers.{i}.mlp.gate_proj`, `norm`, ...) and linear weights are stored `[out, in]` as
@@ -163,6 +165,8 @@ struct Attention {
     k_proj: Linear,
     v_proj: Linear,
     o_proj: Linear,
+    /// Qwen3's RMSNorm over each head's queries and keys, before RoPE.
+    qk_norm: Option<(RmsNorm, RmsNorm)>,
     n_head: i64,
     n_kv: i64,
     head_dim: i64,
@@ -179,6 +183,12 @@ impl Attention {
             k_proj: Linear::new(&p / "k_proj", e, kv * d, cfg.qkv_bias(), std),
             v_proj: Linear::new(&p / "v_proj", e, kv * d, cfg.qkv_bias(), std),
             o_proj: Linear::new(&p / "o_proj", h * d, e, cfg.o_bias(), std),
+            qk_norm: cfg.qk_norm().then(|| {
+                (
+                    RmsNorm::new(&p / "q_norm", d, cfg.rms_norm_eps),
+                    RmsNorm::new(&p / "k_norm", d, cfg.rms_norm_eps),
+                )
+            }),
             n_head: h,
             n_kv: kv,
             head_dim: d,
@@ -206,10 +216,23 @@ impl Attention {
             let len = y.size()[1];
             y.view([b, len, n, self.head_dim]).transpose(1, 2)
         };
+        // Qwen3: each head's queries (keys) normalized over the head's width, in the
+        // activations' dtype as Hugging Face casts back before the weight.
+        let norm = |y: Tensor, which: usize| match &self.qk_norm {
+            Some(n) => {
+                let n = if which == 0 { &n.0 } else { &n.1 };
+                let kind = y.kind();
+                n.forward(&y).to_kind(kind)
+            }
+            None => y,
+        };
         let rope = |y: Tensor, cos: &Tensor, sin: &Tensor| &y * cos + rotate_half(&y) * sin;
         let q = match rows {
             None => rope(
-                heads(self.q_proj.forward(x, train, autocast), self.n_head),
+                norm(
+                    heads(self.q_proj.forward(x, train, autocast), self.n_head),
+                    0,
+                ),
                 cos,
                 sin,
             ),
@@ -217,14 +240,17 @@ impl Attention {
                 let len = r.end - r.start;
                 let xq = x.narrow(1, r.start, len);
                 rope(
-                    heads(self.q_proj.forward(&xq, train, autocast), self.n_head),
+                    norm(
+                        heads(self.q_proj.forward(&xq, train, autocast), self.n_head),
+                        0,
+                    ),
                     &cos.narrow(2, r.start, len),
                     &sin.narrow(2, r.start, len),
                 )
             }
         };
         let k = rope(
-            heads(self.k_proj.forward(x, train, autocast), self.n_kv),
+            norm(heads(self.k_proj.forward(x, train, autocast), self.n_kv), 1),
             cos,
             sin,
         );
@@ -285,7 +311,8 @@ struct Layer {
     mlp: Mlp,
 }
 
-/// The Llama-family decoder (Hugging Face's `LlamaModel` / `Qwen2Model`).
+/// The Llama-family decoder (Hugging Face's `LlamaModel` / `Qwen2Model` / `Qwen3Model` /
+/// `MistralModel`).
 #[derive(Debug)]
 pub struct Llama {
     embed_tokens: Tensor,
@@ -430,7 +457,7 @@ impl Llama {
         train: bool,
         rows: Option<Range<i64>>,
     ) -> Result<Tensor> {
-        let n_ctx = self.cfg.max_position_embeddings;
+        let n_ctx = self.cfg.context_len();
         let step = Step::new(input_ids, attention_mask, cache.as_deref(), n_ctx, rows)?;
         let past = step.past;
         let mut x = Tensor::embedding(&self.embed_tokens, input_ids, -1, false, false)

@@ -1,17 +1,22 @@
-//! The Hugging Face `config.json` of the Llama family (`LlamaConfig`, `Qwen2Config`; SmolLM2 is
-//! `llama`), read and written with the same field names, and its rotary embedding parameters.
+//! The Hugging Face `config.json` of the Llama family (`LlamaConfig`, `Qwen2Config`,
+//! `Qwen3Config`, `MistralConfig`; SmolLM2 is `llama`), read and written with the same field
+//! names, and its rotary embedding parameters.
 
 use crate::error::{ModelError, Result};
 use serde::{Deserialize, Serialize};
 
-/// Llama / Qwen2 hyper-parameters, field for field Hugging Face's `LlamaConfig` / `Qwen2Config`.
+/// Llama / Qwen2 / Qwen3 / Mistral hyper-parameters, field for field Hugging Face's configs.
+///
+/// The four share one decoder; they differ in biases (Qwen2: q/k/v), Qwen3's RMSNorm on each
+/// head's queries and keys (`q_norm`, `k_norm`), and Mistral's sliding window (which equals
+/// full attention on sequences up to its length: see [`LlamaConfig::context_len`]).
 ///
 /// Defaults are Hugging Face's `LlamaConfig` defaults. Keys this struct does not know (e.g.
 /// Qwen2's `use_sliding_window`, `dtype`) are kept in `extra` and written back unchanged.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LlamaConfig {
-    /// "llama" or "qwen2" (default "llama").
+    /// "llama", "qwen2", "qwen3" or "mistral" (default "llama").
     pub model_type: String,
     /// Vocabulary size (default 32000).
     pub vocab_size: i64,
@@ -27,7 +32,8 @@ pub struct LlamaConfig {
     /// (default None).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub num_key_value_heads: Option<i64>,
-    /// Width of one head; `None` means `hidden_size / num_attention_heads` (default None).
+    /// Width of one head; `None` means `hidden_size / num_attention_heads` (128 for Qwen3, as
+    /// its config's default) (default None).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub head_dim: Option<i64>,
     /// MLP activation; only "silu" is supported (default "silu").
@@ -48,8 +54,8 @@ pub struct LlamaConfig {
     /// transformers 5's form of `rope_theta` + `rope_scaling` in one object (default None).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rope_parameters: Option<serde_json::Value>,
-    /// Bias on q/k/v/o (Llama's `attention_bias`; Qwen2 always has q/k/v bias and no o bias)
-    /// (default false).
+    /// Bias on q/k/v/o (Llama's and Qwen3's `attention_bias`; Qwen2 always has q/k/v bias and
+    /// no o bias; Mistral never has one) (default false).
     pub attention_bias: bool,
     /// Bias on the MLP projections (default false).
     pub mlp_bias: bool,
@@ -200,18 +206,48 @@ impl LlamaConfig {
 
     /// Width of one attention head.
     pub fn head_dim(&self) -> i64 {
-        self.head_dim
-            .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+        match self.head_dim {
+            Some(d) => d,
+            None if self.model_type == "qwen3" => 128,
+            None => self.hidden_size / self.num_attention_heads.max(1),
+        }
     }
 
-    /// Whether q/k/v carry a bias (Qwen2 always; Llama with `attention_bias`).
+    /// Whether q/k/v carry a bias (Qwen2 always; Llama and Qwen3 with `attention_bias`;
+    /// Mistral never).
     pub fn qkv_bias(&self) -> bool {
-        self.model_type == "qwen2" || self.attention_bias
+        match self.model_type.as_str() {
+            "qwen2" => true,
+            "mistral" => false,
+            _ => self.attention_bias,
+        }
     }
 
-    /// Whether o_proj carries a bias (Llama with `attention_bias`; never Qwen2).
+    /// Whether o_proj carries a bias (Llama and Qwen3 with `attention_bias`; never Qwen2 or
+    /// Mistral).
     pub fn o_bias(&self) -> bool {
-        self.model_type == "llama" && self.attention_bias
+        matches!(self.model_type.as_str(), "llama" | "qwen3") && self.attention_bias
+    }
+
+    /// Whether each head's queries and keys go through an RMSNorm before RoPE (Qwen3's
+    /// `q_norm`, `k_norm`).
+    pub fn qk_norm(&self) -> bool {
+        self.model_type == "qwen3"
+    }
+
+    /// Longest sequence the model takes: `max_position_embeddings`, and for Mistral at most
+    /// its `sliding_window`. Within its window, sliding-window attention is full causal
+    /// attention, which is what this crate computes; so a Mistral model with a window (v0.1:
+    /// 4096) takes sequences up to it, and longer ones are an error as beyond any context.
+    pub fn context_len(&self) -> i64 {
+        let window = match self.model_type.as_str() {
+            "mistral" => self.extra.get("sliding_window").and_then(|w| w.as_i64()),
+            _ => None,
+        };
+        match window {
+            Some(w) => w.min(self.max_position_embeddings),
+            None => self.max_position_embeddings,
+        }
     }
 
     /// The RoPE parameters object, from `rope_parameters` or else `rope_scaling`.
@@ -312,9 +348,12 @@ impl LlamaConfig {
                 self.hidden_act
             )));
         }
-        if !matches!(self.model_type.as_str(), "llama" | "qwen2") {
+        if !matches!(
+            self.model_type.as_str(),
+            "llama" | "qwen2" | "qwen3" | "mistral"
+        ) {
             return Err(ModelError::Config(format!(
-                "model_type {:?} is not a Llama-family type (llama, qwen2)",
+                "model_type {:?} is not a Llama-family type (llama, qwen2, qwen3, mistral)",
                 self.model_type
             )));
         }
@@ -345,6 +384,24 @@ impl LlamaConfig {
             return Err(ModelError::Config(
                 "use_sliding_window is true: sliding-window attention is not supported".into(),
             ));
+        }
+        if let Some(types) = self.extra.get("layer_types").and_then(|t| t.as_array()) {
+            if let Some(other) = types.iter().find(|t| t.as_str() != Some("full_attention")) {
+                return Err(ModelError::Config(format!(
+                    "layer_types holds {other}: only full attention is supported"
+                )));
+            }
+        }
+        if self.model_type == "mistral" {
+            match self.extra.get("sliding_window") {
+                None | Some(serde_json::Value::Null) => {}
+                Some(w) if w.as_i64().is_some_and(|w| w > 0) => {}
+                Some(w) => {
+                    return Err(ModelError::Config(format!(
+                        "sliding_window must be a positive integer or null, got {w}"
+                    )))
+                }
+            }
         }
         Ok(())
     }

@@ -6,14 +6,14 @@ use crate::llama_config::LlamaConfig;
 use std::path::Path;
 
 /// The `model_type`s this crate reads.
-pub const SUPPORTED_MODEL_TYPES: &[&str] = &["gpt2", "llama", "qwen2"];
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &["gpt2", "llama", "qwen2", "qwen3", "mistral"];
 
 /// The Hugging Face config of one of the supported architectures.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelConfig {
     /// `model_type` "gpt2".
     Gpt2(Gpt2Config),
-    /// `model_type` "llama" (Llama 2/3, SmolLM2) or "qwen2".
+    /// `model_type` "llama" (Llama 2/3, SmolLM2), "qwen2" (Qwen2, Qwen2.5), "qwen3" or "mistral".
     Llama(LlamaConfig),
 }
 
@@ -89,7 +89,7 @@ impl ModelConfig {
         };
         let cfg = match ty.as_str() {
             "gpt2" => ModelConfig::Gpt2(serde_json::from_value(value).map_err(|e| e.to_string())?),
-            "llama" | "qwen2" => {
+            "llama" | "qwen2" | "qwen3" | "mistral" => {
                 ModelConfig::Llama(serde_json::from_value(value).map_err(|e| e.to_string())?)
             }
             other => {
@@ -144,7 +144,7 @@ impl ModelConfig {
         }
     }
 
-    /// "gpt2", "llama" or "qwen2".
+    /// "gpt2", "llama", "qwen2", "qwen3" or "mistral".
     pub fn model_type(&self) -> &str {
         match self {
             ModelConfig::Gpt2(c) => &c.model_type,
@@ -160,11 +160,12 @@ impl ModelConfig {
         }
     }
 
-    /// Longest sequence the model takes (`n_positions` / `max_position_embeddings`).
+    /// Longest sequence the model takes (`n_positions` / `max_position_embeddings`; for
+    /// Mistral, at most its `sliding_window`: see [`LlamaConfig::context_len`]).
     pub fn n_positions(&self) -> i64 {
         match self {
             ModelConfig::Gpt2(c) => c.n_positions,
-            ModelConfig::Llama(c) => c.max_position_embeddings,
+            ModelConfig::Llama(c) => c.context_len(),
         }
     }
 
@@ -280,6 +281,10 @@ impl ModelConfig {
             ("qwen2", false) => "Qwen2ForSequenceClassification",
             ("llama", true) => "LlamaForCausalLM",
             ("llama", false) => "LlamaForSequenceClassification",
+            ("qwen3", true) => "Qwen3ForCausalLM",
+            ("qwen3", false) => "Qwen3ForSequenceClassification",
+            ("mistral", true) => "MistralForCausalLM",
+            ("mistral", false) => "MistralForSequenceClassification",
             (_, true) => "GPT2LMHeadModel",
             (_, false) => "GPT2ForSequenceClassification",
         }

@@ -1,6 +1,7 @@
 //! The Llama family against Hugging Face `transformers`: a tiny random Llama (grouped-query
-//! attention, untied head, Llama 3 rope_scaling) and a tiny random Qwen2 (q/k/v bias, tied
-//! head), both made by tests/fixtures/make_llama_fixture.py. Logits, greedy generation (alone and
+//! attention, untied head, Llama 3 rope_scaling), Qwen2 (q/k/v bias, tied head), Qwen3
+//! (per-head q/k RMSNorm, a head_dim wider than hidden / heads) and Mistral (a sliding window
+//! longer than the context), all made by tests/fixtures/make_llama_fixture.py. Logits, greedy generation (alone and
 //! left-padded), the scalar head, KV cache == full forward, and checkpoint round trips.
 
 mod common;
@@ -15,7 +16,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
 
-const KINDS: [&str; 2] = ["llama", "qwen2"];
+const KINDS: [&str; 4] = ["llama", "qwen2", "qwen3", "mistral"];
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -76,6 +77,28 @@ fn configs_parse_as_their_architecture() {
     assert!(vars.contains_key("model.layers.0.self_attn.q_proj.bias"));
     assert!(!vars.contains_key("model.layers.0.self_attn.o_proj.bias"));
     assert!(!vars.contains_key("lm_head.weight"));
+    let qwen3 = load("qwen3");
+    let c = qwen3.config().as_llama().unwrap();
+    assert_eq!((c.head_dim(), c.hidden_size, c.kv_heads()), (16, 32, 2));
+    assert!(c.qk_norm() && !c.qkv_bias() && !c.o_bias() && c.tie_word_embeddings);
+    let vars = qwen3.var_store().variables();
+    assert_eq!(vars["model.layers.1.self_attn.k_norm.weight"].size(), [16]);
+    assert_eq!(
+        vars["model.layers.0.self_attn.q_proj.weight"].size(),
+        [64, 32]
+    );
+    let mistral = load("mistral");
+    let c = mistral.config().as_llama().unwrap();
+    assert_eq!(
+        (c.kv_heads(), c.context_len()),
+        (1, 64),
+        "a window above the context"
+    );
+    assert!(!c.qk_norm() && !c.qkv_bias() && !c.tie_word_embeddings);
+    assert!(mistral
+        .var_store()
+        .variables()
+        .contains_key("lm_head.weight"));
 }
 
 #[test]
@@ -234,10 +257,11 @@ fn save_load_is_exact_and_keeps_hf_names_and_shapes() {
             &std::fs::read_to_string(tmp.path().join("rm/config.json")).unwrap(),
         )
         .unwrap();
-        let want = if kind == "llama" {
-            "LlamaForSequenceClassification"
-        } else {
-            "Qwen2ForSequenceClassification"
+        let want = match kind {
+            "llama" => "LlamaForSequenceClassification",
+            "qwen2" => "Qwen2ForSequenceClassification",
+            "qwen3" => "Qwen3ForSequenceClassification",
+            _ => "MistralForSequenceClassification",
         };
         assert_eq!(cfg["architectures"][0], want);
         let rm = ScalarModel::load(tmp.path().join("rm"), Device::Cpu).unwrap();
@@ -333,16 +357,16 @@ fn random_llama_gets_gradients_and_generates() {
 fn unknown_model_type_is_a_clear_error() {
     let err = ModelConfig::from_json(r#"{"model_type": "mamba"}"#).unwrap_err();
     assert!(
-        err.contains("\"mamba\"") && err.contains("gpt2, llama, qwen2"),
+        err.contains("\"mamba\"") && err.contains("gpt2, llama, qwen2, qwen3, mistral"),
         "{err}"
     );
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("m");
     std::fs::create_dir(&dir).unwrap();
-    std::fs::write(dir.join("config.json"), r#"{"model_type": "mistral"}"#).unwrap();
+    std::fs::write(dir.join("config.json"), r#"{"model_type": "gemma"}"#).unwrap();
     let err = CausalLm::load(&dir, Device::Cpu).unwrap_err().to_string();
     assert!(
-        err.contains("\"mistral\"") && err.contains("llama"),
+        err.contains("\"gemma\"") && err.contains("llama, qwen2, qwen3, mistral"),
         "{err}"
     );
     // Llama 3 lists several EOS ids: the first is used.
@@ -350,4 +374,53 @@ fn unknown_model_type_is_a_clear_error() {
     assert_eq!(c.eos_token_id(), Some(7));
     let err = ModelConfig::from_json(r#"{"model_type": "llama", "num_attention_heads": 6, "num_key_value_heads": 4, "hidden_size": 48}"#).unwrap_err();
     assert!(err.contains("num_key_value_heads"), "{err}");
+    // Attention this crate does not compute is refused, not approximated.
+    let err = ModelConfig::from_json(
+        r#"{"model_type": "qwen3", "layer_types": ["full_attention", "sliding_attention"]}"#,
+    )
+    .unwrap_err();
+    assert!(err.contains("sliding_attention"), "{err}");
+    let err =
+        ModelConfig::from_json(r#"{"model_type": "mistral", "sliding_window": 0}"#).unwrap_err();
+    assert!(err.contains("sliding_window"), "{err}");
+    // Qwen3's default head width is 128, not hidden_size / heads.
+    let c = ModelConfig::from_json(
+        r#"{"model_type": "qwen3", "hidden_size": 64, "num_attention_heads": 4}"#,
+    )
+    .unwrap();
+    assert_eq!(c.as_llama().unwrap().head_dim(), 128);
+}
+
+/// Mistral's sliding window bounds the sequences it takes (within it, sliding-window attention
+/// is the full attention computed here); beyond it is an error, never other attention.
+#[test]
+fn a_mistral_window_is_its_context() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("mistral-window-8");
+    std::fs::create_dir(&dir).unwrap();
+    for f in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(hf_dir("mistral").join(f), dir.join(f)).unwrap();
+    }
+    let mut cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(hf_dir("mistral").join("config.json")).unwrap(),
+    )
+    .unwrap();
+    cfg["sliding_window"] = 8.into();
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    let lm = CausalLm::load(&dir, Device::Cpu).unwrap();
+    assert_eq!(lm.config().n_positions(), 8);
+    let (ids, mask) = row(&[5, 6, 7, 8, 9, 10, 11, 12]);
+    let a = tch::no_grad(|| lm.logits(&ids, &mask, false)).unwrap();
+    let b = tch::no_grad(|| load("mistral").logits(&ids, &mask, false)).unwrap();
+    assert_eq!(
+        max_abs_diff(&a, &b),
+        0.0,
+        "within the window: full attention"
+    );
+    let (ids, mask) = row(&[5, 6, 7, 8, 9, 10, 11, 12, 13]);
+    let err = lm.logits(&ids, &mask, false).unwrap_err().to_string();
+    assert!(
+        err.contains("context of 8") && err.contains("sliding_window"),
+        "{err}"
+    );
 }
