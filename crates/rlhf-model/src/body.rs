@@ -8,6 +8,21 @@ use crate::model_config::ModelConfig;
 use std::ops::Range;
 use tch::{nn, Kind, Tensor};
 
+/// A trainable weight drawn from normal(0, `stdev`), in the variable store's kind.
+///
+/// Only loads (`CausalLm::load`, `ScalarModel::load`, ...) create variables in a reduced
+/// precision, and every weight made here is then read from the file: in a reduced precision
+/// the weight is zeros, which costs neither the drawing (slow in bf16 on the CPU) nor an f32
+/// copy of the model. In f32 it is drawn as always, so the random stream after a load, and
+/// every seeded f32 run, stays as it was.
+pub(crate) fn normal_var(p: &nn::Path, name: &str, dims: &[i64], stdev: f64) -> Tensor {
+    if p.kind() == Kind::Float {
+        p.var(name, dims, nn::Init::Randn { mean: 0.0, stdev })
+    } else {
+        p.var(name, dims, nn::Init::Const(0.0))
+    }
+}
+
 /// The transformer body, chosen by the config's `model_type`.
 #[derive(Debug)]
 pub enum Body {

@@ -6,6 +6,7 @@
 //! `x @ W + b`, so a `model.safetensors` written by `transformers` loads without renaming or
 //! transposing.
 
+use crate::body::normal_var;
 use crate::config::{Activation, Gpt2Config};
 use crate::error::{ModelError, Result};
 use crate::lora::{Adapter, Projection};
@@ -24,14 +25,7 @@ pub(crate) struct Conv1D {
 
 impl Conv1D {
     fn new(p: nn::Path, n_in: i64, n_out: i64, std: f64) -> Self {
-        let weight = p.var(
-            "weight",
-            &[n_in, n_out],
-            nn::Init::Randn {
-                mean: 0.0,
-                stdev: std,
-            },
-        );
+        let weight = normal_var(&p, "weight", &[n_in, n_out], std);
         let bias = p.set_group(NO_DECAY_GROUP).zeros("bias", &[n_out]);
         Conv1D {
             weight,
@@ -570,13 +564,20 @@ impl Gpt2 {
     pub fn new(p: &nn::Path, cfg: &Gpt2Config) -> Result<Self> {
         cfg.validate()?;
         let act = cfg.activation()?;
-        let init = nn::Init::Randn {
-            mean: 0.0,
-            stdev: cfg.initializer_range,
-        };
+        let std = cfg.initializer_range;
         let emb = p.set_group(EMBEDDING_GROUP);
-        let wte = (&emb / "wte").var("weight", &[cfg.vocab_size, cfg.n_embd], init);
-        let wpe = (&emb / "wpe").var("weight", &[cfg.n_positions, cfg.n_embd], init);
+        let wte = normal_var(
+            &(&emb / "wte"),
+            "weight",
+            &[cfg.vocab_size, cfg.n_embd],
+            std,
+        );
+        let wpe = normal_var(
+            &(&emb / "wpe"),
+            "weight",
+            &[cfg.n_positions, cfg.n_embd],
+            std,
+        );
         let h = (0..cfg.n_layer)
             .map(|i| {
                 let b = p / "h" / i;

@@ -9,6 +9,7 @@
 //! renaming. RoPE is the non-interleaved `rotate_half` form of Hugging Face, with `rope_theta`
 //! and Llama 3's `rope_scaling`.
 
+use crate::body::normal_var;
 use crate::error::Result;
 use crate::gpt2::{narrow_rows, AttnMask, Keys, KvCache, Step};
 use crate::llama_config::{LlamaConfig, RopeScaling};
@@ -27,14 +28,7 @@ struct Linear {
 
 impl Linear {
     fn new(p: nn::Path, n_in: i64, n_out: i64, bias: bool, std: f64) -> Self {
-        let weight = p.var(
-            "weight",
-            &[n_out, n_in],
-            nn::Init::Randn {
-                mean: 0.0,
-                stdev: std,
-            },
-        );
+        let weight = normal_var(&p, "weight", &[n_out, n_in], std);
         let bias = bias.then(|| p.set_group(NO_DECAY_GROUP).zeros("bias", &[n_out]));
         Linear {
             weight,
@@ -330,14 +324,11 @@ impl Llama {
     /// `NO_DECAY_GROUP`, the token embedding in `EMBEDDING_GROUP`.
     pub fn new(p: &nn::Path, cfg: &LlamaConfig) -> Result<Self> {
         cfg.validate()?;
-        let init = nn::Init::Randn {
-            mean: 0.0,
-            stdev: cfg.initializer_range,
-        };
-        let embed_tokens = (&p.set_group(EMBEDDING_GROUP) / "embed_tokens").var(
+        let embed_tokens = normal_var(
+            &(&p.set_group(EMBEDDING_GROUP) / "embed_tokens"),
             "weight",
             &[cfg.vocab_size, cfg.hidden_size],
-            init,
+            cfg.initializer_range,
         );
         let (e, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
         let layers = (0..cfg.num_hidden_layers)

@@ -1,7 +1,7 @@
 //! The two concrete models: [`CausalLm`] (a [`Policy`]) and [`ScalarModel`] (a
 //! [`RewardModel`] and a [`ValueFunction`]), and their checkpoint IO.
 
-use crate::body::Body;
+use crate::body::{normal_var, Body};
 use crate::checkpoint::{
     load_into_varstore, named_variables, read_checkpoint, write_checkpoint_tensors,
     write_checkpoint_with, CheckpointFiles, CheckpointMeta, HeadKind,
@@ -45,6 +45,16 @@ impl From<Device> for LoadOptions {
     }
 }
 
+/// An empty variable store on `device` whose variables will be created in `kind`.
+fn store_in(device: Device, kind: Kind) -> nn::VarStore {
+    let mut vs = nn::VarStore::new(device);
+    if kind != Kind::Float {
+        // On an empty store this only sets the kind new variables are created in.
+        vs.set_kind(kind);
+    }
+    vs
+}
+
 /// `None` when no row is left-padded: then plain causal attention is exact for every real
 /// token (right padding never affects earlier tokens), and the fast fused kernel applies.
 fn padding_mask(mask: &Tensor) -> Result<Option<&Tensor>> {
@@ -86,18 +96,22 @@ impl CausalLm {
     /// architecture of `config` (a [`crate::Gpt2Config`], [`crate::LlamaConfig`] or
     /// [`ModelConfig`]: any [`ArchConfig`]).
     pub fn new<C: ArchConfig + ?Sized>(config: &C, device: Device) -> Result<Self> {
+        Self::new_in(config, device, Kind::Float)
+    }
+
+    /// [`CausalLm::new`] with the variables created in `kind`: a load in bf16 never holds an
+    /// f32 copy of the model.
+    fn new_in<C: ArchConfig + ?Sized>(config: &C, device: Device, kind: Kind) -> Result<Self> {
         let config = config.to_model_config();
-        let vs = nn::VarStore::new(device);
+        let vs = store_in(device, kind);
         let root = vs.root();
         let body = Body::new(&root, &config)?;
         let lm_head = (!config.tie_word_embeddings()).then(|| {
-            (&root / "lm_head").var(
+            normal_var(
+                &(&root / "lm_head"),
                 "weight",
                 &[config.vocab_size(), config.hidden_size()],
-                nn::Init::Randn {
-                    mean: 0.0,
-                    stdev: config.initializer_range(),
-                },
+                config.initializer_range(),
             )
         });
         Ok(CausalLm {
@@ -132,7 +146,7 @@ impl CausalLm {
             // (Hugging Face ties it in that case too).
             config.set_tie_word_embeddings(true);
         }
-        let mut model = CausalLm::new(&config, opts.device)?;
+        let mut model = CausalLm::new_in(&config, opts.device, opts.kind)?;
         let ignore: &[&str] = if config.tie_word_embeddings() {
             &["lm_head.weight"]
         } else {
@@ -467,24 +481,41 @@ impl ScalarModel {
     /// A randomly initialized model with a `Reward` or `Value` head. The head is
     /// normal(0, 1/sqrt(n_embd + 1)), as in lm-human-preferences.
     pub fn new<C: ArchConfig + ?Sized>(config: &C, head: HeadKind, device: Device) -> Result<Self> {
+        Self::new_in(config, head, device, Kind::Float)
+    }
+
+    /// [`ScalarModel::new`] with the variables created in `kind` (see [`CausalLm::new_in`]).
+    fn new_in<C: ArchConfig + ?Sized>(
+        config: &C,
+        head: HeadKind,
+        device: Device,
+        kind: Kind,
+    ) -> Result<Self> {
         let config = config.to_model_config();
         if head == HeadKind::Lm {
             return Err(ModelError::Input(
                 "ScalarModel takes HeadKind::Reward or HeadKind::Value".into(),
             ));
         }
-        let vs = nn::VarStore::new(device);
+        let vs = store_in(device, kind);
         let root = vs.root();
         let body = Body::new(&root, &config)?;
         let e = config.hidden_size();
-        let score = (&root / "score").var(
-            "weight",
-            &[1, e],
-            nn::Init::Randn {
-                mean: 0.0,
-                stdev: 1.0 / ((e + 1) as f64).sqrt(),
-            },
-        );
+        let std = 1.0 / ((e + 1) as f64).sqrt();
+        let score = normal_var(&(&root / "score"), "weight", &[1, e], std);
+        if kind != Kind::Float {
+            // A load keeps a fresh head when it makes a reward model from an LM: drawn as an
+            // f32 model draws it, then rounded.
+            let drawn = nn::init(
+                nn::Init::Randn {
+                    mean: 0.0,
+                    stdev: std,
+                },
+                &[1, e],
+                device,
+            );
+            tch::no_grad(|| score.shallow_clone().copy_(&drawn));
+        }
         Ok(ScalarModel {
             vs,
             body,
@@ -553,7 +584,7 @@ impl ScalarModel {
         opts: LoadOptions,
     ) -> Result<Self> {
         let new_head = head(files.head);
-        let mut model = ScalarModel::new(&files.config, new_head, opts.device)?;
+        let mut model = ScalarModel::new_in(&files.config, new_head, opts.device, opts.kind)?;
         // An LM checkpoint's unembedding is dropped; its RM gets a fresh head, kept as
         // initialized.
         let keep: &[&str] = if files.head == HeadKind::Lm {

@@ -92,3 +92,40 @@ fn bf16_cached_decoding_matches_the_full_forward() {
         assert!(rel < 0.02, "{name}: cached vs full, relative {rel}");
     }
 }
+
+/// A load in bf16 builds the model in bf16 (no f32 copy, no random drawing) and ends with
+/// exactly the weights of a load in f32 converted afterwards; a reward model made from an LM
+/// in bf16 still gets a drawn head (not the zeros the other weights start from).
+#[test]
+fn a_bf16_load_equals_an_f32_load_converted() {
+    rlhf_model::cpu::ensure_usable_cpu_isa();
+    use rlhf_model::{CausalLm, LoadOptions, ScalarModel, ValueFunction};
+    let bf16 = LoadOptions {
+        device: Device::Cpu,
+        kind: Kind::BFloat16,
+    };
+    let fixtures = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    for name in ["hf-tiny-gpt2", "hf-tiny-llama", "hf-tiny-qwen3"] {
+        let dir = fixtures.join(name);
+        let mut want = CausalLm::load(&dir, Device::Cpu).unwrap();
+        want.set_kind(Kind::BFloat16);
+        let got = CausalLm::load(&dir, bf16).unwrap();
+        let want = want.var_store().variables();
+        for (var, t) in got.var_store().variables() {
+            assert_eq!(t.kind(), Kind::BFloat16, "{name}: {var}");
+            assert!(t.equal(&want[&var]), "{name}: {var} differs");
+        }
+        let rm = ScalarModel::reward_from_lm(&dir, bf16).unwrap();
+        let head = &rm.var_store().variables()["score.weight"];
+        assert_eq!(head.kind(), Kind::BFloat16);
+        assert!(
+            f64::try_from(head.abs().max()).unwrap() > 0.0,
+            "{name}: a drawn head"
+        );
+        for (var, t) in rm.var_store().variables() {
+            if var != "score.weight" {
+                assert!(t.equal(&want[&var]), "{name}: RM {var} differs");
+            }
+        }
+    }
+}
