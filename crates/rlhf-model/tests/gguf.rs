@@ -123,6 +123,8 @@ fn llama_cpp_name(hf: &str) -> String {
         ("self_attn.k_proj", "attn_k"),
         ("self_attn.v_proj", "attn_v"),
         ("self_attn.o_proj", "attn_output"),
+        ("self_attn.q_norm", "attn_q_norm"),
+        ("self_attn.k_norm", "attn_k_norm"),
         ("mlp.gate_proj", "ffn_gate"),
         ("mlp.up_proj", "ffn_up"),
         ("mlp.down_proj", "ffn_down"),
@@ -132,17 +134,20 @@ fn llama_cpp_name(hf: &str) -> String {
     format!("blk.{i}.{n}.{suffix}")
 }
 
-/// The tiny HF Llama fixture (Qwen2 fixture for `arch` "qwen2") as llama.cpp's
-/// convert_hf_to_gguf.py would write it (f16 for the matrices when `f16`; Q/K rows permuted
-/// for "llama" only, as llama.cpp runs Qwen2 with non-interleaved RoPE).
+/// The tiny HF Llama fixture (the Qwen2 or Qwen3 fixture for `arch` "qwen2" or "qwen3") as
+/// llama.cpp's convert_hf_to_gguf.py would write it (f16 for the matrices when `f16`; Q/K rows
+/// permuted for "llama" only, as llama.cpp runs Qwen2 and Qwen3 with non-interleaved RoPE).
 fn fixture_as_gguf(path: &Path, f16: bool, arch: &str) {
-    let qwen = arch == "qwen2";
-    let dir = fixtures().join(if qwen {
-        "hf-tiny-qwen2"
-    } else {
-        "hf-tiny-llama"
+    let qwen = arch != "llama";
+    let dir = fixtures().join(match arch {
+        "qwen2" | "qwen3" => format!("hf-tiny-{arch}"),
+        _ => "hf-tiny-llama".into(),
     });
-    let (kv, theta) = if qwen { (1, 1e6) } else { (2, 1e4) };
+    let (kv, theta) = match arch {
+        "qwen2" => (1, 1e6),
+        "qwen3" => (2, 1e6),
+        _ => (2, 1e4),
+    };
     let tensors = read_safetensors(&dir.join("model.safetensors")).unwrap();
     let tok: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("tokenizer.json")).unwrap())
@@ -180,6 +185,11 @@ fn fixture_as_gguf(path: &Path, f16: bool, arch: &str) {
         (key("attention.head_count"), V::U32(4)),
         (key("attention.head_count_kv"), V::U32(kv)),
         (key("rope.freq_base"), V::F32(theta)),
+        // Qwen3's head width (16) is not hidden / heads (8); llama.cpp writes it as here.
+        (
+            key("attention.key_length"),
+            V::U32(if arch == "qwen3" { 16 } else { 8 }),
+        ),
         (key("attention.layer_norm_rms_epsilon"), V::F32(1e-5)),
         (k("tokenizer.ggml.model"), V::Str("gpt2".into())),
         (k("tokenizer.ggml.pre"), V::Str("gpt2".into())),
@@ -312,34 +322,44 @@ fn llama_fixture_round_trips_through_gguf() {
 }
 
 #[test]
-fn qwen2_fixture_round_trips_through_gguf() {
-    let tmp = tempfile::tempdir().unwrap();
-    let path = tmp.path().join("qwen.gguf");
-    fixture_as_gguf(&path, false, "qwen2");
-    let out = tmp.path().join("ckpt");
-    import_gguf(&path, &out).unwrap();
-    let lm = CausalLm::load(&out, Device::Cpu).unwrap();
-    let c = lm.config().as_llama().unwrap();
-    assert_eq!((c.model_type.as_str(), c.kv_heads()), ("qwen2", 1));
-    assert!(c.tie_word_embeddings && c.qkv_bias());
-    let ours = read_safetensors(&out.join("model.safetensors")).unwrap();
-    let theirs = read_safetensors(&fixtures().join("hf-tiny-qwen2/model.safetensors")).unwrap();
-    assert_eq!(ours.len(), theirs.len());
-    for (k, v) in &theirs {
-        assert!(v.equal(&ours[k]), "{k}");
+fn qwen_fixtures_round_trip_through_gguf() {
+    for arch in ["qwen2", "qwen3"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("qwen.gguf");
+        fixture_as_gguf(&path, false, arch);
+        let out = tmp.path().join("ckpt");
+        import_gguf(&path, &out).unwrap();
+        let lm = CausalLm::load(&out, Device::Cpu).unwrap();
+        let c = lm.config().as_llama().unwrap();
+        assert_eq!(c.model_type, arch);
+        assert!(c.tie_word_embeddings);
+        if arch == "qwen2" {
+            assert!(c.kv_heads() == 1 && c.qkv_bias());
+        } else {
+            assert!(c.kv_heads() == 2 && c.qk_norm() && c.head_dim() == 16);
+        }
+        let ours = read_safetensors(&out.join("model.safetensors")).unwrap();
+        let dir = fixtures().join(match arch {
+            "qwen2" | "qwen3" => format!("hf-tiny-{arch}"),
+            _ => "hf-tiny-llama".into(),
+        });
+        let theirs = read_safetensors(&dir.join("model.safetensors")).unwrap();
+        assert_eq!(ours.len(), theirs.len());
+        for (k, v) in &theirs {
+            assert!(v.equal(&ours[k]), "{arch}: {k}");
+        }
+        // transformers' logits on the same weights.
+        let exp: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap())
+                .unwrap();
+        let seq: Vec<i64> = serde_json::from_value(exp["sequences"][0].clone()).unwrap();
+        let want: Vec<Vec<f32>> = serde_json::from_value(exp["logits"][0].clone()).unwrap();
+        let ids = Tensor::from_slice(&seq).unsqueeze(0);
+        let got = tch::no_grad(|| lm.logits(&ids, &ids.ones_like(), false)).unwrap();
+        let want = Tensor::from_slice(&want.concat()).view_as(&got);
+        let d = f64::try_from((&got - &want).abs().max()).unwrap();
+        assert!(d < 1e-4, "{arch}: {d}");
     }
-    // transformers' logits on the same weights.
-    let exp: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixtures().join("hf-tiny-qwen2/expected.json")).unwrap(),
-    )
-    .unwrap();
-    let seq: Vec<i64> = serde_json::from_value(exp["sequences"][0].clone()).unwrap();
-    let want: Vec<Vec<f32>> = serde_json::from_value(exp["logits"][0].clone()).unwrap();
-    let ids = Tensor::from_slice(&seq).unsqueeze(0);
-    let got = tch::no_grad(|| lm.logits(&ids, &ids.ones_like(), false)).unwrap();
-    let want = Tensor::from_slice(&want.concat()).view_as(&got);
-    let d = f64::try_from((&got - &want).abs().max()).unwrap();
-    assert!(d < 1e-4, "{d}");
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! A Llama-family GGUF (llama.cpp) as an ordinary checkpoint directory: `config.json`
-//! (`model_type` llama or qwen2), `model.safetensors` with Hugging Face names (dequantized to
+//! (`model_type` llama, qwen2 or qwen3), `model.safetensors` with Hugging Face names (dequantized to
 //! f32; llama.cpp's Q/K row permutation undone), `tokenizer.json` built from the metadata
 //! (byte-level BPE), `tokenizer_config.json` with the special tokens and the chat template
 //! (which travels with the tokenizer through every later save), and our `rlhf.json`.
@@ -30,7 +30,7 @@ pub struct ImportReport {
 }
 
 /// The GGUF architectures this importer reads.
-pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2"];
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3"];
 
 /// Inverse of convert_hf_to_gguf.py's `permute` of Q and K rows for llama.cpp's interleaved
 /// RoPE: `w.reshape(n_head, head_dim / 2, 2, in).swapaxes(1, 2).reshape(out, in)`.
@@ -136,10 +136,10 @@ pub fn config_from_gguf(g: &GgufFile) -> Result<LlamaConfig> {
             .get("tokenizer.ggml.padding_token_id")
             .and_then(GgufValue::as_u64)
             .map(|v| v as i64),
-        architectures: Some(vec![if arch == "qwen2" {
-            "Qwen2ForCausalLM".into()
-        } else {
-            "LlamaForCausalLM".into()
+        architectures: Some(vec![match arch {
+            "qwen2" => "Qwen2ForCausalLM".into(),
+            "qwen3" => "Qwen3ForCausalLM".into(),
+            _ => "LlamaForCausalLM".into(),
         }]),
         ..Default::default()
     };
@@ -192,6 +192,8 @@ fn hf_name(name: &str) -> Option<String> {
         "attn_k" => "self_attn.k_proj",
         "attn_v" => "self_attn.v_proj",
         "attn_output" => "self_attn.o_proj",
+        "attn_q_norm" => "self_attn.q_norm",
+        "attn_k_norm" => "self_attn.k_norm",
         "ffn_gate" => "mlp.gate_proj",
         "ffn_up" => "mlp.up_proj",
         "ffn_down" => "mlp.down_proj",
