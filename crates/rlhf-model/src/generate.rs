@@ -60,6 +60,10 @@ pub struct GenerateConfig {
     pub top_p: Option<f64>,
     /// Stop a row at this token; later positions hold `pad_token_id`. Default None (never stop).
     pub eos_token_id: Option<i64>,
+    /// More tokens that stop a row as `eos_token_id` does: the other end-of-sequence ids of a
+    /// model whose config lists several (Llama 3 Instruct: `<|end_of_text|>`, `<|eom_id|>`,
+    /// `<|eot_id|>`; [`crate::ModelConfig::eos_token_ids`]). Default empty.
+    pub stop_token_ids: Vec<i64>,
     /// Written after EOS. Default 0.
     pub pad_token_id: i64,
     /// Seed of the sampler's own random generator: the same seed gives the same samples whatever
@@ -77,6 +81,7 @@ impl Default for GenerateConfig {
             top_k: None,
             top_p: None,
             eos_token_id: None,
+            stop_token_ids: vec![],
             pad_token_id: 0,
             seed: None,
         }
@@ -238,6 +243,12 @@ where
     mask.narrow(1, 0, p).copy_(prompt_mask);
     let pad = Tensor::full([b], cfg.pad_token_id, (Kind::Int64, device));
     let mut finished = Tensor::zeros([b], (Kind::Bool, device));
+    let stops: Vec<i64> = cfg
+        .eos_token_id
+        .iter()
+        .chain(&cfg.stop_token_ids)
+        .copied()
+        .collect();
     let (mut toks, mut lps, mut alive_masks) = (vec![], vec![], vec![]);
     let mut n_new = p;
     for i in 0..n {
@@ -246,7 +257,7 @@ where
         n_new = 1;
         let (tok, lp) = sample_next(&logits, cfg, &mut rng);
         let alive = finished.logical_not();
-        let (tok, lp) = if cfg.eos_token_id.is_some() {
+        let (tok, lp) = if !stops.is_empty() {
             (
                 tok.where_self(&alive, &pad),
                 lp * alive.to_kind(Kind::Float),
@@ -256,13 +267,13 @@ where
         };
         ids.narrow(1, len, 1).copy_(&tok.unsqueeze(1));
         alive_masks.push(alive.to_kind(Kind::Float));
-        if let Some(eos) = cfg.eos_token_id {
-            finished = finished.logical_or(&tok.eq(eos));
+        for &stop in &stops {
+            finished = finished.logical_or(&tok.eq(stop));
         }
         toks.push(tok);
         lps.push(lp);
         // One host sync every 8 tokens, not per token.
-        if cfg.eos_token_id.is_some() && i % 8 == 7 && bool::try_from(finished.all())? {
+        if !stops.is_empty() && i % 8 == 7 && bool::try_from(finished.all())? {
             break;
         }
     }

@@ -66,9 +66,15 @@ pub struct LlamaConfig {
     /// Beginning-of-sequence token id (default 1).
     pub bos_token_id: Option<i64>,
     /// End-of-sequence token id (default 2). Llama 3's list form (`[128001, 128008, 128009]`)
-    /// reads as its first id.
+    /// reads as its first id, and the whole list is kept in `eos_token_ids`.
     #[serde(deserialize_with = "id_or_first")]
     pub eos_token_id: Option<i64>,
+    /// Every end-of-sequence id when `config.json` gives a list, in its order (the first is
+    /// `eos_token_id`); empty for a single id. [`crate::ModelConfig`] reads it and writes the
+    /// list back, so a saved Llama 3 Instruct checkpoint still stops at `<|eot_id|>` in
+    /// `transformers` (default empty).
+    #[serde(skip)]
+    pub eos_token_ids: Vec<i64>,
     /// Padding token id; `None` means "use eos" (default None).
     pub pad_token_id: Option<i64>,
     /// Hugging Face class names, e.g. ["LlamaForCausalLM"] (default None).
@@ -109,6 +115,7 @@ impl Default for LlamaConfig {
             tie_word_embeddings: false,
             bos_token_id: Some(1),
             eos_token_id: Some(2),
+            eos_token_ids: vec![],
             pad_token_id: None,
             architectures: None,
             resid_pdrop: 0.0,
@@ -365,11 +372,18 @@ impl LlamaConfig {
         if self.rms_norm_eps <= 0.0 {
             return Err(ModelError::Config("rms_norm_eps must be positive".into()));
         }
+        let listed = self
+            .eos_token_ids
+            .iter()
+            .map(|&id| ("eos_token_id", Some(id)));
         for (name, id) in [
             ("bos_token_id", self.bos_token_id),
             ("eos_token_id", self.eos_token_id),
             ("pad_token_id", self.pad_token_id),
-        ] {
+        ]
+        .into_iter()
+        .chain(listed)
+        {
             if let Some(id) = id {
                 if id < 0 || id >= self.vocab_size {
                     return Err(ModelError::Config(format!(

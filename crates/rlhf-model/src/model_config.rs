@@ -90,7 +90,21 @@ impl ModelConfig {
         let cfg = match ty.as_str() {
             "gpt2" => ModelConfig::Gpt2(serde_json::from_value(value).map_err(|e| e.to_string())?),
             "llama" | "qwen2" | "qwen3" | "mistral" => {
-                ModelConfig::Llama(serde_json::from_value(value).map_err(|e| e.to_string())?)
+                let listed = match value.get("eos_token_id") {
+                    Some(serde_json::Value::Array(ids)) => ids
+                        .iter()
+                        .map(|id| {
+                            id.as_i64().ok_or_else(|| {
+                                format!("eos_token_id lists {id}, which is not a token id")
+                            })
+                        })
+                        .collect::<std::result::Result<Vec<i64>, String>>()?,
+                    _ => vec![],
+                };
+                let mut c: LlamaConfig =
+                    serde_json::from_value(value).map_err(|e| e.to_string())?;
+                c.eos_token_ids = listed;
+                ModelConfig::Llama(c)
             }
             other => {
                 return Err(format!(
@@ -114,6 +128,12 @@ impl ModelConfig {
     pub fn to_json(&self) -> String {
         match self {
             ModelConfig::Gpt2(c) => c.to_json(),
+            // A list of EOS ids goes back as the list it was read as.
+            ModelConfig::Llama(c) if c.eos_token_ids.len() > 1 => {
+                let mut v = serde_json::to_value(c).expect("a LlamaConfig always serializes");
+                v["eos_token_id"] = c.eos_token_ids.clone().into();
+                serde_json::to_string_pretty(&v).expect("JSON serializes")
+            }
             ModelConfig::Llama(c) => {
                 serde_json::to_string_pretty(c).expect("a LlamaConfig always serializes")
             }
@@ -233,11 +253,21 @@ impl ModelConfig {
         }
     }
 
-    /// End-of-sequence token id.
+    /// End-of-sequence token id (the first, when the config lists several).
     pub fn eos_token_id(&self) -> Option<i64> {
         match self {
             ModelConfig::Gpt2(c) => c.eos_token_id,
             ModelConfig::Llama(c) => c.eos_token_id,
+        }
+    }
+
+    /// Every end-of-sequence id: the config's list (Llama 3 Instruct's `[128001, 128008,
+    /// 128009]`), else `eos_token_id` alone, else none. Generation (`generate`) stops at any;
+    /// the training stages end responses with [`ModelConfig::eos_token_id`].
+    pub fn eos_token_ids(&self) -> Vec<i64> {
+        match self {
+            ModelConfig::Llama(c) if !c.eos_token_ids.is_empty() => c.eos_token_ids.clone(),
+            _ => self.eos_token_id().into_iter().collect(),
         }
     }
 

@@ -198,6 +198,8 @@ fn fixture_as_gguf(path: &Path, f16: bool, arch: &str) {
         (k("tokenizer.ggml.merges"), V::Strs(merges)),
         (k("tokenizer.ggml.bos_token_id"), V::U32(0)),
         (k("tokenizer.ggml.eos_token_id"), V::U32(0)),
+        // As Llama 3 GGUFs name `<|eot_id|>`: a second id that ends generation.
+        (k("tokenizer.ggml.eot_token_id"), V::U32(7)),
         (
             k("tokenizer.chat_template"),
             V::Str("{{ messages }}".into()),
@@ -278,6 +280,8 @@ fn llama_fixture_round_trips_through_gguf() {
             (4, 2, 8)
         );
         assert!(!c.tie_word_embeddings);
+        // The EOS and the end-of-turn id, as a Hugging Face config lists them.
+        assert_eq!(lm.config().eos_token_ids(), [0, 7]);
         // The tokenizer built from the metadata encodes as the fixture's.
         assert_eq!(
             lm.tokenizer()

@@ -424,3 +424,70 @@ fn a_mistral_window_is_its_context() {
         "{err}"
     );
 }
+
+/// Llama 3 Instruct lists several EOS ids (`[128001, 128008, 128009]`): the list is kept, written
+/// back as a list (so `transformers` still stops at each), and generation stops at any of them.
+#[test]
+fn a_list_of_eos_ids_is_kept_and_stops_generation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("llama-eos-list");
+    std::fs::create_dir(&dir).unwrap();
+    for f in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(hf_dir("llama").join(f), dir.join(f)).unwrap();
+    }
+    let exp = expected("llama");
+    let greedy = &exp.greedy_alone[0];
+    // The third greedy token as a second EOS id: the row must stop at its first occurrence.
+    let stop = greedy[2];
+    let first = greedy.iter().position(|&t| t == stop).unwrap();
+    let unused = (0..320).find(|t| !greedy.contains(t)).unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(hf_dir("llama").join("config.json")).unwrap(),
+    )
+    .unwrap();
+    cfg["eos_token_id"] = serde_json::json!([unused, stop]);
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+
+    let lm = CausalLm::load(&dir, Device::Cpu).unwrap();
+    assert_eq!(lm.config().eos_token_id(), Some(unused));
+    assert_eq!(lm.config().eos_token_ids(), [unused, stop]);
+    let (ids, mask) = row(&exp.prompts[0]);
+    let mut gen = GenerateConfig::greedy(exp.greedy_max_new_tokens);
+    gen.eos_token_id = lm.config().eos_token_id();
+    gen.pad_token_id = 0;
+    // With the first id alone, nothing stops the row.
+    assert_eq!(
+        rows(&lm.generate(&ids, &mask, &gen).unwrap().tokens)[0],
+        *greedy
+    );
+    gen.stop_token_ids = lm.config().eos_token_ids();
+    for out in [
+        lm.generate(&ids, &mask, &gen).unwrap(),
+        lm.generate_uncached(&ids, &mask, &gen).unwrap(),
+    ] {
+        let got = &rows(&out.tokens)[0];
+        assert_eq!(got[..=first], greedy[..=first], "up to the stop token");
+        assert!(
+            got[first + 1..].iter().all(|&t| t == 0),
+            "padded after it: {got:?}"
+        );
+    }
+
+    // Saved and loaded: the list survives, in config.json as a list.
+    lm.save(tmp.path().join("saved")).unwrap();
+    let written: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("saved/config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(written["eos_token_id"], serde_json::json!([unused, stop]));
+    let back = CausalLm::load(tmp.path().join("saved"), Device::Cpu).unwrap();
+    assert_eq!(back.config().eos_token_ids(), [unused, stop]);
+    // A single id stays a single id; a bad list is a clear error.
+    assert_eq!(load("llama").config().eos_token_ids(), [0]);
+    let err = ModelConfig::from_json(r#"{"model_type": "llama", "eos_token_id": [1, 99999]}"#)
+        .unwrap_err();
+    assert!(err.contains("eos_token_id 99999"), "{err}");
+    let err =
+        ModelConfig::from_json(r#"{"model_type": "llama", "eos_token_id": [1, "x"]}"#).unwrap_err();
+    assert!(err.contains("not a token id"), "{err}");
+}

@@ -130,6 +130,8 @@ fn main() -> anyhow::Result<()> {
         top_k: args.top_k,
         top_p: args.top_p,
         eos_token_id: eos,
+        // A config that lists several EOS ids (Llama 3 Instruct) stops at any of them.
+        stop_token_ids: lm.config().eos_token_ids(),
         pad_token_id: pad,
         seed: Some(args.seed),
     };

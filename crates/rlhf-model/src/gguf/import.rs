@@ -159,6 +159,21 @@ pub fn config_from_gguf(g: &GgufFile) -> Result<LlamaConfig> {
             ))
         }
     }
+    // Llama 3 GGUFs name the end of a turn (`<|eot_id|>`) and of a tool message apart from
+    // the EOS: all of them end generation, as the Hugging Face config lists them.
+    let mut eos_ids: Vec<i64> = vec![];
+    for key in ["eos", "eot", "eom"] {
+        let id = g.get(&format!("tokenizer.ggml.{key}_token_id"));
+        if let Some(id) = id.and_then(GgufValue::as_u64).map(|v| v as i64) {
+            if !eos_ids.contains(&id) {
+                eos_ids.push(id);
+            }
+        }
+    }
+    if eos_ids.len() > 1 {
+        cfg.eos_token_id = eos_ids.first().copied();
+        cfg.eos_token_ids = eos_ids;
+    }
     if g.tensor("rope_freqs.weight").is_some() {
         return Err(ModelError::ckpt(
             &g.path,

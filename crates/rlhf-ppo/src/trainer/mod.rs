@@ -501,7 +501,9 @@ where
             temperature: self.config.temperature,
             top_k: self.config.top_k,
             top_p: self.config.top_p,
+            // Rollouts end at the one EOS the policy was fine-tuned to end responses with.
             eos_token_id: self.tokens.eos,
+            stop_token_ids: vec![],
             pad_token_id: self.tokens.pad,
             seed: Some(mix(self.config.seed, 2 * it + 1)),
         }
