@@ -109,6 +109,15 @@ impl Tokenizer {
         self.config.as_ref()?.get("chat_template")?.as_str()
     }
 
+    /// The id of `tokenizer_config.json`'s `eos_token` (a string, or `{"content": ...}`), when it
+    /// names a token of this vocabulary: the token a chat template ends an assistant turn with
+    /// (Llama 3 Instruct: `<|eot_id|>`, where `config.json`'s first EOS is `<|end_of_text|>`).
+    pub fn eos_token_id(&self) -> Option<i64> {
+        let eos = self.config.as_ref()?.get("eos_token")?;
+        let text = eos.as_str().or_else(|| eos.get("content")?.as_str())?;
+        self.token_id(text)
+    }
+
     /// Where it was loaded from.
     pub fn source(&self) -> &Path {
         &self.source

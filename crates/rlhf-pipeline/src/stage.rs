@@ -384,16 +384,27 @@ pub fn warn_seen_prompts<V: rlhf_data::hygiene::HasPrompt, T: rlhf_data::hygiene
 
 /// The EOS and pad ids of a model (from its config, else its tokenizer's `<|endoftext|>`).
 pub fn special_ids(model: &CausalLm) -> anyhow::Result<(u32, u32)> {
-    let eos = model
-        .config()
-        .eos_token_id()
-        .or_else(|| {
-            model
-                .tokenizer()
-                .and_then(|t| t.token_id(rlhf_model::tokenizer::ENDOFTEXT))
-        })
+    response_ids(model.config(), model.tokenizer(), false)
+}
+
+/// The id every response ends with, and the pad id, for a model with this config and
+/// tokenizer. With a chat template in use (`chat`), the tokenizer's `eos_token`
+/// ([`rlhf_model::Tokenizer::eos_token_id`]): what the template ends an assistant turn with, and
+/// what TRL appends (`tokenizer.eos_token`); they differ from `config.json`'s first EOS in Llama 3
+/// Instruct (`<|eot_id|>` against `<|end_of_text|>`). Otherwise, and when the tokenizer names
+/// none, the config's `eos_token_id`, else the tokenizer's `<|endoftext|>`. The pad id is the
+/// config's `pad_token_id`, else that EOS.
+pub fn response_ids(
+    config: &rlhf_model::ModelConfig,
+    tok: Option<&rlhf_model::tokenizer::Tokenizer>,
+    chat: bool,
+) -> anyhow::Result<(u32, u32)> {
+    let chat_eos = tok.filter(|_| chat).and_then(|t| t.eos_token_id());
+    let eos = chat_eos
+        .or(config.eos_token_id())
+        .or_else(|| tok.and_then(|t| t.token_id(rlhf_model::tokenizer::ENDOFTEXT)))
         .context("the model has no eos_token_id and its tokenizer no <|endoftext|>")?;
-    let pad = model.config().pad_token_id().unwrap_or(eos);
+    let pad = config.pad_token_id().unwrap_or(eos);
     Ok((eos as u32, pad as u32))
 }
 
@@ -409,11 +420,11 @@ pub fn collator(
     let tok = model
         .tokenizer()
         .context("the checkpoint has no tokenizer.json: the stage needs one to read text")?;
-    let (eos, pad) = special_ids(model)?;
+    let template = chat_template(tok, chat)?;
+    let (eos, pad) = response_ids(model.config(), Some(tok), template.is_some())?;
     let cfg =
         rlhf_data::collate::CollateConfig::new(eos, pad).with_limits(max_prompt, max_response);
-    Ok(rlhf_data::collate::Collator::new(tok.inner().clone(), cfg)?
-        .with_chat_template(chat_template(tok, chat)?))
+    Ok(rlhf_data::collate::Collator::new(tok.inner().clone(), cfg)?.with_chat_template(template))
 }
 
 /// The chat template of a checkpoint's tokenizer (from its `tokenizer_config.json` or
@@ -446,5 +457,38 @@ pub fn chat_template(
             Ok(None)
         }
         (None, _) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rlhf_model::tokenizer::Tokenizer;
+    use rlhf_model::{LlamaConfig, ModelConfig};
+
+    /// With a chat template in use, responses end with the tokenizer's `eos_token` (Llama 3
+    /// Instruct's `<|eot_id|>`), not the config's first EOS; otherwise with the config's.
+    #[test]
+    fn responses_end_with_the_chat_templates_eos_when_one_is_in_use() {
+        let mut cfg = LlamaConfig::sized(1, 2, 1, 8, 16, 257, 32);
+        cfg.eos_token_id = Some(256);
+        cfg.pad_token_id = None;
+        let cfg = ModelConfig::Llama(cfg);
+        let mut tok = Tokenizer::byte_level();
+        let a = tok.token_id("a").unwrap();
+        assert_ne!(a, 256);
+        // No tokenizer_config.json: the config's EOS either way, and pad = EOS.
+        assert_eq!(response_ids(&cfg, Some(&tok), true).unwrap(), (256, 256));
+        for eos_token in [serde_json::json!("a"), serde_json::json!({"content": "a"})] {
+            tok.set_tokenizer_config(Some(serde_json::json!({"eos_token": eos_token})));
+            assert_eq!(tok.eos_token_id(), Some(a));
+            let (ea, a32) = (response_ids(&cfg, Some(&tok), true).unwrap(), a as u32);
+            assert_eq!(ea, (a32, a32), "chat: the tokenizer's eos_token");
+            assert_eq!(response_ids(&cfg, Some(&tok), false).unwrap(), (256, 256));
+        }
+        // An eos_token outside the vocabulary is no id: the config's.
+        tok.set_tokenizer_config(Some(serde_json::json!({"eos_token": "<|not here|>"})));
+        assert_eq!(tok.eos_token_id(), None);
+        assert_eq!(response_ids(&cfg, Some(&tok), true).unwrap(), (256, 256));
     }
 }

@@ -130,12 +130,19 @@ fn main() -> anyhow::Result<()> {
         top_k: args.top_k,
         top_p: args.top_p,
         eos_token_id: eos,
-        // A config that lists several EOS ids (Llama 3 Instruct) stops at any of them.
-        stop_token_ids: lm.config().eos_token_ids(),
+        // A config that lists several EOS ids (Llama 3 Instruct) stops at any of them, and a
+        // chat template's end of turn (the tokenizer's eos_token) too.
+        stop_token_ids: lm
+            .config()
+            .eos_token_ids()
+            .into_iter()
+            .chain(tok.eos_token_id().filter(|_| template.is_some()))
+            .collect(),
         pad_token_id: pad,
         seed: Some(args.seed),
     };
-    // The answers to `rows` (token ids), decoded, EOS and padding dropped.
+    // The answers to `rows` (token ids), decoded, EOS (and the other stop ids) and padding
+    // dropped.
     let answer = |rows: &[&[i64]], seed: u64| -> anyhow::Result<Vec<String>> {
         let (ids, mask) = rlhf_ppo::data::left_pad(rows, pad)?;
         let (ids, mask) = (ids.to_device(device), mask.to_device(device));
@@ -151,7 +158,7 @@ fn main() -> anyhow::Result<()> {
                 let toks = Vec::<i64>::try_from(tokens.get(r))?;
                 let keep = Vec::<f32>::try_from(real.get(r))?;
                 let toks: Vec<i64> = (toks.into_iter().zip(keep))
-                    .filter(|&(t, k)| k > 0.0 && Some(t) != eos)
+                    .filter(|&(t, k)| k > 0.0 && Some(t) != eos && !cfg.stop_token_ids.contains(&t))
                     .map(|(t, _)| t)
                     .collect();
                 Ok(tok.decode(&toks, true)?)

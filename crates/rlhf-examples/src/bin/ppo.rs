@@ -48,7 +48,7 @@ use rlhf_dist::Collective;
 use rlhf_examples::data::{read_records, read_texts};
 use rlhf_examples::run::{load_config, truncate_metrics, Progress};
 use rlhf_examples::stage::{
-    chat_template, check_same_vocab, checkpoint_head, load_reward, special_ids, unknown_tokens,
+    chat_template, check_same_vocab, checkpoint_head, load_reward, response_ids, unknown_tokens,
     warn_unknown, CommonArgs,
 };
 use rlhf_model::train::{MetricsSink, NoMetrics};
@@ -218,8 +218,9 @@ fn main() -> anyhow::Result<()> {
         .tokenizer()
         .context("--policy has no tokenizer.json: ppo needs it to read the prompts")?
         .clone();
-    let (eos, pad) = special_ids(&reference)?;
     let chat = chat_template(&tok, !args.common.no_chat_template)?;
+    // The EOS the SFT stage ended responses with (the chat template's, when one is in use).
+    let (eos, pad) = response_ids(reference.config(), Some(&tok), chat.is_some())?;
 
     // A run resumed from a checkpoint takes its policy and value function from there; else
     // they start from --policy and --value (or --reward).

@@ -25,7 +25,8 @@ use rlhf_dist::Collective;
 use rlhf_examples::data::{read_records, read_records_from};
 use rlhf_examples::run::{load_config, Progress};
 use rlhf_examples::stage::{
-    chat_template, check_fit, warn_seen_prompts, warn_truncation, warn_unknown, CommonArgs,
+    chat_template, check_fit, response_ids, warn_seen_prompts, warn_truncation, warn_unknown,
+    CommonArgs,
 };
 use rlhf_model::train::{MetricsSink, NoMetrics};
 use rlhf_model::{CheckpointMeta, HeadKind, LoadOptions, ScalarModel};
@@ -123,15 +124,11 @@ fn collator(model: &ScalarModel, cfg: &RewardRunConfig, chat: bool) -> anyhow::R
     let tok = model
         .tokenizer()
         .context("the checkpoint has no tokenizer.json: the reward stage needs one to read text")?;
-    let eos = model
-        .config()
-        .eos_token_id()
-        .or_else(|| tok.token_id(rlhf_model::tokenizer::ENDOFTEXT))
-        .context("the model has no eos_token_id and its tokenizer no <|endoftext|>")?;
-    let pad = model.config().pad_token_id().unwrap_or(eos);
-    let collate = CollateConfig::new(eos as u32, pad as u32)
-        .with_limits(cfg.max_prompt_tokens, cfg.max_response_tokens);
-    Ok(Collator::new(tok.inner().clone(), collate)?.with_chat_template(chat_template(tok, chat)?))
+    let template = chat_template(tok, chat)?;
+    let (eos, pad) = response_ids(model.config(), Some(tok), template.is_some())?;
+    let collate =
+        CollateConfig::new(eos, pad).with_limits(cfg.max_prompt_tokens, cfg.max_response_tokens);
+    Ok(Collator::new(tok.inner().clone(), collate)?.with_chat_template(template))
 }
 
 fn main() -> anyhow::Result<()> {
