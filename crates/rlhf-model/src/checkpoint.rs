@@ -220,6 +220,22 @@ pub(crate) fn write_checkpoint_tensors(
     let mut config = config.clone();
     let arch = config.hf_architecture(meta.head == HeadKind::Lm);
     config.set_architectures(vec![arch.to_string()]);
+    // `transformers` loads weights in the config's `dtype` (`torch_dtype` before version 5):
+    // say what this file holds, or an f32 model trained from a bf16 checkpoint would load back
+    // rounded to bf16. A config without the key gets none (it then loads as stored).
+    let name = tensors.iter().find_map(|(_, t)| match t.kind() {
+        Kind::Float => Some("float32"),
+        Kind::BFloat16 => Some("bfloat16"),
+        Kind::Half => Some("float16"),
+        _ => None,
+    });
+    if let Some(name) = name {
+        for key in ["dtype", "torch_dtype"] {
+            if let Some(v) = config.extra_mut().get_mut(key) {
+                *v = name.into();
+            }
+        }
+    }
     if meta.head != HeadKind::Lm {
         let extra = config.extra_mut();
         extra.insert("id2label".into(), serde_json::json!({"0": "LABEL_0"}));

@@ -94,6 +94,19 @@ fn shards_hold_exactly_the_unsharded_weights_rounded_to_bf16() {
     sharded.save(tmp.path().join("saved")).unwrap();
     assert!(tmp.path().join("saved").join(WEIGHTS_FILE).exists());
     assert!(!tmp.path().join("saved").join(WEIGHTS_INDEX_FILE).exists());
+    // The file holds f32 now: the config says so, or transformers would load it in bf16.
+    let config = |dir: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap()
+    };
+    assert_eq!(
+        config(&fixture("hf-tiny-llama-sharded"))["dtype"],
+        "bfloat16"
+    );
+    assert_eq!(config(&tmp.path().join("saved"))["dtype"], "float32");
+    let mut bf = CausalLm::load(fixture("hf-tiny-llama-sharded"), Device::Cpu).unwrap();
+    bf.set_kind(Kind::BFloat16);
+    bf.save(tmp.path().join("saved-bf16")).unwrap();
+    assert_eq!(config(&tmp.path().join("saved-bf16"))["dtype"], "bfloat16");
     let back = CausalLm::load(tmp.path().join("saved"), Device::Cpu).unwrap();
     for (name, t) in back.var_store().variables() {
         assert!(t.equal(&a[&name]), "{name} changed in a save/load");
