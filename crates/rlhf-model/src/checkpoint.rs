@@ -26,6 +26,8 @@ pub const META_FILE: &str = "rlhf.json";
 pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
 /// The chat template as its own file (newer `transformers` write it so).
 pub const CHAT_TEMPLATE_FILE: &str = "chat_template.jinja";
+/// Hugging Face's generation defaults (EOS ids, sampling settings), kept with a language model.
+pub const GENERATION_CONFIG_FILE: &str = "generation_config.json";
 
 /// What head a checkpoint carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +123,7 @@ pub(crate) struct CheckpointFiles {
     pub(crate) meta: CheckpointMeta,
     pub(crate) weights: Weights,
     pub(crate) tokenizer: Option<Tokenizer>,
+    pub(crate) generation_config: Option<serde_json::Value>,
 }
 
 pub(crate) fn read_checkpoint(dir: &Path) -> Result<CheckpointFiles> {
@@ -153,6 +156,7 @@ pub(crate) fn read_checkpoint(dir: &Path) -> Result<CheckpointFiles> {
     } else {
         None
     };
+    let generation_config = read_json_object(&dir.join(GENERATION_CONFIG_FILE))?;
     Ok(CheckpointFiles {
         dir,
         config,
@@ -160,7 +164,27 @@ pub(crate) fn read_checkpoint(dir: &Path) -> Result<CheckpointFiles> {
         meta,
         weights,
         tokenizer,
+        generation_config,
     })
+}
+
+/// The JSON object in `path`, or `None` when there is no such file.
+fn read_json_object(path: &Path) -> Result<Option<serde_json::Value>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| ModelError::Json {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })?;
+    if !value.is_object() {
+        return Err(ModelError::Json {
+            path: path.to_path_buf(),
+            msg: "expected a JSON object".into(),
+        });
+    }
+    Ok(Some(value))
 }
 
 /// `tokenizer_config.json`, with the template of `chat_template.jinja` (which wins, as in

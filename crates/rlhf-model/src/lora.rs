@@ -589,6 +589,7 @@ impl LoraState {
     }
 
     /// Writes an ordinary checkpoint of the model with the adapters folded into the weights.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn save_merged(
         &self,
         dir: &Path,
@@ -597,9 +598,10 @@ impl LoraState {
         config: &ModelConfig,
         tokenizer: Option<&crate::Tokenizer>,
         meta: &crate::CheckpointMeta,
+        extra: Vec<(&str, Vec<u8>)>,
     ) -> Result<()> {
         let tensors = self.merged_tensors(vs, body, config);
-        crate::checkpoint::write_checkpoint_tensors(dir, config, &tensors, tokenizer, meta, vec![])
+        crate::checkpoint::write_checkpoint_tensors(dir, config, &tensors, tokenizer, meta, extra)
     }
 
     /// Every base variable under its checkpoint name, with the adapted projections' weights

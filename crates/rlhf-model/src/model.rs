@@ -4,7 +4,7 @@
 use crate::body::{normal_var, Body};
 use crate::checkpoint::{
     load_into_varstore, named_variables, read_checkpoint, write_checkpoint_tensors,
-    write_checkpoint_with, CheckpointFiles, CheckpointMeta, HeadKind,
+    write_checkpoint_with, CheckpointFiles, CheckpointMeta, HeadKind, GENERATION_CONFIG_FILE,
 };
 use crate::error::{ModelError, Result};
 use crate::generate::{generate_uncached, generate_with, GenerateConfig, Generation};
@@ -87,6 +87,7 @@ pub struct CausalLm {
     lm_head: Option<Tensor>,
     config: ModelConfig,
     tokenizer: Option<Tokenizer>,
+    generation_config: Option<serde_json::Value>,
     meta: CheckpointMeta,
     lora: LoraState,
 }
@@ -120,6 +121,7 @@ impl CausalLm {
             lm_head,
             config,
             tokenizer: None,
+            generation_config: None,
             meta: CheckpointMeta::new(HeadKind::Lm),
             lora: LoraState::default(),
         })
@@ -161,6 +163,7 @@ impl CausalLm {
             config.body_prefix(),
         )?;
         model.tokenizer = files.tokenizer;
+        model.generation_config = files.generation_config;
         model.meta = files.meta;
         if files.dir.join(ADAPTER_CONFIG_FILE).exists() {
             model.load_adapter(&files.dir)?;
@@ -227,6 +230,7 @@ impl CausalLm {
     /// Saves an ordinary checkpoint with the adapters folded into the weights
     /// (`W + (alpha / r) B A`): it loads anywhere, with no adapter files.
     pub fn save_merged(&mut self, dir: impl AsRef<Path>) -> Result<()> {
+        let extra = self.generation_config_file().into_iter().collect();
         self.lora.save_merged(
             dir.as_ref(),
             &self.vs,
@@ -234,7 +238,49 @@ impl CausalLm {
             &self.config,
             self.tokenizer.as_ref(),
             &self.meta,
+            extra,
         )
+    }
+
+    /// The checkpoint's `generation_config.json` (Hugging Face's generation defaults: EOS ids,
+    /// sampling settings), as it was read; saved with the model, so that `transformers`
+    /// generates from a fine-tuned checkpoint with its base model's defaults.
+    pub fn generation_config(&self) -> Option<&serde_json::Value> {
+        self.generation_config.as_ref()
+    }
+
+    /// Sets (or, with `None`, drops) the `generation_config.json` saved with the model.
+    pub fn set_generation_config(&mut self, config: Option<serde_json::Value>) {
+        self.generation_config = config;
+    }
+
+    /// Every end-of-sequence id the model's configs name: `config.json`'s
+    /// ([`ModelConfig::eos_token_ids`]) and then `generation_config.json`'s (an id or a list;
+    /// Qwen2.5 Instruct: `[151645, 151643]`), each once. What `transformers`' `generate` stops
+    /// at.
+    pub fn eos_token_ids(&self) -> Vec<i64> {
+        let mut ids = self.config.eos_token_ids();
+        let listed = self
+            .generation_config
+            .as_ref()
+            .and_then(|g| g.get("eos_token_id"));
+        let more: Vec<i64> = match listed {
+            Some(serde_json::Value::Array(a)) => a.iter().filter_map(|v| v.as_i64()).collect(),
+            Some(v) => v.as_i64().into_iter().collect(),
+            None => vec![],
+        };
+        for id in more {
+            if !ids.contains(&id) && (0..self.config.vocab_size()).contains(&id) {
+                ids.push(id);
+            }
+        }
+        ids
+    }
+
+    fn generation_config_file(&self) -> Option<(&'static str, Vec<u8>)> {
+        let g = self.generation_config.as_ref()?;
+        let text = serde_json::to_string_pretty(g).expect("JSON serializes");
+        Some((GENERATION_CONFIG_FILE, text.into_bytes()))
     }
 
     /// Saves config.json, model.safetensors (HF names; a tied `lm_head` is not stored, as
@@ -350,6 +396,7 @@ impl CausalLm {
     pub fn save_with(&self, dir: impl AsRef<Path>, extra: Vec<(&str, Vec<u8>)>) -> Result<()> {
         let mut extra = extra;
         extra.extend(self.adapter_files()?);
+        extra.extend(self.generation_config_file());
         write_checkpoint_with(
             dir.as_ref(),
             &self.config,
@@ -672,6 +719,7 @@ impl ScalarModel {
             &self.config,
             self.tokenizer.as_ref(),
             &self.meta,
+            vec![],
         )
     }
 

@@ -339,3 +339,48 @@ fn byte_level_tokenizer_round_trips_any_text() {
         assert_eq!(tok.decode(&ids, false).unwrap(), text);
     }
 }
+
+/// `generation_config.json` (Hugging Face's generation defaults) is kept with a language model:
+/// read, saved again (also merged from LoRA), and its EOS ids join the config's.
+#[test]
+fn generation_config_is_kept_with_the_model() {
+    let fixture =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf-tiny-llama");
+    let read = |p: &std::path::Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    let want = read(&fixture.join("generation_config.json"));
+    let mut lm = CausalLm::load(&fixture, Device::Cpu).unwrap();
+    assert_eq!(lm.generation_config(), Some(&want));
+    assert_eq!(lm.eos_token_ids(), [0]);
+    let tmp = tempfile::tempdir().unwrap();
+    lm.save(tmp.path().join("a")).unwrap();
+    assert_eq!(read(&tmp.path().join("a/generation_config.json")), want);
+    // A list in generation_config.json (Qwen2.5 Instruct's form) adds its ids, each once.
+    let mut g = want.clone();
+    g["eos_token_id"] = serde_json::json!([0, 5, 5, 99999]);
+    lm.set_generation_config(Some(g.clone()));
+    assert_eq!(
+        lm.eos_token_ids(),
+        [0, 5],
+        "the config's first, then the new in-vocab ones"
+    );
+    lm.attach_lora(&rlhf_model::LoraConfig::default()).unwrap();
+    lm.save_merged(tmp.path().join("merged")).unwrap();
+    assert_eq!(read(&tmp.path().join("merged/generation_config.json")), g);
+    let back = CausalLm::load(tmp.path().join("merged"), Device::Cpu).unwrap();
+    assert_eq!(back.generation_config(), Some(&g));
+    // None: no file.
+    lm.set_generation_config(None);
+    lm.save(tmp.path().join("none")).unwrap();
+    assert!(!tmp.path().join("none/generation_config.json").exists());
+    // Not a JSON object: a clear error naming the file.
+    std::fs::write(tmp.path().join("a/generation_config.json"), "[1]").unwrap();
+    let e = CausalLm::load(tmp.path().join("a"), Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("generation_config.json") && e.contains("JSON object"),
+        "{e}"
+    );
+}

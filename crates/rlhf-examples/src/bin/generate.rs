@@ -130,10 +130,10 @@ fn main() -> anyhow::Result<()> {
         top_k: args.top_k,
         top_p: args.top_p,
         eos_token_id: eos,
-        // A config that lists several EOS ids (Llama 3 Instruct) stops at any of them, and a
-        // chat template's end of turn (the tokenizer's eos_token) too.
+        // Every EOS id of config.json (Llama 3 Instruct lists three) and generation_config.json
+        // (Qwen2.5 Instruct lists two) stops a row, and a chat template's end of turn (the
+        // tokenizer's eos_token) too.
         stop_token_ids: lm
-            .config()
             .eos_token_ids()
             .into_iter()
             .chain(tok.eos_token_id().filter(|_| template.is_some()))
