@@ -44,6 +44,26 @@ fn expected(kind: &str) -> Expected {
     serde_json::from_str(&text).unwrap()
 }
 
+/// A copy of the `kind` fixture's weights and tokenizer in `tmp/kind`, with its `config.json`
+/// changed by `edit`.
+fn edited_copy(
+    tmp: &std::path::Path,
+    kind: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> PathBuf {
+    let dir = tmp.join(kind);
+    std::fs::create_dir(&dir).unwrap();
+    for f in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(hf_dir(kind).join(f), dir.join(f)).unwrap();
+    }
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(hf_dir(kind).join("config.json")).unwrap())
+            .unwrap();
+    edit(&mut cfg);
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    dir
+}
+
 fn load(kind: &str) -> CausalLm {
     CausalLm::load(hf_dir(kind), Device::Cpu).unwrap()
 }
@@ -276,17 +296,9 @@ fn save_load_is_exact_and_keeps_hf_names_and_shapes() {
 #[test]
 fn missing_lm_head_means_tied() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("qwen2-untied-config");
-    std::fs::create_dir(&dir).unwrap();
-    for f in ["model.safetensors", "tokenizer.json"] {
-        std::fs::copy(hf_dir("qwen2").join(f), dir.join(f)).unwrap();
-    }
-    let mut cfg: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(hf_dir("qwen2").join("config.json")).unwrap(),
-    )
-    .unwrap();
-    cfg["tie_word_embeddings"] = false.into();
-    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    let dir = edited_copy(tmp.path(), "qwen2", |cfg| {
+        cfg["tie_word_embeddings"] = false.into()
+    });
     let lm = CausalLm::load(&dir, Device::Cpu).unwrap();
     assert!(lm.config().tie_word_embeddings());
     let exp = expected("qwen2");
@@ -396,17 +408,9 @@ fn unknown_model_type_is_a_clear_error() {
 #[test]
 fn a_mistral_window_is_its_context() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("mistral-window-8");
-    std::fs::create_dir(&dir).unwrap();
-    for f in ["model.safetensors", "tokenizer.json"] {
-        std::fs::copy(hf_dir("mistral").join(f), dir.join(f)).unwrap();
-    }
-    let mut cfg: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(hf_dir("mistral").join("config.json")).unwrap(),
-    )
-    .unwrap();
-    cfg["sliding_window"] = 8.into();
-    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    let dir = edited_copy(tmp.path(), "mistral", |cfg| {
+        cfg["sliding_window"] = 8.into()
+    });
     let lm = CausalLm::load(&dir, Device::Cpu).unwrap();
     assert_eq!(lm.config().n_positions(), 8);
     let (ids, mask) = row(&[5, 6, 7, 8, 9, 10, 11, 12]);
@@ -430,23 +434,15 @@ fn a_mistral_window_is_its_context() {
 #[test]
 fn a_list_of_eos_ids_is_kept_and_stops_generation() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("llama-eos-list");
-    std::fs::create_dir(&dir).unwrap();
-    for f in ["model.safetensors", "tokenizer.json"] {
-        std::fs::copy(hf_dir("llama").join(f), dir.join(f)).unwrap();
-    }
     let exp = expected("llama");
     let greedy = &exp.greedy_alone[0];
     // The third greedy token as a second EOS id: the row must stop at its first occurrence.
     let stop = greedy[2];
     let first = greedy.iter().position(|&t| t == stop).unwrap();
     let unused = (0..320).find(|t| !greedy.contains(t)).unwrap();
-    let mut cfg: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(hf_dir("llama").join("config.json")).unwrap(),
-    )
-    .unwrap();
-    cfg["eos_token_id"] = serde_json::json!([unused, stop]);
-    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    let dir = edited_copy(tmp.path(), "llama", |cfg| {
+        cfg["eos_token_id"] = serde_json::json!([unused, stop])
+    });
 
     let lm = CausalLm::load(&dir, Device::Cpu).unwrap();
     assert_eq!(lm.config().eos_token_id(), Some(unused));
