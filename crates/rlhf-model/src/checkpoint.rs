@@ -305,46 +305,58 @@ fn kind_to_dtype(kind: Kind) -> Result<safetensors::Dtype> {
 }
 
 /// Serializes named tensors to safetensors bytes with `{"format": "pt"}` metadata (which
-/// `transformers` requires). Tensors are moved to the CPU and made contiguous.
+/// `transformers` requires). Each tensor is copied to the CPU, contiguous, only while it is
+/// written: the bytes and one tensor are held, not a second copy of every tensor.
 pub fn safetensors_bytes(tensors: &[(String, Tensor)]) -> Result<Vec<u8>> {
-    struct View {
-        dtype: safetensors::Dtype,
-        shape: Vec<usize>,
-        data: Vec<u8>,
-    }
-    impl safetensors::View for &View {
-        fn dtype(&self) -> safetensors::Dtype {
-            self.dtype
-        }
-        fn shape(&self) -> &[usize] {
-            &self.shape
-        }
-        fn data(&self) -> std::borrow::Cow<'_, [u8]> {
-            std::borrow::Cow::Borrowed(&self.data)
-        }
-        fn data_len(&self) -> usize {
-            self.data.len()
-        }
-    }
-    let mut views = Vec::with_capacity(tensors.len());
-    for (name, t) in tensors {
-        let t = t.to_device(tch::Device::Cpu).contiguous();
-        let numel = t.numel();
-        let nbytes = numel * t.kind().elt_size_in_bytes();
-        let mut data = vec![0u8; nbytes];
-        t.f_copy_data_u8(&mut data, numel)?;
-        views.push((
-            name.clone(),
-            View {
-                dtype: kind_to_dtype(t.kind())?,
-                shape: t.size().iter().map(|&d| d as usize).collect(),
-                data,
-            },
-        ));
-    }
+    let views = safetensors_views(tensors)?;
     let meta: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
     safetensors::serialize(views.iter().map(|(n, v)| (n.as_str(), v)), Some(meta))
         .map_err(|e| ModelError::Input(format!("safetensors serialization failed: {e}")))
+}
+
+/// A tensor as the safetensors writer sees it: its bytes are copied out only when the writer
+/// asks for them, one tensor at a time, so a save holds the file and one tensor, not a second
+/// copy of every tensor.
+struct LazyView {
+    dtype: safetensors::Dtype,
+    shape: Vec<usize>,
+    tensor: Tensor,
+}
+
+impl safetensors::View for &LazyView {
+    fn dtype(&self) -> safetensors::Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        let t = self.tensor.to_device(tch::Device::Cpu).contiguous();
+        let numel = t.numel();
+        let mut data = vec![0u8; self.data_len()];
+        // The kind and device were checked when the view was made.
+        t.copy_data_u8(&mut data, numel);
+        std::borrow::Cow::Owned(data)
+    }
+    fn data_len(&self) -> usize {
+        self.shape.iter().product::<usize>() * self.tensor.kind().elt_size_in_bytes()
+    }
+}
+
+fn safetensors_views(tensors: &[(String, Tensor)]) -> Result<Vec<(String, LazyView)>> {
+    tensors
+        .iter()
+        .map(|(name, t)| {
+            Ok((
+                name.clone(),
+                LazyView {
+                    dtype: kind_to_dtype(t.kind())?,
+                    shape: t.size().iter().map(|&d| d as usize).collect(),
+                    tensor: t.shallow_clone(),
+                },
+            ))
+        })
+        .collect()
 }
 
 /// Reads every tensor of a safetensors file (on the CPU, in the file's dtype), sorted by name.
