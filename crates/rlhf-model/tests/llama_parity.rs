@@ -5,7 +5,7 @@
 //! left-padded), the scalar head, KV cache == full forward, and checkpoint round trips.
 
 mod common;
-use common::{incremental_logits, left_pad, max_abs_diff, rows};
+use common::{incremental_logits, left_pad, max_abs_diff, rows, worst_logit_diff};
 use rlhf_model::checkpoint::read_safetensors;
 use rlhf_model::{
     CausalLm, GenerateConfig, HeadKind, LlamaConfig, ModelConfig, Policy, ScalarModel,
@@ -125,19 +125,7 @@ fn configs_parse_as_their_architecture() {
 fn logits_match_transformers() {
     for kind in KINDS {
         let (lm, exp) = (load(kind), expected(kind));
-        let mut worst = 0.0f64;
-        for (seq, want) in exp.sequences.iter().zip(&exp.logits) {
-            let (ids, mask) = row(seq);
-            let got = tch::no_grad(|| lm.logits(&ids, &mask, false))
-                .unwrap()
-                .get(0);
-            let flat: Vec<f32> = want.iter().flatten().copied().collect();
-            let want = Tensor::from_slice(&flat).view([want.len() as i64, -1]);
-            assert_eq!(got.size(), want.size());
-            worst = worst.max(max_abs_diff(&got, &want));
-            // The logits are far from uniform: a broken model would not match by accident.
-            assert!(f64::try_from(want.std(false)).unwrap() > 0.5);
-        }
+        let worst = worst_logit_diff(&lm, &exp.sequences, &exp.logits);
         println!("{kind}: max |logit diff| vs transformers = {worst:e}");
         assert!(worst <= 1e-4, "{kind}: max |logit diff| = {worst}");
     }

@@ -5,7 +5,7 @@
 //! it (tests/fixtures/make_llama_fixture.py, step `sharded`).
 
 mod common;
-use common::max_abs_diff;
+use common::worst_logit_diff;
 use rlhf_model::checkpoint::{WEIGHTS_FILE, WEIGHTS_INDEX_FILE};
 use rlhf_model::{CausalLm, Policy, ScalarModel, ValueFunction};
 use serde::Deserialize;
@@ -55,17 +55,7 @@ fn a_sharded_bf16_checkpoint_gives_transformers_logits() {
     let dir = fixture("hf-tiny-llama-sharded");
     assert!(exp.shards.len() >= 3 && !dir.join(WEIGHTS_FILE).exists());
     let lm = CausalLm::load(&dir, Device::Cpu).unwrap();
-    let mut worst = 0.0f64;
-    for (seq, want) in exp.sequences.iter().zip(&exp.logits) {
-        let ids = Tensor::from_slice(seq).unsqueeze(0);
-        let got = tch::no_grad(|| lm.logits(&ids, &ids.ones_like(), false))
-            .unwrap()
-            .get(0);
-        let flat: Vec<f32> = want.iter().flatten().copied().collect();
-        let want = Tensor::from_slice(&flat).view([want.len() as i64, -1]);
-        worst = worst.max(max_abs_diff(&got, &want));
-        assert!(f64::try_from(want.std(false)).unwrap() > 0.5);
-    }
+    let worst = worst_logit_diff(&lm, &exp.sequences, &exp.logits);
     println!("max |logit diff| vs transformers = {worst:e}");
     assert!(worst <= 1e-4, "max |logit diff| = {worst}");
 }

@@ -55,6 +55,27 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
     f64::try_from((a - b).abs().max()).unwrap()
 }
 
+/// The largest |difference| between `lm`'s logits on each of `sequences` (alone, no padding)
+/// and a reference's (`logits[i]` is `[T, V]` for `sequences[i]`, e.g. `transformers`' in a
+/// fixture's expected.json). Checks the shapes, and that the reference logits are far from
+/// uniform, so that a broken model cannot match by accident.
+pub fn worst_logit_diff(lm: &CausalLm, sequences: &[Vec<i64>], logits: &[Vec<Vec<f32>>]) -> f64 {
+    use rlhf_model::Policy;
+    let mut worst = 0.0f64;
+    for (seq, want) in sequences.iter().zip(logits) {
+        let ids = Tensor::from_slice(seq).unsqueeze(0);
+        let got = tch::no_grad(|| lm.logits(&ids, &ids.ones_like(), false))
+            .unwrap()
+            .get(0);
+        let flat: Vec<f32> = want.iter().flatten().copied().collect();
+        let want = Tensor::from_slice(&flat).view([want.len() as i64, -1]);
+        assert_eq!(got.size(), want.size());
+        worst = worst.max(max_abs_diff(&got, &want));
+        assert!(f64::try_from(want.std(false)).unwrap() > 0.5);
+    }
+    worst
+}
+
 pub fn rows(t: &Tensor) -> Vec<Vec<i64>> {
     (0..t.size()[0])
         .map(|i| Vec::<i64>::try_from(t.get(i)).unwrap())
