@@ -167,6 +167,25 @@ impl ChatTemplate {
     pub fn render_prompt(&self, user: &str) -> Result<String> {
         self.render(&[ChatMessage::user(user)], true)
     }
+
+    /// What the template writes right after an assistant message's text: its end of turn
+    /// (`<|im_end|>\n` in ChatML, Llama 3's `<|eot_id|>`, Gemma's `<end_of_turn>\n`). Found by
+    /// rendering a user message and an assistant reply and reading what follows the reply;
+    /// `None` when the template renders no assistant message or writes nothing after it.
+    pub fn turn_end(&self) -> Option<String> {
+        const REPLY: &str = "rlhfTurnEndProbe";
+        let text = self
+            .render(
+                &[
+                    ChatMessage::user("Hello"),
+                    ChatMessage::new("assistant", REPLY),
+                ],
+                false,
+            )
+            .ok()?;
+        let at = text.rfind(REPLY)? + REPLY.len();
+        Some(text[at..].to_string()).filter(|rest| !rest.is_empty())
+    }
 }
 
 /// minijinja's message with the line it points at.
@@ -197,6 +216,58 @@ mod tests {
             no_gen.ends_with("<|im_start|>user\nhi<|im_end|>\n"),
             "{no_gen}"
         );
+    }
+
+    /// Gemma 3's template (google/gemma-3-1b-it's `tokenizer_config.json`: `is string`,
+    /// `| trim`, `messages[1:]`, the system message folded into the first user turn,
+    /// `raise_exception` for roles out of order) rendered as `transformers` 5.23's
+    /// `apply_chat_template` renders it (`tests/fixtures/render_gemma3_template.py`).
+    #[test]
+    fn renders_gemma3_as_transformers_does() {
+        let fixture: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/fixtures/gemma3_chat.json")).unwrap();
+        let s = |v: &serde_json::Value| v.as_str().unwrap().to_string();
+        let t = ChatTemplate::new(
+            s(&fixture["template"]),
+            s(&fixture["bos_token"]),
+            s(&fixture["eos_token"]),
+        )
+        .unwrap();
+        let cases = fixture["cases"].as_array().unwrap();
+        assert_eq!(cases.len(), 3);
+        for case in cases {
+            let messages: Vec<ChatMessage> = case["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| ChatMessage::new(s(&m["role"]), s(&m["content"])))
+                .collect();
+            let gen = case["add_generation_prompt"].as_bool().unwrap();
+            assert_eq!(t.render(&messages, gen).unwrap(), s(&case["text"]));
+        }
+        let err = t
+            .render(&[ChatMessage::new("assistant", "x")], true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&s(&fixture["roles_error"])), "{err}");
+        assert_eq!(t.turn_end().as_deref(), Some("<end_of_turn>\n"));
+    }
+
+    #[test]
+    fn turn_end_is_what_follows_an_assistant_reply() {
+        let t = ChatTemplate::new(SMOLLM2, "<|im_start|>", "<|im_end|>").unwrap();
+        assert_eq!(t.turn_end().as_deref(), Some("<|im_end|>\n"));
+        // A template that writes nothing after the reply, or renders no reply, has none.
+        let bare = ChatTemplate::new("{% for m in messages %}{{ m.content }}{% endfor %}", "", "")
+            .unwrap();
+        assert_eq!(bare.turn_end(), None);
+        let users_only = ChatTemplate::new(
+            "{% for m in messages %}{% if m.role == 'user' %}{{ m.content }}\n{% endif %}{% endfor %}",
+            "",
+            "",
+        )
+        .unwrap();
+        assert_eq!(users_only.turn_end(), None);
     }
 
     #[test]

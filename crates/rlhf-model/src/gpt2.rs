@@ -369,7 +369,7 @@ impl Step {
         if past + t > n_positions {
             return Err(ModelError::Input(format!(
                 "sequence of {} tokens is longer than the model's context of {n_positions} \
-                 (n_positions / max_position_embeddings; a Mistral model's sliding_window)",
+                 (n_positions / max_position_embeddings)",
                 past + t,
             )));
         }
@@ -399,16 +399,41 @@ impl Step {
         })
     }
 
-    /// The query rows block `i` of `n_layer` computes and their mask: the rows asked for at
-    /// the last block, `(None, None)` (every row, [`Step::mask`]) elsewhere.
+    /// The query rows block `i` of `n_layer` computes and their mask (cut from `mask`, the
+    /// block's mask for all of them): the rows asked for at the last block, `(None, None)`
+    /// (every row, `mask`) elsewhere.
     pub(crate) fn block_queries(
         &self,
         i: usize,
         n_layer: usize,
+        mask: &AttnMask,
     ) -> (Option<&Range<i64>>, Option<AttnMask>) {
         let keep = self.rows.as_ref().filter(|_| i + 1 == n_layer);
-        let mask = keep.map(|r| self.mask.queries(r, self.past, self.t, self.device));
+        let mask = keep.map(|r| mask.queries(r, self.past, self.t, self.device));
         (keep, mask)
+    }
+
+    /// The mask of a local (sliding-window) attention layer: [`Step::mask`] without the keys
+    /// `window` or more positions before their query (Hugging Face's `kv_idx > q_idx -
+    /// sliding_window`, on positions in the padded sequence as the cache holds them). `None`
+    /// when the call's `past + t` tokens fit in the window: then no key is that far and
+    /// [`Step::mask`] applies as it is.
+    pub(crate) fn windowed(&self, window: i64) -> Option<AttnMask> {
+        let (t, s) = (self.t, self.past + self.t);
+        if s <= window {
+            return None;
+        }
+        let q_idx = Tensor::arange_start(self.past, s, (Kind::Int64, self.device)).view([t, 1]);
+        let k_idx = Tensor::arange(s, (Kind::Int64, self.device)).view([1, s]);
+        let near = k_idx.gt_tensor(&(&q_idx - window)).view([1, 1, t, s]);
+        Some(AttnMask::Bool(match &self.mask {
+            AttnMask::Causal => k_idx
+                .le_tensor(&q_idx)
+                .view([1, 1, t, s])
+                .logical_and(&near),
+            AttnMask::All => near,
+            AttnMask::Bool(m) => m.logical_and(&near),
+        }))
     }
 
     /// The hidden states `x [B, T, E]` narrowed to the rows asked for: what a body without
@@ -704,7 +729,7 @@ impl Gpt2 {
         let n_layer = self.h.len();
         for (i, block) in self.h.iter().enumerate() {
             let layer_cache = cache.as_mut().map(|c| (&mut c.layers[i], past));
-            let (keep, keep_mask) = step.block_queries(i, n_layer);
+            let (keep, keep_mask) = step.block_queries(i, n_layer, &step.mask);
             let a = block.attn.forward(
                 &block.ln_1.forward(&x),
                 keep_mask.as_ref().unwrap_or(&step.mask),

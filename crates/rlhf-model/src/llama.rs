@@ -1,7 +1,9 @@
 //! The Llama-family decoder body (Hugging Face `LlamaModel` / `Qwen2Model` / `Qwen3Model` /
-//! `MistralModel`): token embedding, pre-RMSNorm layers with rotary grouped-query
-//! self-attention (Qwen3: with an RMSNorm on each head's queries and keys) and a SwiGLU MLP,
-//! final RMSNorm.
+//! `MistralModel` / `Gemma3TextModel`): token embedding, pre-RMSNorm layers with rotary
+//! grouped-query self-attention (Qwen3 and Gemma 3: with an RMSNorm on each head's queries and
+//! keys) and a SwiGLU MLP, final RMSNorm. Gemma 3 adds a norm after the attention and after
+//! the MLP, scales the embeddings, gates its MLP with GELU and slides the attention window of
+//! its local layers (see [`LlamaConfig::is_gemma3`]).
 //!
 //! Variable names mirror Hugging Face (`embed_tokens`, `layers.{i}.self_attn.q_proj`,
 //! `layers.{i}.mlp.gate_proj`, `norm`, ...) and linear weights are stored `[out, in]` as
@@ -73,18 +75,26 @@ impl Projection for Linear {
     }
 }
 
-/// Hugging Face's `LlamaRMSNorm`: normalize in f32, cast back, then scale.
+/// Hugging Face's `LlamaRMSNorm`: normalize in f32, cast back, then scale. Gemma's
+/// (`offset`): scale by `1 + weight` in f32, then cast back; its weight starts at 0.
 #[derive(Debug)]
 struct RmsNorm {
     weight: Tensor,
     eps: f64,
+    offset: bool,
 }
 
 impl RmsNorm {
-    fn new(p: nn::Path, dim: i64, eps: f64) -> Self {
+    fn new(p: nn::Path, dim: i64, eps: f64, offset: bool) -> Self {
+        let p = p.set_group(NO_DECAY_GROUP);
         RmsNorm {
-            weight: p.set_group(NO_DECAY_GROUP).ones("weight", &[dim]),
+            weight: if offset {
+                p.zeros("weight", &[dim])
+            } else {
+                p.ones("weight", &[dim])
+            },
             eps,
+            offset,
         }
     }
 
@@ -92,21 +102,27 @@ impl RmsNorm {
         let kind = x.kind();
         let xf = x.to_kind(Kind::Float);
         let var = xf.square().mean_dim(-1, true, Kind::Float);
-        let normed = (xf * (var + self.eps).rsqrt()).to_kind(kind);
-        &self.weight * normed
+        let normed = xf * (var + self.eps).rsqrt();
+        if self.offset {
+            (normed * (self.weight.to_kind(Kind::Float) + 1.0)).to_kind(kind)
+        } else {
+            &self.weight * normed.to_kind(kind)
+        }
     }
 }
 
 /// The rotary embedding's inverse frequencies `[head_dim / 2]` (f32), as Hugging Face's
-/// `ROPE_INIT_FUNCTIONS` compute them for "default", "linear" and "llama3".
-fn inv_freq(cfg: &LlamaConfig) -> Result<Tensor> {
+/// `ROPE_INIT_FUNCTIONS` compute them for "default", "linear" and "llama3"; of Gemma 3's local
+/// layers when `local`.
+fn inv_freq(cfg: &LlamaConfig, local: bool) -> Result<Tensor> {
     let dim = cfg.head_dim();
     let exponent = Tensor::arange_start_step(0, dim, 2, (Kind::Int64, tch::Device::Cpu))
         .to_kind(Kind::Float)
         / dim as f64;
-    let base = Tensor::from(cfg.rope_base() as f32);
+    let (base, scaling) = cfg.rope(local)?;
+    let base = Tensor::from(base as f32);
     let inv = base.pow(&exponent).reciprocal();
-    Ok(match cfg.rope_scaling()? {
+    Ok(match scaling {
         RopeScaling::None => inv,
         RopeScaling::Linear { factor } => inv / factor,
         RopeScaling::Llama3 {
@@ -159,8 +175,10 @@ struct Attention {
     k_proj: Linear,
     v_proj: Linear,
     o_proj: Linear,
-    /// Qwen3's RMSNorm over each head's queries and keys, before RoPE.
+    /// Qwen3's (Gemma 3's) RMSNorm over each head's queries and keys, before RoPE.
     qk_norm: Option<(RmsNorm, RmsNorm)>,
+    /// The score scale; `None` is `1 / sqrt(head_dim)`.
+    scale: Option<f64>,
     n_head: i64,
     n_kv: i64,
     head_dim: i64,
@@ -178,11 +196,13 @@ impl Attention {
             v_proj: Linear::new(&p / "v_proj", e, kv * d, cfg.qkv_bias(), std),
             o_proj: Linear::new(&p / "o_proj", h * d, e, cfg.o_bias(), std),
             qk_norm: cfg.qk_norm().then(|| {
+                let g = cfg.is_gemma3();
                 (
-                    RmsNorm::new(&p / "q_norm", d, cfg.rms_norm_eps),
-                    RmsNorm::new(&p / "k_norm", d, cfg.rms_norm_eps),
+                    RmsNorm::new(&p / "q_norm", d, cfg.rms_norm_eps, g),
+                    RmsNorm::new(&p / "k_norm", d, cfg.rms_norm_eps, g),
                 )
             }),
+            scale: cfg.attention_scale(),
             n_head: h,
             n_kv: kv,
             head_dim: d,
@@ -252,7 +272,7 @@ impl Attention {
         let keys = Keys::new(k, v, cache);
         let dropout = if train { self.attn_pdrop } else { 0.0 };
         // Grouped-query attention: `attend` lets query head h read key/value head h / (H / KV).
-        let y = mask.attend(&q, &keys, dropout, None);
+        let y = mask.attend(&q, &keys, dropout, self.scale);
         let r = q.size()[2];
         let y = y
             .transpose(1, 2)
@@ -268,6 +288,8 @@ struct Mlp {
     gate_proj: Linear,
     up_proj: Linear,
     down_proj: Linear,
+    /// Gemma's GELU (tanh approximation) in place of SiLU.
+    gelu: bool,
     resid_pdrop: f64,
 }
 
@@ -283,14 +305,20 @@ impl Mlp {
             gate_proj: Linear::new(&p / "gate_proj", e, i, bias, std),
             up_proj: Linear::new(&p / "up_proj", e, i, bias, std),
             down_proj: Linear::new(&p / "down_proj", i, e, bias, std),
+            gelu: cfg.is_gemma3(),
             resid_pdrop: cfg.resid_pdrop,
         }
     }
 
-    /// SwiGLU: `down(silu(gate(x)) * up(x))`.
+    /// SwiGLU: `down(silu(gate(x)) * up(x))` (Gemma: `gelu_tanh` in place of `silu`).
     fn forward(&self, x: &Tensor, train: bool, autocast: Option<Kind>) -> Tensor {
-        let h = self.gate_proj.forward(x, train, autocast).silu()
-            * self.up_proj.forward(x, train, autocast);
+        let gate = self.gate_proj.forward(x, train, autocast);
+        let gate = if self.gelu {
+            gate.gelu("tanh")
+        } else {
+            gate.silu()
+        };
+        let h = gate * self.up_proj.forward(x, train, autocast);
         self.down_proj
             .forward(&h, train, autocast)
             .dropout(self.resid_pdrop, train)
@@ -301,18 +329,25 @@ impl Mlp {
 struct Layer {
     input_layernorm: RmsNorm,
     self_attn: Attention,
+    /// Before the MLP (Llama); on the attention's output (Gemma 3).
     post_attention_layernorm: RmsNorm,
     mlp: Mlp,
+    /// Gemma 3's `pre_feedforward_layernorm` and `post_feedforward_layernorm`.
+    feedforward_norms: Option<(RmsNorm, RmsNorm)>,
+    /// Local attention over this many positions (Gemma 3's sliding layers).
+    window: Option<i64>,
 }
 
 /// The Llama-family decoder (Hugging Face's `LlamaModel` / `Qwen2Model` / `Qwen3Model` /
-/// `MistralModel`).
+/// `MistralModel` / `Gemma3TextModel`).
 #[derive(Debug)]
 pub struct Llama {
     embed_tokens: Tensor,
     layers: Vec<Layer>,
     norm: RmsNorm,
     inv_freq: Tensor,
+    /// Gemma 3's local layers' RoPE.
+    inv_freq_local: Option<Tensor>,
     cfg: LlamaConfig,
     autocast: Option<Kind>,
 }
@@ -330,23 +365,40 @@ impl Llama {
             &[cfg.vocab_size, cfg.hidden_size],
             cfg.initializer_range,
         );
-        let (e, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
+        let (e, eps, g) = (cfg.hidden_size, cfg.rms_norm_eps, cfg.is_gemma3());
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| {
                 let l = p / "layers" / i;
                 Layer {
-                    input_layernorm: RmsNorm::new(&l / "input_layernorm", e, eps),
+                    input_layernorm: RmsNorm::new(&l / "input_layernorm", e, eps, g),
                     self_attn: Attention::new(&l / "self_attn", cfg),
-                    post_attention_layernorm: RmsNorm::new(&l / "post_attention_layernorm", e, eps),
+                    post_attention_layernorm: RmsNorm::new(
+                        &l / "post_attention_layernorm",
+                        e,
+                        eps,
+                        g,
+                    ),
                     mlp: Mlp::new(&l / "mlp", cfg),
+                    feedforward_norms: g.then(|| {
+                        (
+                            RmsNorm::new(&l / "pre_feedforward_layernorm", e, eps, g),
+                            RmsNorm::new(&l / "post_feedforward_layernorm", e, eps, g),
+                        )
+                    }),
+                    window: cfg.layer_window(i),
                 }
             })
             .collect();
+        let inv_freq_local = match g {
+            true => Some(inv_freq(cfg, true)?.to_device(p.device())),
+            false => None,
+        };
         Ok(Llama {
             embed_tokens,
             layers,
-            norm: RmsNorm::new(p / "norm", e, eps),
-            inv_freq: inv_freq(cfg)?.to_device(p.device()),
+            norm: RmsNorm::new(p / "norm", e, eps, g),
+            inv_freq: inv_freq(cfg, false)?.to_device(p.device()),
+            inv_freq_local,
             cfg: cfg.clone(),
             autocast: None,
         })
@@ -417,8 +469,8 @@ impl Llama {
 
     /// `cos`, `sin` of shape `[B or 1, 1, T, D]` for position ids `[B or 1, T]`, in `kind`
     /// (Hugging Face computes them in f32 and casts to the activations' dtype).
-    fn rotary(&self, positions: &Tensor, kind: Kind) -> (Tensor, Tensor) {
-        let freqs = positions.to_kind(Kind::Float).unsqueeze(-1) * &self.inv_freq; // [B, T, D/2]
+    fn rotary(&self, inv_freq: &Tensor, positions: &Tensor, kind: Kind) -> (Tensor, Tensor) {
+        let freqs = positions.to_kind(Kind::Float).unsqueeze(-1) * inv_freq; // [B, T, D/2]
         let emb = Tensor::cat(&[&freqs, &freqs], -1).unsqueeze(1);
         (emb.cos().to_kind(kind), emb.sin().to_kind(kind))
     }
@@ -451,31 +503,69 @@ impl Llama {
         let n_ctx = self.cfg.context_len();
         let step = Step::new(input_ids, attention_mask, cache.as_deref(), n_ctx, rows)?;
         let past = step.past;
-        let mut x = Tensor::embedding(&self.embed_tokens, input_ids, -1, false, false)
-            .dropout(self.cfg.embd_pdrop, train);
+        let x = Tensor::embedding(&self.embed_tokens, input_ids, -1, false, false);
+        let x = match self.cfg.is_gemma3() {
+            // `* sqrt(hidden_size)`, the factor rounded to the weights' dtype as Hugging Face's
+            // `Gemma3TextScaledWordEmbedding` rounds it.
+            true => {
+                let scale = Tensor::from((self.cfg.hidden_size as f64).sqrt() as f32)
+                    .to_kind(x.kind())
+                    .double_value(&[]);
+                x * scale
+            }
+            false => x,
+        };
+        let mut x = x.dropout(self.cfg.embd_pdrop, train);
         let rope_kind = self.autocast.unwrap_or(x.kind());
-        let (cos, sin) = self.rotary(&step.positions, rope_kind);
+        let global = self.rotary(&self.inv_freq, &step.positions, rope_kind);
+        let local = self
+            .inv_freq_local
+            .as_ref()
+            .map(|f| self.rotary(f, &step.positions, rope_kind));
+        // The local layers' mask, when some key lies outside their window.
+        let mut windowed = None;
         let n_layer = self.layers.len();
         for (i, layer) in self.layers.iter().enumerate() {
             let layer_cache = cache.as_mut().map(|c| (&mut c.layers[i], past));
-            let (keep, keep_mask) = step.block_queries(i, n_layer);
+            let mask = match layer.window {
+                Some(w) => windowed
+                    .get_or_insert_with(|| step.windowed(w))
+                    .as_ref()
+                    .unwrap_or(&step.mask),
+                None => &step.mask,
+            };
+            let (cos, sin) = match (&local, layer.window) {
+                (Some(l), Some(_)) => l,
+                _ => &global,
+            };
+            let (keep, keep_mask) = step.block_queries(i, n_layer, mask);
             let a = layer.self_attn.forward(
                 &layer.input_layernorm.forward(&x),
-                (&cos, &sin),
-                keep_mask.as_ref().unwrap_or(&step.mask),
+                (cos, sin),
+                keep_mask.as_ref().unwrap_or(mask),
                 layer_cache,
                 train,
                 self.autocast,
                 keep,
             );
             x = narrow_rows(x, keep);
-            x = x.g_add(&a.to_kind(x.kind()));
-            let m = layer.mlp.forward(
-                &layer.post_attention_layernorm.forward(&x),
-                train,
-                self.autocast,
-            );
-            x = x.g_add(&m.to_kind(x.kind()));
+            let a = a.to_kind(x.kind());
+            match &layer.feedforward_norms {
+                None => {
+                    x = x.g_add(&a);
+                    let m = layer.mlp.forward(
+                        &layer.post_attention_layernorm.forward(&x),
+                        train,
+                        self.autocast,
+                    );
+                    x = x.g_add(&m.to_kind(x.kind()));
+                }
+                Some((pre, post)) => {
+                    x = x.g_add(&layer.post_attention_layernorm.forward(&a));
+                    let m = layer.mlp.forward(&pre.forward(&x), train, self.autocast);
+                    x = x.g_add(&post.forward(&m.to_kind(x.kind())));
+                }
+            }
         }
         if n_layer == 0 {
             x = step.without_blocks(x);

@@ -1,22 +1,25 @@
 //! The Hugging Face `config.json` of the Llama family (`LlamaConfig`, `Qwen2Config`,
-//! `Qwen3Config`, `MistralConfig`; SmolLM2 is `llama`), read and written with the same field
-//! names, and its rotary embedding parameters.
+//! `Qwen3Config`, `MistralConfig`, `Gemma3TextConfig`; SmolLM2 is `llama`), read and written
+//! with the same field names, and its rotary embedding parameters.
 
 use crate::error::{ModelError, Result};
 use serde::{Deserialize, Serialize};
 
-/// Llama / Qwen2 / Qwen3 / Mistral hyper-parameters, field for field Hugging Face's configs.
+/// Llama / Qwen2 / Qwen3 / Mistral / Gemma 3 hyper-parameters, field for field Hugging Face's
+/// configs.
 ///
-/// The four share one decoder; they differ in biases (Qwen2: q/k/v), Qwen3's RMSNorm on each
-/// head's queries and keys (`q_norm`, `k_norm`), and Mistral's sliding window (which equals
-/// full attention on sequences up to its length: see [`LlamaConfig::context_len`]).
+/// The five share one decoder; they differ in biases (Qwen2: q/k/v), Qwen3's RMSNorm on each
+/// head's queries and keys (`q_norm`, `k_norm`), Mistral's sliding window (which equals full
+/// attention on sequences up to its length: see [`LlamaConfig::context_len`]) and Gemma 3's
+/// block (see [`LlamaConfig::is_gemma3`]).
 ///
 /// Defaults are Hugging Face's `LlamaConfig` defaults. Keys this struct does not know (e.g.
-/// Qwen2's `use_sliding_window`, `dtype`) are kept in `extra` and written back unchanged.
+/// Qwen2's `use_sliding_window`, `dtype`, Gemma 3's `query_pre_attn_scalar`,
+/// `sliding_window`, `layer_types`) are kept in `extra` and written back unchanged.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LlamaConfig {
-    /// "llama", "qwen2", "qwen3" or "mistral" (default "llama").
+    /// "llama", "qwen2", "qwen3", "mistral" or "gemma3_text" (default "llama").
     pub model_type: String,
     /// Vocabulary size (default 32000).
     pub vocab_size: i64,
@@ -36,7 +39,9 @@ pub struct LlamaConfig {
     /// its config's default) (default None).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub head_dim: Option<i64>,
-    /// MLP activation; only "silu" is supported (default "silu").
+    /// MLP activation; only "silu" is supported (default "silu"). Gemma 3 names its activation
+    /// `hidden_activation` instead (kept in `extra`; "gelu_pytorch_tanh"), and this field is
+    /// then not written.
     pub hidden_act: String,
     /// Maximum sequence length (default 2048).
     pub max_position_embeddings: i64,
@@ -122,6 +127,39 @@ impl Default for LlamaConfig {
             embd_pdrop: 0.0,
             extra: Default::default(),
         }
+    }
+}
+
+/// A RoPE parameters object (`rope_type` or `type`: "default", "linear", "llama3"); `None` is
+/// plain RoPE.
+fn parse_rope_scaling(obj: Option<&serde_json::Value>) -> Result<RopeScaling> {
+    let Some(obj) = obj else {
+        return Ok(RopeScaling::None);
+    };
+    let ty = obj
+        .get("rope_type")
+        .or_else(|| obj.get("type"))
+        .and_then(|v| v.as_str())
+        .unwrap_or("default");
+    let num = |key: &str| {
+        obj.get(key).and_then(|v| v.as_f64()).ok_or_else(|| {
+            ModelError::Config(format!("rope scaling {ty:?} needs a number {key:?}"))
+        })
+    };
+    match ty {
+        "default" => Ok(RopeScaling::None),
+        "linear" => Ok(RopeScaling::Linear {
+            factor: num("factor")?,
+        }),
+        "llama3" => Ok(RopeScaling::Llama3 {
+            factor: num("factor")?,
+            low_freq_factor: num("low_freq_factor")?,
+            high_freq_factor: num("high_freq_factor")?,
+            original_max_position_embeddings: num("original_max_position_embeddings")?,
+        }),
+        other => Err(ModelError::Config(format!(
+            "rope type {other:?} is not supported; use default, linear or llama3"
+        ))),
     }
 }
 
@@ -216,6 +254,7 @@ impl LlamaConfig {
         match self.head_dim {
             Some(d) => d,
             None if self.model_type == "qwen3" => 128,
+            None if self.is_gemma3() => 256,
             None => self.hidden_size / self.num_attention_heads.max(1),
         }
     }
@@ -233,28 +272,151 @@ impl LlamaConfig {
     /// Whether o_proj carries a bias (Llama and Qwen3 with `attention_bias`; never Qwen2 or
     /// Mistral).
     pub fn o_bias(&self) -> bool {
-        matches!(self.model_type.as_str(), "llama" | "qwen3") && self.attention_bias
+        matches!(self.model_type.as_str(), "llama" | "qwen3" | "gemma3_text") && self.attention_bias
     }
 
-    /// Whether each head's queries and keys go through an RMSNorm before RoPE (Qwen3's
-    /// `q_norm`, `k_norm`).
+    /// Whether each head's queries and keys go through an RMSNorm before RoPE (Qwen3's and
+    /// Gemma 3's `q_norm`, `k_norm`).
     pub fn qk_norm(&self) -> bool {
-        self.model_type == "qwen3"
+        self.model_type == "qwen3" || self.is_gemma3()
     }
 
-    /// Longest sequence the model takes: `max_position_embeddings`, and for Mistral at most
-    /// its `sliding_window`. Within its window, sliding-window attention is full causal
-    /// attention, which is what this crate computes; so a Mistral model with a window (v0.1:
-    /// 4096) takes sequences up to it, and longer ones are an error as beyond any context.
-    pub fn context_len(&self) -> i64 {
-        let window = match self.model_type.as_str() {
-            "mistral" => self.extra.get("sliding_window").and_then(|w| w.as_i64()),
-            _ => None,
-        };
-        match window {
-            Some(w) => w.min(self.max_position_embeddings),
-            None => self.max_position_embeddings,
+    /// Gemma 3 (`model_type` "gemma3_text", `Gemma3ForCausalLM`: Gemma 3 270M and 1B, and the
+    /// language model of the larger ones). Its block differs from Llama's in: token embeddings
+    /// scaled by `sqrt(hidden_size)`; RMSNorms that scale by `1 + weight` (stored weights are
+    /// centred on 0); four norms per layer (the attention's and the MLP's outputs are
+    /// normalized too, before their residual add); `q_norm`/`k_norm` as Qwen3; attention
+    /// scaled by `query_pre_attn_scalar ** -0.5`; a GELU (tanh) gated MLP; and local layers
+    /// (`layer_types` "sliding_attention", or five of every six by default) that attend to
+    /// the last `sliding_window` positions only, with their own RoPE base
+    /// (`rope_local_base_freq`, or `rope_parameters.sliding_attention`).
+    pub fn is_gemma3(&self) -> bool {
+        self.model_type == "gemma3_text"
+    }
+
+    fn extra_f64(&self, key: &str) -> Option<f64> {
+        self.extra.get(key).and_then(|v| v.as_f64())
+    }
+
+    /// The attention's score scale: Gemma 3's `query_pre_attn_scalar ** -0.5` (default 256),
+    /// `None` (`1 / sqrt(head_dim)`) for the others.
+    pub fn attention_scale(&self) -> Option<f64> {
+        self.is_gemma3().then(|| {
+            self.extra_f64("query_pre_attn_scalar")
+                .unwrap_or(256.0)
+                .powf(-0.5)
+        })
+    }
+
+    /// Gemma 3's `final_logit_softcapping` (`logits = cap * tanh(logits / cap)`), when set.
+    pub fn final_logit_softcapping(&self) -> Option<f64> {
+        self.is_gemma3()
+            .then(|| self.extra_f64("final_logit_softcapping"))
+            .flatten()
+    }
+
+    /// Gemma 3's `layer_types`, or its default (`sliding_window_pattern`, 6: every sixth layer
+    /// global, the others local); `None` for the other models.
+    fn gemma3_layer_types(&self) -> Option<Vec<String>> {
+        if !self.is_gemma3() {
+            return None;
         }
+        if let Some(types) = self.extra.get("layer_types").and_then(|t| t.as_array()) {
+            return Some(
+                types
+                    .iter()
+                    .map(|t| t.as_str().unwrap_or("").to_string())
+                    .collect(),
+            );
+        }
+        let pattern = ["sliding_window_pattern", "_sliding_window_pattern"]
+            .iter()
+            .find_map(|k| self.extra.get(*k).and_then(|v| v.as_i64()))
+            .unwrap_or(6)
+            .max(1);
+        Some(
+            (0..self.num_hidden_layers)
+                .map(|i| {
+                    if (i + 1) % pattern != 0 {
+                        "sliding_attention".to_string()
+                    } else {
+                        "full_attention".to_string()
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    /// The window of layer `i`'s local attention: each query sees the `window` positions
+    /// ending at its own (Hugging Face's `kv_idx > q_idx - sliding_window`); `None` for full
+    /// attention. Mistral's `sliding_window` (v0.1: 4096; null in v0.2 and later) applies to
+    /// every layer, Gemma 3's to its "sliding_attention" layers; Llama, Qwen2 and Qwen3 attend
+    /// in full.
+    pub fn layer_window(&self, i: i64) -> Option<i64> {
+        if self.model_type == "mistral" {
+            return self.extra.get("sliding_window").and_then(|w| w.as_i64());
+        }
+        let types = self.gemma3_layer_types()?;
+        let sliding = types.get(i as usize).map(String::as_str) == Some("sliding_attention");
+        sliding.then(|| self.gemma3_window()).flatten()
+    }
+
+    /// Gemma 3's `sliding_window` (4096 when the key is absent, as `Gemma3TextConfig`'s
+    /// default).
+    fn gemma3_window(&self) -> Option<i64> {
+        match self.extra.get("sliding_window") {
+            None => Some(4096),
+            Some(w) => w.as_i64(),
+        }
+    }
+
+    /// The RoPE base and scaling of full-attention layers (`local = false`) or of Gemma 3's
+    /// local layers (`local = true`). Gemma 3 reads `rope_parameters.{full_attention,
+    /// sliding_attention}` (transformers 5) or `rope_theta` (default 1e6) with `rope_scaling`
+    /// and `rope_local_base_freq` (default 1e4, never scaled); the others have one RoPE,
+    /// [`Self::rope_base`] and [`Self::rope_scaling`].
+    pub fn rope(&self, local: bool) -> Result<(f64, RopeScaling)> {
+        if !self.is_gemma3() {
+            return Ok((self.rope_base(), self.rope_scaling()?));
+        }
+        let key = if local {
+            "sliding_attention"
+        } else {
+            "full_attention"
+        };
+        let default_base = if local { 10000.0 } else { 1000000.0 };
+        if let Some(obj) = self
+            .rope_parameters
+            .as_ref()
+            .and_then(|p| p.get(key))
+            .filter(|v| !v.is_null())
+        {
+            let base = obj
+                .get("rope_theta")
+                .and_then(|v| v.as_f64())
+                .unwrap_or(default_base);
+            return Ok((base, parse_rope_scaling(Some(obj))?));
+        }
+        if local {
+            Ok((
+                self.extra_f64("rope_local_base_freq")
+                    .unwrap_or(default_base),
+                RopeScaling::None,
+            ))
+        } else {
+            let scaling = self.rope_scaling.as_ref().filter(|v| !v.is_null());
+            Ok((
+                self.rope_theta.unwrap_or(default_base),
+                parse_rope_scaling(scaling)?,
+            ))
+        }
+    }
+
+    /// Longest sequence the model takes: `max_position_embeddings` (a sliding window, as
+    /// Mistral's or Gemma 3's, bounds what each position attends to, not the sequence: see
+    /// [`Self::layer_window`]).
+    pub fn context_len(&self) -> i64 {
+        self.max_position_embeddings
     }
 
     /// The RoPE parameters object, from `rope_parameters` or else `rope_scaling`.
@@ -274,34 +436,7 @@ impl LlamaConfig {
 
     /// The parsed RoPE scaling.
     pub fn rope_scaling(&self) -> Result<RopeScaling> {
-        let Some(obj) = self.rope_object() else {
-            return Ok(RopeScaling::None);
-        };
-        let ty = obj
-            .get("rope_type")
-            .or_else(|| obj.get("type"))
-            .and_then(|v| v.as_str())
-            .unwrap_or("default");
-        let num = |key: &str| {
-            obj.get(key).and_then(|v| v.as_f64()).ok_or_else(|| {
-                ModelError::Config(format!("rope scaling {ty:?} needs a number {key:?}"))
-            })
-        };
-        match ty {
-            "default" => Ok(RopeScaling::None),
-            "linear" => Ok(RopeScaling::Linear {
-                factor: num("factor")?,
-            }),
-            "llama3" => Ok(RopeScaling::Llama3 {
-                factor: num("factor")?,
-                low_freq_factor: num("low_freq_factor")?,
-                high_freq_factor: num("high_freq_factor")?,
-                original_max_position_embeddings: num("original_max_position_embeddings")?,
-            }),
-            other => Err(ModelError::Config(format!(
-                "rope type {other:?} is not supported; use default, linear or llama3"
-            ))),
-        }
+        parse_rope_scaling(self.rope_object())
     }
 
     /// The id used to pad: `pad_token_id`, else `eos_token_id`, else the last vocabulary id.
@@ -349,7 +484,18 @@ impl LlamaConfig {
                 self.head_dim()
             )));
         }
-        if self.hidden_act != "silu" {
+        if self.is_gemma3() {
+            let act = self.extra.get("hidden_activation");
+            if !matches!(act, None | Some(serde_json::Value::Null))
+                && act.and_then(|a| a.as_str()) != Some("gelu_pytorch_tanh")
+            {
+                return Err(ModelError::Config(format!(
+                    "hidden_activation {} is not supported; only \"gelu_pytorch_tanh\" (Gemma \
+                     3's GELU with the tanh approximation)",
+                    act.expect("checked above")
+                )));
+            }
+        } else if self.hidden_act != "silu" {
             return Err(ModelError::Config(format!(
                 "hidden_act {:?} is not supported; only \"silu\" (SwiGLU)",
                 self.hidden_act
@@ -357,10 +503,11 @@ impl LlamaConfig {
         }
         if !matches!(
             self.model_type.as_str(),
-            "llama" | "qwen2" | "qwen3" | "mistral"
+            "llama" | "qwen2" | "qwen3" | "mistral" | "gemma3_text"
         ) {
             return Err(ModelError::Config(format!(
-                "model_type {:?} is not a Llama-family type (llama, qwen2, qwen3, mistral)",
+                "model_type {:?} is not a Llama-family type (llama, qwen2, qwen3, mistral, \
+                 gemma3_text)",
                 self.model_type
             )));
         }
@@ -394,6 +541,9 @@ impl LlamaConfig {
             }
         }
         self.rope_scaling()?;
+        if self.is_gemma3() {
+            return self.validate_gemma3();
+        }
         if self.extra.get("use_sliding_window") == Some(&serde_json::Value::Bool(true)) {
             return Err(ModelError::Config(
                 "use_sliding_window is true: sliding-window attention is not supported".into(),
@@ -417,6 +567,72 @@ impl LlamaConfig {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Gemma 3's own keys: `layer_types` (one per layer, full or sliding), `sliding_window`
+    /// (a positive integer when a layer slides), `query_pre_attn_scalar`,
+    /// `final_logit_softcapping`, both RoPEs; EmbeddingGemma's bidirectional attention is
+    /// refused. `attn_logit_softcapping` is ignored, as `transformers`' Gemma 3 ignores it.
+    fn validate_gemma3(&self) -> Result<()> {
+        if let Some(v) = self.extra.get("layer_types").filter(|v| !v.is_null()) {
+            let types = v.as_array().ok_or_else(|| {
+                ModelError::Config(format!("layer_types must be a list, got {v}"))
+            })?;
+            if types.len() as i64 != self.num_hidden_layers {
+                return Err(ModelError::Config(format!(
+                    "layer_types lists {} layers, num_hidden_layers is {}",
+                    types.len(),
+                    self.num_hidden_layers
+                )));
+            }
+            if let Some(other) = types
+                .iter()
+                .find(|t| !matches!(t.as_str(), Some("full_attention" | "sliding_attention")))
+            {
+                return Err(ModelError::Config(format!(
+                    "layer_types holds {other}: only full_attention and sliding_attention"
+                )));
+            }
+        }
+        let sliding = (0..self.num_hidden_layers).any(|i| {
+            self.gemma3_layer_types()
+                .and_then(|t| t.get(i as usize).cloned())
+                == Some("sliding_attention".to_string())
+        });
+        if sliding {
+            match self.extra.get("sliding_window") {
+                None => {}
+                Some(w) if w.as_i64().is_some_and(|w| w > 0) => {}
+                other => {
+                    return Err(ModelError::Config(format!(
+                        "sliding_window must be a positive integer when a layer is \
+                         sliding_attention, got {}",
+                        other.expect("absent is matched above")
+                    )))
+                }
+            }
+        }
+        if self.extra.get("use_bidirectional_attention") == Some(&serde_json::Value::Bool(true)) {
+            return Err(ModelError::Config(
+                "use_bidirectional_attention is true (EmbeddingGemma): only causal language \
+                 models are supported"
+                    .into(),
+            ));
+        }
+        for key in ["query_pre_attn_scalar", "final_logit_softcapping"] {
+            match self.extra.get(key) {
+                None | Some(serde_json::Value::Null) => {}
+                Some(v) if v.as_f64().is_some_and(|x| x > 0.0) => {}
+                Some(v) => {
+                    return Err(ModelError::Config(format!(
+                        "{key} must be a positive number, got {v}"
+                    )))
+                }
+            }
+        }
+        self.rope(false)?;
+        self.rope(true)?;
         Ok(())
     }
 }

@@ -371,12 +371,22 @@ impl CausalLm {
             .forward_rows(input_ids, padding_mask(attention_mask)?, None, train, rows)
     }
 
-    /// The unembedding. Shapes: `hidden [.., E] -> logits [.., V]` (in the compute dtype).
+    /// The unembedding. Shapes: `hidden [.., E] -> logits [.., V]` (in the compute dtype);
+    /// then `cap * tanh(logits / cap)` when the config sets a `final_logit_softcapping`
+    /// (Gemma 3's key; none of its released checkpoints sets it).
     pub fn lm_logits(&self, hidden: &Tensor) -> Tensor {
         let w = self.lm_head.as_ref().unwrap_or(self.body.token_embedding());
-        match self.body.autocast() {
+        let logits = match self.body.autocast() {
             Some(k) => hidden.to_kind(k).matmul(&w.to_kind(k).tr()),
             None => hidden.matmul(&w.tr()),
+        };
+        match self
+            .config
+            .as_llama()
+            .and_then(|c| c.final_logit_softcapping())
+        {
+            Some(cap) => (logits / cap).tanh() * cap,
+            None => logits,
         }
     }
 

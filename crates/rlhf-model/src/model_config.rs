@@ -6,14 +6,16 @@ use crate::llama_config::LlamaConfig;
 use std::path::Path;
 
 /// The `model_type`s this crate reads.
-pub const SUPPORTED_MODEL_TYPES: &[&str] = &["gpt2", "llama", "qwen2", "qwen3", "mistral"];
+pub const SUPPORTED_MODEL_TYPES: &[&str] =
+    &["gpt2", "llama", "qwen2", "qwen3", "mistral", "gemma3_text"];
 
 /// The Hugging Face config of one of the supported architectures.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelConfig {
     /// `model_type` "gpt2".
     Gpt2(Gpt2Config),
-    /// `model_type` "llama" (Llama 2/3, SmolLM2), "qwen2" (Qwen2, Qwen2.5), "qwen3" or "mistral".
+    /// `model_type` "llama" (Llama 2/3, SmolLM2), "qwen2" (Qwen2, Qwen2.5), "qwen3", "mistral" or
+    /// "gemma3_text" (Gemma 3).
     Llama(LlamaConfig),
 }
 
@@ -89,7 +91,7 @@ impl ModelConfig {
         };
         let cfg = match ty.as_str() {
             "gpt2" => ModelConfig::Gpt2(serde_json::from_value(value).map_err(|e| e.to_string())?),
-            "llama" | "qwen2" | "qwen3" | "mistral" => {
+            "llama" | "qwen2" | "qwen3" | "mistral" | "gemma3_text" => {
                 let listed = match value.get("eos_token_id") {
                     Some(serde_json::Value::Array(ids)) => ids
                         .iter()
@@ -128,14 +130,22 @@ impl ModelConfig {
     pub fn to_json(&self) -> String {
         match self {
             ModelConfig::Gpt2(c) => c.to_json(),
-            // A list of EOS ids goes back as the list it was read as.
-            ModelConfig::Llama(c) if c.eos_token_ids.len() > 1 => {
-                let mut v = serde_json::to_value(c).expect("a LlamaConfig always serializes");
-                v["eos_token_id"] = c.eos_token_ids.clone().into();
-                serde_json::to_string_pretty(&v).expect("JSON serializes")
+            ModelConfig::Llama(c) if c.eos_token_ids.len() <= 1 && !c.is_gemma3() => {
+                serde_json::to_string_pretty(c).expect("a LlamaConfig always serializes")
             }
             ModelConfig::Llama(c) => {
-                serde_json::to_string_pretty(c).expect("a LlamaConfig always serializes")
+                let mut v = serde_json::to_value(c).expect("a LlamaConfig always serializes");
+                // A list of EOS ids goes back as the list it was read as.
+                if c.eos_token_ids.len() > 1 {
+                    v["eos_token_id"] = c.eos_token_ids.clone().into();
+                }
+                // Gemma 3 names its activation `hidden_activation` (kept in `extra`).
+                if c.is_gemma3() {
+                    if let Some(map) = v.as_object_mut() {
+                        map.remove("hidden_act");
+                    }
+                }
+                serde_json::to_string_pretty(&v).expect("JSON serializes")
             }
         }
     }
@@ -164,7 +174,7 @@ impl ModelConfig {
         }
     }
 
-    /// "gpt2", "llama", "qwen2", "qwen3" or "mistral".
+    /// "gpt2", "llama", "qwen2", "qwen3", "mistral" or "gemma3_text".
     pub fn model_type(&self) -> &str {
         match self {
             ModelConfig::Gpt2(c) => &c.model_type,
@@ -180,8 +190,7 @@ impl ModelConfig {
         }
     }
 
-    /// Longest sequence the model takes (`n_positions` / `max_position_embeddings`; for
-    /// Mistral, at most its `sliding_window`: see [`LlamaConfig::context_len`]).
+    /// Longest sequence the model takes (`n_positions` / `max_position_embeddings`).
     pub fn n_positions(&self) -> i64 {
         match self {
             ModelConfig::Gpt2(c) => c.n_positions,
@@ -315,6 +324,8 @@ impl ModelConfig {
             ("qwen3", false) => "Qwen3ForSequenceClassification",
             ("mistral", true) => "MistralForCausalLM",
             ("mistral", false) => "MistralForSequenceClassification",
+            ("gemma3_text", true) => "Gemma3ForCausalLM",
+            ("gemma3_text", false) => "Gemma3TextForSequenceClassification",
             (_, true) => "GPT2LMHeadModel",
             (_, false) => "GPT2ForSequenceClassification",
         }

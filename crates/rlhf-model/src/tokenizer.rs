@@ -128,6 +128,17 @@ impl Tokenizer {
         self.inner.get_vocab_size(true)
     }
 
+    /// Whether `id` is a special added token (`<|im_end|>`, `<end_of_turn>`, ...: an entry of
+    /// `tokenizer.json`'s `added_tokens` with `"special": true`).
+    pub fn is_special(&self, id: i64) -> bool {
+        u32::try_from(id).is_ok_and(|id| {
+            self.inner
+                .get_added_tokens_decoder()
+                .get(&id)
+                .is_some_and(|t| t.special)
+        })
+    }
+
     /// Id of a token, e.g. `"<|endoftext|>"`.
     pub fn token_id(&self, token: &str) -> Option<i64> {
         self.inner.token_to_id(token).map(i64::from)

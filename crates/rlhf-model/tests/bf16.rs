@@ -105,7 +105,12 @@ fn a_bf16_load_equals_an_f32_load_converted() {
         kind: Kind::BFloat16,
     };
     let fixtures = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    for name in ["hf-tiny-gpt2", "hf-tiny-llama", "hf-tiny-qwen3"] {
+    for name in [
+        "hf-tiny-gpt2",
+        "hf-tiny-llama",
+        "hf-tiny-qwen3",
+        "hf-tiny-gemma3",
+    ] {
         let dir = fixtures.join(name);
         let mut want = CausalLm::load(&dir, Device::Cpu).unwrap();
         want.set_kind(Kind::BFloat16);

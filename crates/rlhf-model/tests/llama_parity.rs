@@ -1,8 +1,9 @@
 //! The Llama family against Hugging Face `transformers`: a tiny random Llama (grouped-query
 //! attention, untied head, Llama 3 rope_scaling), Qwen2 (q/k/v bias, tied head), Qwen3
-//! (per-head q/k RMSNorm, a head_dim wider than hidden / heads) and Mistral (a sliding window
-//! longer than the context), all made by tests/fixtures/make_llama_fixture.py. Logits, greedy generation (alone and
-//! left-padded), the scalar head, KV cache == full forward, and checkpoint round trips.
+//! (per-head q/k RMSNorm, a head_dim wider than hidden / heads), Mistral (a sliding window
+//! shorter than the sequences) and Gemma 3 (its own block, local and global layers), all made
+//! by tests/fixtures/make_llama_fixture.py. Logits, greedy generation (alone and left-padded),
+//! the scalar head, KV cache == full forward, and checkpoint round trips.
 
 mod common;
 use common::{incremental_logits, left_pad, max_abs_diff, rows, worst_logit_diff};
@@ -16,7 +17,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
 
-const KINDS: [&str; 4] = ["llama", "qwen2", "qwen3", "mistral"];
+const KINDS: [&str; 5] = ["llama", "qwen2", "qwen3", "mistral", "gemma3"];
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -109,16 +110,32 @@ fn configs_parse_as_their_architecture() {
     );
     let mistral = load("mistral");
     let c = mistral.config().as_llama().unwrap();
-    assert_eq!(
-        (c.kv_heads(), c.context_len()),
-        (1, 64),
-        "a window above the context"
-    );
+    assert_eq!((c.kv_heads(), c.context_len()), (1, 64));
+    assert_eq!((c.layer_window(0), c.layer_window(1)), (Some(6), Some(6)));
     assert!(!c.qk_norm() && !c.qkv_bias() && !c.tie_word_embeddings);
     assert!(mistral
         .var_store()
         .variables()
         .contains_key("lm_head.weight"));
+    let gemma = load("gemma3");
+    let c = gemma.config().as_llama().unwrap();
+    assert!(c.is_gemma3() && c.qk_norm() && c.tie_word_embeddings);
+    assert_eq!((c.layer_window(0), c.layer_window(1)), (Some(4), None));
+    assert_eq!(c.attention_scale(), Some(24f64.powf(-0.5)));
+    assert_eq!(c.final_logit_softcapping(), Some(3.0));
+    assert_eq!(c.rope(true).unwrap(), (1e4, rlhf_model::RopeScaling::None));
+    assert_eq!(
+        c.rope(false).unwrap(),
+        (1e6, rlhf_model::RopeScaling::Linear { factor: 2.0 })
+    );
+    let vars = gemma.var_store().variables();
+    for name in [
+        "model.layers.1.pre_feedforward_layernorm.weight",
+        "model.layers.1.post_feedforward_layernorm.weight",
+        "model.layers.0.self_attn.q_norm.weight",
+    ] {
+        assert!(vars.contains_key(name), "{name}");
+    }
 }
 
 #[test]
@@ -269,6 +286,7 @@ fn save_load_is_exact_and_keeps_hf_names_and_shapes() {
             "llama" => "LlamaForSequenceClassification",
             "qwen2" => "Qwen2ForSequenceClassification",
             "qwen3" => "Qwen3ForSequenceClassification",
+            "gemma3" => "Gemma3TextForSequenceClassification",
             _ => "MistralForSequenceClassification",
         };
         assert_eq!(cfg["architectures"][0], want);
@@ -366,7 +384,7 @@ fn unknown_model_type_is_a_clear_error() {
     std::fs::write(dir.join("config.json"), r#"{"model_type": "gemma"}"#).unwrap();
     let err = CausalLm::load(&dir, Device::Cpu).unwrap_err().to_string();
     assert!(
-        err.contains("\"gemma\"") && err.contains("llama, qwen2, qwen3, mistral"),
+        err.contains("\"gemma\"") && err.contains("llama, qwen2, qwen3, mistral, gemma3_text"),
         "{err}"
     );
     // Llama 3 lists several EOS ids: the first is used.
@@ -383,6 +401,42 @@ fn unknown_model_type_is_a_clear_error() {
     let err =
         ModelConfig::from_json(r#"{"model_type": "mistral", "sliding_window": 0}"#).unwrap_err();
     assert!(err.contains("sliding_window"), "{err}");
+    // Gemma 3: what its block cannot be is refused by name.
+    let gemma = |extra: &str| {
+        ModelConfig::from_json(&format!(
+            r#"{{"model_type": "gemma3_text", "num_hidden_layers": 2, "hidden_size": 32,
+                "num_attention_heads": 4, "head_dim": 8, "vocab_size": 10, "bos_token_id": 2,
+                "eos_token_id": 1, "pad_token_id": 0 {extra}}}"#
+        ))
+    };
+    let c = gemma("").unwrap();
+    let c = c.as_llama().unwrap();
+    // Five of every six layers are local by default, with a window of 4096.
+    assert_eq!(
+        (c.layer_window(0), c.layer_window(1)),
+        (Some(4096), Some(4096))
+    );
+    for (extra, want) in [
+        (r#", "layer_types": ["full_attention"]"#, "lists 1 layers"),
+        (
+            r#", "layer_types": ["full_attention", "chunked_attention"]"#,
+            "chunked_attention",
+        ),
+        (r#", "sliding_window": null"#, "sliding_window"),
+        (r#", "use_bidirectional_attention": true"#, "EmbeddingGemma"),
+        (r#", "hidden_activation": "silu""#, "hidden_activation"),
+        (
+            r#", "final_logit_softcapping": -1"#,
+            "final_logit_softcapping",
+        ),
+        (
+            r#", "rope_parameters": {"full_attention": {"rope_type": "yarn"}}"#,
+            "yarn",
+        ),
+    ] {
+        let err = gemma(extra).unwrap_err();
+        assert!(err.contains(want), "{extra}: {err}");
+    }
     // Qwen3's default head width is 128, not hidden_size / heads.
     let c = ModelConfig::from_json(
         r#"{"model_type": "qwen3", "hidden_size": 64, "num_attention_heads": 4}"#,
@@ -391,30 +445,71 @@ fn unknown_model_type_is_a_clear_error() {
     assert_eq!(c.as_llama().unwrap().head_dim(), 128);
 }
 
-/// Mistral's sliding window bounds the sequences it takes (within it, sliding-window attention
-/// is the full attention computed here); beyond it is an error, never other attention.
+/// Mistral's sliding window: within it, attention is full; beyond it, a position no longer
+/// sees the keys `sliding_window` or more tokens back (the fixture's window, 6, is checked
+/// against `transformers` in the tests above).
 #[test]
-fn a_mistral_window_is_its_context() {
+fn a_mistral_window_hides_only_keys_beyond_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = edited_copy(tmp.path(), "mistral", |cfg| {
-        cfg["sliding_window"] = 8.into()
-    });
-    let lm = CausalLm::load(&dir, Device::Cpu).unwrap();
-    assert_eq!(lm.config().n_positions(), 8);
-    let (ids, mask) = row(&[5, 6, 7, 8, 9, 10, 11, 12]);
-    let a = tch::no_grad(|| lm.logits(&ids, &mask, false)).unwrap();
-    let b = tch::no_grad(|| load("mistral").logits(&ids, &mask, false)).unwrap();
+    let wide = |w: i64| {
+        let dir = edited_copy(&tmp.path().join(w.to_string()), "mistral", |cfg| {
+            cfg["sliding_window"] = w.into()
+        });
+        CausalLm::load(&dir, Device::Cpu).unwrap()
+    };
+    std::fs::create_dir_all(tmp.path().join("8")).unwrap();
+    std::fs::create_dir_all(tmp.path().join("64")).unwrap();
+    let (window, full) = (wide(8), wide(64));
     assert_eq!(
-        max_abs_diff(&a, &b),
+        window.config().n_positions(),
+        64,
+        "the window is no context bound"
+    );
+    let ids: Vec<i64> = (5..17).collect();
+    let (ids, mask) = row(&ids);
+    let a = tch::no_grad(|| window.logits(&ids, &mask, false)).unwrap();
+    let b = tch::no_grad(|| full.logits(&ids, &mask, false)).unwrap();
+    assert_eq!(
+        max_abs_diff(&a.narrow(1, 0, 8), &b.narrow(1, 0, 8)),
         0.0,
         "within the window: full attention"
     );
-    let (ids, mask) = row(&[5, 6, 7, 8, 9, 10, 11, 12, 13]);
-    let err = lm.logits(&ids, &mask, false).unwrap_err().to_string();
-    assert!(
-        err.contains("context of 8") && err.contains("sliding_window"),
-        "{err}"
-    );
+    for t in 8..12 {
+        assert!(
+            max_abs_diff(&a.narrow(1, t, 1), &b.narrow(1, t, 1)) > 1e-3,
+            "position {t} sees beyond the window"
+        );
+    }
+}
+
+/// Gemma 3's config as the hub's checkpoints still write it (`rope_theta`, `rope_scaling`,
+/// `rope_local_base_freq`, the layer pattern as `sliding_window_pattern`) reads as the
+/// transformers 5 form the fixture was saved in: the same logits, bit for bit.
+#[test]
+fn gemma3_legacy_config_reads_as_the_current_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = edited_copy(tmp.path(), "gemma3", |cfg| {
+        let map = cfg.as_object_mut().unwrap();
+        map.remove("rope_parameters");
+        map.remove("layer_types");
+        map.insert("rope_theta".into(), 1e6.into());
+        map.insert("rope_local_base_freq".into(), 1e4.into());
+        map.insert(
+            "rope_scaling".into(),
+            serde_json::json!({"rope_type": "linear", "factor": 2.0}),
+        );
+        map.insert("sliding_window_pattern".into(), 2.into());
+    });
+    let exp = expected("gemma3");
+    let (ids, mask) = row(&exp.sequences[1]);
+    let a = tch::no_grad(|| {
+        CausalLm::load(&dir, Device::Cpu)
+            .unwrap()
+            .logits(&ids, &mask, false)
+    })
+    .unwrap();
+    let b = tch::no_grad(|| load("gemma3").logits(&ids, &mask, false)).unwrap();
+    assert_eq!(max_abs_diff(&a, &b), 0.0);
 }
 
 /// Llama 3 Instruct lists several EOS ids (`[128001, 128008, 128009]`): the list is kept, written

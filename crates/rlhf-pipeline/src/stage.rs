@@ -384,22 +384,37 @@ pub fn warn_seen_prompts<V: rlhf_data::hygiene::HasPrompt, T: rlhf_data::hygiene
 
 /// The EOS and pad ids of a model (from its config, else its tokenizer's `<|endoftext|>`).
 pub fn special_ids(model: &CausalLm) -> anyhow::Result<(u32, u32)> {
-    response_ids(model.config(), model.tokenizer(), false)
+    response_ids(model.config(), model.tokenizer(), None)
+}
+
+/// The token a chat template ends an assistant turn with: the first token of
+/// [`rlhf_data::chat::ChatTemplate::turn_end`], when it is a special token of `tok`
+/// (`<|im_end|>`, Llama 3's `<|eot_id|>`, Gemma's `<end_of_turn>`).
+pub fn turn_end_id(
+    tok: &rlhf_model::tokenizer::Tokenizer,
+    template: &rlhf_data::chat::ChatTemplate,
+) -> Option<i64> {
+    let first = *tok.encode(&template.turn_end()?).ok()?.first()?;
+    tok.is_special(first).then_some(first)
 }
 
 /// The id every response ends with, and the pad id, for a model with this config and
-/// tokenizer. With a chat template in use (`chat`), the tokenizer's `eos_token`
-/// ([`rlhf_model::Tokenizer::eos_token_id`]): what the template ends an assistant turn with, and
-/// what TRL appends (`tokenizer.eos_token`); they differ from `config.json`'s first EOS in Llama 3
-/// Instruct (`<|eot_id|>` against `<|end_of_text|>`). Otherwise, and when the tokenizer names
-/// none, the config's `eos_token_id`, else the tokenizer's `<|endoftext|>`. The pad id is the
-/// config's `pad_token_id`, else that EOS.
+/// tokenizer. With a chat template in use (`template`), the token the template ends an
+/// assistant turn with ([`turn_end_id`]), else the tokenizer's `eos_token`
+/// ([`rlhf_model::Tokenizer::eos_token_id`]): these differ from `config.json`'s first EOS in
+/// Llama 3 Instruct (`<|eot_id|>` against `<|end_of_text|>`), and Gemma 3's turn end
+/// (`<end_of_turn>`) from its `eos_token` (`<eos>`), so a response ends as the template ends a
+/// turn. Otherwise, and when neither is a token, the config's `eos_token_id`, else the
+/// tokenizer's `<|endoftext|>`. The pad id is the config's `pad_token_id`, else that EOS.
 pub fn response_ids(
     config: &rlhf_model::ModelConfig,
     tok: Option<&rlhf_model::tokenizer::Tokenizer>,
-    chat: bool,
+    template: Option<&rlhf_data::chat::ChatTemplate>,
 ) -> anyhow::Result<(u32, u32)> {
-    let chat_eos = tok.filter(|_| chat).and_then(|t| t.eos_token_id());
+    let chat_eos = match (tok, template) {
+        (Some(tok), Some(t)) => turn_end_id(tok, t).or_else(|| tok.eos_token_id()),
+        _ => None,
+    };
     let eos = chat_eos
         .or(config.eos_token_id())
         .or_else(|| tok.and_then(|t| t.token_id(rlhf_model::tokenizer::ENDOFTEXT)))
@@ -421,7 +436,7 @@ pub fn collator(
         .tokenizer()
         .context("the checkpoint has no tokenizer.json: the stage needs one to read text")?;
     let template = chat_template(tok, chat)?;
-    let (eos, pad) = response_ids(model.config(), Some(tok), template.is_some())?;
+    let (eos, pad) = response_ids(model.config(), Some(tok), template.as_ref())?;
     let cfg =
         rlhf_data::collate::CollateConfig::new(eos, pad).with_limits(max_prompt, max_response);
     Ok(rlhf_data::collate::Collator::new(tok.inner().clone(), cfg)?.with_chat_template(template))
@@ -466,29 +481,66 @@ mod tests {
     use rlhf_model::tokenizer::Tokenizer;
     use rlhf_model::{LlamaConfig, ModelConfig};
 
-    /// With a chat template in use, responses end with the tokenizer's `eos_token` (Llama 3
-    /// Instruct's `<|eot_id|>`), not the config's first EOS; otherwise with the config's.
+    /// With a chat template in use, responses end with the token the template ends a turn with
+    /// (Gemma's `<end_of_turn>`), else the tokenizer's `eos_token` (Llama 3 Instruct's
+    /// `<|eot_id|>`), not the config's first EOS; without one, with the config's.
     #[test]
     fn responses_end_with_the_chat_templates_eos_when_one_is_in_use() {
-        let mut cfg = LlamaConfig::sized(1, 2, 1, 8, 16, 257, 32);
+        use rlhf_data::chat::ChatTemplate;
+        let mut cfg = LlamaConfig::sized(1, 2, 1, 8, 16, 258, 32);
         cfg.eos_token_id = Some(256);
         cfg.pad_token_id = None;
         let cfg = ModelConfig::Llama(cfg);
-        let mut tok = Tokenizer::byte_level();
-        let a = tok.token_id("a").unwrap();
-        assert_ne!(a, 256);
-        // No tokenizer_config.json: the config's EOS either way, and pad = EOS.
-        assert_eq!(response_ids(&cfg, Some(&tok), true).unwrap(), (256, 256));
+        let mut inner = Tokenizer::byte_level().inner().clone();
+        inner.add_special_tokens(&[tokenizers::AddedToken::from("<end_of_turn>", true)]);
+        let mut tok = Tokenizer::from_inner(inner);
+        let (a, turn) = (
+            tok.token_id("a").unwrap(),
+            tok.token_id("<end_of_turn>").unwrap(),
+        );
+        assert!(a != 256 && turn == 257 && tok.is_special(turn) && !tok.is_special(a));
+        // Writes nothing after a reply: no turn end of its own.
+        let plain = ChatTemplate::new("{% for m in messages %}{{ m.content }}{% endfor %}", "", "")
+            .unwrap();
+        let gemma = ChatTemplate::new(
+            "{% for m in messages %}<start_of_turn>{{ m.role }}\n{{ m.content }}<end_of_turn>\n\
+             {% endfor %}",
+            "",
+            "",
+        )
+        .unwrap();
+        // A turn end that is no special token (here plain text) is not taken.
+        let text_end = ChatTemplate::new(
+            "{% for m in messages %}{{ m.content }}a{% endfor %}",
+            "",
+            "",
+        )
+        .unwrap();
+        let ids = |t: Option<&ChatTemplate>, tok: &Tokenizer| response_ids(&cfg, Some(tok), t);
+        // No tokenizer_config.json: the config's EOS without a turn end, and pad = EOS.
+        assert_eq!(ids(Some(&plain), &tok).unwrap(), (256, 256));
+        assert_eq!(ids(None, &tok).unwrap(), (256, 256));
+        assert_eq!(ids(Some(&gemma), &tok).unwrap(), (257, 257));
+        assert_eq!(ids(Some(&text_end), &tok).unwrap(), (256, 256));
         for eos_token in [serde_json::json!("a"), serde_json::json!({"content": "a"})] {
             tok.set_tokenizer_config(Some(serde_json::json!({"eos_token": eos_token})));
             assert_eq!(tok.eos_token_id(), Some(a));
-            let (ea, a32) = (response_ids(&cfg, Some(&tok), true).unwrap(), a as u32);
-            assert_eq!(ea, (a32, a32), "chat: the tokenizer's eos_token");
-            assert_eq!(response_ids(&cfg, Some(&tok), false).unwrap(), (256, 256));
+            let a32 = a as u32;
+            assert_eq!(
+                ids(Some(&plain), &tok).unwrap(),
+                (a32, a32),
+                "chat: the tokenizer's eos_token"
+            );
+            assert_eq!(
+                ids(Some(&gemma), &tok).unwrap(),
+                (257, 257),
+                "the turn end first"
+            );
+            assert_eq!(ids(None, &tok).unwrap(), (256, 256));
         }
         // An eos_token outside the vocabulary is no id: the config's.
         tok.set_tokenizer_config(Some(serde_json::json!({"eos_token": "<|not here|>"})));
         assert_eq!(tok.eos_token_id(), None);
-        assert_eq!(response_ids(&cfg, Some(&tok), true).unwrap(), (256, 256));
+        assert_eq!(ids(Some(&plain), &tok).unwrap(), (256, 256));
     }
 }

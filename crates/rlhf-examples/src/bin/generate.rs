@@ -17,7 +17,7 @@ use clap::Parser;
 use rlhf_data::records::{Demonstration, PromptRecord};
 use rlhf_examples::data::read_records;
 use rlhf_examples::run::Progress;
-use rlhf_examples::stage::{chat_template, load_lm, unknown_tokens, warn_unknown};
+use rlhf_examples::stage::{chat_template, load_lm, turn_end_id, unknown_tokens, warn_unknown};
 use rlhf_model::{parse_device, parse_kind, GenerateConfig, LoadOptions, Policy};
 use std::io::Write;
 
@@ -131,11 +131,12 @@ fn main() -> anyhow::Result<()> {
         top_p: args.top_p,
         eos_token_id: eos,
         // Every EOS id of config.json (Llama 3 Instruct lists three) and generation_config.json
-        // (Qwen2.5 Instruct lists two) stops a row, and a chat template's end of turn (the
-        // tokenizer's eos_token) too.
+        // (Qwen2.5 Instruct lists two) stops a row, and with a chat template its end of turn
+        // (Gemma's <end_of_turn>) and the tokenizer's eos_token too.
         stop_token_ids: lm
             .eos_token_ids()
             .into_iter()
+            .chain(template.as_ref().and_then(|t| turn_end_id(tok, t)))
             .chain(tok.eos_token_id().filter(|_| template.is_some()))
             .collect(),
         pad_token_id: pad,

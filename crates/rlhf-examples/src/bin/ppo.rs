@@ -220,7 +220,7 @@ fn main() -> anyhow::Result<()> {
         .clone();
     let chat = chat_template(&tok, !args.common.no_chat_template)?;
     // The EOS the SFT stage ended responses with (the chat template's, when one is in use).
-    let (eos, pad) = response_ids(reference.config(), Some(&tok), chat.is_some())?;
+    let (eos, pad) = response_ids(reference.config(), Some(&tok), chat.as_ref())?;
 
     // A run resumed from a checkpoint takes its policy and value function from there; else
     // they start from --policy and --value (or --reward).

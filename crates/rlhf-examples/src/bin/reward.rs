@@ -125,7 +125,7 @@ fn collator(model: &ScalarModel, cfg: &RewardRunConfig, chat: bool) -> anyhow::R
         .tokenizer()
         .context("the checkpoint has no tokenizer.json: the reward stage needs one to read text")?;
     let template = chat_template(tok, chat)?;
-    let (eos, pad) = response_ids(model.config(), Some(tok), template.is_some())?;
+    let (eos, pad) = response_ids(model.config(), Some(tok), template.as_ref())?;
     let collate =
         CollateConfig::new(eos, pad).with_limits(cfg.max_prompt_tokens, cfg.max_response_tokens);
     Ok(Collator::new(tok.inner().clone(), collate)?.with_chat_template(template))
