@@ -16,7 +16,9 @@
 //! * [`link_dir_atomic`]: such a directory of hard links to another's files;
 //! * [`write_files_atomic`]: such a directory from `(name, bytes)` pairs. A large file whose
 //!   bytes equal those of one it wrote earlier in the process (a LoRA run's frozen base
-//!   weights, saved in every checkpoint) becomes a hard link to it instead of a second copy.
+//!   weights, saved in every checkpoint) becomes a hard link to it instead of a second copy;
+//!   [`write_contents_atomic`] the same with files that are made piece by piece
+//!   ([`Streamed`]: a model's weights, never whole in memory).
 
 #![warn(missing_docs)]
 
@@ -313,19 +315,86 @@ fn holds(path: &Path, bytes: &[u8]) -> bool {
     }
 }
 
-/// Writes `bytes` as `path` (a new file), or hard-links it to a remembered file with the
+/// A file's contents made piece by piece, so that a large file (a model's weights) is never
+/// whole in memory: [`Streamed::stream`] hands the bytes to a sink in order, as often as it is
+/// called, the same bytes each time.
+pub trait Streamed {
+    /// The file's length in bytes.
+    fn len(&self) -> u64;
+
+    /// True for an empty file.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Hands the file's bytes to `sink`, in order, in pieces of any size; stops at the sink's
+    /// first error and returns it.
+    fn stream(&self, sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>) -> std::io::Result<()>;
+}
+
+/// The contents of one file of [`write_contents_atomic`].
+pub enum Contents<'a> {
+    /// Bytes in memory.
+    Bytes(&'a [u8]),
+    /// Bytes made piece by piece while the file is written (or compared).
+    Streamed(&'a dyn Streamed),
+}
+
+impl Contents<'_> {
+    fn len(&self) -> u64 {
+        match self {
+            Contents::Bytes(b) => b.len() as u64,
+            Contents::Streamed(s) => s.len(),
+        }
+    }
+}
+
+/// True when the file at `path` holds exactly what `s` streams; stops at the first
+/// difference.
+fn holds_streamed(path: &Path, s: &dyn Streamed) -> bool {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() && m.len() == s.len() => {}
+        _ => return false,
+    }
+    let Ok(f) = File::open(path) else {
+        return false;
+    };
+    let mut f = std::io::BufReader::with_capacity(1 << 20, f);
+    let mut buf = Vec::new();
+    let same = s.stream(&mut |piece| {
+        buf.resize(piece.len(), 0);
+        f.read_exact(&mut buf)?;
+        match buf[..] == *piece {
+            true => Ok(()),
+            false => Err(std::io::Error::other("differs")),
+        }
+    });
+    same.is_ok()
+}
+
+/// Writes `contents` as `path` (a new file), or hard-links it to a remembered file with the
 /// same bytes.
-fn write_or_link(path: &Path, bytes: &[u8]) -> Result<()> {
-    if bytes.len() >= LINK_MIN_BYTES {
+fn write_or_link(path: &Path, contents: &Contents) -> Result<()> {
+    if contents.len() >= LINK_MIN_BYTES as u64 {
         let known = WRITTEN.lock().map(|w| w.clone()).unwrap_or_default();
         for src in known {
-            if holds(&src, bytes) && std::fs::hard_link(&src, path).is_ok() {
+            let same = match contents {
+                Contents::Bytes(b) => holds(&src, b),
+                Contents::Streamed(s) => holds_streamed(&src, *s),
+            };
+            if same && std::fs::hard_link(&src, path).is_ok() {
                 return Ok(());
             }
         }
     }
-    let mut f = File::create(path).map_err(err(path))?;
-    f.write_all(bytes).map_err(err(path))?;
+    let f = File::create(path).map_err(err(path))?;
+    let mut w = BufWriter::with_capacity(1 << 20, f);
+    match contents {
+        Contents::Bytes(b) => w.write_all(b),
+        Contents::Streamed(s) => s.stream(&mut |piece| w.write_all(piece)),
+    }
+    .map_err(err(path))?;
+    let f = w.into_inner().map_err(|e| err(path)(e.into_error()))?;
     f.sync_all().map_err(err(path))
 }
 
@@ -338,13 +407,26 @@ fn write_or_link(path: &Path, bytes: &[u8]) -> Result<()> {
 /// make new files (never rewrite one in place), so the linked names cannot diverge through
 /// this crate. Where linking fails (another file system), the file is written.
 pub fn write_files_atomic(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
+    let contents: Vec<(&str, Contents)> = files
+        .iter()
+        .map(|(name, bytes)| (*name, Contents::Bytes(bytes)))
+        .collect();
+    write_contents_atomic(dir, &contents)
+}
+
+/// [`write_files_atomic`] with files that may be [`Contents::Streamed`]: such a file is written
+/// (or compared with a remembered file before it is linked) piece by piece, so it is never
+/// whole in memory.
+pub fn write_contents_atomic(dir: &Path, files: &[(&str, Contents)]) -> Result<()> {
     write_dir_atomic(dir, |tmp| {
-        for (name, bytes) in files {
-            write_or_link(&tmp.join(name), bytes)?;
+        for (name, contents) in files {
+            write_or_link(&tmp.join(name), contents)?;
         }
         Ok::<(), Error>(())
     })?;
-    let big = files.iter().filter(|(_, b)| b.len() >= LINK_MIN_BYTES);
+    let big = files
+        .iter()
+        .filter(|(_, c)| c.len() >= LINK_MIN_BYTES as u64);
     let big: Vec<PathBuf> = big.map(|(name, _)| dir.join(name)).collect();
     if !big.is_empty() {
         if let Ok(mut w) = WRITTEN.lock() {
@@ -639,6 +721,53 @@ mod tests {
         std::fs::remove_dir_all(d.path().join("epoch-2")).unwrap();
         write("epoch-4", &big);
         assert_eq!(std::fs::read(p("epoch-4", "model.bin")).unwrap(), big);
+    }
+
+    /// Bytes streamed in pieces of 1,000.
+    struct Pieces(Vec<u8>);
+
+    impl Streamed for Pieces {
+        fn len(&self) -> u64 {
+            self.0.len() as u64
+        }
+        fn stream(
+            &self,
+            sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+        ) -> std::io::Result<()> {
+            self.0.chunks(1000).try_for_each(sink)
+        }
+    }
+
+    #[test]
+    fn streamed_files_are_written_and_linked_as_bytes_are() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let ino = |p: PathBuf| std::fs::metadata(p).unwrap().ino();
+        let big: Vec<u8> = (0..LINK_MIN_BYTES + 7).map(|i| (i % 253) as u8).collect();
+        let mut other = big.clone();
+        other[LINK_MIN_BYTES / 2] ^= 1; // same length, differs in the middle
+        let write = |name: &str, weights: &Vec<u8>| {
+            let s = Pieces(weights.clone());
+            let files = [
+                ("model.bin", Contents::Streamed(&s)),
+                ("config.json", Contents::Bytes(b"config")),
+            ];
+            write_contents_atomic(&d.path().join(name), &files).unwrap();
+        };
+        write("a", &big);
+        write("b", &big);
+        write("c", &other);
+        let p = |dir: &str, f: &str| d.path().join(dir).join(f);
+        assert_eq!(std::fs::read(p("a", "model.bin")).unwrap(), big);
+        assert_eq!(std::fs::read(p("c", "model.bin")).unwrap(), other);
+        assert_eq!(std::fs::read(p("a", "config.json")).unwrap(), b"config");
+        assert_eq!(ino(p("a", "model.bin")), ino(p("b", "model.bin")));
+        assert_ne!(ino(p("b", "model.bin")), ino(p("c", "model.bin")));
+        // A file written from bytes is linked to by an equal streamed one, and back.
+        write_files_atomic(&d.path().join("d"), &[("model.bin", other.clone())]).unwrap();
+        assert_eq!(ino(p("c", "model.bin")), ino(p("d", "model.bin")));
+        write("e", &other);
+        assert_eq!(ino(p("d", "model.bin")), ino(p("e", "model.bin")));
     }
 
     #[test]

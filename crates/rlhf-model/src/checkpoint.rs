@@ -267,10 +267,8 @@ pub(crate) fn write_checkpoint_tensors(
         // transformers finds the last non-pad token through pad_token_id.
         config.ensure_pad_token_id();
     }
-    let mut files: Vec<(&str, Vec<u8>)> = vec![
-        (CONFIG_FILE, config.to_json().into_bytes()),
-        (WEIGHTS_FILE, safetensors_bytes(tensors)?),
-    ];
+    let weights = SafetensorsFile::new(tensors)?;
+    let mut files: Vec<(&str, Vec<u8>)> = vec![(CONFIG_FILE, config.to_json().into_bytes())];
     if let Some(tok) = tokenizer {
         files.push((TOKENIZER_FILE, tok.to_json()?.into_bytes()));
         if let Some(tc) = tok.tokenizer_config() {
@@ -281,7 +279,14 @@ pub(crate) fn write_checkpoint_tensors(
     let meta_json = serde_json::to_string_pretty(meta).expect("metadata serializes");
     files.extend(extra);
     files.push((META_FILE, meta_json.into_bytes()));
-    write_dir_atomic(dir, &files)
+    // The weights are streamed into the file (or compared with an equal earlier save before
+    // they are linked to it), never whole in memory.
+    let contents: Vec<(&str, rlhf_io::Contents)> = files
+        .iter()
+        .map(|(name, bytes)| (*name, rlhf_io::Contents::Bytes(bytes)))
+        .chain([(WEIGHTS_FILE, rlhf_io::Contents::Streamed(&weights))])
+        .collect();
+    Ok(rlhf_io::write_contents_atomic(dir, &contents)?)
 }
 
 fn kind_to_dtype(kind: Kind) -> Result<safetensors::Dtype> {
@@ -305,25 +310,42 @@ fn kind_to_dtype(kind: Kind) -> Result<safetensors::Dtype> {
 }
 
 /// Serializes named tensors to safetensors bytes with `{"format": "pt"}` metadata (which
-/// `transformers` requires). Each tensor is copied to the CPU, contiguous, only while it is
-/// written: the bytes and one tensor are held, not a second copy of every tensor.
+/// `transformers` requires): the bytes of [`SafetensorsFile`], in memory.
 pub fn safetensors_bytes(tensors: &[(String, Tensor)]) -> Result<Vec<u8>> {
-    let views = safetensors_views(tensors)?;
-    let meta: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
-    safetensors::serialize(views.iter().map(|(n, v)| (n.as_str(), v)), Some(meta))
-        .map_err(|e| ModelError::Input(format!("safetensors serialization failed: {e}")))
+    let file = SafetensorsFile::new(tensors)?;
+    let mut out = Vec::with_capacity(file.len as usize);
+    rlhf_io::Streamed::stream(&file, &mut |piece| {
+        out.extend_from_slice(piece);
+        Ok(())
+    })
+    .map_err(|e| ModelError::Input(format!("safetensors serialization failed: {e}")))?;
+    Ok(out)
 }
 
-/// A tensor as the safetensors writer sees it: its bytes are copied out only when the writer
-/// asks for them, one tensor at a time, so a save holds the file and one tensor, not a second
-/// copy of every tensor.
-struct LazyView {
+/// A safetensors file of named tensors (`{"format": "pt"}` metadata, which `transformers`
+/// requires), made piece by piece as it is written ([`rlhf_io::Streamed`]): the header, then
+/// each tensor's bytes, read from the tensor itself when it is a contiguous CPU tensor (else
+/// from a CPU copy of that one tensor). A save thus holds the model and at most one tensor's
+/// copy, never the file's bytes. The bytes are exactly `safetensors::serialize`'s: its header
+/// is made by `safetensors` itself, and the tensors follow in the order it puts them in.
+pub struct SafetensorsFile {
+    header: Vec<u8>,
+    tensors: Vec<Tensor>,
+    len: u64,
+}
+
+/// A tensor as `safetensors::serialize` sees it when only the header is wanted: its dtype and
+/// size, no bytes; it records when the writer asks for its bytes, which gives the order the
+/// writer puts the tensors in.
+struct HeaderView<'a> {
     dtype: safetensors::Dtype,
     shape: Vec<usize>,
-    tensor: Tensor,
+    len: usize,
+    index: usize,
+    asked: &'a std::cell::RefCell<Vec<usize>>,
 }
 
-impl safetensors::View for &LazyView {
+impl safetensors::View for &HeaderView<'_> {
     fn dtype(&self) -> safetensors::Dtype {
         self.dtype
     }
@@ -331,32 +353,86 @@ impl safetensors::View for &LazyView {
         &self.shape
     }
     fn data(&self) -> std::borrow::Cow<'_, [u8]> {
-        let t = self.tensor.to_device(tch::Device::Cpu).contiguous();
-        let numel = t.numel();
-        let mut data = vec![0u8; self.data_len()];
-        // The kind and device were checked when the view was made.
-        t.copy_data_u8(&mut data, numel);
-        std::borrow::Cow::Owned(data)
+        self.asked.borrow_mut().push(self.index);
+        std::borrow::Cow::Borrowed(&[])
     }
     fn data_len(&self) -> usize {
-        self.shape.iter().product::<usize>() * self.tensor.kind().elt_size_in_bytes()
+        self.len
     }
 }
 
-fn safetensors_views(tensors: &[(String, Tensor)]) -> Result<Vec<(String, LazyView)>> {
-    tensors
-        .iter()
-        .map(|(name, t)| {
-            Ok((
-                name.clone(),
-                LazyView {
-                    dtype: kind_to_dtype(t.kind())?,
-                    shape: t.size().iter().map(|&d| d as usize).collect(),
-                    tensor: t.shallow_clone(),
-                },
-            ))
+impl SafetensorsFile {
+    /// The file of `tensors` (any device; f32, f16, bf16, f64 or integer kinds).
+    pub fn new(tensors: &[(String, Tensor)]) -> Result<Self> {
+        let asked = std::cell::RefCell::new(Vec::with_capacity(tensors.len()));
+        let views = tensors
+            .iter()
+            .enumerate()
+            .map(|(index, (name, t))| {
+                let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
+                let len = shape.iter().product::<usize>() * t.kind().elt_size_in_bytes();
+                let dtype = kind_to_dtype(t.kind())?;
+                Ok((name.as_str(), (index, shape, len, dtype)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let views: Vec<(&str, HeaderView)> = views
+            .into_iter()
+            .map(|(name, (index, shape, len, dtype))| {
+                let asked = &asked;
+                let view = HeaderView {
+                    dtype,
+                    shape,
+                    len,
+                    index,
+                    asked,
+                };
+                (name, view)
+            })
+            .collect();
+        let data_len: usize = views.iter().map(|(_, v)| v.len).sum();
+        let meta: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
+        let header = safetensors::serialize(views.iter().map(|(n, v)| (*n, v)), Some(meta))
+            .map_err(|e| ModelError::Input(format!("safetensors serialization failed: {e}")))?;
+        drop(views);
+        let order = asked.into_inner();
+        if order.len() != tensors.len() {
+            return Err(ModelError::Input(format!(
+                "safetensors asked for {} of {} tensors",
+                order.len(),
+                tensors.len()
+            )));
+        }
+        Ok(SafetensorsFile {
+            len: (header.len() + data_len) as u64,
+            header,
+            tensors: order
+                .iter()
+                .map(|&i| tensors[i].1.shallow_clone())
+                .collect(),
         })
-        .collect()
+    }
+}
+
+impl rlhf_io::Streamed for SafetensorsFile {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn stream(&self, sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>) -> std::io::Result<()> {
+        sink(&self.header)?;
+        for t in &self.tensors {
+            let t = t.to_device(tch::Device::Cpu).contiguous();
+            let len = t.numel() * t.kind().elt_size_in_bytes();
+            if len == 0 {
+                continue;
+            }
+            // SAFETY: `t` is a contiguous CPU tensor of `len` bytes (numel x element size),
+            // alive and not written to while the slice is in use (the sink only reads it).
+            let bytes = unsafe { std::slice::from_raw_parts(t.data_ptr() as *const u8, len) };
+            sink(bytes)?;
+        }
+        Ok(())
+    }
 }
 
 /// Reads every tensor of a safetensors file (on the CPU, in the file's dtype), sorted by name.

@@ -384,3 +384,80 @@ fn generation_config_is_kept_with_the_model() {
         "{e}"
     );
 }
+
+/// Owned bytes as `safetensors::serialize` takes them: the reference for our streamed writer.
+struct Owned(safetensors::Dtype, Vec<usize>, Vec<u8>);
+
+impl safetensors::View for &Owned {
+    fn dtype(&self) -> safetensors::Dtype {
+        self.0
+    }
+    fn shape(&self) -> &[usize] {
+        &self.1
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Borrowed(&self.2)
+    }
+    fn data_len(&self) -> usize {
+        self.2.len()
+    }
+}
+
+/// What a save streams into `model.safetensors` (header made by `safetensors`, each tensor's
+/// bytes read from the tensor) is byte for byte what `safetensors::serialize` writes from
+/// copies of the tensors: mixed dtypes (which it orders by alignment before names), an empty
+/// tensor, a transposed (non-contiguous) one, a scalar.
+#[test]
+fn streamed_safetensors_equal_the_crates_serialization() {
+    use safetensors::Dtype;
+    let tensors: Vec<(String, Tensor)> = vec![
+        (
+            "b.f32".into(),
+            Tensor::randn([3, 5], (Kind::Float, Device::Cpu)),
+        ),
+        (
+            "a.bf16".into(),
+            Tensor::randn([4], (Kind::Float, Device::Cpu)).to_kind(Kind::BFloat16),
+        ),
+        (
+            "c.i64".into(),
+            Tensor::from_slice(&[1i64, -2, 3]).view([3, 1]),
+        ),
+        (
+            "d.empty".into(),
+            Tensor::zeros([0, 7], (Kind::Float, Device::Cpu)),
+        ),
+        (
+            "e.transposed".into(),
+            Tensor::randn([2, 3], (Kind::Float, Device::Cpu)).tr(),
+        ),
+        ("f.scalar".into(), Tensor::from(2.5f32)),
+    ];
+    let owned: Vec<(String, Owned)> = tensors
+        .iter()
+        .map(|(n, t)| {
+            let t = t.contiguous();
+            let dtype = match t.kind() {
+                Kind::Float => Dtype::F32,
+                Kind::BFloat16 => Dtype::BF16,
+                _ => Dtype::I64,
+            };
+            let len = t.numel() * t.kind().elt_size_in_bytes();
+            let mut bytes = vec![0u8; len];
+            t.copy_data_u8(&mut bytes, t.numel());
+            let shape = t.size().iter().map(|&d| d as usize).collect();
+            (n.clone(), Owned(dtype, shape, bytes))
+        })
+        .collect();
+    let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+    let want =
+        safetensors::serialize(owned.iter().map(|(n, o)| (n.as_str(), o)), Some(meta)).unwrap();
+    assert_eq!(safetensors_bytes(&tensors).unwrap(), want);
+    let dir = tempfile::tempdir().unwrap();
+    let back = {
+        let path = dir.path().join("w.safetensors");
+        write_atomic(&path, &want).unwrap();
+        read_safetensors(&path).unwrap()
+    };
+    assert!(back["e.transposed"].equal(&tensors[4].1));
+}
