@@ -437,3 +437,81 @@ fn unknown_tokens_are_counted_for_tokenizers_that_have_one() {
     assert_eq!(col.unknown_token(), None);
     assert_eq!(col.unknown_tokens([&[0u32, 1][..]]), None);
 }
+
+/// A word-level tokenizer whose post-processor is `post` (JSON).
+fn word_level_with(post: &str) -> tokenizers::Tokenizer {
+    use std::str::FromStr;
+    let json = format!(
+        r#"{{"version": "1.0", "truncation": null, "padding": null,
+        "added_tokens": [{{"id": 0, "content": "<bos>", "single_word": false, "lstrip": false,
+            "rstrip": false, "normalized": false, "special": true}},
+            {{"id": 1, "content": "<eos>", "single_word": false, "lstrip": false,
+            "rstrip": false, "normalized": false, "special": true}}],
+        "normalizer": null, "pre_tokenizer": {{"type": "WhitespaceSplit"}},
+        "post_processor": {post}, "decoder": null,
+        "model": {{"type": "WordLevel", "unk_token": "<eos>",
+                  "vocab": {{"<bos>": 0, "<eos>": 1, "a": 2, "red": 3, "fox": 4}}}}}}"#
+    );
+    tokenizers::Tokenizer::from_str(&json).unwrap()
+}
+
+/// Prompts encoded without a chat template start with what the tokenizer's post-processor puts
+/// before a text (Llama's and Gemma's BOS), as `transformers`' `tokenizer(prompt)`; an EOS it
+/// appends is not taken, and a tokenizer that adds nothing (GPT-2's) adds nothing. Responses
+/// get nothing, and a chat template writes its own BOS.
+#[test]
+fn prompts_start_with_the_tokenizers_bos() {
+    use rlhf_data::chat::ChatTemplate;
+    use rlhf_data::collate::{prompt_prefix, Collator};
+    let special = |name: &str, id: u32| {
+        format!(r#""{name}": {{"id": "{name}", "ids": [{id}], "tokens": ["{name}"]}}"#)
+    };
+    let template = |single: &str| {
+        format!(
+            r#"{{"type": "TemplateProcessing", "single": {single}, "pair": [],
+            "special_tokens": {{{}, {}}}}}"#,
+            special("<bos>", 0),
+            special("<eos>", 1)
+        )
+    };
+    let bos = template(
+        r#"[{"SpecialToken": {"id": "<bos>", "type_id": 0}},
+            {"Sequence": {"id": "A", "type_id": 0}}]"#,
+    );
+    let eos = template(
+        r#"[{"Sequence": {"id": "A", "type_id": 0}},
+            {"SpecialToken": {"id": "<eos>", "type_id": 0}}]"#,
+    );
+    let both = template(
+        r#"[{"SpecialToken": {"id": "<bos>", "type_id": 0}},
+            {"Sequence": {"id": "A", "type_id": 0}},
+            {"SpecialToken": {"id": "<eos>", "type_id": 0}}]"#,
+    );
+    for (post, want) in [
+        (bos.as_str(), vec![0u32]),
+        (eos.as_str(), vec![]),
+        (both.as_str(), vec![0]),
+        ("null", vec![]),
+    ] {
+        let tok = word_level_with(post);
+        assert_eq!(prompt_prefix(&tok), want, "{post}");
+        let col = Collator::new(tok, CollateConfig::new(1, 1)).unwrap();
+        assert_eq!(
+            col.encode_prompt("red fox").unwrap(),
+            [want.clone(), vec![3, 4]].concat()
+        );
+        assert_eq!(
+            col.encode("red fox").unwrap(),
+            [3, 4],
+            "responses: as they are"
+        );
+        let chat =
+            ChatTemplate::new("{{ bos_token }}{{ messages[0].content }}", "<bos>", "").unwrap();
+        let col = col.with_chat_template(Some(chat));
+        assert_eq!(
+            col.encode_prompt("red fox").unwrap(),
+            [0, 3, 4],
+            "the template's BOS only"
+        );
+    }
+}

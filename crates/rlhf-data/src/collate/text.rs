@@ -25,6 +25,8 @@ pub struct Collator {
     tokenizer: Tokenizer,
     config: CollateConfig,
     chat: Option<ChatTemplate>,
+    /// What the tokenizer puts before a text ([`prompt_prefix`]).
+    prefix: Vec<u32>,
 }
 
 impl std::fmt::Debug for Collator {
@@ -42,6 +44,7 @@ impl Collator {
     pub fn new(tokenizer: Tokenizer, config: CollateConfig) -> Result<Self> {
         config.validate()?;
         Ok(Collator {
+            prefix: prompt_prefix(&tokenizer),
             tokenizer,
             config,
             chat: None,
@@ -59,12 +62,13 @@ impl Collator {
         self.chat.as_ref()
     }
 
-    /// Encodes a prompt: rendered through the chat template when there is one, else as
-    /// [`Collator::encode`].
+    /// Encodes a prompt: rendered through the chat template when there is one (which writes
+    /// its own BOS), else as [`Collator::encode`] after the tokenizer's [`prompt_prefix`] (the
+    /// BOS of Llama and Gemma), as `transformers`' `tokenizer(prompt)` encodes it.
     pub fn encode_prompt(&self, prompt: &str) -> Result<Vec<u32>> {
         match &self.chat {
             Some(t) => self.encode(&t.render_prompt(prompt)?),
-            None => self.encode(prompt),
+            None => Ok([self.prefix.clone(), self.encode(prompt)?].concat()),
         }
     }
 
@@ -217,6 +221,30 @@ impl Collator {
             .collect::<Result<Vec<_>>>()?;
         pack_documents(&docs, block_len, self.config.eos_id, self.config.pad_id)
     }
+}
+
+/// The special tokens `tokenizer`'s post-processor puts before a text: Llama's `<s>` or
+/// `<|begin_of_text|>`, Gemma's `<bos>` (`tokenizer.json`'s `TemplateProcessing`); none for
+/// GPT-2, SmolLM2 or Qwen. Found by encoding a probe with and without special tokens; a suffix
+/// the post-processor adds (an EOS) is not part of it. A prompt encoded without a chat
+/// template starts with these, as `transformers`' `tokenizer(prompt)` (special tokens on by
+/// default) starts it: a Llama or Gemma base model reads its text after its BOS.
+pub fn prompt_prefix(tokenizer: &Tokenizer) -> Vec<u32> {
+    let probe = "a";
+    let (Ok(plain), Ok(full)) = (
+        tokenizer.encode_fast(probe, false),
+        tokenizer.encode_fast(probe, true),
+    ) else {
+        return vec![];
+    };
+    let (plain, full) = (plain.get_ids(), full.get_ids());
+    if plain.is_empty() || full.len() < plain.len() {
+        return vec![];
+    }
+    (0..=full.len() - plain.len())
+        .find(|&k| full[k..k + plain.len()] == *plain)
+        .map(|k| full[..k].to_vec())
+        .unwrap_or_default()
 }
 
 /// The unknown token of `tokenizer` and its id, read from its model's serialized settings

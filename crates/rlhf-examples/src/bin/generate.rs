@@ -111,10 +111,16 @@ fn main() -> anyhow::Result<()> {
         );
     };
     let template = chat_template(tok, !args.no_chat_template)?;
+    let prefix = rlhf_data::collate::prompt_prefix(tok.inner());
     let encode = |text: &str| -> anyhow::Result<Vec<i64>> {
         Ok(match &template {
             Some(t) => tok.encode(&t.render_prompt(text)?)?,
-            None => tok.encode(text)?,
+            // The tokenizer's BOS first, as `transformers`' `tokenizer(text)` (Llama, Gemma).
+            None => [
+                prefix.iter().map(|&i| i64::from(i)).collect(),
+                tok.encode(text)?,
+            ]
+            .concat(),
         })
     };
     let n_positions = lm.config().n_positions();

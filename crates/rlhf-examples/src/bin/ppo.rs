@@ -255,13 +255,22 @@ fn main() -> anyhow::Result<()> {
     let records: Vec<PromptRecord> = read_records(&args.prompts, cfg.lenient)?;
     let mut prompts: Vec<Vec<i64>> = Vec::with_capacity(records.len());
     let mut cut = 0usize;
+    // Without a chat template, the tokenizer's BOS first (Llama, Gemma), as the SFT stage's
+    // collator encodes prompts.
+    let prefix: Vec<i64> = rlhf_data::collate::prompt_prefix(tok.inner())
+        .into_iter()
+        .map(i64::from)
+        .collect();
     for r in &records {
         let ids = match &chat {
             Some(t) => t
                 .render_prompt(&r.prompt)
                 .map_err(anyhow::Error::from)
                 .and_then(|text| Ok(tok.encode(&text)?)),
-            None => tok.encode(&r.prompt).map_err(anyhow::Error::from),
+            None => tok
+                .encode(&r.prompt)
+                .map(|ids| [prefix.clone(), ids].concat())
+                .map_err(anyhow::Error::from),
         }
         .with_context(|| format!("{}: prompt {}", args.prompts.display(), r.id))?;
         if ids.is_empty() {
