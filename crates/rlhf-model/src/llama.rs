@@ -1,5 +1,5 @@
 //! The Llama-family decoder body (Hugging Face `LlamaModel` / `Qwen2Model` / `Qwen3Model` /
-//! `MistralModel` / `Gemma3TextModel`): token embedding, pre-RMSNorm layers with rotary
+//! `MistralModel` / `Gemma3TextModel` / `SmolLM3Model`): token embedding, pre-RMSNorm layers with rotary
 //! grouped-query self-attention (Qwen3 and Gemma 3: with an RMSNorm on each head's queries and
 //! keys) and a SwiGLU MLP, final RMSNorm. Gemma 3 adds a norm after the attention and after
 //! the MLP, scales the embeddings, gates its MLP with GELU and slides the attention window of
@@ -211,14 +211,15 @@ impl Attention {
         }
     }
 
-    /// Shapes: `x [B, T, E]`, `cos`/`sin` `[B or 1, 1, T, D]` -> `[B, R, E]`, the outputs of
+    /// Shapes: `x [B, T, E]`, `cos`/`sin` `[B or 1, 1, T, D]` (`None`: a layer without RoPE,
+    /// SmolLM3's) -> `[B, R, E]`, the outputs of
     /// the query positions `rows` (`R` of them; all `T` for `None`, and `mask` is then the
     /// queries' own). Keys and values (and the cache) cover all `T`.
     #[allow(clippy::too_many_arguments)]
     fn forward(
         &self,
         x: &Tensor,
-        (cos, sin): (&Tensor, &Tensor),
+        rotary: Option<(&Tensor, &Tensor)>,
         mask: &AttnMask,
         cache: Option<(&mut (Tensor, Tensor), i64)>,
         train: bool,
@@ -240,33 +241,42 @@ impl Attention {
             }
             None => y,
         };
-        let rope = |y: Tensor, cos: &Tensor, sin: &Tensor| &y * cos + rotate_half(&y) * sin;
+        // RoPE over the positions `span` of the new tokens (all of them for `None`).
+        let rope = |y: Tensor, span: Option<&Range<i64>>| match rotary {
+            None => y,
+            Some((cos, sin)) => {
+                let (cos, sin) = match span {
+                    None => (cos.shallow_clone(), sin.shallow_clone()),
+                    Some(r) => (
+                        cos.narrow(2, r.start, r.end - r.start),
+                        sin.narrow(2, r.start, r.end - r.start),
+                    ),
+                };
+                &y * &cos + rotate_half(&y) * &sin
+            }
+        };
         let q = match rows {
             None => rope(
                 norm(
                     heads(self.q_proj.forward(x, train, autocast), self.n_head),
                     0,
                 ),
-                cos,
-                sin,
+                None,
             ),
             Some(r) => {
-                let len = r.end - r.start;
-                let xq = x.narrow(1, r.start, len);
+                let xq = x.narrow(1, r.start, r.end - r.start);
                 rope(
                     norm(
                         heads(self.q_proj.forward(&xq, train, autocast), self.n_head),
                         0,
                     ),
-                    &cos.narrow(2, r.start, len),
-                    &sin.narrow(2, r.start, len),
+                    Some(r),
                 )
             }
         };
         let k = rope(
             norm(heads(self.k_proj.forward(x, train, autocast), self.n_kv), 1),
-            cos,
-            sin,
+            None,
         );
         let v = heads(self.v_proj.forward(x, train, autocast), self.n_kv);
         let keys = Keys::new(k, v, cache);
@@ -336,10 +346,12 @@ struct Layer {
     feedforward_norms: Option<(RmsNorm, RmsNorm)>,
     /// Local attention over this many positions (Gemma 3's sliding layers).
     window: Option<i64>,
+    /// Whether the layer applies RoPE (not SmolLM3's "NoPE" layers).
+    rope: bool,
 }
 
 /// The Llama-family decoder (Hugging Face's `LlamaModel` / `Qwen2Model` / `Qwen3Model` /
-/// `MistralModel` / `Gemma3TextModel`).
+/// `MistralModel` / `Gemma3TextModel` / `SmolLM3Model`).
 #[derive(Debug)]
 pub struct Llama {
     embed_tokens: Tensor,
@@ -386,6 +398,7 @@ impl Llama {
                         )
                     }),
                     window: cfg.layer_window(i),
+                    rope: cfg.layer_rope(i),
                 }
             })
             .collect();
@@ -538,10 +551,11 @@ impl Llama {
                 (Some(l), Some(_)) => l,
                 _ => &global,
             };
+            let rotary = layer.rope.then_some((cos, sin));
             let (keep, keep_mask) = step.block_queries(i, n_layer, mask);
             let a = layer.self_attn.forward(
                 &layer.input_layernorm.forward(&x),
-                (cos, sin),
+                rotary,
                 keep_mask.as_ref().unwrap_or(mask),
                 layer_cache,
                 train,

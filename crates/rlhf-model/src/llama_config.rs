@@ -1,17 +1,18 @@
 //! The Hugging Face `config.json` of the Llama family (`LlamaConfig`, `Qwen2Config`,
-//! `Qwen3Config`, `MistralConfig`, `Gemma3TextConfig`; SmolLM2 is `llama`), read and written
-//! with the same field names, and its rotary embedding parameters.
+//! `Qwen3Config`, `MistralConfig`, `Gemma3TextConfig`, `SmolLM3Config`; SmolLM2 is `llama`),
+//! read and written with the same field names, and its rotary embedding parameters.
 
 use crate::error::{ModelError, Result};
 use serde::{Deserialize, Serialize};
 
-/// Llama / Qwen2 / Qwen3 / Mistral / Gemma 3 hyper-parameters, field for field Hugging Face's
-/// configs.
+/// Llama / Qwen2 / Qwen3 / Mistral / Gemma 3 / SmolLM3 hyper-parameters, field for field
+/// Hugging Face's configs.
 ///
-/// The five share one decoder; they differ in biases (Qwen2: q/k/v), Qwen3's RMSNorm on each
-/// head's queries and keys (`q_norm`, `k_norm`), Mistral's sliding window (which equals full
-/// attention on sequences up to its length: see [`LlamaConfig::context_len`]) and Gemma 3's
-/// block (see [`LlamaConfig::is_gemma3`]).
+/// The six share one decoder; they differ in biases (Qwen2: q/k/v), Qwen3's RMSNorm on each
+/// head's queries and keys (`q_norm`, `k_norm`), sliding windows (Mistral's, Gemma 3's and
+/// SmolLM3's: [`LlamaConfig::layer_window`]), Gemma 3's block (see
+/// [`LlamaConfig::is_gemma3`]) and SmolLM3's layers without RoPE
+/// ([`LlamaConfig::layer_rope`]).
 ///
 /// Defaults are Hugging Face's `LlamaConfig` defaults. Keys this struct does not know (e.g.
 /// Qwen2's `use_sliding_window`, `dtype`, Gemma 3's `query_pre_attn_scalar`,
@@ -19,7 +20,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LlamaConfig {
-    /// "llama", "qwen2", "qwen3", "mistral" or "gemma3_text" (default "llama").
+    /// "llama", "qwen2", "qwen3", "mistral", "gemma3_text" or "smollm3" (default "llama").
     pub model_type: String,
     /// Vocabulary size (default 32000).
     pub vocab_size: i64,
@@ -272,7 +273,10 @@ impl LlamaConfig {
     /// Whether o_proj carries a bias (Llama and Qwen3 with `attention_bias`; never Qwen2 or
     /// Mistral).
     pub fn o_bias(&self) -> bool {
-        matches!(self.model_type.as_str(), "llama" | "qwen3" | "gemma3_text") && self.attention_bias
+        matches!(
+            self.model_type.as_str(),
+            "llama" | "qwen3" | "gemma3_text" | "smollm3"
+        ) && self.attention_bias
     }
 
     /// Whether each head's queries and keys go through an RMSNorm before RoPE (Qwen3's and
@@ -356,9 +360,56 @@ impl LlamaConfig {
         if self.model_type == "mistral" {
             return self.extra.get("sliding_window").and_then(|w| w.as_i64());
         }
+        if self.model_type == "smollm3" {
+            return self
+                .smollm3_sliding(i)
+                .then(|| self.extra.get("sliding_window").and_then(|w| w.as_i64()))
+                .flatten();
+        }
         let types = self.gemma3_layer_types()?;
         let sliding = types.get(i as usize).map(String::as_str) == Some("sliding_attention");
         sliding.then(|| self.gemma3_window()).flatten()
+    }
+
+    /// Whether layer `i` applies RoPE: all but SmolLM3's `no_rope_layers` entries of 0 (by
+    /// default every `no_rope_layer_interval`-th layer, 4: its "NoPE" layers).
+    pub fn layer_rope(&self, i: i64) -> bool {
+        if self.model_type != "smollm3" {
+            return true;
+        }
+        match self.extra.get("no_rope_layers").and_then(|v| v.as_array()) {
+            Some(list) => list.get(i as usize).and_then(|v| v.as_i64()) != Some(0),
+            None => {
+                let every = self
+                    .extra
+                    .get("no_rope_layer_interval")
+                    .and_then(|v| v.as_i64())
+                    .unwrap_or(4)
+                    .max(1);
+                (i + 1) % every != 0
+            }
+        }
+    }
+
+    /// SmolLM3: whether layer `i` slides (`use_sliding_window` and a "sliding_attention" entry
+    /// of `layer_types`, whose default makes the layers without RoPE slide when a
+    /// `sliding_window` is set).
+    fn smollm3_sliding(&self, i: i64) -> bool {
+        if self.extra.get("use_sliding_window") != Some(&serde_json::Value::Bool(true)) {
+            return false;
+        }
+        match self.extra.get("layer_types").and_then(|t| t.as_array()) {
+            Some(types) => {
+                types.get(i as usize).and_then(|t| t.as_str()) == Some("sliding_attention")
+            }
+            None => {
+                !self.layer_rope(i)
+                    && self
+                        .extra
+                        .get("sliding_window")
+                        .is_some_and(|w| !w.is_null())
+            }
+        }
     }
 
     /// Gemma 3's `sliding_window` (4096 when the key is absent, as `Gemma3TextConfig`'s
@@ -427,11 +478,16 @@ impl LlamaConfig {
             .filter(|v| !v.is_null())
     }
 
-    /// The RoPE base: `rope_theta`, else `rope_parameters.rope_theta`, else 10000.
+    /// The RoPE base: `rope_theta`, else `rope_parameters.rope_theta`, else 10000 (SmolLM3's
+    /// default: 2e6).
     pub fn rope_base(&self) -> f64 {
+        let default = match self.model_type.as_str() {
+            "smollm3" => 2e6,
+            _ => 10000.0,
+        };
         self.rope_theta
             .or_else(|| self.rope_object()?.get("rope_theta")?.as_f64())
-            .unwrap_or(10000.0)
+            .unwrap_or(default)
     }
 
     /// The parsed RoPE scaling.
@@ -503,11 +559,11 @@ impl LlamaConfig {
         }
         if !matches!(
             self.model_type.as_str(),
-            "llama" | "qwen2" | "qwen3" | "mistral" | "gemma3_text"
+            "llama" | "qwen2" | "qwen3" | "mistral" | "gemma3_text" | "smollm3"
         ) {
             return Err(ModelError::Config(format!(
                 "model_type {:?} is not a Llama-family type (llama, qwen2, qwen3, mistral, \
-                 gemma3_text)",
+                 gemma3_text, smollm3)",
                 self.model_type
             )));
         }
@@ -544,6 +600,9 @@ impl LlamaConfig {
         if self.is_gemma3() {
             return self.validate_gemma3();
         }
+        if self.model_type == "smollm3" {
+            return self.validate_smollm3();
+        }
         if self.extra.get("use_sliding_window") == Some(&serde_json::Value::Bool(true)) {
             return Err(ModelError::Config(
                 "use_sliding_window is true: sliding-window attention is not supported".into(),
@@ -566,6 +625,56 @@ impl LlamaConfig {
                     )))
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// SmolLM3's own keys: `no_rope_layers` (one 0 or 1 per layer), `layer_types` (one per
+    /// layer, full or sliding) and, when a layer slides, a positive `sliding_window`.
+    fn validate_smollm3(&self) -> Result<()> {
+        let per_layer = |key: &str| -> Result<Option<&Vec<serde_json::Value>>> {
+            match self.extra.get(key) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(serde_json::Value::Array(v)) if v.len() as i64 == self.num_hidden_layers => {
+                    Ok(Some(v))
+                }
+                Some(v) => Err(ModelError::Config(format!(
+                    "{key} must list one entry per layer ({}), got {v}",
+                    self.num_hidden_layers
+                ))),
+            }
+        };
+        if let Some(list) = per_layer("no_rope_layers")? {
+            if let Some(bad) = list.iter().find(|v| !matches!(v.as_i64(), Some(0 | 1))) {
+                return Err(ModelError::Config(format!(
+                    "no_rope_layers holds {bad}: each entry is 1 (RoPE) or 0 (none)"
+                )));
+            }
+        }
+        if let Some(types) = per_layer("layer_types")? {
+            if let Some(other) = types
+                .iter()
+                .find(|t| !matches!(t.as_str(), Some("full_attention" | "sliding_attention")))
+            {
+                return Err(ModelError::Config(format!(
+                    "layer_types holds {other}: only full_attention and sliding_attention"
+                )));
+            }
+        }
+        let uses_window = self.extra.get("use_sliding_window")
+            == Some(&serde_json::Value::Bool(true))
+            && self
+                .extra
+                .get("layer_types")
+                .and_then(|t| t.as_array())
+                .is_some_and(|t| t.iter().any(|t| t.as_str() == Some("sliding_attention")));
+        let window = self.extra.get("sliding_window").and_then(|w| w.as_i64());
+        if uses_window && window.is_none_or(|w| w <= 0) {
+            return Err(ModelError::Config(
+                "use_sliding_window is true and a layer is sliding_attention: sliding_window \
+                 must be a positive integer"
+                    .into(),
+            ));
         }
         Ok(())
     }

@@ -6,16 +6,23 @@ use crate::llama_config::LlamaConfig;
 use std::path::Path;
 
 /// The `model_type`s this crate reads.
-pub const SUPPORTED_MODEL_TYPES: &[&str] =
-    &["gpt2", "llama", "qwen2", "qwen3", "mistral", "gemma3_text"];
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &[
+    "gpt2",
+    "llama",
+    "qwen2",
+    "qwen3",
+    "mistral",
+    "gemma3_text",
+    "smollm3",
+];
 
 /// The Hugging Face config of one of the supported architectures.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelConfig {
     /// `model_type` "gpt2".
     Gpt2(Gpt2Config),
-    /// `model_type` "llama" (Llama 2/3, SmolLM2), "qwen2" (Qwen2, Qwen2.5), "qwen3", "mistral" or
-    /// "gemma3_text" (Gemma 3).
+    /// `model_type` "llama" (Llama 2/3, SmolLM2), "qwen2" (Qwen2, Qwen2.5), "qwen3", "mistral",
+    /// "gemma3_text" (Gemma 3) or "smollm3".
     Llama(LlamaConfig),
 }
 
@@ -91,7 +98,7 @@ impl ModelConfig {
         };
         let cfg = match ty.as_str() {
             "gpt2" => ModelConfig::Gpt2(serde_json::from_value(value).map_err(|e| e.to_string())?),
-            "llama" | "qwen2" | "qwen3" | "mistral" | "gemma3_text" => {
+            "llama" | "qwen2" | "qwen3" | "mistral" | "gemma3_text" | "smollm3" => {
                 let listed = match value.get("eos_token_id") {
                     Some(serde_json::Value::Array(ids)) => ids
                         .iter()
@@ -174,7 +181,7 @@ impl ModelConfig {
         }
     }
 
-    /// "gpt2", "llama", "qwen2", "qwen3", "mistral" or "gemma3_text".
+    /// "gpt2", "llama", "qwen2", "qwen3", "mistral", "gemma3_text" or "smollm3".
     pub fn model_type(&self) -> &str {
         match self {
             ModelConfig::Gpt2(c) => &c.model_type,
@@ -326,6 +333,8 @@ impl ModelConfig {
             ("mistral", false) => "MistralForSequenceClassification",
             ("gemma3_text", true) => "Gemma3ForCausalLM",
             ("gemma3_text", false) => "Gemma3TextForSequenceClassification",
+            ("smollm3", true) => "SmolLM3ForCausalLM",
+            ("smollm3", false) => "SmolLM3ForSequenceClassification",
             (_, true) => "GPT2LMHeadModel",
             (_, false) => "GPT2ForSequenceClassification",
         }

@@ -1,8 +1,8 @@
 //! The Llama family against Hugging Face `transformers`: a tiny random Llama (grouped-query
 //! attention, untied head, Llama 3 rope_scaling), Qwen2 (q/k/v bias, tied head), Qwen3
 //! (per-head q/k RMSNorm, a head_dim wider than hidden / heads), Mistral (a sliding window
-//! shorter than the sequences) and Gemma 3 (its own block, local and global layers), all made
-//! by tests/fixtures/make_llama_fixture.py. Logits, greedy generation (alone and left-padded),
+//! shorter than the sequences), Gemma 3 (its own block, local and global layers) and SmolLM3
+//! (a layer without RoPE, which slides), all made by tests/fixtures/make_llama_fixture.py. Logits, greedy generation (alone and left-padded),
 //! the scalar head, KV cache == full forward, and checkpoint round trips.
 
 mod common;
@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
 
-const KINDS: [&str; 5] = ["llama", "qwen2", "qwen3", "mistral", "gemma3"];
+const KINDS: [&str; 6] = ["llama", "qwen2", "qwen3", "mistral", "gemma3", "smollm3"];
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -128,6 +128,12 @@ fn configs_parse_as_their_architecture() {
         c.rope(false).unwrap(),
         (1e6, rlhf_model::RopeScaling::Linear { factor: 2.0 })
     );
+    let smol = load("smollm3");
+    let c = smol.config().as_llama().unwrap();
+    assert_eq!((c.layer_rope(0), c.layer_rope(1)), (true, false));
+    assert_eq!((c.layer_window(0), c.layer_window(1)), (None, Some(5)));
+    assert!(c.o_bias() && c.qkv_bias() && !c.tie_word_embeddings);
+    assert_eq!(c.rope_base(), 2e6);
     let vars = gemma.var_store().variables();
     for name in [
         "model.layers.1.pre_feedforward_layernorm.weight",
@@ -287,6 +293,7 @@ fn save_load_is_exact_and_keeps_hf_names_and_shapes() {
             "qwen2" => "Qwen2ForSequenceClassification",
             "qwen3" => "Qwen3ForSequenceClassification",
             "gemma3" => "Gemma3TextForSequenceClassification",
+            "smollm3" => "SmolLM3ForSequenceClassification",
             _ => "MistralForSequenceClassification",
         };
         assert_eq!(cfg["architectures"][0], want);
@@ -384,7 +391,8 @@ fn unknown_model_type_is_a_clear_error() {
     std::fs::write(dir.join("config.json"), r#"{"model_type": "gemma"}"#).unwrap();
     let err = CausalLm::load(&dir, Device::Cpu).unwrap_err().to_string();
     assert!(
-        err.contains("\"gemma\"") && err.contains("llama, qwen2, qwen3, mistral, gemma3_text"),
+        err.contains("\"gemma\"")
+            && err.contains("llama, qwen2, qwen3, mistral, gemma3_text, smollm3"),
         "{err}"
     );
     // Llama 3 lists several EOS ids: the first is used.
@@ -479,6 +487,50 @@ fn a_mistral_window_hides_only_keys_beyond_it() {
             max_abs_diff(&a.narrow(1, t, 1), &b.narrow(1, t, 1)) > 1e-3,
             "position {t} sees beyond the window"
         );
+    }
+}
+
+/// SmolLM3's defaults: without `rope_parameters`, RoPE's base is 2e6; without
+/// `no_rope_layers` and `layer_types`, every `no_rope_layer_interval`-th layer has no RoPE and,
+/// with `use_sliding_window`, slides. The fixture written out in full reads the same.
+#[test]
+fn smollm3_defaults_read_as_transformers_fills_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = edited_copy(tmp.path(), "smollm3", |cfg| {
+        let map = cfg.as_object_mut().unwrap();
+        for key in ["rope_parameters", "no_rope_layers", "layer_types"] {
+            map.remove(key).unwrap();
+        }
+    });
+    let exp = expected("smollm3");
+    let (ids, mask) = row(&exp.sequences[1]);
+    let a = tch::no_grad(|| {
+        CausalLm::load(&dir, Device::Cpu)
+            .unwrap()
+            .logits(&ids, &mask, false)
+    })
+    .unwrap();
+    let b = tch::no_grad(|| load("smollm3").logits(&ids, &mask, false)).unwrap();
+    assert_eq!(max_abs_diff(&a, &b), 0.0);
+    let bad = |extra: &str| {
+        ModelConfig::from_json(&format!(
+            r#"{{"model_type": "smollm3", "num_hidden_layers": 2, "hidden_size": 32,
+                "num_attention_heads": 4, "vocab_size": 10, "bos_token_id": 1,
+                "eos_token_id": 1 {extra}}}"#
+        ))
+        .unwrap_err()
+    };
+    for (extra, want) in [
+        (r#", "no_rope_layers": [1]"#, "one entry per layer"),
+        (r#", "no_rope_layers": [1, 2]"#, "1 (RoPE) or 0"),
+        (
+            r#", "use_sliding_window": true, "sliding_window": null,
+               "layer_types": ["full_attention", "sliding_attention"]"#,
+            "sliding_window",
+        ),
+    ] {
+        let err = bad(extra);
+        assert!(err.contains(want), "{extra}: {err}");
     }
 }
 
