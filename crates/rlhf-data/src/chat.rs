@@ -30,6 +30,44 @@ use std::sync::Arc;
 
 const NAME: &str = "chat_template";
 
+/// The variables [`ChatTemplate::render`] sets itself.
+const RESERVED: [&str; 4] = [
+    "messages",
+    "add_generation_prompt",
+    "bos_token",
+    "eos_token",
+];
+
+/// Parses `KEY=VALUE` arguments of a chat template (the stages' `--chat-template-kwarg`): the
+/// value is JSON when it parses as JSON (`false`, `3`, `"x"`, `[1]`), else a string
+/// (`name=Ada`). A missing `=`, an empty key or a name the renderer sets is an error naming
+/// the argument.
+pub fn parse_kwargs(args: &[String]) -> Result<serde_json::Map<String, serde_json::Value>> {
+    let mut out = serde_json::Map::new();
+    for arg in args {
+        let (key, value) = arg.split_once('=').ok_or_else(|| {
+            Error::Config(format!(
+                "chat template argument {arg:?}: expected KEY=VALUE (e.g. enable_thinking=false)"
+            ))
+        })?;
+        let key = key.trim();
+        if key.is_empty() || RESERVED.contains(&key) {
+            return Err(Error::Config(format!(
+                "chat template argument {arg:?}: {}",
+                if key.is_empty() {
+                    "the key is empty".to_string()
+                } else {
+                    format!("{key:?} is set by the renderer")
+                }
+            )));
+        }
+        let value = serde_json::from_str(value.trim())
+            .unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
+        out.insert(key.to_string(), value);
+    }
+    Ok(out)
+}
+
 /// One message of a conversation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChatMessage {
@@ -61,6 +99,8 @@ pub struct ChatTemplate {
     source: Arc<str>,
     bos_token: String,
     eos_token: String,
+    /// Extra variables ([`ChatTemplate::with_kwargs`]).
+    kwargs: Arc<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl std::fmt::Debug for ChatTemplate {
@@ -91,6 +131,7 @@ impl ChatTemplate {
         env.add_function("raise_exception", |msg: String| -> Result<String, _> {
             Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
         });
+        env.add_function("strftime_now", |format: String| strftime_now(&format));
         env.add_template_owned(NAME, source.clone())
             .map_err(|e| Error::Config(format!("chat template: {}", describe(&e))))?;
         Ok(ChatTemplate {
@@ -98,7 +139,30 @@ impl ChatTemplate {
             source: source.into(),
             bos_token: bos_token.into(),
             eos_token: eos_token.into(),
+            kwargs: Default::default(),
         })
+    }
+
+    /// The template with extra variables, as `transformers`' `apply_chat_template(...,
+    /// **kwargs)` (TRL's `chat_template_kwargs`) passes them: `{"enable_thinking": false}` turns
+    /// Qwen3's and SmolLM3's reasoning off. The names the renderer sets itself (`messages`,
+    /// `add_generation_prompt`, `bos_token`, `eos_token`) are refused.
+    pub fn with_kwargs(
+        mut self,
+        kwargs: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Self> {
+        if let Some(k) = kwargs.keys().find(|k| RESERVED.contains(&k.as_str())) {
+            return Err(Error::Config(format!(
+                "chat template argument {k:?}: the renderer sets it; choose another name"
+            )));
+        }
+        self.kwargs = Arc::new(kwargs);
+        Ok(self)
+    }
+
+    /// The extra variables the template is rendered with.
+    pub fn kwargs(&self) -> &serde_json::Map<String, serde_json::Value> {
+        &self.kwargs
     }
 
     /// Reads the template from a Hugging Face `tokenizer_config.json` value: `chat_template` as
@@ -159,6 +223,7 @@ impl ChatTemplate {
             add_generation_prompt => add_generation_prompt,
             bos_token => &self.bos_token,
             eos_token => &self.eos_token,
+            ..minijinja::Value::from_serialize(&*self.kwargs)
         })
         .map_err(|e| Error::Config(format!("chat template: {}", describe(&e))))
     }
@@ -186,6 +251,99 @@ impl ChatTemplate {
         let at = text.rfind(REPLY)? + REPLY.len();
         Some(text[at..].to_string()).filter(|rest| !rest.is_empty())
     }
+}
+
+/// `strftime_now(format)`, the function `transformers` gives chat templates: Llama 3.1 / 3.2
+/// Instruct and SmolLM3 write today's date into their system prompt with it (Llama's falls back
+/// to "26 Jul 2024" where it is not defined). The current time in UTC (`transformers` takes the
+/// machine's local time), formatted with [`strftime`].
+pub fn strftime_now(format: &str) -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    strftime(format, secs)
+}
+
+/// `secs` since 1970-01-01 00:00 UTC formatted with C's `strftime` codes `%d %e %m %y %Y %b %B
+/// %a %A %H %M %S %j %%` (English names, as Python's in the C locale); any other `%` code is
+/// written as it is.
+pub fn strftime(format: &str, secs: i64) -> String {
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    const DAYS: [&str; 7] = [
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+    ];
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let before: [i64; 12] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334];
+    let yday = before[(month - 1) as usize] + day + i64::from(leap && month > 2);
+    // 1970-01-01 was a Thursday (index 3 from Monday).
+    let weekday = (days + 3).rem_euclid(7) as usize;
+    let mut out = String::new();
+    let mut chars = format.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('d') => out.push_str(&format!("{day:02}")),
+            Some('e') => out.push_str(&format!("{day:2}")),
+            Some('m') => out.push_str(&format!("{month:02}")),
+            Some('y') => out.push_str(&format!("{:02}", year.rem_euclid(100))),
+            Some('Y') => out.push_str(&year.to_string()),
+            Some('b') => out.push_str(&MONTHS[(month - 1) as usize][..3]),
+            Some('B') => out.push_str(MONTHS[(month - 1) as usize]),
+            Some('a') => out.push_str(&DAYS[weekday][..3]),
+            Some('A') => out.push_str(DAYS[weekday]),
+            Some('H') => out.push_str(&format!("{:02}", rem / 3600)),
+            Some('M') => out.push_str(&format!("{:02}", rem / 60 % 60)),
+            Some('S') => out.push_str(&format!("{:02}", rem % 60)),
+            Some('j') => out.push_str(&format!("{yday:03}")),
+            Some('%') => out.push('%'),
+            Some(other) => {
+                out.push('%');
+                out.push(other);
+            }
+            None => out.push('%'),
+        }
+    }
+    out
+}
+
+/// The proleptic Gregorian (year, month, day) of a day count from 1970-01-01 (Howard
+/// Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 /// minijinja's message with the line it points at.
@@ -251,6 +409,97 @@ mod tests {
             .to_string();
         assert!(err.contains(&s(&fixture["roles_error"])), "{err}");
         assert_eq!(t.turn_end().as_deref(), Some("<end_of_turn>\n"));
+    }
+
+    /// Python's `datetime.fromtimestamp(secs, UTC).strftime(...)` for the same seconds.
+    #[test]
+    fn strftime_formats_as_python_does() {
+        let f = "%d %b %Y|%B %A %a %m %y %H:%M:%S %j|%e|%%|%Q";
+        for (secs, want) in [
+            (
+                0,
+                "01 Jan 1970|January Thursday Thu 01 70 00:00:00 001| 1|%|%Q",
+            ),
+            (
+                1_796_565_600,
+                "06 Dec 2026|December Sunday Sun 12 26 14:00:00 340| 6|%|%Q",
+            ),
+            (
+                951_782_400,
+                "29 Feb 2000|February Tuesday Tue 02 00 00:00:00 060|29|%|%Q",
+            ),
+            (
+                1_709_164_800,
+                "29 Feb 2024|February Thursday Thu 02 24 00:00:00 060|29|%|%Q",
+            ),
+        ] {
+            assert_eq!(strftime(f, secs), want, "{secs}");
+        }
+    }
+
+    /// Llama 3.2 Instruct's system header takes today's date from `strftime_now`, as
+    /// `transformers` renders it, not the template's fallback.
+    #[test]
+    fn templates_get_todays_date() {
+        let src = "{%- if strftime_now is defined %}{%- set date_string = \
+                   strftime_now(\"%d %b %Y\") %}{%- else %}{%- set date_string = \
+                   \"26 Jul 2024\" %}{%- endif %}Today Date: {{ date_string }}";
+        let t = ChatTemplate::new(src, "", "").unwrap();
+        let before = strftime_now("%d %b %Y");
+        let text = t.render_prompt("x").unwrap();
+        let after = strftime_now("%d %b %Y");
+        // Either side of a midnight between the calls.
+        assert!(
+            text == format!("Today Date: {before}") || text == format!("Today Date: {after}"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("26 Jul 2024") || before == "26 Jul 2024",
+            "{text}"
+        );
+    }
+
+    /// Qwen3's switch, as its template reads it: without the argument thinking stays on, with
+    /// `enable_thinking=false` the generation prompt holds an empty think block.
+    #[test]
+    fn kwargs_reach_the_template() {
+        let src = "{{ messages[0].content }}|{%- if add_generation_prompt %}\
+                   {{ '<|im_start|>assistant\\n' }}\
+                   {%- if enable_thinking is defined and enable_thinking is false %}\
+                   {{ '<think>\\n\\n</think>\\n\\n' }}{%- endif %}{%- endif %}\
+                   {{ name | default('-') }}";
+        let t = ChatTemplate::new(src, "", "").unwrap();
+        assert_eq!(
+            t.render_prompt("hi").unwrap(),
+            "hi|<|im_start|>assistant\n-"
+        );
+        let args = [
+            "enable_thinking=false".to_string(),
+            "name = Ada".to_string(),
+        ];
+        let kw = parse_kwargs(&args).unwrap();
+        assert_eq!(kw["enable_thinking"], serde_json::json!(false));
+        assert_eq!(kw["name"], serde_json::json!(" Ada"));
+        let t = t.with_kwargs(kw).unwrap();
+        assert_eq!(
+            t.render_prompt("hi").unwrap(),
+            "hi|<|im_start|>assistant\n<think>\n\n</think>\n\n Ada"
+        );
+        for (bad, want) in [
+            ("enable_thinking", "KEY=VALUE"),
+            ("=1", "empty"),
+            ("messages=[]", "set by the renderer"),
+        ] {
+            let err = parse_kwargs(&[bad.to_string()]).unwrap_err().to_string();
+            assert!(err.contains(want) && err.contains(bad), "{err}");
+        }
+        let mut reserved = serde_json::Map::new();
+        reserved.insert("bos_token".into(), serde_json::json!("x"));
+        let err = ChatTemplate::new("x", "", "")
+            .unwrap()
+            .with_kwargs(reserved)
+            .unwrap_err();
+        assert!(err.to_string().contains("bos_token"), "{err}");
     }
 
     #[test]

@@ -384,3 +384,84 @@ fn generate_applies_a_peft_adapter_as_peft_does() {
         );
     }
 }
+
+/// `--chat-template-kwarg KEY=VALUE` reaches the chat template of `generate` and `sft` (as
+/// `transformers`' `apply_chat_template(..., KEY=VALUE)`): a template that refuses to render
+/// unless `enable_thinking` is false fails without it and renders with it; a malformed one is
+/// an error naming it.
+#[test]
+fn chat_template_kwargs_reach_the_template() {
+    let f = Fixture::new();
+    save_tiny_llama(&f);
+    let template = "{% if enable_thinking is not defined or enable_thinking %}\
+                    {{ raise_exception('thinking is on') }}{% endif %}\
+                    {{ messages[0]['content'] }}";
+    std::fs::write(
+        f.p("llama/tokenizer_config.json"),
+        serde_json::json!({"chat_template": template}).to_string(),
+    )
+    .unwrap();
+    let gen = |extra: &[&str]| {
+        let mut a = args(&[
+            "--model",
+            &f.s("llama"),
+            "--prompt",
+            "red fox",
+            "--max-new-tokens",
+            "2",
+            "--greedy",
+            "--device",
+            "cpu",
+        ]);
+        a.extend(args(extra));
+        run("generate", &a)
+    };
+    let err = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).to_string();
+    let off = gen(&[]);
+    assert!(
+        !off.status.success() && err(&off).contains("thinking is on"),
+        "{}",
+        err(&off)
+    );
+    let on = gen(&["--chat-template-kwarg", "enable_thinking=false"]);
+    assert!(on.status.success(), "{}", err(&on));
+    assert!(
+        err(&on).contains(r#"template variables: {"enable_thinking":false}"#),
+        "{}",
+        err(&on)
+    );
+    let bad = gen(&["--chat-template-kwarg", "enable_thinking"]);
+    assert!(
+        !bad.status.success() && err(&bad).contains("KEY=VALUE"),
+        "{}",
+        err(&bad)
+    );
+    // The training stages take it too.
+    let sft = |extra: &[&str]| {
+        let mut a = args(&[
+            "--init",
+            &f.s("llama"),
+            "--data",
+            &f.s("world/demonstrations.jsonl"),
+            "--out",
+            &f.s("llama_sft"),
+            "--device",
+            "cpu",
+        ]);
+        a.extend(sets(&[
+            "train.epochs=1",
+            "train.max_prompt_tokens=48",
+            "train.max_response_tokens=32",
+        ]));
+        a.extend(args(extra));
+        run("sft", &a)
+    };
+    let off = sft(&[]);
+    assert!(
+        !off.status.success() && err(&off).contains("thinking is on"),
+        "{}",
+        err(&off)
+    );
+    let on = sft(&["--chat-template-kwarg", "enable_thinking=false"]);
+    assert!(on.status.success(), "{}", err(&on));
+}

@@ -340,7 +340,7 @@ fn check_reward_answers(
     let rm = load_reward(std::path::Path::new(rm_dir), device, "rm").unwrap();
     // evaluate's limits: 32 answer tokens (its default), the prompt's last tokens in the rest.
     let n_ctx = a.config().n_positions().min(rm.config().n_positions());
-    let col = collator(&a, (n_ctx - 33).min(128) as usize, 32, true).unwrap();
+    let col = collator(&a, (n_ctx - 33).min(128) as usize, 32, true, &[]).unwrap();
     for side in ["a", "b"] {
         let mut sum = 0.0;
         for row in &rows {

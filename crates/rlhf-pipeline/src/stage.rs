@@ -32,6 +32,12 @@ pub struct CommonArgs {
     /// the stages that read prompts render each one through it as a user message).
     #[arg(long)]
     pub no_chat_template: bool,
+    /// A variable for the chat template, as `transformers`' `apply_chat_template(...,
+    /// KEY=VALUE)` / TRL's `chat_template_kwargs` (repeatable; the value is JSON when it parses,
+    /// else a string): `--chat-template-kwarg enable_thinking=false` turns Qwen3's and SmolLM3's
+    /// reasoning off.
+    #[arg(long = "chat-template-kwarg", value_name = "KEY=VALUE")]
+    pub chat_template_kwargs: Vec<String>,
 }
 
 impl CommonArgs {
@@ -424,18 +430,19 @@ pub fn response_ids(
 }
 
 /// The checkpoint's tokenizer as a data collator with the model's special tokens and limits;
-/// with `chat`, prompts are rendered through the checkpoint's chat template when it has one
-/// (see [`chat_template`]).
+/// with `chat`, prompts are rendered through the checkpoint's chat template when it has one,
+/// with the variables `kwargs` (see [`chat_template_with_kwargs`]).
 pub fn collator(
     model: &CausalLm,
     max_prompt: usize,
     max_response: usize,
     chat: bool,
+    kwargs: &[String],
 ) -> anyhow::Result<rlhf_data::collate::Collator> {
     let tok = model
         .tokenizer()
         .context("the checkpoint has no tokenizer.json: the stage needs one to read text")?;
-    let template = chat_template(tok, chat)?;
+    let template = chat_template_with_kwargs(tok, chat, kwargs)?;
     let (eos, pad) = response_ids(model.config(), Some(tok), template.as_ref())?;
     let cfg =
         rlhf_data::collate::CollateConfig::new(eos, pad).with_limits(max_prompt, max_response);
@@ -443,9 +450,48 @@ pub fn collator(
 }
 
 /// The chat template of a checkpoint's tokenizer (from its `tokenizer_config.json` or
-/// `chat_template.jinja`), or `None` when it has none or `enabled` is false (the stages'
-/// `--no-chat-template`). Says on stderr which one applies, since it changes every prompt.
+/// `chat_template.jinja`), with the variables `kwargs` (`KEY=VALUE`, the stages'
+/// `--chat-template-kwarg`: [`rlhf_data::chat::parse_kwargs`]), or `None` when it has none or
+/// `enabled` is false (the stages' `--no-chat-template`; `kwargs` then have nothing to apply
+/// to, which is said on stderr). Says on stderr which one applies, since it changes every
+/// prompt.
+pub fn chat_template_with_kwargs(
+    tok: &rlhf_model::tokenizer::Tokenizer,
+    enabled: bool,
+    kwargs: &[String],
+) -> anyhow::Result<Option<rlhf_data::chat::ChatTemplate>> {
+    let kwargs = rlhf_data::chat::parse_kwargs(kwargs).context("--chat-template-kwarg")?;
+    let template = chat_template_of(tok, enabled)?;
+    match template {
+        Some(t) if !kwargs.is_empty() => {
+            tracing::info!(
+                "[chat] template variables: {}",
+                serde_json::Value::Object(kwargs.clone())
+            );
+            Ok(Some(t.with_kwargs(kwargs)?))
+        }
+        None if !kwargs.is_empty() => {
+            tracing::warn!(
+                "[chat] --chat-template-kwarg given, but no chat template renders the prompts: \
+                 it changes nothing"
+            );
+            Ok(None)
+        }
+        t => Ok(t),
+    }
+}
+
+/// The chat template of a checkpoint's tokenizer: [`chat_template_with_kwargs`] without
+/// variables.
 pub fn chat_template(
+    tok: &rlhf_model::tokenizer::Tokenizer,
+    enabled: bool,
+) -> anyhow::Result<Option<rlhf_data::chat::ChatTemplate>> {
+    chat_template_with_kwargs(tok, enabled, &[])
+}
+
+/// [`chat_template`], without the message about variables.
+fn chat_template_of(
     tok: &rlhf_model::tokenizer::Tokenizer,
     enabled: bool,
 ) -> anyhow::Result<Option<rlhf_data::chat::ChatTemplate>> {

@@ -58,7 +58,7 @@ struct Args {
     prompts: Option<PathBuf>,
     /// A finished pipeline run: judge A as its table does (its held-out labelers, prompts,
     /// sampling and seeds; see the binary's docs).
-    #[arg(long, conflicts_with_all = ["reward", "max_prompts", "max_new_tokens", "seed", "no_chat_template"])]
+    #[arg(long, conflicts_with_all = ["reward", "max_prompts", "max_new_tokens", "seed", "no_chat_template", "chat_template_kwargs"])]
     run: Option<PathBuf>,
     /// Judge with this reward model instead of the simulated labelers.
     #[arg(long)]
@@ -78,6 +78,10 @@ struct Args {
     /// Encode prompts as they are, even when --a has a chat template.
     #[arg(long)]
     no_chat_template: bool,
+    /// A variable for the chat template (KEY=VALUE, repeatable; e.g. enable_thinking=false),
+    /// as the stages take it.
+    #[arg(long = "chat-template-kwarg", value_name = "KEY=VALUE")]
+    chat_template_kwargs: Vec<String>,
     /// Also write each prompt's answers as JSONL: {"id", "prompt", "a", "b"}, with
     /// "reward_a" and "reward_b" under --reward.
     #[arg(long)]
@@ -147,7 +151,13 @@ fn main() -> anyhow::Result<()> {
     let prompts: Vec<PromptRecord> = read_records(prompts_path, false)?;
     let prompts = &prompts[..prompts.len().min(args.max_prompts)];
     let chat = !args.no_chat_template;
-    let col = collator(&a, max_prompt as usize, args.max_new_tokens as usize, chat)?;
+    let col = collator(
+        &a,
+        max_prompt as usize,
+        args.max_new_tokens as usize,
+        chat,
+        &args.chat_template_kwargs,
+    )?;
     let tok_b = b
         .tokenizer()
         .context("--b has no tokenizer.json: evaluate needs one to read its answers")?;

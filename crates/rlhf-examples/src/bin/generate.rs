@@ -17,7 +17,9 @@ use clap::Parser;
 use rlhf_data::records::{Demonstration, PromptRecord};
 use rlhf_examples::data::read_records;
 use rlhf_examples::run::Progress;
-use rlhf_examples::stage::{chat_template, load_lm, turn_end_id, unknown_tokens, warn_unknown};
+use rlhf_examples::stage::{
+    chat_template_with_kwargs, load_lm, turn_end_id, unknown_tokens, warn_unknown,
+};
 use rlhf_model::{parse_device, parse_kind, GenerateConfig, LoadOptions, Policy};
 use std::io::Write;
 
@@ -72,6 +74,11 @@ struct Args {
     /// is rendered through the template as one user message).
     #[arg(long)]
     no_chat_template: bool,
+    /// A variable for the chat template (KEY=VALUE, repeatable; the value is JSON when it
+    /// parses, else a string), as `transformers`' `apply_chat_template(..., KEY=VALUE)`:
+    /// `enable_thinking=false` turns Qwen3's and SmolLM3's reasoning off.
+    #[arg(long = "chat-template-kwarg", value_name = "KEY=VALUE")]
+    chat_template_kwargs: Vec<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -110,7 +117,8 @@ fn main() -> anyhow::Result<()> {
             args.model.display()
         );
     };
-    let template = chat_template(tok, !args.no_chat_template)?;
+    let template =
+        chat_template_with_kwargs(tok, !args.no_chat_template, &args.chat_template_kwargs)?;
     let prefix = rlhf_data::collate::prompt_prefix(tok.inner());
     let encode = |text: &str| -> anyhow::Result<Vec<i64>> {
         Ok(match &template {

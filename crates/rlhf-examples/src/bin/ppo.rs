@@ -48,8 +48,8 @@ use rlhf_dist::Collective;
 use rlhf_examples::data::{read_records, read_texts};
 use rlhf_examples::run::{load_config, truncate_metrics, Progress};
 use rlhf_examples::stage::{
-    chat_template, check_same_vocab, checkpoint_head, load_reward, response_ids, unknown_tokens,
-    warn_unknown, CommonArgs,
+    chat_template_with_kwargs, check_same_vocab, checkpoint_head, load_reward, response_ids,
+    unknown_tokens, warn_unknown, CommonArgs,
 };
 use rlhf_model::train::{MetricsSink, NoMetrics};
 use rlhf_model::{parse_kind, AdaptersOff, CausalLm, HeadKind, LoadOptions, Policy, ScalarModel};
@@ -218,7 +218,11 @@ fn main() -> anyhow::Result<()> {
         .tokenizer()
         .context("--policy has no tokenizer.json: ppo needs it to read the prompts")?
         .clone();
-    let chat = chat_template(&tok, !args.common.no_chat_template)?;
+    let chat = chat_template_with_kwargs(
+        &tok,
+        !args.common.no_chat_template,
+        &args.common.chat_template_kwargs,
+    )?;
     // The EOS the SFT stage ended responses with (the chat template's, when one is in use).
     let (eos, pad) = response_ids(reference.config(), Some(&tok), chat.as_ref())?;
 

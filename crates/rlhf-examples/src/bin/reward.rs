@@ -25,8 +25,8 @@ use rlhf_dist::Collective;
 use rlhf_examples::data::{read_records, read_records_from};
 use rlhf_examples::run::{load_config, Progress};
 use rlhf_examples::stage::{
-    chat_template, check_fit, response_ids, warn_seen_prompts, warn_truncation, warn_unknown,
-    CommonArgs,
+    chat_template_with_kwargs, check_fit, response_ids, warn_seen_prompts, warn_truncation,
+    warn_unknown, CommonArgs,
 };
 use rlhf_model::train::{MetricsSink, NoMetrics};
 use rlhf_model::{CheckpointMeta, HeadKind, LoadOptions, ScalarModel};
@@ -120,11 +120,16 @@ fn init_model(dir: &Path, opts: LoadOptions) -> anyhow::Result<ScalarModel> {
     Ok(model)
 }
 
-fn collator(model: &ScalarModel, cfg: &RewardRunConfig, chat: bool) -> anyhow::Result<Collator> {
+fn collator(
+    model: &ScalarModel,
+    cfg: &RewardRunConfig,
+    chat: bool,
+    kwargs: &[String],
+) -> anyhow::Result<Collator> {
     let tok = model
         .tokenizer()
         .context("the checkpoint has no tokenizer.json: the reward stage needs one to read text")?;
-    let template = chat_template(tok, chat)?;
+    let template = chat_template_with_kwargs(tok, chat, kwargs)?;
     let (eos, pad) = response_ids(model.config(), Some(tok), template.as_ref())?;
     let collate =
         CollateConfig::new(eos, pad).with_limits(cfg.max_prompt_tokens, cfg.max_response_tokens);
@@ -223,7 +228,12 @@ fn main() -> anyhow::Result<()> {
             count(model.var_store_mut().variables().into_values().collect())
         );
     }
-    let col = collator(&model, &cfg, !args.common.no_chat_template)?;
+    let col = collator(
+        &model,
+        &cfg,
+        !args.common.no_chat_template,
+        &args.common.chat_template_kwargs,
+    )?;
     let keys = ("max_prompt_tokens", "max_response_tokens");
     let n_positions = model.config().n_positions();
     // Tokenizes `rankings` (read from `file`), checks that they fit the model's context after

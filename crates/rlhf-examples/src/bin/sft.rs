@@ -147,6 +147,7 @@ fn main() -> anyhow::Result<()> {
         cfg.train.max_prompt_tokens,
         cfg.train.max_response_tokens,
         !args.common.no_chat_template,
+        &args.common.chat_template_kwargs,
     )?;
     let n_positions = model.config().n_positions();
     let to_data = |d: &[Demonstration], file: &Path| -> anyhow::Result<LmData> {
