@@ -15,6 +15,7 @@ fn fixtures() -> PathBuf {
 
 /// Metadata values of the tiny writer.
 enum V {
+    Bool(bool),
     U32(u32),
     F32(f32),
     Str(String),
@@ -40,6 +41,10 @@ fn write_gguf<K: AsRef<str>>(
     for (k, v) in meta {
         string(&mut out, k.as_ref());
         match v {
+            V::Bool(b) => {
+                out.extend(7u32.to_le_bytes());
+                out.push(u8::from(*b));
+            }
             V::U32(x) => {
                 out.extend(4u32.to_le_bytes());
                 out.extend(x.to_le_bytes());
@@ -197,6 +202,8 @@ fn fixture_as_gguf(path: &Path, f16: bool, arch: &str) {
         (k("tokenizer.ggml.token_type"), V::I32s(types)),
         (k("tokenizer.ggml.merges"), V::Strs(merges)),
         (k("tokenizer.ggml.bos_token_id"), V::U32(0)),
+        // Llama 3's GGUFs ask for a BOS before every text; Qwen's do not.
+        (k("tokenizer.ggml.add_bos_token"), V::Bool(arch == "llama")),
         (k("tokenizer.ggml.eos_token_id"), V::U32(0)),
         // As Llama 3 GGUFs name `<|eot_id|>`: a second id that ends generation.
         (k("tokenizer.ggml.eot_token_id"), V::U32(7)),
@@ -290,6 +297,20 @@ fn llama_fixture_round_trips_through_gguf() {
                 .unwrap(),
             seq
         );
+        // `add_bos_token`: with special tokens, a text starts with the BOS (id 0 here), as
+        // Hugging Face's Llama 3 tokenizer.json adds it.
+        let with_specials = lm
+            .tokenizer()
+            .unwrap()
+            .inner()
+            .encode("the quick brown fox", true)
+            .unwrap();
+        let with_specials: Vec<i64> = with_specials
+            .get_ids()
+            .iter()
+            .map(|&i| i64::from(i))
+            .collect();
+        assert_eq!(with_specials, [vec![0], seq.clone()].concat());
         if !f16 {
             // f32 tensors come back bit for bit: names mapped, Q/K permutation undone.
             let ours = read_safetensors(&out.join("model.safetensors")).unwrap();
@@ -363,6 +384,17 @@ fn qwen_fixtures_round_trip_through_gguf() {
         let want = Tensor::from_slice(&want.concat()).view_as(&got);
         let d = f64::try_from((&got - &want).abs().max()).unwrap();
         assert!(d < 1e-4, "{arch}: {d}");
+        // No `add_bos_token`: special tokens add nothing before a text.
+        let tok = lm.tokenizer().unwrap();
+        let text = "the quick brown fox";
+        let with_specials = tok.inner().encode(text, true).unwrap();
+        let plain: Vec<u32> = tok
+            .encode(text)
+            .unwrap()
+            .iter()
+            .map(|&i| i as u32)
+            .collect();
+        assert_eq!(with_specials.get_ids(), plain);
     }
 }
 

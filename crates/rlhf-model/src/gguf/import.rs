@@ -323,6 +323,29 @@ pub fn tokenizer_json_from_gguf(g: &GgufFile) -> Result<String> {
                    "rstrip": false, "normalized": ty == 4, "special": ty == 3})
         })
         .collect();
+    let byte_level = json!({"type": "ByteLevel", "add_prefix_space": true,
+                            "trim_offsets": false, "use_regex": true});
+    // `tokenizer.ggml.add_bos_token` (Llama 3's GGUFs): a text starts with the BOS, as the
+    // `TemplateProcessing` of Hugging Face's own tokenizer.json for these models adds it.
+    let bos = g
+        .get("tokenizer.ggml.bos_token_id")
+        .and_then(GgufValue::as_u64)
+        .and_then(|i| Some((i, tokens.get(i as usize)?.clone())));
+    let post_processor = match bos {
+        Some((id, name))
+            if g.get("tokenizer.ggml.add_bos_token") == Some(&GgufValue::Bool(true)) =>
+        {
+            let special = |type_id: u32| json!({"SpecialToken": {"id": name, "type_id": type_id}});
+            let seq = |id: &str, type_id: u32| json!({"Sequence": {"id": id, "type_id": type_id}});
+            json!({"type": "Sequence", "processors": [byte_level, {
+                "type": "TemplateProcessing",
+                "single": [special(0), seq("A", 0)],
+                "pair": [special(0), seq("A", 0), special(1), seq("B", 1)],
+                "special_tokens": {name.clone(): {"id": name, "ids": [id], "tokens": [name]}},
+            }]})
+        }
+        _ => byte_level,
+    };
     let tok = json!({
         "version": "1.0",
         "truncation": null,
@@ -330,8 +353,7 @@ pub fn tokenizer_json_from_gguf(g: &GgufFile) -> Result<String> {
         "added_tokens": added,
         "normalizer": null,
         "pre_tokenizer": pre_tokenizer,
-        "post_processor": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false,
-                           "use_regex": true},
+        "post_processor": post_processor,
         "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true,
                     "use_regex": true},
         "model": {"type": "BPE", "dropout": null, "unk_token": null,
