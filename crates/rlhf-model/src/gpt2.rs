@@ -223,12 +223,17 @@ impl AttnMask {
     /// as the fused kernel, up to float rounding (tests: cached decoding against the full
     /// forward in `generation.rs`, `llama_parity.rs` and `bf16.rs`; this path against the
     /// fused one, below).
+    ///
+    /// `softcap` (Gemma 2's `attn_logit_softcapping`) bounds the scores, `cap * tanh(scores /
+    /// cap)` before the mask and the softmax, as `transformers`' eager attention does; the
+    /// fused kernel cannot, so the scores are then computed explicitly.
     pub(crate) fn attend(
         &self,
         q: &Tensor,
         keys: &Keys,
         dropout: f64,
         scale: Option<f64>,
+        softcap: Option<f64>,
     ) -> Tensor {
         let (b, h, r, d) = q.size4().expect("queries are [B, H, R, D]");
         let (kv, cap) = (keys.k.size()[1], keys.k.size()[2]);
@@ -236,6 +241,33 @@ impl AttnMask {
         let grad = q.requires_grad() || keys.k.requires_grad() || keys.v.requires_grad();
         let cpu_reduced = q.device() == Device::Cpu && q.kind() != Kind::Float;
         let (k, v) = (keys.k.narrow(2, 0, keys.len), keys.v.narrow(2, 0, keys.len));
+        if let Some(softcap) = softcap {
+            let s = keys.len;
+            let scale = scale.unwrap_or(1.0 / (d as f64).sqrt());
+            // [B, KV, rep * R, D] x [B, KV, D, S]: each key/value head's queries at once.
+            let qg = q.reshape([b, kv, rep * r, d]);
+            let scores = (qg.matmul(&k.transpose(-1, -2)) * scale).view([b, h, r, s]);
+            let scores = (scores / softcap).tanh() * softcap;
+            let allowed = match self {
+                // The queries are the last `r` of the `s` positions.
+                AttnMask::Causal => Some(
+                    Tensor::ones([r, s], (Kind::Bool, q.device()))
+                        .tril(s - r)
+                        .view([1, 1, r, s]),
+                ),
+                AttnMask::All => None,
+                AttnMask::Bool(m) => Some(m.shallow_clone()),
+            };
+            let scores = match allowed {
+                Some(m) => scores.masked_fill(&m.logical_not(), f64::NEG_INFINITY),
+                None => scores,
+            };
+            let p = scores
+                .softmax(-1, Kind::Float)
+                .to_kind(v.kind())
+                .dropout(dropout, dropout > 0.0);
+            return p.view([b, kv, rep * r, s]).matmul(&v).view([b, h, r, d]);
+        }
         if r == 1
             && dropout == 0.0
             && !grad
@@ -508,7 +540,7 @@ impl Attention {
         };
         let keys = Keys::new(heads(&qkv[1]), heads(&qkv[2]), cache);
         let dropout = if train { self.attn_pdrop } else { 0.0 };
-        let y = mask.attend(&q, &keys, dropout, self.scale);
+        let y = mask.attend(&q, &keys, dropout, self.scale, None);
         let r = q.size()[2];
         let y = y.transpose(1, 2).reshape([b, r, e]);
         self.c_proj
@@ -801,7 +833,7 @@ mod tests {
                         v: vc.shallow_clone(),
                         len: s,
                     };
-                    let got = tch::no_grad(|| mask.attend(&q, &keys, 0.0, scale));
+                    let got = tch::no_grad(|| mask.attend(&q, &keys, 0.0, scale, None));
                     let want = Tensor::scaled_dot_product_attention(
                         &q,
                         &rep(&k),

@@ -3,7 +3,7 @@
 //! grouped-query self-attention (Qwen3 and Gemma 3: with an RMSNorm on each head's queries and
 //! keys) and a SwiGLU MLP, final RMSNorm. Gemma 3 adds a norm after the attention and after
 //! the MLP, scales the embeddings, gates its MLP with GELU and slides the attention window of
-//! its local layers (see [`LlamaConfig::is_gemma3`]).
+//! its local layers (see [`LlamaConfig::is_gemma3`]; Gemma 2: [`LlamaConfig::is_gemma`]).
 //!
 //! Variable names mirror Hugging Face (`embed_tokens`, `layers.{i}.self_attn.q_proj`,
 //! `layers.{i}.mlp.gate_proj`, `norm`, ...) and linear weights are stored `[out, in]` as
@@ -179,6 +179,8 @@ struct Attention {
     qk_norm: Option<(RmsNorm, RmsNorm)>,
     /// The score scale; `None` is `1 / sqrt(head_dim)`.
     scale: Option<f64>,
+    /// Gemma 2's soft cap on the scores.
+    softcap: Option<f64>,
     n_head: i64,
     n_kv: i64,
     head_dim: i64,
@@ -196,13 +198,14 @@ impl Attention {
             v_proj: Linear::new(&p / "v_proj", e, kv * d, cfg.qkv_bias(), std),
             o_proj: Linear::new(&p / "o_proj", h * d, e, cfg.o_bias(), std),
             qk_norm: cfg.qk_norm().then(|| {
-                let g = cfg.is_gemma3();
+                let g = cfg.is_gemma();
                 (
                     RmsNorm::new(&p / "q_norm", d, cfg.rms_norm_eps, g),
                     RmsNorm::new(&p / "k_norm", d, cfg.rms_norm_eps, g),
                 )
             }),
             scale: cfg.attention_scale(),
+            softcap: cfg.attention_softcapping(),
             n_head: h,
             n_kv: kv,
             head_dim: d,
@@ -282,7 +285,7 @@ impl Attention {
         let keys = Keys::new(k, v, cache);
         let dropout = if train { self.attn_pdrop } else { 0.0 };
         // Grouped-query attention: `attend` lets query head h read key/value head h / (H / KV).
-        let y = mask.attend(&q, &keys, dropout, self.scale);
+        let y = mask.attend(&q, &keys, dropout, self.scale, self.softcap);
         let r = q.size()[2];
         let y = y
             .transpose(1, 2)
@@ -315,7 +318,7 @@ impl Mlp {
             gate_proj: Linear::new(&p / "gate_proj", e, i, bias, std),
             up_proj: Linear::new(&p / "up_proj", e, i, bias, std),
             down_proj: Linear::new(&p / "down_proj", i, e, bias, std),
-            gelu: cfg.is_gemma3(),
+            gelu: cfg.is_gemma(),
             resid_pdrop: cfg.resid_pdrop,
         }
     }
@@ -377,7 +380,7 @@ impl Llama {
             &[cfg.vocab_size, cfg.hidden_size],
             cfg.initializer_range,
         );
-        let (e, eps, g) = (cfg.hidden_size, cfg.rms_norm_eps, cfg.is_gemma3());
+        let (e, eps, g) = (cfg.hidden_size, cfg.rms_norm_eps, cfg.is_gemma());
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| {
                 let l = p / "layers" / i;
@@ -402,7 +405,7 @@ impl Llama {
                 }
             })
             .collect();
-        let inv_freq_local = match g {
+        let inv_freq_local = match cfg.is_gemma3() {
             true => Some(inv_freq(cfg, true)?.to_device(p.device())),
             false => None,
         };
@@ -517,7 +520,7 @@ impl Llama {
         let step = Step::new(input_ids, attention_mask, cache.as_deref(), n_ctx, rows)?;
         let past = step.past;
         let x = Tensor::embedding(&self.embed_tokens, input_ids, -1, false, false);
-        let x = match self.cfg.is_gemma3() {
+        let x = match self.cfg.is_gemma() {
             // `* sqrt(hidden_size)`, the factor rounded to the weights' dtype as Hugging Face's
             // `Gemma3TextScaledWordEmbedding` rounds it.
             true => {

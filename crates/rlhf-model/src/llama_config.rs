@@ -255,7 +255,7 @@ impl LlamaConfig {
         match self.head_dim {
             Some(d) => d,
             None if self.model_type == "qwen3" => 128,
-            None if self.is_gemma3() => 256,
+            None if self.is_gemma() => 256,
             None => self.hidden_size / self.num_attention_heads.max(1),
         }
     }
@@ -275,7 +275,7 @@ impl LlamaConfig {
     pub fn o_bias(&self) -> bool {
         matches!(
             self.model_type.as_str(),
-            "llama" | "qwen3" | "gemma3_text" | "smollm3"
+            "llama" | "qwen3" | "gemma2" | "gemma3_text" | "smollm3"
         ) && self.attention_bias
     }
 
@@ -298,6 +298,28 @@ impl LlamaConfig {
         self.model_type == "gemma3_text"
     }
 
+    /// Gemma 2 (`gemma2`, `Gemma2ForCausalLM`) or Gemma 3: the block of [`Self::is_gemma3`].
+    /// Gemma 2 has no `q_norm`/`k_norm` and one RoPE for every layer, makes every second layer
+    /// local by default, and soft-caps the attention scores (`attn_logit_softcapping`, 50 by
+    /// default: [`Self::attention_softcapping`]) and the logits (`final_logit_softcapping`, 30
+    /// by default).
+    pub fn is_gemma(&self) -> bool {
+        matches!(self.model_type.as_str(), "gemma2" | "gemma3_text")
+    }
+
+    /// Gemma 2's `attn_logit_softcapping` (`scores = cap * tanh(scores / cap)` before the
+    /// mask and the softmax; 50 when the key is absent, none when null); `None` for the others
+    /// (`transformers`' Gemma 3 ignores the key).
+    pub fn attention_softcapping(&self) -> Option<f64> {
+        if self.model_type != "gemma2" {
+            return None;
+        }
+        match self.extra.get("attn_logit_softcapping") {
+            None => Some(50.0),
+            Some(v) => v.as_f64(),
+        }
+    }
+
     fn extra_f64(&self, key: &str) -> Option<f64> {
         self.extra.get(key).and_then(|v| v.as_f64())
     }
@@ -305,24 +327,30 @@ impl LlamaConfig {
     /// The attention's score scale: Gemma 3's `query_pre_attn_scalar ** -0.5` (default 256),
     /// `None` (`1 / sqrt(head_dim)`) for the others.
     pub fn attention_scale(&self) -> Option<f64> {
-        self.is_gemma3().then(|| {
+        self.is_gemma().then(|| {
             self.extra_f64("query_pre_attn_scalar")
                 .unwrap_or(256.0)
                 .powf(-0.5)
         })
     }
 
-    /// Gemma 3's `final_logit_softcapping` (`logits = cap * tanh(logits / cap)`), when set.
+    /// Gemma's `final_logit_softcapping` (`logits = cap * tanh(logits / cap)`), when set
+    /// (Gemma 2: 30 when the key is absent).
     pub fn final_logit_softcapping(&self) -> Option<f64> {
-        self.is_gemma3()
-            .then(|| self.extra_f64("final_logit_softcapping"))
-            .flatten()
+        match (
+            self.model_type.as_str(),
+            self.extra.get("final_logit_softcapping"),
+        ) {
+            ("gemma2", None) => Some(30.0),
+            (_, v) if self.is_gemma() => v.and_then(|v| v.as_f64()),
+            _ => None,
+        }
     }
 
     /// Gemma 3's `layer_types`, or its default (`sliding_window_pattern`, 6: every sixth layer
     /// global, the others local); `None` for the other models.
     fn gemma3_layer_types(&self) -> Option<Vec<String>> {
-        if !self.is_gemma3() {
+        if !self.is_gemma() {
             return None;
         }
         if let Some(types) = self.extra.get("layer_types").and_then(|t| t.as_array()) {
@@ -336,7 +364,8 @@ impl LlamaConfig {
         let pattern = ["sliding_window_pattern", "_sliding_window_pattern"]
             .iter()
             .find_map(|k| self.extra.get(*k).and_then(|v| v.as_i64()))
-            .unwrap_or(6)
+            .filter(|_| self.is_gemma3())
+            .unwrap_or(if self.is_gemma3() { 6 } else { 2 })
             .max(1);
         Some(
             (0..self.num_hidden_layers)
@@ -540,14 +569,14 @@ impl LlamaConfig {
                 self.head_dim()
             )));
         }
-        if self.is_gemma3() {
+        if self.is_gemma() {
             let act = self.extra.get("hidden_activation");
             if !matches!(act, None | Some(serde_json::Value::Null))
                 && act.and_then(|a| a.as_str()) != Some("gelu_pytorch_tanh")
             {
                 return Err(ModelError::Config(format!(
-                    "hidden_activation {} is not supported; only \"gelu_pytorch_tanh\" (Gemma \
-                     3's GELU with the tanh approximation)",
+                    "hidden_activation {} is not supported; only \"gelu_pytorch_tanh\" (Gemma's \
+                     GELU with the tanh approximation)",
                     act.expect("checked above")
                 )));
             }
@@ -559,11 +588,11 @@ impl LlamaConfig {
         }
         if !matches!(
             self.model_type.as_str(),
-            "llama" | "qwen2" | "qwen3" | "mistral" | "gemma3_text" | "smollm3"
+            "llama" | "qwen2" | "qwen3" | "mistral" | "gemma2" | "gemma3_text" | "smollm3"
         ) {
             return Err(ModelError::Config(format!(
                 "model_type {:?} is not a Llama-family type (llama, qwen2, qwen3, mistral, \
-                 gemma3_text, smollm3)",
+                 gemma2, gemma3_text, smollm3)",
                 self.model_type
             )));
         }
@@ -597,8 +626,8 @@ impl LlamaConfig {
             }
         }
         self.rope_scaling()?;
-        if self.is_gemma3() {
-            return self.validate_gemma3();
+        if self.is_gemma() {
+            return self.validate_gemma();
         }
         if self.model_type == "smollm3" {
             return self.validate_smollm3();
@@ -679,11 +708,11 @@ impl LlamaConfig {
         Ok(())
     }
 
-    /// Gemma 3's own keys: `layer_types` (one per layer, full or sliding), `sliding_window`
-    /// (a positive integer when a layer slides), `query_pre_attn_scalar`,
-    /// `final_logit_softcapping`, both RoPEs; EmbeddingGemma's bidirectional attention is
-    /// refused. `attn_logit_softcapping` is ignored, as `transformers`' Gemma 3 ignores it.
-    fn validate_gemma3(&self) -> Result<()> {
+    /// Gemma's own keys: `layer_types` (one per layer, full or sliding), `sliding_window`
+    /// (a positive integer when a layer slides), `query_pre_attn_scalar`, the soft caps, both
+    /// RoPEs; EmbeddingGemma's bidirectional attention is refused. Gemma 3 ignores
+    /// `attn_logit_softcapping`, as `transformers`' Gemma 3 does.
+    fn validate_gemma(&self) -> Result<()> {
         if let Some(v) = self.extra.get("layer_types").filter(|v| !v.is_null()) {
             let types = v.as_array().ok_or_else(|| {
                 ModelError::Config(format!("layer_types must be a list, got {v}"))
@@ -729,7 +758,11 @@ impl LlamaConfig {
                     .into(),
             ));
         }
-        for key in ["query_pre_attn_scalar", "final_logit_softcapping"] {
+        for key in [
+            "query_pre_attn_scalar",
+            "final_logit_softcapping",
+            "attn_logit_softcapping",
+        ] {
             match self.extra.get(key) {
                 None | Some(serde_json::Value::Null) => {}
                 Some(v) if v.as_f64().is_some_and(|x| x > 0.0) => {}

@@ -12,6 +12,7 @@ pub const SUPPORTED_MODEL_TYPES: &[&str] = &[
     "qwen2",
     "qwen3",
     "mistral",
+    "gemma2",
     "gemma3_text",
     "smollm3",
 ];
@@ -22,7 +23,7 @@ pub enum ModelConfig {
     /// `model_type` "gpt2".
     Gpt2(Gpt2Config),
     /// `model_type` "llama" (Llama 2/3, SmolLM2), "qwen2" (Qwen2, Qwen2.5), "qwen3", "mistral",
-    /// "gemma3_text" (Gemma 3) or "smollm3".
+    /// "gemma2", "gemma3_text" (Gemma 3) or "smollm3".
     Llama(LlamaConfig),
 }
 
@@ -98,7 +99,7 @@ impl ModelConfig {
         };
         let cfg = match ty.as_str() {
             "gpt2" => ModelConfig::Gpt2(serde_json::from_value(value).map_err(|e| e.to_string())?),
-            "llama" | "qwen2" | "qwen3" | "mistral" | "gemma3_text" | "smollm3" => {
+            "llama" | "qwen2" | "qwen3" | "mistral" | "gemma2" | "gemma3_text" | "smollm3" => {
                 let listed = match value.get("eos_token_id") {
                     Some(serde_json::Value::Array(ids)) => ids
                         .iter()
@@ -137,7 +138,7 @@ impl ModelConfig {
     pub fn to_json(&self) -> String {
         match self {
             ModelConfig::Gpt2(c) => c.to_json(),
-            ModelConfig::Llama(c) if c.eos_token_ids.len() <= 1 && !c.is_gemma3() => {
+            ModelConfig::Llama(c) if c.eos_token_ids.len() <= 1 && !c.is_gemma() => {
                 serde_json::to_string_pretty(c).expect("a LlamaConfig always serializes")
             }
             ModelConfig::Llama(c) => {
@@ -146,8 +147,8 @@ impl ModelConfig {
                 if c.eos_token_ids.len() > 1 {
                     v["eos_token_id"] = c.eos_token_ids.clone().into();
                 }
-                // Gemma 3 names its activation `hidden_activation` (kept in `extra`).
-                if c.is_gemma3() {
+                // Gemma names its activation `hidden_activation` (kept in `extra`).
+                if c.is_gemma() {
                     if let Some(map) = v.as_object_mut() {
                         map.remove("hidden_act");
                     }
@@ -181,7 +182,7 @@ impl ModelConfig {
         }
     }
 
-    /// "gpt2", "llama", "qwen2", "qwen3", "mistral", "gemma3_text" or "smollm3".
+    /// "gpt2", "llama", "qwen2", "qwen3", "mistral", "gemma2", "gemma3_text" or "smollm3".
     pub fn model_type(&self) -> &str {
         match self {
             ModelConfig::Gpt2(c) => &c.model_type,
@@ -331,6 +332,8 @@ impl ModelConfig {
             ("qwen3", false) => "Qwen3ForSequenceClassification",
             ("mistral", true) => "MistralForCausalLM",
             ("mistral", false) => "MistralForSequenceClassification",
+            ("gemma2", true) => "Gemma2ForCausalLM",
+            ("gemma2", false) => "Gemma2ForSequenceClassification",
             ("gemma3_text", true) => "Gemma3ForCausalLM",
             ("gemma3_text", false) => "Gemma3TextForSequenceClassification",
             ("smollm3", true) => "SmolLM3ForCausalLM",

@@ -1,8 +1,9 @@
 //! The Llama family against Hugging Face `transformers`: a tiny random Llama (grouped-query
 //! attention, untied head, Llama 3 rope_scaling), Qwen2 (q/k/v bias, tied head), Qwen3
 //! (per-head q/k RMSNorm, a head_dim wider than hidden / heads), Mistral (a sliding window
-//! shorter than the sequences), Gemma 3 (its own block, local and global layers) and SmolLM3
-//! (a layer without RoPE, which slides), all made by tests/fixtures/make_llama_fixture.py. Logits, greedy generation (alone and left-padded),
+//! shorter than the sequences), Gemma 3 (its own block, local and global layers), Gemma 2
+//! (soft caps on the scores and the logits) and SmolLM3 (a layer without RoPE, which slides),
+//! all made by tests/fixtures/make_llama_fixture.py. Logits, greedy generation (alone and left-padded),
 //! the scalar head, KV cache == full forward, and checkpoint round trips.
 
 mod common;
@@ -17,7 +18,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
 
-const KINDS: [&str; 6] = ["llama", "qwen2", "qwen3", "mistral", "gemma3", "smollm3"];
+const KINDS: [&str; 7] = [
+    "llama", "qwen2", "qwen3", "mistral", "gemma3", "smollm3", "gemma2",
+];
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -128,6 +131,31 @@ fn configs_parse_as_their_architecture() {
         c.rope(false).unwrap(),
         (1e6, rlhf_model::RopeScaling::Linear { factor: 2.0 })
     );
+    let gemma2 = load("gemma2");
+    let c = gemma2.config().as_llama().unwrap();
+    assert!(c.is_gemma() && !c.is_gemma3() && !c.qk_norm());
+    assert_eq!((c.layer_window(0), c.layer_window(1)), (Some(4), None));
+    assert_eq!(
+        (c.attention_softcapping(), c.final_logit_softcapping()),
+        (Some(3.0), Some(3.0))
+    );
+    // Gemma 2's defaults: both caps on, every second layer local.
+    let c = ModelConfig::from_json(
+        r#"{"model_type": "gemma2", "num_hidden_layers": 4, "hidden_size": 32,
+            "num_attention_heads": 4, "vocab_size": 10, "bos_token_id": 2, "eos_token_id": 1}"#,
+    )
+    .unwrap();
+    let c = c.as_llama().unwrap();
+    assert_eq!(
+        (c.attention_softcapping(), c.final_logit_softcapping()),
+        (Some(50.0), Some(30.0))
+    );
+    let windows: Vec<_> = (0..4).map(|i| c.layer_window(i)).collect();
+    assert_eq!(windows, [Some(4096), None, Some(4096), None]);
+    assert!(!gemma2
+        .var_store()
+        .variables()
+        .contains_key("model.layers.0.self_attn.q_norm.weight"));
     let smol = load("smollm3");
     let c = smol.config().as_llama().unwrap();
     assert_eq!((c.layer_rope(0), c.layer_rope(1)), (true, false));
@@ -294,6 +322,7 @@ fn save_load_is_exact_and_keeps_hf_names_and_shapes() {
             "qwen3" => "Qwen3ForSequenceClassification",
             "gemma3" => "Gemma3TextForSequenceClassification",
             "smollm3" => "SmolLM3ForSequenceClassification",
+            "gemma2" => "Gemma2ForSequenceClassification",
             _ => "MistralForSequenceClassification",
         };
         assert_eq!(cfg["architectures"][0], want);
@@ -392,7 +421,7 @@ fn unknown_model_type_is_a_clear_error() {
     let err = CausalLm::load(&dir, Device::Cpu).unwrap_err().to_string();
     assert!(
         err.contains("\"gemma\"")
-            && err.contains("llama, qwen2, qwen3, mistral, gemma3_text, smollm3"),
+            && err.contains("llama, qwen2, qwen3, mistral, gemma2, gemma3_text, smollm3"),
         "{err}"
     );
     // Llama 3 lists several EOS ids: the first is used.
