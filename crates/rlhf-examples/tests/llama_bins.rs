@@ -34,6 +34,11 @@ fn save_tiny_llama(f: &Fixture) {
 
 /// One epoch of `sft` from `llama/` into `llama_sft/` with these extra `--set`s; returns stderr.
 fn run_sft(f: &Fixture, extra: &[&str]) -> String {
+    run_ok("sft", &sft_args(f, extra))
+}
+
+/// The arguments of [`run_sft`].
+fn sft_args(f: &Fixture, extra: &[&str]) -> Vec<String> {
     let mut a = args(&[
         "--init",
         &f.s("llama"),
@@ -51,7 +56,7 @@ fn run_sft(f: &Fixture, extra: &[&str]) -> String {
         "train.max_response_tokens=32",
     ]));
     a.extend(sets(extra));
-    run_ok("sft", &a)
+    a
 }
 
 /// `reward` arguments: one epoch on `rankings.jsonl` from `init` into `llama_rm/`, plus `extra`
@@ -438,21 +443,7 @@ fn chat_template_kwargs_reach_the_template() {
     );
     // The training stages take it too.
     let sft = |extra: &[&str]| {
-        let mut a = args(&[
-            "--init",
-            &f.s("llama"),
-            "--data",
-            &f.s("world/demonstrations.jsonl"),
-            "--out",
-            &f.s("llama_sft"),
-            "--device",
-            "cpu",
-        ]);
-        a.extend(sets(&[
-            "train.epochs=1",
-            "train.max_prompt_tokens=48",
-            "train.max_response_tokens=32",
-        ]));
+        let mut a = sft_args(&f, &[]);
         a.extend(args(extra));
         run("sft", &a)
     };

@@ -524,23 +524,12 @@ fn a_mistral_window_hides_only_keys_beyond_it() {
 /// with `use_sliding_window`, slides. The fixture written out in full reads the same.
 #[test]
 fn smollm3_defaults_read_as_transformers_fills_them() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = edited_copy(tmp.path(), "smollm3", |cfg| {
+    assert_edit_keeps_logits("smollm3", |cfg| {
         let map = cfg.as_object_mut().unwrap();
         for key in ["rope_parameters", "no_rope_layers", "layer_types"] {
             map.remove(key).unwrap();
         }
     });
-    let exp = expected("smollm3");
-    let (ids, mask) = row(&exp.sequences[1]);
-    let a = tch::no_grad(|| {
-        CausalLm::load(&dir, Device::Cpu)
-            .unwrap()
-            .logits(&ids, &mask, false)
-    })
-    .unwrap();
-    let b = tch::no_grad(|| load("smollm3").logits(&ids, &mask, false)).unwrap();
-    assert_eq!(max_abs_diff(&a, &b), 0.0);
     let bad = |extra: &str| {
         ModelConfig::from_json(&format!(
             r#"{{"model_type": "smollm3", "num_hidden_layers": 2, "hidden_size": 32,
@@ -568,8 +557,7 @@ fn smollm3_defaults_read_as_transformers_fills_them() {
 /// transformers 5 form the fixture was saved in: the same logits, bit for bit.
 #[test]
 fn gemma3_legacy_config_reads_as_the_current_one() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = edited_copy(tmp.path(), "gemma3", |cfg| {
+    assert_edit_keeps_logits("gemma3", |cfg| {
         let map = cfg.as_object_mut().unwrap();
         map.remove("rope_parameters");
         map.remove("layer_types");
@@ -581,16 +569,17 @@ fn gemma3_legacy_config_reads_as_the_current_one() {
         );
         map.insert("sliding_window_pattern".into(), 2.into());
     });
-    let exp = expected("gemma3");
-    let (ids, mask) = row(&exp.sequences[1]);
-    let a = tch::no_grad(|| {
-        CausalLm::load(&dir, Device::Cpu)
-            .unwrap()
-            .logits(&ids, &mask, false)
-    })
-    .unwrap();
-    let b = tch::no_grad(|| load("gemma3").logits(&ids, &mask, false)).unwrap();
-    assert_eq!(max_abs_diff(&a, &b), 0.0);
+}
+
+/// The `kind` fixture with its `config.json` changed by `edit` computes the fixture's logits,
+/// bit for bit (on its second sequence).
+fn assert_edit_keeps_logits(kind: &str, edit: impl FnOnce(&mut serde_json::Value)) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = edited_copy(tmp.path(), kind, edit);
+    let (ids, mask) = row(&expected(kind).sequences[1]);
+    let logits = |lm: CausalLm| tch::no_grad(|| lm.logits(&ids, &mask, false)).unwrap();
+    let a = logits(CausalLm::load(&dir, Device::Cpu).unwrap());
+    assert_eq!(max_abs_diff(&a, &logits(load(kind))), 0.0, "{kind}");
 }
 
 /// Llama 3 Instruct lists several EOS ids (`[128001, 128008, 128009]`): the list is kept, written
