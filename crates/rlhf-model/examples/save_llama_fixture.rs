@@ -12,7 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fixtures = Path::new("crates/rlhf-model/tests/fixtures");
     let kinds: Vec<String> = std::env::args().skip(1).collect();
     let all = [
-        "llama", "qwen2", "qwen3", "mistral", "gemma3", "smollm3", "gemma2",
+        "llama", "qwen2", "qwen3", "mistral", "gemma3", "smollm3", "gemma2", "olmo2",
     ]
     .map(String::from);
     // Optional kinds as arguments (`-- qwen3 mistral`): only those.

@@ -75,26 +75,45 @@ impl Projection for Linear {
     }
 }
 
-/// Hugging Face's `LlamaRMSNorm`: normalize in f32, cast back, then scale. Gemma's
-/// (`offset`): scale by `1 + weight` in f32, then cast back; its weight starts at 0.
+/// How an RMSNorm applies its weight; each normalizes in f32.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum NormStyle {
+    /// Hugging Face's `LlamaRMSNorm`: cast back to the input's dtype, then scale.
+    Llama,
+    /// Gemma's: scale by `1 + weight` in f32, then cast back (the weight starts at 0).
+    Gemma,
+    /// OLMo 2's: scale in f32, then cast back.
+    Olmo,
+}
+
+impl NormStyle {
+    fn of(cfg: &LlamaConfig) -> Self {
+        match () {
+            _ if cfg.is_gemma() => NormStyle::Gemma,
+            _ if cfg.model_type == "olmo2" => NormStyle::Olmo,
+            _ => NormStyle::Llama,
+        }
+    }
+}
+
+/// An RMSNorm over the last dim, weighted as its [`NormStyle`] says.
 #[derive(Debug)]
 struct RmsNorm {
     weight: Tensor,
     eps: f64,
-    offset: bool,
+    style: NormStyle,
 }
 
 impl RmsNorm {
-    fn new(p: nn::Path, dim: i64, eps: f64, offset: bool) -> Self {
+    fn new(p: nn::Path, dim: i64, eps: f64, style: NormStyle) -> Self {
         let p = p.set_group(NO_DECAY_GROUP);
         RmsNorm {
-            weight: if offset {
-                p.zeros("weight", &[dim])
-            } else {
-                p.ones("weight", &[dim])
+            weight: match style {
+                NormStyle::Gemma => p.zeros("weight", &[dim]),
+                _ => p.ones("weight", &[dim]),
             },
             eps,
-            offset,
+            style,
         }
     }
 
@@ -103,10 +122,10 @@ impl RmsNorm {
         let xf = x.to_kind(Kind::Float);
         let var = xf.square().mean_dim(-1, true, Kind::Float);
         let normed = xf * (var + self.eps).rsqrt();
-        if self.offset {
-            (normed * (self.weight.to_kind(Kind::Float) + 1.0)).to_kind(kind)
-        } else {
-            &self.weight * normed.to_kind(kind)
+        match self.style {
+            NormStyle::Llama => &self.weight * normed.to_kind(kind),
+            NormStyle::Gemma => (normed * (self.weight.to_kind(Kind::Float) + 1.0)).to_kind(kind),
+            NormStyle::Olmo => (normed * self.weight.to_kind(Kind::Float)).to_kind(kind),
         }
     }
 }
@@ -175,8 +194,10 @@ struct Attention {
     k_proj: Linear,
     v_proj: Linear,
     o_proj: Linear,
-    /// Qwen3's (Gemma 3's) RMSNorm over each head's queries and keys, before RoPE.
+    /// Qwen3's (Gemma 3's) RMSNorm over each head's queries and keys, before RoPE; OLMo 2's
+    /// over all the queries (keys) of a position (`qk_norm_wide`).
     qk_norm: Option<(RmsNorm, RmsNorm)>,
+    qk_norm_wide: bool,
     /// The score scale; `None` is `1 / sqrt(head_dim)`.
     scale: Option<f64>,
     /// Gemma 2's soft cap on the scores.
@@ -198,12 +219,17 @@ impl Attention {
             v_proj: Linear::new(&p / "v_proj", e, kv * d, cfg.qkv_bias(), std),
             o_proj: Linear::new(&p / "o_proj", h * d, e, cfg.o_bias(), std),
             qk_norm: cfg.qk_norm().then(|| {
-                let g = cfg.is_gemma();
+                let st = NormStyle::of(cfg);
+                let (dq, dk) = match cfg.qk_norm_wide() {
+                    true => (h * d, kv * d),
+                    false => (d, d),
+                };
                 (
-                    RmsNorm::new(&p / "q_norm", d, cfg.rms_norm_eps, g),
-                    RmsNorm::new(&p / "k_norm", d, cfg.rms_norm_eps, g),
+                    RmsNorm::new(&p / "q_norm", dq, cfg.rms_norm_eps, st),
+                    RmsNorm::new(&p / "k_norm", dk, cfg.rms_norm_eps, st),
                 )
             }),
+            qk_norm_wide: cfg.qk_norm_wide(),
             scale: cfg.attention_scale(),
             softcap: cfg.attention_softcapping(),
             n_head: h,
@@ -230,12 +256,13 @@ impl Attention {
         rows: Option<&Range<i64>>,
     ) -> Tensor {
         let (b, _, _) = x.size3().expect("attention input is [B, T, E]");
-        let heads = |y: Tensor, n: i64| {
+        let heads_of = |y: Tensor, n: i64| {
             let len = y.size()[1];
             y.view([b, len, n, self.head_dim]).transpose(1, 2)
         };
         // Qwen3: each head's queries (keys) normalized over the head's width, in the
-        // activations' dtype as Hugging Face casts back before the weight.
+        // activations' dtype as Hugging Face casts back before the weight; OLMo 2: a
+        // position's queries (keys) over all heads, before they are split into heads.
         let norm = |y: Tensor, which: usize| match &self.qk_norm {
             Some(n) => {
                 let n = if which == 0 { &n.0 } else { &n.1 };
@@ -243,6 +270,11 @@ impl Attention {
                 n.forward(&y).to_kind(kind)
             }
             None => y,
+        };
+        let wide = self.qk_norm_wide;
+        let heads = |y: Tensor, n: i64, which: usize| match wide {
+            true => heads_of(norm(y, which), n),
+            false => norm(heads_of(y, n), which),
         };
         // RoPE over the positions `span` of the new tokens (all of them for `None`).
         let rope = |y: Tensor, span: Option<&Range<i64>>| match rotary {
@@ -260,28 +292,22 @@ impl Attention {
         };
         let q = match rows {
             None => rope(
-                norm(
-                    heads(self.q_proj.forward(x, train, autocast), self.n_head),
-                    0,
-                ),
+                heads(self.q_proj.forward(x, train, autocast), self.n_head, 0),
                 None,
             ),
             Some(r) => {
                 let xq = x.narrow(1, r.start, r.end - r.start);
                 rope(
-                    norm(
-                        heads(self.q_proj.forward(&xq, train, autocast), self.n_head),
-                        0,
-                    ),
+                    heads(self.q_proj.forward(&xq, train, autocast), self.n_head, 0),
                     Some(r),
                 )
             }
         };
         let k = rope(
-            norm(heads(self.k_proj.forward(x, train, autocast), self.n_kv), 1),
+            heads(self.k_proj.forward(x, train, autocast), self.n_kv, 1),
             None,
         );
-        let v = heads(self.v_proj.forward(x, train, autocast), self.n_kv);
+        let v = heads_of(self.v_proj.forward(x, train, autocast), self.n_kv);
         let keys = Keys::new(k, v, cache);
         let dropout = if train { self.attn_pdrop } else { 0.0 };
         // Grouped-query attention: `attend` lets query head h read key/value head h / (H / KV).
@@ -340,13 +366,15 @@ impl Mlp {
 
 #[derive(Debug)]
 struct Layer {
-    input_layernorm: RmsNorm,
+    /// Before the attention (none in OLMo 2).
+    input_layernorm: Option<RmsNorm>,
     self_attn: Attention,
-    /// Before the MLP (Llama); on the attention's output (Gemma 3).
+    /// Before the MLP (Llama); on the attention's output (Gemma, OLMo 2).
     post_attention_layernorm: RmsNorm,
     mlp: Mlp,
-    /// Gemma 3's `pre_feedforward_layernorm` and `post_feedforward_layernorm`.
-    feedforward_norms: Option<(RmsNorm, RmsNorm)>,
+    /// Gemma's `pre_feedforward_layernorm` (none in OLMo 2) and the
+    /// `post_feedforward_layernorm` on the MLP's output of Gemma and OLMo 2.
+    feedforward_norms: Option<(Option<RmsNorm>, RmsNorm)>,
     /// Local attention over this many positions (Gemma 3's sliding layers).
     window: Option<i64>,
     /// Whether the layer applies RoPE (not SmolLM3's "NoPE" layers).
@@ -380,24 +408,21 @@ impl Llama {
             &[cfg.vocab_size, cfg.hidden_size],
             cfg.initializer_range,
         );
-        let (e, eps, g) = (cfg.hidden_size, cfg.rms_norm_eps, cfg.is_gemma());
+        let (e, eps, st) = (cfg.hidden_size, cfg.rms_norm_eps, NormStyle::of(cfg));
+        let (gemma, olmo) = (cfg.is_gemma(), cfg.model_type == "olmo2");
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| {
                 let l = p / "layers" / i;
+                let norm = |name: &str| RmsNorm::new(&l / name, e, eps, st);
                 Layer {
-                    input_layernorm: RmsNorm::new(&l / "input_layernorm", e, eps, g),
+                    input_layernorm: (!olmo).then(|| norm("input_layernorm")),
                     self_attn: Attention::new(&l / "self_attn", cfg),
-                    post_attention_layernorm: RmsNorm::new(
-                        &l / "post_attention_layernorm",
-                        e,
-                        eps,
-                        g,
-                    ),
+                    post_attention_layernorm: norm("post_attention_layernorm"),
                     mlp: Mlp::new(&l / "mlp", cfg),
-                    feedforward_norms: g.then(|| {
+                    feedforward_norms: (gemma || olmo).then(|| {
                         (
-                            RmsNorm::new(&l / "pre_feedforward_layernorm", e, eps, g),
-                            RmsNorm::new(&l / "post_feedforward_layernorm", e, eps, g),
+                            gemma.then(|| norm("pre_feedforward_layernorm")),
+                            norm("post_feedforward_layernorm"),
                         )
                     }),
                     window: cfg.layer_window(i),
@@ -412,7 +437,7 @@ impl Llama {
         Ok(Llama {
             embed_tokens,
             layers,
-            norm: RmsNorm::new(p / "norm", e, eps, g),
+            norm: RmsNorm::new(p / "norm", e, eps, st),
             inv_freq: inv_freq(cfg, false)?.to_device(p.device()),
             inv_freq_local,
             cfg: cfg.clone(),
@@ -556,8 +581,9 @@ impl Llama {
             };
             let rotary = layer.rope.then_some((cos, sin));
             let (keep, keep_mask) = step.block_queries(i, n_layer, mask);
+            let normed = layer.input_layernorm.as_ref().map(|n| n.forward(&x));
             let a = layer.self_attn.forward(
-                &layer.input_layernorm.forward(&x),
+                normed.as_ref().unwrap_or(&x),
                 rotary,
                 keep_mask.as_ref().unwrap_or(mask),
                 layer_cache,
@@ -579,7 +605,10 @@ impl Llama {
                 }
                 Some((pre, post)) => {
                     x = x.g_add(&layer.post_attention_layernorm.forward(&a));
-                    let m = layer.mlp.forward(&pre.forward(&x), train, self.autocast);
+                    let normed = pre.as_ref().map(|n| n.forward(&x));
+                    let m = layer
+                        .mlp
+                        .forward(normed.as_ref().unwrap_or(&x), train, self.autocast);
                     x = x.g_add(&post.forward(&m.to_kind(x.kind())));
                 }
             }

@@ -275,14 +275,20 @@ impl LlamaConfig {
     pub fn o_bias(&self) -> bool {
         matches!(
             self.model_type.as_str(),
-            "llama" | "qwen3" | "gemma2" | "gemma3_text" | "smollm3"
+            "llama" | "qwen3" | "gemma2" | "gemma3_text" | "smollm3" | "olmo2"
         ) && self.attention_bias
     }
 
-    /// Whether each head's queries and keys go through an RMSNorm before RoPE (Qwen3's and
-    /// Gemma 3's `q_norm`, `k_norm`).
+    /// Whether the queries and keys go through an RMSNorm before RoPE (Qwen3's and Gemma 3's
+    /// `q_norm`, `k_norm`, over each head; OLMo 2's over all heads: [`Self::qk_norm_wide`]).
     pub fn qk_norm(&self) -> bool {
-        self.model_type == "qwen3" || self.is_gemma3()
+        self.model_type == "qwen3" || self.is_gemma3() || self.model_type == "olmo2"
+    }
+
+    /// Whether [`Self::qk_norm`] normalizes a position's queries (keys) of all heads together,
+    /// before they are split into heads (OLMo 2's `q_norm` of width heads x head_dim).
+    pub fn qk_norm_wide(&self) -> bool {
+        self.model_type == "olmo2"
     }
 
     /// Gemma 3 (`model_type` "gemma3_text", `Gemma3ForCausalLM`: Gemma 3 270M and 1B, and the
@@ -588,11 +594,18 @@ impl LlamaConfig {
         }
         if !matches!(
             self.model_type.as_str(),
-            "llama" | "qwen2" | "qwen3" | "mistral" | "gemma2" | "gemma3_text" | "smollm3"
+            "llama"
+                | "qwen2"
+                | "qwen3"
+                | "mistral"
+                | "gemma2"
+                | "gemma3_text"
+                | "smollm3"
+                | "olmo2"
         ) {
             return Err(ModelError::Config(format!(
                 "model_type {:?} is not a Llama-family type (llama, qwen2, qwen3, mistral, \
-                 gemma2, gemma3_text, smollm3)",
+                 gemma2, gemma3_text, smollm3, olmo2)",
                 self.model_type
             )));
         }

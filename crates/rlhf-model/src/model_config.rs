@@ -15,6 +15,7 @@ pub const SUPPORTED_MODEL_TYPES: &[&str] = &[
     "gemma2",
     "gemma3_text",
     "smollm3",
+    "olmo2",
 ];
 
 /// The Hugging Face config of one of the supported architectures.
@@ -23,7 +24,7 @@ pub enum ModelConfig {
     /// `model_type` "gpt2".
     Gpt2(Gpt2Config),
     /// `model_type` "llama" (Llama 2/3, SmolLM2), "qwen2" (Qwen2, Qwen2.5), "qwen3", "mistral",
-    /// "gemma2", "gemma3_text" (Gemma 3) or "smollm3".
+    /// "gemma2", "gemma3_text" (Gemma 3), "smollm3" or "olmo2" (OLMo 2).
     Llama(LlamaConfig),
 }
 
@@ -99,7 +100,8 @@ impl ModelConfig {
         };
         let cfg = match ty.as_str() {
             "gpt2" => ModelConfig::Gpt2(serde_json::from_value(value).map_err(|e| e.to_string())?),
-            "llama" | "qwen2" | "qwen3" | "mistral" | "gemma2" | "gemma3_text" | "smollm3" => {
+            "llama" | "qwen2" | "qwen3" | "mistral" | "gemma2" | "gemma3_text" | "smollm3"
+            | "olmo2" => {
                 let listed = match value.get("eos_token_id") {
                     Some(serde_json::Value::Array(ids)) => ids
                         .iter()
@@ -182,7 +184,8 @@ impl ModelConfig {
         }
     }
 
-    /// "gpt2", "llama", "qwen2", "qwen3", "mistral", "gemma2", "gemma3_text" or "smollm3".
+    /// "gpt2", "llama", "qwen2", "qwen3", "mistral", "gemma2", "gemma3_text", "smollm3" or
+    /// "olmo2".
     pub fn model_type(&self) -> &str {
         match self {
             ModelConfig::Gpt2(c) => &c.model_type,
@@ -338,6 +341,8 @@ impl ModelConfig {
             ("gemma3_text", false) => "Gemma3TextForSequenceClassification",
             ("smollm3", true) => "SmolLM3ForCausalLM",
             ("smollm3", false) => "SmolLM3ForSequenceClassification",
+            ("olmo2", true) => "Olmo2ForCausalLM",
+            ("olmo2", false) => "Olmo2ForSequenceClassification",
             (_, true) => "GPT2LMHeadModel",
             (_, false) => "GPT2ForSequenceClassification",
         }

@@ -2,8 +2,9 @@
 //! attention, untied head, Llama 3 rope_scaling), Qwen2 (q/k/v bias, tied head), Qwen3
 //! (per-head q/k RMSNorm, a head_dim wider than hidden / heads), Mistral (a sliding window
 //! shorter than the sequences), Gemma 3 (its own block, local and global layers), Gemma 2
-//! (soft caps on the scores and the logits) and SmolLM3 (a layer without RoPE, which slides),
-//! all made by tests/fixtures/make_llama_fixture.py. Logits, greedy generation (alone and left-padded),
+//! (soft caps on the scores and the logits), SmolLM3 (a layer without RoPE, which slides) and
+//! OLMo 2 (norms after the attention and the MLP, q/k norms over all heads), all made by
+//! tests/fixtures/make_llama_fixture.py. Logits, greedy generation (alone and left-padded),
 //! the scalar head, KV cache == full forward, and checkpoint round trips.
 
 mod common;
@@ -18,8 +19,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
 
-const KINDS: [&str; 7] = [
-    "llama", "qwen2", "qwen3", "mistral", "gemma3", "smollm3", "gemma2",
+const KINDS: [&str; 8] = [
+    "llama", "qwen2", "qwen3", "mistral", "gemma3", "smollm3", "gemma2", "olmo2",
 ];
 
 fn fixtures() -> PathBuf {
@@ -156,6 +157,13 @@ fn configs_parse_as_their_architecture() {
         .var_store()
         .variables()
         .contains_key("model.layers.0.self_attn.q_norm.weight"));
+    let olmo = load("olmo2");
+    let c = olmo.config().as_llama().unwrap();
+    assert!(c.qk_norm() && c.qk_norm_wide() && !c.tie_word_embeddings);
+    let vars = olmo.var_store().variables();
+    assert_eq!(vars["model.layers.0.self_attn.q_norm.weight"].size(), [32]);
+    assert_eq!(vars["model.layers.0.self_attn.k_norm.weight"].size(), [16]);
+    assert!(!vars.contains_key("model.layers.0.input_layernorm.weight"));
     let smol = load("smollm3");
     let c = smol.config().as_llama().unwrap();
     assert_eq!((c.layer_rope(0), c.layer_rope(1)), (true, false));
@@ -323,6 +331,7 @@ fn save_load_is_exact_and_keeps_hf_names_and_shapes() {
             "gemma3" => "Gemma3TextForSequenceClassification",
             "smollm3" => "SmolLM3ForSequenceClassification",
             "gemma2" => "Gemma2ForSequenceClassification",
+            "olmo2" => "Olmo2ForSequenceClassification",
             _ => "MistralForSequenceClassification",
         };
         assert_eq!(cfg["architectures"][0], want);
@@ -421,7 +430,7 @@ fn unknown_model_type_is_a_clear_error() {
     let err = CausalLm::load(&dir, Device::Cpu).unwrap_err().to_string();
     assert!(
         err.contains("\"gemma\"")
-            && err.contains("llama, qwen2, qwen3, mistral, gemma2, gemma3_text, smollm3"),
+            && err.contains("llama, qwen2, qwen3, mistral, gemma2, gemma3_text, smollm3, olmo2"),
         "{err}"
     );
     // Llama 3 lists several EOS ids: the first is used.
