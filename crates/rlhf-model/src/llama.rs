@@ -1,9 +1,12 @@
 //! The Llama-family decoder body (Hugging Face `LlamaModel` / `Qwen2Model` / `Qwen3Model` /
-//! `MistralModel` / `Gemma3TextModel` / `SmolLM3Model`): token embedding, pre-RMSNorm layers with rotary
-//! grouped-query self-attention (Qwen3 and Gemma 3: with an RMSNorm on each head's queries and
-//! keys) and a SwiGLU MLP, final RMSNorm. Gemma 3 adds a norm after the attention and after
-//! the MLP, scales the embeddings, gates its MLP with GELU and slides the attention window of
-//! its local layers (see [`LlamaConfig::is_gemma3`]; Gemma 2: [`LlamaConfig::is_gemma`]).
+//! `MistralModel` / `Gemma2Model` / `Gemma3TextModel` / `SmolLM3Model` / `Olmo2Model`): token
+//! embedding, pre-RMSNorm layers with rotary grouped-query self-attention (Qwen3 and Gemma 3:
+//! with an RMSNorm on each head's queries and keys) and a SwiGLU MLP, final RMSNorm. Gemma adds
+//! a norm after the attention and after the MLP, scales the embeddings, gates its MLP with GELU
+//! and slides the attention window of its local layers ([`LlamaConfig::is_gemma3`],
+//! [`LlamaConfig::is_gemma`]); SmolLM3 leaves RoPE out of some layers
+//! ([`LlamaConfig::layer_rope`]); OLMo 2 normalizes the attention's and the MLP's outputs
+//! instead of their inputs ([`LlamaConfig::qk_norm_wide`]).
 //!
 //! Variable names mirror Hugging Face (`embed_tokens`, `layers.{i}.self_attn.q_proj`,
 //! `layers.{i}.mlp.gate_proj`, `norm`, ...) and linear weights are stored `[out, in]` as
@@ -382,7 +385,7 @@ struct Layer {
 }
 
 /// The Llama-family decoder (Hugging Face's `LlamaModel` / `Qwen2Model` / `Qwen3Model` /
-/// `MistralModel` / `Gemma3TextModel` / `SmolLM3Model`).
+/// `MistralModel` / `Gemma2Model` / `Gemma3TextModel` / `SmolLM3Model` / `Olmo2Model`).
 #[derive(Debug)]
 pub struct Llama {
     embed_tokens: Tensor,

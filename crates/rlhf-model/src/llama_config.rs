@@ -1,18 +1,19 @@
 //! The Hugging Face `config.json` of the Llama family (`LlamaConfig`, `Qwen2Config`,
-//! `Qwen3Config`, `MistralConfig`, `Gemma3TextConfig`, `SmolLM3Config`; SmolLM2 is `llama`),
-//! read and written with the same field names, and its rotary embedding parameters.
+//! `Qwen3Config`, `MistralConfig`, `Gemma2Config`, `Gemma3TextConfig`, `SmolLM3Config`,
+//! `Olmo2Config`; SmolLM2 is `llama`), read and written with the same field names, and its
+//! rotary embedding parameters.
 
 use crate::error::{ModelError, Result};
 use serde::{Deserialize, Serialize};
 
-/// Llama / Qwen2 / Qwen3 / Mistral / Gemma 3 / SmolLM3 hyper-parameters, field for field
-/// Hugging Face's configs.
+/// Llama / Qwen2 / Qwen3 / Mistral / Gemma 2 / Gemma 3 / SmolLM3 / OLMo 2 hyper-parameters,
+/// field for field Hugging Face's configs.
 ///
-/// The six share one decoder; they differ in biases (Qwen2: q/k/v), Qwen3's RMSNorm on each
-/// head's queries and keys (`q_norm`, `k_norm`), sliding windows (Mistral's, Gemma 3's and
-/// SmolLM3's: [`LlamaConfig::layer_window`]), Gemma 3's block (see
-/// [`LlamaConfig::is_gemma3`]) and SmolLM3's layers without RoPE
-/// ([`LlamaConfig::layer_rope`]).
+/// They share one decoder; they differ in biases (Qwen2: q/k/v), Qwen3's RMSNorm on each
+/// head's queries and keys (`q_norm`, `k_norm`), sliding windows (Mistral's, Gemma's and
+/// SmolLM3's: [`LlamaConfig::layer_window`]), Gemma's block (see [`LlamaConfig::is_gemma3`],
+/// [`LlamaConfig::is_gemma`]), SmolLM3's layers without RoPE ([`LlamaConfig::layer_rope`]) and
+/// OLMo 2's norms ([`LlamaConfig::qk_norm_wide`]).
 ///
 /// Defaults are Hugging Face's `LlamaConfig` defaults. Keys this struct does not know (e.g.
 /// Qwen2's `use_sliding_window`, `dtype`, Gemma 3's `query_pre_attn_scalar`,
@@ -20,7 +21,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LlamaConfig {
-    /// "llama", "qwen2", "qwen3", "mistral", "gemma3_text" or "smollm3" (default "llama").
+    /// "llama", "qwen2", "qwen3", "mistral", "gemma2", "gemma3_text", "smollm3" or "olmo2"
+    /// (default "llama").
     pub model_type: String,
     /// Vocabulary size (default 32000).
     pub vocab_size: i64,
