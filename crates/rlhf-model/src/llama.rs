@@ -290,7 +290,8 @@ impl Attention {
                         sin.narrow(2, r.start, r.end - r.start),
                     ),
                 };
-                &y * &cos + rotate_half(&y) * &sin
+                // In the dtype of `cos` when wider (OLMo 2's f32), then back to `y`'s.
+                (&y * &cos + rotate_half(&y) * &sin).to_kind(y.kind())
             }
         };
         let q = match rows {
@@ -560,7 +561,12 @@ impl Llama {
             false => x,
         };
         let mut x = x.dropout(self.cfg.embd_pdrop, train);
-        let rope_kind = self.autocast.unwrap_or(x.kind());
+        // OLMo 2 rotates in f32 (its cos and sin stay f32, the result is cast back), the others
+        // in the activations' dtype.
+        let rope_kind = match self.cfg.model_type.as_str() {
+            "olmo2" => Kind::Float,
+            _ => self.autocast.unwrap_or(x.kind()),
+        };
         let global = self.rotary(&self.inv_freq, &step.positions, rope_kind);
         let local = self
             .inv_freq_local
