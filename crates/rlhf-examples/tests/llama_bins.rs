@@ -406,53 +406,44 @@ fn chat_template_kwargs_reach_the_template() {
         serde_json::json!({"chat_template": template}).to_string(),
     )
     .unwrap();
-    let gen = |extra: &[&str]| {
-        let mut a = args(&[
-            "--model",
-            &f.s("llama"),
-            "--prompt",
-            "red fox",
-            "--max-new-tokens",
-            "2",
-            "--greedy",
-            "--device",
-            "cpu",
-        ]);
-        a.extend(args(extra));
-        run("generate", &a)
-    };
+    // `generate`, then a training stage: each fails without the argument and with a malformed
+    // one, and runs with it (last: a finished `sft` run holds its --out).
+    let generate_args = args(&[
+        "--model",
+        &f.s("llama"),
+        "--prompt",
+        "red fox",
+        "--max-new-tokens",
+        "2",
+        "--greedy",
+        "--device",
+        "cpu",
+    ]);
     let err = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).to_string();
-    let off = gen(&[]);
-    assert!(
-        !off.status.success() && err(&off).contains("thinking is on"),
-        "{}",
-        err(&off)
-    );
-    let on = gen(&["--chat-template-kwarg", "enable_thinking=false"]);
-    assert!(on.status.success(), "{}", err(&on));
-    assert!(
-        err(&on).contains(r#"template variables: {"enable_thinking":false}"#),
-        "{}",
-        err(&on)
-    );
-    let bad = gen(&["--chat-template-kwarg", "enable_thinking"]);
-    assert!(
-        !bad.status.success() && err(&bad).contains("KEY=VALUE"),
-        "{}",
-        err(&bad)
-    );
-    // The training stages take it too.
-    let sft = |extra: &[&str]| {
-        let mut a = sft_args(&f, &[]);
-        a.extend(args(extra));
-        run("sft", &a)
-    };
-    let off = sft(&[]);
-    assert!(
-        !off.status.success() && err(&off).contains("thinking is on"),
-        "{}",
-        err(&off)
-    );
-    let on = sft(&["--chat-template-kwarg", "enable_thinking=false"]);
-    assert!(on.status.success(), "{}", err(&on));
+    for (bin, base) in [("generate", generate_args), ("sft", sft_args(&f, &[]))] {
+        let with = |extra: &[&str]| {
+            let mut a = base.clone();
+            a.extend(args(extra));
+            run(bin, &a)
+        };
+        let off = with(&[]);
+        assert!(
+            !off.status.success() && err(&off).contains("thinking is on"),
+            "{bin}: {}",
+            err(&off)
+        );
+        let bad = with(&["--chat-template-kwarg", "enable_thinking"]);
+        assert!(
+            !bad.status.success() && err(&bad).contains("KEY=VALUE"),
+            "{bin}: {}",
+            err(&bad)
+        );
+        let on = with(&["--chat-template-kwarg", "enable_thinking=false"]);
+        assert!(on.status.success(), "{bin}: {}", err(&on));
+        assert!(
+            err(&on).contains(r#"template variables: {"enable_thinking":false}"#),
+            "{bin}: {}",
+            err(&on)
+        );
+    }
 }
